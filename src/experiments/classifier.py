@@ -1,0 +1,66 @@
+"""The LightningModule: network, loss and optimizer, each built from its own config group.
+
+Hyperparameters are stored as plain dicts (``save_hyperparameters``), so a checkpoint rebuilds the
+exact model with ``Classifier.load_from_checkpoint(path)`` under PyTorch's ``weights_only`` loading.
+Metrics are torchmetrics objects accumulated on the device and read once per epoch.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import lightning as L
+import torch
+from hydra.utils import instantiate
+from torchmetrics.classification import MulticlassAccuracy
+
+from experiments.activations import activation_factory
+from experiments.losses import check_output_activation
+from experiments.model import MLP
+from experiments.optimizers import build_optimizer, build_scheduler
+
+
+class Classifier(L.LightningModule):
+    def __init__(self, model: dict[str, Any], activation: dict[str, Any], loss: dict[str, Any],
+                 optimizer: dict[str, Any], scheduler: dict[str, Any] | None = None,
+                 input_size: int = 784, num_classes: int = 10) -> None:
+        super().__init__()
+        self.save_hyperparameters(logger=False)  # the run logs them with final metrics (HParams tab)
+        self.net = MLP(input_size, num_classes, activation=activation_factory(activation), **model)
+        self.loss_fn = instantiate(loss)
+        verdict = check_output_activation(model.get("output_activation", "none"), self.loss_fn)
+        if verdict and verdict.startswith("refuse"):
+            raise ValueError(verdict.removeprefix("refuse: "))
+        if verdict:
+            warnings.warn(verdict.removeprefix("warn: "), UserWarning, stacklevel=2)
+        self.train_acc = MulticlassAccuracy(num_classes, average="micro")
+        self.val_acc = MulticlassAccuracy(num_classes, average="micro")
+        self.test_acc = MulticlassAccuracy(num_classes, average="micro")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+    def _step(self, batch: tuple[torch.Tensor, torch.Tensor], stage: str, acc: MulticlassAccuracy) -> torch.Tensor:
+        x, y = batch
+        out = self.net(x)
+        loss = self.loss_fn(out, y)
+        acc.update(out.detach(), y)  # argmax of outputs: the same class whatever the output activation
+        on_step = stage == "train"
+        self.log(f"{stage}/loss", loss.detach(), on_step=on_step, on_epoch=True, prog_bar=True, batch_size=len(y))
+        self.log(f"{stage}/acc", acc, on_step=False, on_epoch=True, prog_bar=stage != "train")
+        return loss
+
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        return self._step(batch, "train", self.train_acc)
+
+    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        self._step(batch, "val", self.val_acc)
+
+    def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        self._step(batch, "test", self.test_acc)
+
+    def configure_optimizers(self) -> Any:
+        optimizer = build_optimizer(self.hparams.optimizer, self.parameters())
+        scheduler = build_scheduler(self.hparams.scheduler, optimizer, int(self.trainer.estimated_stepping_batches))
+        return optimizer if scheduler is None else {"optimizer": optimizer, "lr_scheduler": scheduler}

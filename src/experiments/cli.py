@@ -1,0 +1,112 @@
+"""The Hydra entry points behind ``train.py`` and ``eval.py``: config in, one line of outcome out.
+
+Errors a user can fix (bad config values, damaged data files, unwritable directories) print as one
+clean line and exit non-zero; ``HYDRA_FULL_ERROR=1`` shows the traceback instead. In a sweep a failing
+job is recorded in its ``metrics.json`` and the sweep goes on.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import sys
+import time
+import traceback
+import warnings
+from pathlib import Path
+from typing import Any
+
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from omegaconf import DictConfig, OmegaConf
+
+log = logging.getLogger("experiments")
+
+
+def _run_id() -> str:
+    """Distinguishes runs started in the same second: process id plus sub-second clock."""
+    return f"{time.time_ns() // 1000 % 1_000_000:06d}-{os.getpid()}"
+
+
+OmegaConf.register_new_resolver("run_id", _run_id, use_cache=True, replace=True)
+
+
+class _DropTips(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "Tip:" not in record.getMessage()
+
+
+def _quiet_lightning() -> None:
+    """Route Lightning's messages through Hydra's logging only (console and ``<run_dir>/train.log``)."""
+    for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
+        logger = logging.getLogger(name)
+        for handler in list(logger.handlers):
+            logger.removeHandler(handler)
+        logger.propagate = True
+        logger.addFilter(_DropTips())
+    warnings.filterwarnings("ignore", message=r".*treespec.*LeafSpec.*")
+
+
+def _print_config(cfg: DictConfig) -> None:
+    from rich.console import Console
+    from rich.syntax import Syntax
+
+    Console(stderr=False).print(Syntax(OmegaConf.to_yaml(cfg, resolve=True), "yaml", theme="ansi_dark"))
+
+
+def _parallel_jobs(hc: Any) -> int:
+    if hc.mode != RunMode.MULTIRUN:
+        return 1
+    n_jobs = hc.launcher.get("n_jobs")
+    if n_jobs is None:
+        return 1
+    return os.cpu_count() or 1 if n_jobs < 0 else int(n_jobs)
+
+
+def _fail(message: str, code: int = 2) -> None:
+    if os.environ.get("HYDRA_FULL_ERROR") == "1":
+        raise
+    print(f"Error: {message}", file=sys.stderr, flush=True)
+    sys.exit(code)
+
+
+def train_main(cfg: DictConfig) -> float:
+    """Run one job; returns ``optimized_metric`` for sweepers (NaN when the job did not complete)."""
+    from experiments.config_checks import ConfigError
+    from experiments.data import DataError
+    from experiments.training import run, write_json
+
+    hc = HydraConfig.get()
+    run_dir = Path(hc.runtime.output_dir)
+    multirun = hc.mode == RunMode.MULTIRUN
+    _quiet_lightning()
+    if cfg.print_config and not multirun:
+        _print_config(cfg)
+    try:
+        result = run(cfg, run_dir, dict(hc.runtime.choices), list(hc.overrides.task), _parallel_jobs(hc))
+    except (ConfigError, DataError, FileExistsError, OSError, ValueError) as exc:
+        if multirun:  # the sweep goes on; the report shows this job as failed
+            log.error("job %s failed: %s", run_dir.name, exc)
+            write_json(run_dir / "metrics.json", {"status": "failed", "error": str(exc), "run_dir": str(run_dir),
+                                                  "overrides": list(hc.overrides.task)})
+            return math.nan
+        _fail(str(exc))
+    except Exception as exc:  # a bug or an environment problem: keep the traceback in the record
+        if not multirun:
+            raise
+        log.error("job %s crashed:\n%s", run_dir.name, traceback.format_exc())
+        write_json(run_dir / "metrics.json", {"status": "failed", "error": f"{type(exc).__name__}: {exc}",
+                                              "run_dir": str(run_dir), "overrides": list(hc.overrides.task)})
+        return math.nan
+    status = result["status"]
+    if status == "completed":
+        print(f"test/acc={result['test/acc']:.4f} test/loss={result['test/loss']:.4f} "
+              f"epochs={result['epochs']} wall={result['wall_seconds']:.1f}s run_dir={run_dir}", flush=True)
+        return float(result.get(cfg.optimized_metric, math.nan))
+    message = f"{result.get('error', status)}; metrics.json status={status}; run_dir={run_dir}"
+    if multirun:
+        log.error(message)
+        return math.nan
+    print(f"Error: {message}", file=sys.stderr, flush=True)
+    sys.exit(1)

@@ -1,0 +1,69 @@
+"""What happens when a run goes wrong: divergence, Ctrl-C and SIGTERM end in a known, recoverable state.
+
+Both callbacks leave ``metrics.json`` with a ``status`` that says what happened, and an interrupted
+run leaves a checkpoint and the exact command that resumes it.
+"""
+
+from __future__ import annotations
+
+import math
+import shlex
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+import lightning as L
+
+
+class Diverged(RuntimeError):
+    def __init__(self, epoch: int, step: int, loss: float) -> None:
+        super().__init__(f"diverged at epoch {epoch}, step {step}: train loss is {loss}")
+        self.epoch, self.step = epoch, step
+
+
+class DivergenceGuard(L.Callback):
+    """Stops training within one logging interval of a NaN or infinite loss.
+
+    It reads the loss only every ``every_n_steps`` steps (the logging interval), because reading a value
+    on the GPU forces a host synchronisation; a NaN in the weights persists, so it cannot slip past.
+    """
+
+    def __init__(self, every_n_steps: int) -> None:
+        self.every_n_steps = every_n_steps
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
+                           batch_idx: int) -> None:
+        step = trainer.global_step
+        if step % self.every_n_steps and not trainer.fit_loop.epoch_loop.batch_progress.is_last_batch:
+            return
+        loss = outputs["loss"] if isinstance(outputs, dict) else outputs
+        value = float(loss.detach())
+        if not math.isfinite(value):
+            raise Diverged(trainer.current_epoch, step, value)
+
+
+def resume_command(ckpt: Path, run_dir: Path, overrides: list[str]) -> str:
+    kept = [o for o in overrides if not o.startswith(("ckpt_path=", "hydra.run.dir="))]
+    args = ["python", "train.py", *kept, f"ckpt_path={ckpt}", f"hydra.run.dir={run_dir}"]
+    return " ".join(shlex.quote(a) for a in args)
+
+
+class InterruptHandler(L.Callback):
+    """On Ctrl-C or SIGTERM: save ``interrupted.ckpt``, mark the run, print how to resume."""
+
+    def __init__(self, ckpt_dir: Path, run_dir: Path, overrides: list[str],
+                 on_interrupt: Callable[[str, Path], None]) -> None:
+        self.ckpt_dir, self.run_dir, self.overrides = ckpt_dir, run_dir, overrides
+        self.on_interrupt = on_interrupt
+
+    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
+        if not isinstance(exception, (KeyboardInterrupt, SystemExit)) or not trainer.training:
+            return
+        ckpt = self.ckpt_dir / "interrupted.ckpt"
+        trainer.save_checkpoint(ckpt)
+        command = resume_command(ckpt.resolve(), self.run_dir.resolve(), self.overrides)
+        self.on_interrupt(command, ckpt)
+        if trainer.is_global_zero:
+            print(f"\nInterrupted at epoch {trainer.current_epoch}, step {trainer.global_step}; "
+                  f"checkpoint saved to {ckpt}.\nResume with:\n  {command}", file=sys.stderr, flush=True)
+

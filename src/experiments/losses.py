@@ -1,0 +1,78 @@
+"""The course's four losses, each taking the network's raw outputs (logits) and class indices.
+
+Each loss applies the transform it needs itself (log-softmax, softmax or sigmoid), so the network
+never ends in one. ``check_output_activation`` catches the course-slide habit of putting a softmax
+layer in front of ``CrossEntropyLoss``, which silently applies softmax twice.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+OUTPUT_ACTIVATIONS = ("none", "softmax", "log_softmax", "sigmoid")
+
+
+class NLLOnLogSoftmax(nn.Module):
+    """Negative log-likelihood of ``log_softmax(logits)``: ``CrossEntropyLoss`` spelled in two steps."""
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return F.nll_loss(F.log_softmax(logits, dim=1), target)
+
+
+class SoftmaxMSELoss(nn.Module):
+    """The course's MSE: mean squared error between softmax probabilities and one-hot targets."""
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        one_hot = F.one_hot(target, logits.shape[1]).to(logits.dtype)
+        return F.mse_loss(F.softmax(logits, dim=1), one_hot)
+
+
+class OneHotBCELoss(nn.Module):
+    """The course's binary cross-entropy: one sigmoid per class against one-hot targets."""
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        one_hot = F.one_hot(target, logits.shape[1]).to(logits.dtype)
+        return F.binary_cross_entropy_with_logits(logits, one_hot)
+
+
+# What each loss does to its input first, keyed by class name.
+LOSS_TRANSFORM = {
+    "CrossEntropyLoss": "log_softmax",
+    "NLLOnLogSoftmax": "log_softmax",
+    "SoftmaxMSELoss": "softmax",
+    "OneHotBCELoss": "sigmoid",
+}
+
+# (output activation, loss transform) -> None (fine), "warn: ..." or "refuse: ...".
+_VERDICT = {
+    ("softmax", "log_softmax"): "warn: softmax is applied twice (the layer, then the loss's log-softmax); "
+    "the loss cannot reach 0 and gradients shrink. Set model.output_activation=none",
+    ("softmax", "softmax"): "warn: softmax is applied twice (the layer, then the loss's softmax). "
+    "Set model.output_activation=none",
+    ("softmax", "sigmoid"): "refuse: sigmoid of probabilities lies in (0.5, 0.73), so BCE can never fit a 0 target. "
+    "Set model.output_activation=none",
+    ("log_softmax", "softmax"): "refuse: the loss expects scores, not log-probabilities; MSE against one-hot targets "
+    "of log-probabilities is meaningless. Set model.output_activation=none",
+    ("log_softmax", "sigmoid"): "refuse: sigmoid of log-probabilities (all <= 0) is at most 0.5, so BCE can never fit "
+    "a 1 target. Set model.output_activation=none",
+    ("sigmoid", "log_softmax"): "warn: softmax over sigmoid outputs in (0, 1) caps every class probability "
+    "below 0.25; accuracy still works but the loss cannot fall. Set model.output_activation=none",
+    ("sigmoid", "softmax"): "warn: softmax over sigmoid outputs in (0, 1) keeps probabilities near 0.1. "
+    "Set model.output_activation=none",
+    ("sigmoid", "sigmoid"): "warn: sigmoid is applied twice (the layer, then the loss's sigmoid). "
+    "Set model.output_activation=none",
+}
+
+
+def check_output_activation(output_activation: str, loss: nn.Module) -> str | None:
+    """``None`` if the pair is right, else ``'warn: ...'`` or ``'refuse: ...'`` naming the fix."""
+    transform = LOSS_TRANSFORM.get(type(loss).__name__)
+    if output_activation == "none" or transform is None:
+        return None
+    verdict = _VERDICT.get((output_activation, transform))
+    if verdict is None:  # log_softmax before a log-softmax loss: log_softmax is idempotent, so it is right
+        return None
+    kind, reason = verdict.split(": ", 1)
+    return f"{kind}: model.output_activation={output_activation} with {type(loss).__name__}: {reason}"

@@ -1,0 +1,142 @@
+"""One training run from a composed config: validate, train, test the best checkpoint, write results.
+
+``run`` is what ``train.py`` calls for each Hydra job. It never lets a failed job take a sweep down:
+the outcome (completed, diverged, interrupted, failed) is written to ``metrics.json`` and returned,
+and ``train.py`` turns a bad outcome into a non-zero exit for single runs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from hydra.utils import instantiate
+from lightning.pytorch.callbacks import ModelCheckpoint, RichProgressBar
+from lightning.pytorch.loggers import TensorBoardLogger
+from omegaconf import DictConfig, OmegaConf
+
+from experiments.classifier import Classifier
+from experiments.config_checks import validate
+from experiments.data import MNISTDataModule
+from experiments.faults import Diverged, DivergenceGuard, InterruptHandler
+
+FINAL_KEYS = ("test/acc", "test/loss", "val/acc", "val/loss", "train/loss", "train/acc")
+
+
+def write_json(path: Path, data: dict[str, Any]) -> None:
+    """Atomic: a killed run never leaves a half-written file."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+    os.replace(tmp, path)
+
+
+def check_writable(run_dir: Path) -> None:
+    run_dir.mkdir(parents=True, exist_ok=True)
+    probe = run_dir / f".write-test-{os.getpid()}"
+    try:
+        probe.write_bytes(b"0" * 65536)  # a full disk fails here rather than after an hour of training
+        probe.unlink()
+    except OSError as exc:
+        raise OSError(f"run directory {run_dir} is not writable ({exc.strerror}); "
+                      f"free space there or set hydra.run.dir to a writable path") from exc
+
+
+def set_threads(threads: int | str, parallel_jobs: int) -> int:
+    """Torch threads per job: all cores shared evenly between the jobs that run at once."""
+    n = max(1, (os.cpu_count() or 1) // max(1, parallel_jobs)) if threads == "auto" else int(threads)
+    torch.set_num_threads(n)
+    return n
+
+
+def plain(cfg: DictConfig | None) -> Any:
+    return OmegaConf.to_container(cfg, resolve=True) if cfg is not None else None
+
+
+def build_module(cfg: DictConfig, datamodule: MNISTDataModule) -> Classifier:
+    return Classifier(model=plain(cfg.model), activation=plain(cfg.activation), loss=plain(cfg.loss),
+                      optimizer=plain(cfg.optimizer), scheduler=plain(cfg.get("scheduler")),
+                      input_size=datamodule.input_size, num_classes=datamodule.num_classes)
+
+
+def flat_hparams(cfg: DictConfig, choices: dict[str, str]) -> dict[str, Any]:
+    """The swept-over choices and the numbers inside them, flat, for TensorBoard's HParams tab."""
+    out: dict[str, Any] = {k: v for k, v in choices.items() if not k.startswith("hydra") and v is not None}
+    for group in ("model", "activation", "loss", "optimizer", "data"):
+        for key, value in (plain(cfg.get(group)) or {}).items():
+            if not key.startswith("_") and isinstance(value, (int, float, str, bool)):
+                out[f"{group}.{key}"] = value
+            elif isinstance(value, list):
+                out[f"{group}.{key}"] = str(value)
+    out.update(seed=cfg.seed, max_epochs=cfg.trainer.max_epochs)
+    return out
+
+
+def run(cfg: DictConfig, run_dir: Path, choices: dict[str, str], overrides: list[str],
+        parallel_jobs: int = 1) -> dict[str, Any]:
+    """Train and test one configuration; returns what it writes to ``<run_dir>/metrics.json``."""
+    started = time.perf_counter()
+    validate(cfg)
+    run_dir = Path(run_dir)
+    metrics_path = run_dir / "metrics.json"
+    resuming = cfg.ckpt_path is not None
+    if metrics_path.exists() and not resuming:
+        raise FileExistsError(f"{metrics_path} exists: refusing to overwrite an earlier run; choose a new hydra.run.dir")
+    check_writable(run_dir)
+    result: dict[str, Any] = {"status": "running", "run_dir": str(run_dir), "overrides": overrides,
+                              "choices": {k: v for k, v in choices.items() if not k.startswith("hydra")}}
+    write_json(metrics_path, result)
+
+    set_threads(cfg.threads, parallel_jobs)
+    torch.use_deterministic_algorithms(bool(cfg.deterministic))  # set both ways: loky workers are reused
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    datamodule = MNISTDataModule(**plain(cfg.data))
+    datamodule.prepare_data()  # checksum failures stop here, before any model is built
+    module = build_module(cfg, datamodule)
+    if cfg.compile:
+        module.net = torch.compile(module.net)
+
+    ckpt_dir = run_dir / "checkpoints"
+    checkpoint = ModelCheckpoint(dirpath=ckpt_dir, filename="best-epoch{epoch:02d}-acc{val/acc:.4f}",
+                                 auto_insert_metric_name=False, monitor="val/acc", mode="max", save_top_k=1,
+                                 save_last=True, every_n_train_steps=cfg.checkpoint.every_n_train_steps)
+
+    def mark_interrupted(command: str, ckpt: Path) -> None:
+        write_json(metrics_path, {**result, "status": "interrupted", "resume_command": command,
+                                  "interrupted_ckpt": str(ckpt), "wall_seconds": time.perf_counter() - started})
+
+    callbacks: list[L.Callback] = [
+        checkpoint,
+        DivergenceGuard(cfg.trainer.log_every_n_steps),
+        InterruptHandler(ckpt_dir, run_dir, overrides, mark_interrupted),
+    ]
+    if cfg.progress_bar:
+        callbacks.append(RichProgressBar(refresh_rate=cfg.progress_bar_refresh))
+    callbacks += [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
+    logger = TensorBoardLogger(save_dir=str(run_dir), name="tensorboard", version="", default_hp_metric=False)
+    trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=logger,
+                                     deterministic=cfg.deterministic, enable_progress_bar=bool(cfg.progress_bar),
+                                     default_root_dir=str(run_dir))
+    try:
+        trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
+        fit_metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k in FINAL_KEYS}
+        best = checkpoint.best_model_path or None
+        test = trainer.test(module, datamodule=datamodule, ckpt_path=best or None, verbose=False)[0]
+        result.update(fit_metrics)
+        result.update({k: float(v) for k, v in test.items() if k in FINAL_KEYS})
+        result.update(status="completed", best_ckpt=best, best_val_acc=float(checkpoint.best_model_score or 0))
+    except Diverged as exc:
+        result.update(status="diverged", error=str(exc), diverged_epoch=exc.epoch, diverged_step=exc.step)
+    result.update(epochs=trainer.current_epoch, global_step=trainer.global_step,
+                  wall_seconds=round(time.perf_counter() - started, 3))
+    result.update(getattr(trainer, "final_diagnostics", {}))
+    write_json(metrics_path, result)
+    if trainer.is_global_zero and result["status"] == "completed":
+        final = {f"final/{k.replace('/', '_')}": v for k, v in result.items() if k in FINAL_KEYS}
+        logger.log_hyperparams(flat_hparams(cfg, choices), metrics=final)
+        logger.finalize("success")
+    return result

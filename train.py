@@ -1,0 +1,13 @@
+"""Train the MNIST MLP: ``python train.py [group=option ...] [key=value ...]`` (see README.md)."""
+
+from pathlib import Path
+
+import hydra
+
+from experiments.cli import train_main
+
+CONF = str(Path(__file__).resolve().parent / "conf")
+main = hydra.main(version_base="1.3", config_path=CONF, config_name="config")(train_main)
+
+if __name__ == "__main__":
+    main()
