@@ -56,13 +56,13 @@ def check_activation(cfg: DictConfig | dict) -> list[str]:
         if key in PARAM_RANGES:
             low, high, inclusive = PARAM_RANGES[key]
             if isinstance(value, bool) or not isinstance(value, (int, float)):
-                errors.append(f"activation.{key}={value!r}: must be a number in {'[' if inclusive else '('}{low}, {high}]")
+                errors.append(f"activation.{key}={value!r} is invalid: must be a number in {'[' if inclusive else '('}{low}, {high}]")
                 continue
             ok = (value >= low if inclusive else value > low) and value <= high
             if not ok:
-                errors.append(f"activation.{key}={value}: must be in {'[' if inclusive else '('}{low}, {high}]")
+                errors.append(f"activation.{key}={value} is invalid: must be a number in {'[' if inclusive else '('}{low}, {high}]")
     if dict(items).get("num_parameters", 1) not in (1, "per_unit"):
-        errors.append(f"activation.num_parameters={dict(items)['num_parameters']!r}: must be 1 or per_unit")
+        errors.append(f"activation.num_parameters={dict(items)['num_parameters']!r} is invalid: must be 1 or per_unit")
     lower, upper = dict(items).get("lower"), dict(items).get("upper")
     if isinstance(lower, (int, float)) and isinstance(upper, (int, float)) and lower > upper:
         errors.append(f"activation.lower={lower} > activation.upper={upper}: RReLU needs lower <= upper")

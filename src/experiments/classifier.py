@@ -7,7 +7,9 @@ Metrics are torchmetrics objects accumulated on the device and read once per epo
 
 from __future__ import annotations
 
+import pickle
 import warnings
+from pathlib import Path
 from typing import Any
 
 import lightning as L
@@ -64,3 +66,26 @@ class Classifier(L.LightningModule):
         optimizer = build_optimizer(self.hparams.optimizer, self.parameters())
         scheduler = build_scheduler(self.hparams.scheduler, optimizer, int(self.trainer.estimated_stepping_batches))
         return optimizer if scheduler is None else {"optimizer": optimizer, "lr_scheduler": scheduler}
+
+
+class UnsafeCheckpoint(ValueError):
+    """A checkpoint that would need arbitrary unpickling to load: refused, never executed."""
+
+
+def read_checkpoint(path: str | Path) -> dict[str, Any]:
+    """``torch.load`` with ``weights_only=True``: tensors and plain containers only."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise UnsafeCheckpoint(
+            f"{path}: refusing to load, the checkpoint holds objects that only arbitrary unpickling could "
+            f"rebuild ({str(exc).splitlines()[0]}). Checkpoints written by this project contain only tensors and "
+            f"plain containers; load this one only if you trust its source, outside this tool."
+        ) from None
+    except (RuntimeError, EOFError, OSError) as exc:
+        raise ValueError(f"{path}: not a readable checkpoint ({str(exc).splitlines()[0]}); it may be truncated") from None
+
+
+def load_classifier(path: str | Path) -> Classifier:
+    read_checkpoint(path)  # the clear refusal, before Lightning's own load
+    return Classifier.load_from_checkpoint(path, map_location="cpu", weights_only=True)

@@ -110,3 +110,30 @@ def train_main(cfg: DictConfig) -> float:
         return math.nan
     print(f"Error: {message}", file=sys.stderr, flush=True)
     sys.exit(1)
+
+
+def eval_main(cfg: DictConfig) -> float:
+    """Test one checkpoint; prints the metrics and writes them to ``<run_dir>/eval.json``."""
+    import lightning as L
+
+    from experiments.classifier import load_classifier
+    from experiments.config_checks import ConfigError, existing_file, validate
+    from experiments.data import DataError, MNISTDataModule
+    from experiments.training import write_json
+
+    _quiet_lightning()
+    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    try:
+        validate(cfg, extra={"ckpt_path": existing_file})
+        module = load_classifier(cfg.ckpt_path)
+        data = OmegaConf.to_container(cfg.data, resolve=True)
+        datamodule = MNISTDataModule(**{**data, "shuffle_seed": cfg.seed})
+        datamodule.prepare_data()
+    except (ConfigError, DataError, ValueError, OSError) as exc:
+        _fail(str(exc))
+    trainer = L.Trainer(accelerator=cfg.accelerator, devices=1, logger=False, enable_checkpointing=False,
+                        enable_progress_bar=cfg.progress_bar, enable_model_summary=False)
+    result = {k: float(v) for k, v in trainer.test(module, datamodule=datamodule, verbose=False)[0].items()}
+    write_json(run_dir / "eval.json", {**result, "ckpt_path": str(Path(cfg.ckpt_path).resolve())})
+    print(f"test/acc={result['test/acc']:.4f} test/loss={result['test/loss']:.4f} ckpt={cfg.ckpt_path}", flush=True)
+    return result["test/acc"]

@@ -105,7 +105,7 @@ def collapse_linear(mlp: MLP) -> nn.Linear:
     weight, bias = linears[0].weight.clone(), linears[0].bias.clone()
     for lin in linears[1:]:
         weight, bias = lin.weight @ weight, lin.weight @ bias + lin.bias
-    single = nn.Linear(weight.shape[1], weight.shape[0])
+    single = nn.Linear(weight.shape[1], weight.shape[0], dtype=weight.dtype, device=weight.device)
     single.weight.copy_(weight)
     single.bias.copy_(bias)
     return single

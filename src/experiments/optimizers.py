@@ -28,7 +28,8 @@ def build_scheduler(cfg: dict[str, Any] | None, optimizer: torch.optim.Optimizer
     kwargs = {k: v for k, v in cfg.items() if k not in _LIGHTNING_KEYS}
     target = kwargs["_target_"]
     if target.endswith("OneCycleLR"):
-        kwargs.setdefault("max_lr", optimizer.param_groups[0]["lr"])
+        if kwargs.get("max_lr") is None:
+            kwargs["max_lr"] = optimizer.param_groups[0]["lr"]
         kwargs["total_steps"] = total_steps
     elif target.endswith("CosineAnnealingLR") and kwargs.get("T_max") is None:
         kwargs["T_max"] = total_steps  # the config steps it per batch

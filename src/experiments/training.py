@@ -20,7 +20,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint, RichProgressBar
 from lightning.pytorch.loggers import TensorBoardLogger
 from omegaconf import DictConfig, OmegaConf
 
-from experiments.classifier import Classifier
+from experiments.classifier import Classifier, read_checkpoint
 from experiments.config_checks import validate
 from experiments.data import MNISTDataModule
 from experiments.faults import Diverged, DivergenceGuard, InterruptHandler
@@ -87,6 +87,8 @@ def run(cfg: DictConfig, run_dir: Path, choices: dict[str, str], overrides: list
     if metrics_path.exists() and not resuming:
         raise FileExistsError(f"{metrics_path} exists: refusing to overwrite an earlier run; choose a new hydra.run.dir")
     check_writable(run_dir)
+    if resuming:
+        read_checkpoint(cfg.ckpt_path)  # refuses unsafe or damaged checkpoints before anything is built
     result: dict[str, Any] = {"status": "running", "run_dir": str(run_dir), "overrides": overrides,
                               "choices": {k: v for k, v in choices.items() if not k.startswith("hydra")}}
     write_json(metrics_path, result)
@@ -122,10 +124,10 @@ def run(cfg: DictConfig, run_dir: Path, choices: dict[str, str], overrides: list
                                      deterministic=cfg.deterministic, enable_progress_bar=bool(cfg.progress_bar),
                                      default_root_dir=str(run_dir))
     try:
-        trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
+        trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.ckpt_path, weights_only=True)
         fit_metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k in FINAL_KEYS}
         best = checkpoint.best_model_path or None
-        test = trainer.test(module, datamodule=datamodule, ckpt_path=best or None, verbose=False)[0]
+        test = trainer.test(module, datamodule=datamodule, ckpt_path=best, verbose=False, weights_only=True)[0]
         result.update(fit_metrics)
         result.update({k: float(v) for k, v in test.items() if k in FINAL_KEYS})
         result.update(status="completed", best_ckpt=best, best_val_acc=float(checkpoint.best_model_score or 0))

@@ -1,0 +1,13 @@
+"""Evaluate a checkpoint on the MNIST test set: ``python eval.py ckpt_path=<file>`` (see README.md)."""
+
+from pathlib import Path
+
+import hydra
+
+from experiments.cli import eval_main
+
+CONF = str(Path(__file__).resolve().parent / "conf")
+main = hydra.main(version_base="1.3", config_path=CONF, config_name="eval")(eval_main)
+
+if __name__ == "__main__":
+    main()

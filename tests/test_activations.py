@@ -1,0 +1,105 @@
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from conftest import compose_config
+from experiments.activations import ALReLU, activation_factory, check_activation
+
+ALL = ["identity", "sigmoid", "tanh", "relu", "leaky_relu", "alrelu", "prelu", "rrelu", "elu", "selu", "gelu",
+       "swish", "silu", "mish", "relu6", "softplus"]
+X = torch.tensor([-3.0, -1.0, -0.25, 0.25, 1.0, 3.0], dtype=torch.float64)
+
+
+def derivative(module: nn.Module, x: torch.Tensor = X) -> tuple[torch.Tensor, torch.Tensor]:
+    x = x.clone().requires_grad_(True)
+    y = module(x)
+    (grad,) = torch.autograd.grad(y.sum(), x)
+    return y.detach(), grad
+
+
+def build(name: str, **overrides) -> nn.Module:
+    cfg = compose_config([f"activation={name}", *(f"activation.{k}={v}" for k, v in overrides.items())])
+    return activation_factory(cfg.activation)(4).double().eval()
+
+
+def test_sigmoid_and_tanh_follow_the_course_derivatives():
+    s, ds = derivative(build("sigmoid"))
+    assert torch.allclose(s, 1 / (1 + torch.exp(-X))) and torch.allclose(ds, s * (1 - s))
+    t, dt = derivative(build("tanh"))
+    assert torch.allclose(dt, 1 - t**2)
+
+
+def test_relu_family_derivatives():
+    _, d = derivative(build("relu"))
+    assert set(d.tolist()) == {0.0, 1.0}
+    _, d = derivative(build("leaky_relu", negative_slope=0.1))
+    assert torch.allclose(d, torch.where(X > 0, 1.0, 0.1).double())
+
+
+def test_alrelu_is_absolute_leaky_with_negative_slope_minus_alpha():
+    y, d = derivative(build("alrelu", alpha=0.05))
+    assert torch.allclose(y, torch.where(X > 0, X, (0.05 * X).abs()))
+    assert torch.allclose(d, torch.where(X > 0, 1.0, -0.05).double())
+    assert (y >= 0).all()
+    assert isinstance(build("alrelu"), ALReLU) and build("alrelu").alpha == 0.01
+
+
+def test_selu_constants():
+    selu = build("selu")
+    lam, alpha = 1.0507009873554805, 1.6732632423543772
+    assert torch.allclose(selu(torch.tensor([1.0]).double()), torch.tensor([lam]).double())
+    assert torch.allclose(selu(torch.tensor([-50.0]).double()), torch.tensor([-lam * alpha]).double())
+
+
+@pytest.mark.parametrize("name", ["sigmoid", "tanh", "elu", "selu", "gelu", "swish", "mish", "softplus"])
+def test_smooth_activations_pass_gradcheck(name):
+    x = torch.randn(8, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(build(name), (x,))
+
+
+def test_gelu_tanh_approximation_and_silu_alias():
+    exact, approx = build("gelu"), build("gelu", approximate="tanh")
+    assert not torch.equal(exact(X), approx(X)) and torch.allclose(exact(X), approx(X), atol=1e-3)
+    assert torch.equal(build("swish")(X), build("silu")(X))
+    assert torch.allclose(build("swish")(X), X * torch.sigmoid(X))
+
+
+def test_identity_is_linear():
+    assert torch.equal(build("identity")(X), X)
+
+
+def test_prelu_per_unit_gets_one_slope_per_unit():
+    cfg = compose_config(["activation=prelu", "activation.num_parameters=per_unit"])
+    assert activation_factory(cfg.activation)(37).weight.shape == (37,)
+    assert build("prelu").weight.shape == (1,)
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_every_activation_builds_from_its_yaml(name):
+    module = build(name)
+    assert isinstance(module, nn.Module) and module(X).shape == X.shape
+
+
+@pytest.mark.parametrize("cfg, key", [
+    ({"negative_slope": -0.1}, "activation.negative_slope"),
+    ({"alpha": 0}, "activation.alpha"),
+    ({"alpha": -1.0}, "activation.alpha"),
+    ({"beta": "x"}, "activation.beta"),
+    ({"lower": 0.5, "upper": 0.1}, "activation.lower"),
+    ({"num_parameters": 3}, "activation.num_parameters"),
+])
+def test_invalid_parameters_are_refused_with_the_key_named(cfg, key):
+    errors = check_activation(cfg)
+    assert errors and key in errors[0]
+
+
+def test_alrelu_refuses_non_positive_alpha_directly():
+    with pytest.raises(ValueError, match="activation.alpha"):
+        ALReLU(alpha=0.0)
+
+
+def test_valid_parameters_pass():
+    assert check_activation({"negative_slope": 0.01, "alpha": 1.0}) == []
+    assert math.isfinite(build("elu", alpha=0.5)(X).sum().item())

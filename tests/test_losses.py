@@ -1,0 +1,67 @@
+import pytest
+import torch
+import torch.nn.functional as F
+from hydra.utils import instantiate
+
+from conftest import compose_config
+from experiments.losses import LOSS_TRANSFORM, NLLOnLogSoftmax, OneHotBCELoss, SoftmaxMSELoss, check_output_activation
+
+LOGITS = torch.tensor([[2.0, -1.0, 0.5], [0.1, 0.2, 3.0]])
+TARGET = torch.tensor([0, 2])
+
+
+def loss(name: str):
+    return instantiate(compose_config([f"loss={name}"]).loss)
+
+
+def test_cross_entropy_and_nll_equal_minus_log_softmax_of_the_target():
+    expected = -(torch.log(torch.softmax(LOGITS, 1))[[0, 1], TARGET]).mean()
+    assert torch.allclose(loss("cross_entropy")(LOGITS, TARGET), expected)
+    assert torch.allclose(loss("nll")(LOGITS, TARGET), expected)
+    assert isinstance(loss("nll"), NLLOnLogSoftmax)
+
+
+def test_mse_is_between_softmax_probabilities_and_one_hot():
+    p = torch.softmax(LOGITS, 1)
+    one_hot = torch.tensor([[1.0, 0, 0], [0, 0, 1.0]])
+    assert torch.allclose(loss("mse")(LOGITS, TARGET), ((p - one_hot) ** 2).mean())
+    assert isinstance(loss("mse"), SoftmaxMSELoss)
+
+
+def test_bce_is_per_class_sigmoid_against_one_hot():
+    s = torch.sigmoid(LOGITS)
+    one_hot = torch.tensor([[1.0, 0, 0], [0, 0, 1.0]])
+    expected = -(one_hot * torch.log(s) + (1 - one_hot) * torch.log(1 - s)).mean()
+    assert torch.allclose(loss("bce")(LOGITS, TARGET), expected)
+    assert isinstance(loss("bce"), OneHotBCELoss)
+
+
+def test_label_smoothing_is_passed_through():
+    smooth = instantiate(compose_config(["loss.label_smoothing=0.1"]).loss)
+    assert torch.allclose(smooth(LOGITS, TARGET), F.cross_entropy(LOGITS, TARGET, label_smoothing=0.1))
+
+
+def test_every_loss_has_a_known_transform():
+    for name in ("cross_entropy", "nll", "mse", "bce"):
+        assert type(loss(name)).__name__ in LOSS_TRANSFORM
+
+
+@pytest.mark.parametrize("out, name, verdict", [
+    ("none", "cross_entropy", None),
+    ("softmax", "cross_entropy", "warn"),
+    ("softmax", "nll", "warn"),
+    ("log_softmax", "nll", None),
+    ("log_softmax", "mse", "refuse"),
+    ("log_softmax", "bce", "refuse"),
+    ("softmax", "bce", "refuse"),
+    ("sigmoid", "bce", "warn"),
+])
+def test_output_activation_pairs(out, name, verdict):
+    result = check_output_activation(out, loss(name))
+    assert (result.split(":")[0] if result else None) == verdict
+    if result:
+        assert "model.output_activation=none" in result
+
+
+def test_log_softmax_before_cross_entropy_really_is_harmless():
+    assert torch.allclose(F.cross_entropy(F.log_softmax(LOGITS, 1), TARGET), F.cross_entropy(LOGITS, TARGET))
