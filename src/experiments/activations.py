@@ -29,7 +29,8 @@ class ALReLU(nn.Module):
         self.alpha = alpha
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.where(x > 0, x, (self.alpha * x).abs())
+        # for x <= 0, |alpha x| = -alpha x; written so the derivative is -alpha at 0 too (never dead)
+        return torch.where(x > 0, x, -self.alpha * x)
 
     def extra_repr(self) -> str:
         return f"alpha={self.alpha}"

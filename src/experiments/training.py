@@ -118,7 +118,8 @@ def run(cfg: DictConfig, run_dir: Path, choices: dict[str, str], overrides: list
     ]
     if cfg.progress_bar:
         callbacks.append(RichProgressBar(refresh_rate=cfg.progress_bar_refresh))
-    callbacks += [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
+    diagnostics = [instantiate(c) for c in (cfg.get("diagnostics") or {}).values() if c is not None]
+    callbacks += diagnostics
     logger = TensorBoardLogger(save_dir=str(run_dir), name="tensorboard", version="", default_hp_metric=False)
     trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=logger,
                                      deterministic=cfg.deterministic, enable_progress_bar=bool(cfg.progress_bar),
@@ -135,7 +136,8 @@ def run(cfg: DictConfig, run_dir: Path, choices: dict[str, str], overrides: list
         result.update(status="diverged", error=str(exc), diverged_epoch=exc.epoch, diverged_step=exc.step)
     result.update(epochs=trainer.current_epoch, global_step=trainer.global_step,
                   wall_seconds=round(time.perf_counter() - started, 3))
-    result.update(getattr(trainer, "final_diagnostics", {}))
+    for monitor in diagnostics:
+        result.update(getattr(monitor, "latest", {}))
     write_json(metrics_path, result)
     if trainer.is_global_zero and result["status"] == "completed":
         final = {f"final/{k.replace('/', '_')}": v for k, v in result.items() if k in FINAL_KEYS}

@@ -1,0 +1,63 @@
+"""Born dead: how often is a randomly initialised narrow, deep ReLU network dead before training?
+
+A network is born dead when some hidden layer has every unit dead on the probe images: its output is
+then the same for every input and no gradient reaches the layers below. For each width x depth the
+script initialises ``--seeds`` networks with PyTorch's default init and counts the dead ones.
+
+    python scripts/born_dead.py --widths 2 3 4 8 16 --depths 2 5 10 20 50 --seeds 200
+
+Writes ``outputs/born_dead/born_dead.csv`` and ``born_dead.md`` (a new directory per run, never overwritten).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import time
+from pathlib import Path
+
+import torch
+
+from experiments.activations import activation_factory
+from experiments.data import load_mnist
+from experiments.diagnostics import born_dead
+from experiments.model import MLP
+
+
+def probability(width: int, depth: int, seeds: int, probe: torch.Tensor, init: str) -> float:
+    dead = 0
+    for seed in range(seeds):
+        torch.manual_seed(seed)
+        net = MLP(probe.shape[1], 10, [width] * depth, activation_factory({"_target_": "torch.nn.ReLU"}), init=init)
+        dead += born_dead(net, probe)
+    return dead / seeds
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--widths", type=int, nargs="+", default=[2, 3, 4, 8, 16])
+    parser.add_argument("--depths", type=int, nargs="+", default=[2, 5, 10, 20, 50])
+    parser.add_argument("--seeds", type=int, default=200)
+    parser.add_argument("--probe", type=int, default=1000, help="probe: the first N training images")
+    parser.add_argument("--init", default="default")
+    parser.add_argument("--out", type=Path, default=Path("outputs/born_dead"))
+    args = parser.parse_args()
+
+    probe = load_mnist()["train_x"][: args.probe]
+    out = args.out / time.strftime("%Y-%m-%d_%H-%M-%S")
+    out.mkdir(parents=True, exist_ok=False)
+    rows = [(w, d, probability(w, d, args.seeds, probe, args.init)) for w in args.widths for d in args.depths]
+    with open(out / "born_dead.csv", "w", newline="") as f:
+        csv.writer(f).writerows([("width", "depth", "p_born_dead"), *rows])
+    header = "| width \\ depth | " + " | ".join(map(str, args.depths)) + " |"
+    lines = [header, "|" + "---|" * (len(args.depths) + 1)]
+    for w in args.widths:
+        lines.append(f"| {w} | " + " | ".join(f"{p:.2f}" for ww, _, p in rows if ww == w) + " |")
+    table = "\n".join(lines)
+    (out / "born_dead.md").write_text(f"P(born dead), ReLU, init={args.init}, {args.seeds} seeds each\n\n{table}\n")
+    print(table)
+    print(f"written to {out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,160 @@
+"""Why one variant beats another: dead units, saturation, gradient norms and histograms, per layer.
+
+Each monitor is a Lightning callback switched on by the ``diagnostics`` config group. Unit statistics
+are measured on a fixed probe set (the first ``probe_size`` validation images), so epochs compare:
+
+- dead: the activation's derivative is 0 for every probe input (a dead ReLU never recovers; a Leaky
+  ReLU or ALReLU unit is never dead by this definition),
+- inactive: the pre-activation is <= 0 for every probe input,
+- saturated (sigmoid/tanh-like activations): |derivative| < threshold for every probe input.
+
+The derivative is taken by autograd through the layer's own activation module, so the definition is
+the same for every activation, including ones added later.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import lightning as L
+import torch
+from lightning.pytorch.utilities import grad_norm
+from torch import nn
+
+from experiments.activations import SATURATING
+from experiments.model import MLP, collapse_linear
+
+
+def _net(pl_module: L.LightningModule) -> MLP:
+    net = pl_module.net
+    return getattr(net, "_orig_mod", net)  # unwrap torch.compile
+
+
+def unit_stats(net: MLP, probe: torch.Tensor, saturation_threshold: float = 1e-2) -> dict[str, float]:
+    """Per-layer and total dead / inactive / saturated fractions of the hidden units on ``probe``."""
+    was_training = net.training
+    net.eval()
+    out: dict[str, float] = {}
+    counts = {"dead": 0, "inactive": 0, "saturated": 0}
+    total_units, saturating = 0, False
+    x = probe
+    with torch.enable_grad():
+        for i, layer in enumerate(net.hidden, start=1):
+            z = layer.pre(x.detach()).detach().requires_grad_(True)
+            a = layer.activation(z)
+            (deriv,) = torch.autograd.grad(a.sum(), z)
+            stats = {"dead": (deriv == 0).all(0), "inactive": (z <= 0).all(0),
+                     "saturated": (deriv.abs() < saturation_threshold).all(0)}
+            is_sat = isinstance(layer.activation, SATURATING)
+            saturating |= is_sat
+            for name, mask in stats.items():
+                if name == "saturated" and not is_sat:
+                    continue
+                out[f"diag/{name}_frac/layer{i}"] = mask.float().mean().item()
+                counts[name] += int(mask.sum())
+            total_units += z.shape[1]
+            x = layer.dropout(a.detach())
+    for name, count in counts.items():
+        if name != "saturated" or saturating:
+            out[f"diag/{name}_frac/total"] = count / total_units
+    net.train(was_training)
+    return out
+
+
+def born_dead(net: MLP, probe: torch.Tensor) -> bool:
+    """True when some hidden layer has every unit dead on the probe: the network's output is constant."""
+    with torch.no_grad():
+        stats = unit_stats(net, probe)
+    return any(v == 1.0 for k, v in stats.items() if k.startswith("diag/dead_frac/layer"))
+
+
+class DeadUnitMonitor(L.Callback):
+    """Dead / inactive / saturated fractions at the start of training (born dead) and after every epoch."""
+
+    def __init__(self, probe_size: int = 1000, saturation_threshold: float = 1e-2) -> None:
+        self.probe_size, self.saturation_threshold = probe_size, saturation_threshold
+        self.latest: dict[str, float] = {}
+        self.probe: torch.Tensor | None = None
+
+    def _measure(self, trainer: L.Trainer, pl_module: L.LightningModule, prefix: str = "") -> dict[str, float]:
+        if self.probe is None:
+            self.probe = trainer.datamodule.tensors["val_x"][: self.probe_size].to(pl_module.device)
+        stats = unit_stats(_net(pl_module), self.probe, self.saturation_threshold)
+        stats = {k.replace("diag/", f"diag/{prefix}"): v for k, v in stats.items()}
+        if trainer.logger is not None:
+            trainer.logger.log_metrics(stats, step=trainer.global_step)
+        return stats
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.global_step == 0:
+            born = self._measure(trainer, pl_module, prefix="born_")
+            self.latest.update({k: v for k, v in born.items() if "/total" in k or "dead" in k})
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.latest.update(self._measure(trainer, pl_module))
+
+
+class GradNormMonitor(L.Callback):
+    """Per-layer L2 norms of the weight gradients every ``every_n_steps`` (Lightning's ``grad_norm``).
+
+    Read only at the interval: each read of a GPU value costs a host synchronisation.
+    """
+
+    def __init__(self, every_n_steps: int = 50) -> None:
+        self.every_n_steps = every_n_steps
+        self.latest: dict[str, float] = {}
+
+    def on_before_optimizer_step(self, trainer: L.Trainer, pl_module: L.LightningModule, optimizer: Any) -> None:
+        if trainer.global_step % self.every_n_steps:
+            return
+        net = _net(pl_module)
+        norms = grad_norm(net, norm_type=2)
+        names = {f"hidden.{i - 1}.linear.weight": f"layer{i}" for i in range(1, len(net.hidden) + 1)}
+        names["output.weight"] = "output"
+        stats = {f"grad_norm/{names[k.split('norm/', 1)[1]]}": float(v) for k, v in norms.items()
+                 if k.split("norm/", 1)[-1] in names}
+        stats["grad_norm/total"] = float(norms["grad_2.0_norm_total"])
+        self.latest = {f"diag/{k}": v for k, v in stats.items()}
+        if trainer.logger is not None:
+            trainer.logger.log_metrics(stats, step=trainer.global_step)
+
+
+class HistogramMonitor(L.Callback):
+    """Weight and activation histograms per layer in TensorBoard, every ``every_n_epochs`` epochs."""
+
+    def __init__(self, every_n_epochs: int = 1, probe_size: int = 1000) -> None:
+        self.every_n_epochs, self.probe_size = every_n_epochs, probe_size
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        writer = getattr(trainer.logger, "experiment", None)
+        if writer is None or not hasattr(writer, "add_histogram") or trainer.current_epoch % self.every_n_epochs:
+            return
+        net, step = _net(pl_module), trainer.global_step
+        x = trainer.datamodule.tensors["val_x"][: self.probe_size].to(pl_module.device)
+        with torch.no_grad():
+            for i, layer in enumerate(net.hidden, start=1):
+                writer.add_histogram(f"weights/layer{i}", layer.linear.weight, step)
+                x = layer(x)
+                writer.add_histogram(f"activations/layer{i}", x, step)
+            writer.add_histogram("weights/output", net.output.weight, step)
+
+
+class LinearCollapseCheck(L.Callback):
+    """For ``activation=identity``: collapse the trained net to one ``Linear`` and test that too."""
+
+    def __init__(self) -> None:
+        self.latest: dict[str, float] = {}
+
+    def on_test_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        net = _net(pl_module)
+        if not all(isinstance(h.activation, nn.Identity) for h in net.hidden):
+            return
+        x, y = trainer.datamodule.tensors["test_x"], trainer.datamodule.tensors["test_y"]
+        single = collapse_linear(net.eval())
+        with torch.no_grad():
+            deep, flat = net(x.to(pl_module.device)), single(x.to(pl_module.device))
+        self.latest = {
+            "collapse/max_abs_diff": (deep - flat).abs().max().item(),
+            "collapse/test_acc": (flat.argmax(1).cpu() == y.cpu()).float().mean().item(),
+            "collapse/parameters_single": sum(p.numel() for p in single.parameters()),
+        }
