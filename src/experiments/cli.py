@@ -30,6 +30,8 @@ def _run_id() -> str:
 
 
 OmegaConf.register_new_resolver("run_id", _run_id, use_cache=True, replace=True)
+# ${repeat:64,3} -> [64, 64, 64]: lets a sweeper search width and depth as two numbers
+OmegaConf.register_new_resolver("repeat", lambda width, depth: [int(width)] * int(depth), replace=True)
 
 
 class _DropTips(logging.Filter):

@@ -1,5 +1,207 @@
+"""Sweep reports: one table and two plots that answer "which configuration won, and by how much?".
+
+Written into the sweep directory at the end of every multirun (``SweepReport``, a Hydra callback),
+and rebuilt at any time, also for an interrupted sweep, with::
+
+    python -m experiments.reports <sweep_dir>
+
+Jobs that differ only in ``seed`` form one configuration: its metrics are reported as mean and
+standard deviation over the seeds that completed. Failed, diverged and unfinished jobs stay in the
+report with their status, never silently dropped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import statistics
+from pathlib import Path
+from typing import Any
+
+import yaml
 from hydra.experimental.callback import Callback
+from omegaconf import DictConfig
+
+METRICS = ("test/acc", "test/loss", "val/acc", "val/loss", "train/loss")
+SUMMARY_DIAG = ("diag/dead_frac/total", "diag/inactive_frac/total", "diag/saturated_frac/total",
+                "diag/born_dead_frac/total", "diag/grad_norm/layer1")
+
+
+def _job_dirs(sweep_dir: Path) -> list[Path]:
+    dirs = {p.parent.parent for p in sweep_dir.glob("*/.hydra/overrides.yaml")}
+    dirs |= {p.parent for p in sweep_dir.glob("*/metrics.json")}
+    return sorted(dirs, key=lambda d: (int(d.name.split("_")[0]) if d.name.split("_")[0].isdigit() else 1 << 30, d.name))
+
+
+def read_job(job_dir: Path) -> dict[str, Any]:
+    """One job's record; a job without a finished ``metrics.json`` is ``incomplete``."""
+    overrides_file = job_dir / ".hydra" / "overrides.yaml"
+    overrides = yaml.safe_load(overrides_file.read_text()) if overrides_file.exists() else []
+    try:
+        metrics = json.loads((job_dir / "metrics.json").read_text())
+    except (OSError, json.JSONDecodeError):
+        metrics = {"status": "incomplete"}
+    if metrics.get("status") == "running":
+        metrics["status"] = "incomplete"
+    overrides = overrides or metrics.get("overrides", [])
+    seed = next((o.split("=", 1)[1] for o in overrides if o.startswith("seed=")), "")
+    return {"job": job_dir.name, "seed": seed, "overrides": " ".join(overrides), **metrics,
+            "_overrides": dict(o.split("=", 1) for o in overrides if "=" in o)}
+
+
+def label_configs(jobs: list[dict[str, Any]]) -> list[str]:
+    """Name each job's configuration by the overrides that vary across the sweep (seed excluded).
+
+    Returns the overrides common to every job, for the report's header.
+    """
+    keys = {k for j in jobs for k in j["_overrides"] if k != "seed"}
+    varying = sorted(k for k in keys if len({j["_overrides"].get(k) for j in jobs}) > 1)
+    for job in jobs:
+        job["config"] = ",".join(f"{k}={job['_overrides'].get(k, '(default)')}" for k in varying) or "(all alike)"
+    return sorted(f"{k}={v}" for k, v in jobs[0]["_overrides"].items() if k in keys and k not in varying)
+
+
+def _mean_std(values: list[float]) -> tuple[float, float]:
+    values = [v for v in values if isinstance(v, (int, float)) and math.isfinite(v)]
+    if not values:
+        return math.nan, math.nan
+    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+
+
+def group_configs(jobs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Seeds aggregated per configuration, best mean test accuracy first."""
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for job in jobs:
+        groups.setdefault(job["config"], []).append(job)
+    rows = []
+    for config, members in groups.items():
+        done = [j for j in members if j.get("status") == "completed"]
+        row: dict[str, Any] = {"config": config, "jobs": len(members), "completed": len(done),
+                               "statuses": ",".join(sorted({j.get("status", "?") for j in members}))}
+        for key in (*METRICS, *SUMMARY_DIAG, "wall_seconds"):
+            row[key] = _mean_std([j[key] for j in done if key in j])
+        rows.append(row)
+    return sorted(rows, key=lambda r: -r["test/acc"][0] if math.isfinite(r["test/acc"][0]) else math.inf)
+
+
+def _fmt(mean_std: tuple[float, float], digits: int = 4) -> str:
+    mean, std = mean_std
+    if not math.isfinite(mean):
+        return "-"
+    return f"{mean:.{digits}f} ± {std:.{digits}f}" if std else f"{mean:.{digits}f}"
+
+
+def write_csv(jobs: list[dict[str, Any]], path: Path) -> None:
+    diag = sorted({k for j in jobs for k in j if k.startswith(("diag/", "collapse/"))})
+    columns = ["job", "config", "seed", "overrides", "status", *METRICS, "train/acc", "epochs", *diag,
+               "wall_seconds", "error"]
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, columns, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(jobs)
+
+
+def write_markdown(jobs: list[dict[str, Any]], groups: list[dict[str, Any]], path: Path, title: str,
+                   common: list[str]) -> None:
+    diag = [k for k in SUMMARY_DIAG if any(math.isfinite(g[k][0]) for g in groups)]
+    head = ["#", "configuration", "seeds ok", "test/acc", "val/acc", "test/loss", *diag, "wall s", "status"]
+    lines = [f"# Sweep report: {title}", "",
+             f"{len(jobs)} jobs, {sum(j.get('status') == 'completed' for j in jobs)} completed. "
+             "Mean ± standard deviation over the seeds that completed; best test accuracy first.", "",
+             f"Common to every job: `{' '.join(common) or '(no overrides)'}`", "",
+             "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for rank, g in enumerate(groups, 1):
+        cells = [str(rank), f"`{g['config']}`", f"{g['completed']}/{g['jobs']}", _fmt(g["test/acc"]),
+                 _fmt(g["val/acc"]), _fmt(g["test/loss"]), *(_fmt(g[k], 3) for k in diag),
+                 _fmt(g["wall_seconds"], 1), g["statuses"]]
+        lines.append("| " + " | ".join(cells) + " |")
+    bad = [j for j in jobs if j.get("status") != "completed"]
+    if bad:
+        lines += ["", "## Jobs that did not complete", ""]
+        lines += [f"- `{j['job']}`: **{j.get('status')}** {j.get('error', '')}".rstrip() for j in bad]
+    path.write_text("\n".join(lines) + "\n")
+
+
+def write_plots(jobs: list[dict[str, Any]], groups: list[dict[str, Any]], sweep_dir: Path) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
+
+    fig, ax = plt.subplots(figsize=(8, 5))
+    for g in groups:
+        curves = [j["history"]["val/acc"] for j in jobs if j["config"] == g["config"] and j.get("history", {}).get("val/acc")]
+        if curves:
+            n = min(map(len, curves))
+            mean = [statistics.fmean(c[i] for c in curves) for i in range(n)]
+            ax.plot(range(1, n + 1), mean, marker="o", label=g["config"])
+    ax.set(xlabel="epoch", ylabel="validation accuracy", title="Validation accuracy per epoch (mean over seeds)")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.grid(alpha=0.3)
+    if ax.lines:
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    curves_png = sweep_dir / "val_acc_per_epoch.png"
+    fig.savefig(curves_png, dpi=120)
+    plt.close(fig)
+
+    done = [g for g in groups if math.isfinite(g["test/acc"][0])]
+    fig, ax = plt.subplots(figsize=(8, max(2.5, 0.4 * len(done) + 1)))
+    ax.barh([g["config"] for g in done][::-1], [g["test/acc"][0] for g in done][::-1],
+            xerr=[g["test/acc"][1] for g in done][::-1], color="tab:blue", alpha=0.8)
+    if done:
+        low = min(g["test/acc"][0] for g in done)
+        ax.set_xlim(max(0.0, low - 0.05), 1.0)
+    ax.set(xlabel="test accuracy (mean ± std over seeds)", title="Final test accuracy per configuration")
+    ax.tick_params(axis="y", labelsize=7)
+    fig.tight_layout()
+    bars_png = sweep_dir / "test_acc.png"
+    fig.savefig(bars_png, dpi=120)
+    plt.close(fig)
+    return [curves_png, bars_png]
+
+
+def build_report(sweep_dir: str | Path) -> dict[str, Path]:
+    """Write ``summary.csv``, ``summary.md`` and the plots into ``sweep_dir``; returns their paths."""
+    sweep_dir = Path(sweep_dir)
+    if not sweep_dir.is_dir():
+        raise FileNotFoundError(f"{sweep_dir} is not a directory: pass the sweep directory (outputs/multirun/...)")
+    jobs = [read_job(d) for d in _job_dirs(sweep_dir)]
+    if not jobs:
+        raise FileNotFoundError(f"{sweep_dir} has no job directories (expected <n>_<overrides>/ with .hydra/ inside)")
+    common = label_configs(jobs)
+    groups = group_configs(jobs)
+    paths = {"csv": sweep_dir / "summary.csv", "md": sweep_dir / "summary.md"}
+    write_csv(jobs, paths["csv"])
+    write_markdown(jobs, groups, paths["md"], str(sweep_dir), common)
+    paths["curves"], paths["bars"] = write_plots(jobs, groups, sweep_dir)
+    return paths
 
 
 class SweepReport(Callback):
-    pass
+    """Hydra callback: the report at the end of every multirun."""
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        paths = build_report(config.hydra.sweep.dir)
+        print(Path(paths["md"]).read_text(), flush=True)
+        print(f"Sweep report: {paths['md']}", flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="Rebuild the report of a sweep directory.")
+    parser.add_argument("sweep_dir", type=Path)
+    args = parser.parse_args()
+    try:
+        paths = build_report(args.sweep_dir)
+    except FileNotFoundError as exc:
+        raise SystemExit(f"Error: {exc}") from None
+    print(paths["md"].read_text())
+    for p in paths.values():
+        print(f"wrote {p}")
+
+
+if __name__ == "__main__":
+    main()

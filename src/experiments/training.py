@@ -26,6 +26,26 @@ from experiments.data import MNISTDataModule
 from experiments.faults import Diverged, DivergenceGuard, InterruptHandler
 
 FINAL_KEYS = ("test/acc", "test/loss", "val/acc", "val/loss", "train/loss", "train/acc")
+FIT_KEYS = {"val/acc": "val/acc", "val/loss": "val/loss", "train/loss_epoch": "train/loss", "train/acc": "train/acc"}
+
+
+class EpochHistory(L.Callback):
+    """Per-epoch wall time and metrics, kept for ``metrics.json`` (the sweep report plots them)."""
+
+    def __init__(self) -> None:
+        self.history: dict[str, list[float]] = {"epoch_seconds": []}
+        self._start = 0.0
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._start = time.perf_counter()
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if pl_module.device.type == "cuda":
+            torch.cuda.synchronize(pl_module.device)  # once per epoch, so the time is the GPU's too
+        self.history["epoch_seconds"].append(round(time.perf_counter() - self._start, 4))
+        for key in ("train/loss_epoch", "train/acc", "val/loss", "val/acc"):
+            if key in trainer.callback_metrics:
+                self.history.setdefault(key.removesuffix("_epoch"), []).append(float(trainer.callback_metrics[key]))
 
 
 def write_json(path: Path, data: dict[str, Any]) -> None:
@@ -111,8 +131,10 @@ def run(cfg: DictConfig, run_dir: Path, choices: dict[str, str], overrides: list
         write_json(metrics_path, {**result, "status": "interrupted", "resume_command": command,
                                   "interrupted_ckpt": str(ckpt), "wall_seconds": time.perf_counter() - started})
 
+    history = EpochHistory()
     callbacks: list[L.Callback] = [
         checkpoint,
+        history,
         DivergenceGuard(cfg.trainer.log_every_n_steps),
         InterruptHandler(ckpt_dir, run_dir, overrides, mark_interrupted),
     ]
@@ -126,7 +148,7 @@ def run(cfg: DictConfig, run_dir: Path, choices: dict[str, str], overrides: list
                                      default_root_dir=str(run_dir))
     try:
         trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.ckpt_path, weights_only=True)
-        fit_metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k in FINAL_KEYS}
+        fit_metrics = {FIT_KEYS[k]: float(v) for k, v in trainer.callback_metrics.items() if k in FIT_KEYS}
         best = checkpoint.best_model_path or None
         test = trainer.test(module, datamodule=datamodule, ckpt_path=best, verbose=False, weights_only=True)[0]
         result.update(fit_metrics)
@@ -134,8 +156,10 @@ def run(cfg: DictConfig, run_dir: Path, choices: dict[str, str], overrides: list
         result.update(status="completed", best_ckpt=best, best_val_acc=float(checkpoint.best_model_score or 0))
     except Diverged as exc:
         result.update(status="diverged", error=str(exc), diverged_epoch=exc.epoch, diverged_step=exc.step)
-    result.update(epochs=trainer.current_epoch, global_step=trainer.global_step,
-                  wall_seconds=round(time.perf_counter() - started, 3))
+    result.update(epochs=trainer.current_epoch, global_step=trainer.global_step, history=history.history,
+                  wall_seconds=round(time.perf_counter() - started, 3), threads=torch.get_num_threads(),
+                  deterministic_algorithms=torch.are_deterministic_algorithms_enabled(),
+                  device=str(module.device))
     for monitor in diagnostics:
         result.update(getattr(monitor, "latest", {}))
     write_json(metrics_path, result)
