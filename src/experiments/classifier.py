@@ -49,7 +49,9 @@ class Classifier(L.LightningModule):
         loss = self.loss_fn(out, y)
         acc.update(out.detach(), y)  # argmax of outputs: the same class whatever the output activation
         on_step = stage == "train"
-        self.log(f"{stage}/loss", loss.detach(), on_step=on_step, on_epoch=True, prog_bar=True, batch_size=len(y))
+        sync = self.trainer.world_size > 1  # means over every rank's share
+        self.log(f"{stage}/loss", loss.detach(), on_step=on_step, on_epoch=True, prog_bar=True, batch_size=len(y),
+                 sync_dist=sync)
         self.log(f"{stage}/acc", acc, on_step=False, on_epoch=True, prog_bar=stage != "train")
         return loss
 

@@ -7,6 +7,7 @@ job is recorded in its ``metrics.json`` and the sweep goes on.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
@@ -66,6 +67,44 @@ def _parallel_jobs(hc: Any) -> int:
     return os.cpu_count() or 1 if n_jobs < 0 else int(n_jobs)
 
 
+def is_main_process() -> bool:
+    """False in the processes Lightning's DDP launcher starts (they get LOCAL_RANK / NODE_RANK > 0)."""
+    return int(os.environ.get("LOCAL_RANK", 0)) == 0 and int(os.environ.get("NODE_RANK", 0)) == 0
+
+
+def _prepare_ddp_children(hc: Any, run_dir: Path) -> None:
+    """Make Lightning's DDP launcher start each extra rank as *this job*, in *this job's* directory.
+
+    Lightning re-runs ``sys.argv`` plus ``hydra.run.dir=<HydraConfig run.dir>`` for every extra rank.
+    In a multirun that would relaunch the whole sweep (``-m`` and every swept value) into a fresh
+    directory; here the command becomes this job's own overrides, and run.dir this job's directory.
+    """
+    sys.argv = [sys.argv[0], *hc.overrides.task]
+    OmegaConf.set_readonly(hc, False)
+    hc.run.dir = str(run_dir)
+    OmegaConf.set_readonly(hc, True)
+
+
+@contextlib.contextmanager
+def _ddp_job_scope(enabled: bool):
+    """Leave no DDP state behind for the next job of a sweep in this process.
+
+    Lightning keeps the process group and sets LOCAL_RANK, MASTER_PORT, ... in ``os.environ``; the
+    next job would then believe it was started by a launcher and wait for ranks that have exited.
+    """
+    before = dict(os.environ)
+    try:
+        yield
+    finally:
+        if enabled:
+            import torch.distributed as dist
+
+            if dist.is_available() and dist.is_initialized():
+                dist.destroy_process_group()
+            for key in set(os.environ) - set(before):
+                del os.environ[key]
+
+
 def _fail(message: str, code: int = 2) -> None:
     if os.environ.get("HYDRA_FULL_ERROR") == "1":
         raise
@@ -83,10 +122,15 @@ def train_main(cfg: DictConfig) -> float:
     run_dir = Path(hc.runtime.output_dir)
     multirun = hc.mode == RunMode.MULTIRUN
     _quiet_lightning()
-    if cfg.print_config and not multirun:
+    main_process = is_main_process()
+    if cfg.print_config and not multirun and main_process:
         _print_config(cfg)
+    ddp = str(cfg.trainer.strategy).startswith("ddp") and main_process
+    if ddp:
+        _prepare_ddp_children(hc, run_dir)
     try:
-        result = run(cfg, run_dir, dict(hc.runtime.choices), list(hc.overrides.task), _parallel_jobs(hc))
+        with _ddp_job_scope(ddp):
+            result = run(cfg, run_dir, dict(hc.runtime.choices), list(hc.overrides.task), _parallel_jobs(hc))
     except (ConfigError, DataError, FileExistsError, OSError, ValueError) as exc:
         if multirun:  # the sweep goes on; the report shows this job as failed
             log.error("job %s failed: %s", run_dir.name, exc)
@@ -102,6 +146,8 @@ def train_main(cfg: DictConfig) -> float:
                                               "run_dir": str(run_dir), "overrides": list(hc.overrides.task)})
         return math.nan
     status = result["status"]
+    if not main_process:
+        return float(result.get(cfg.optimized_metric, math.nan))
     if status == "completed":
         print(f"test/acc={result['test/acc']:.4f} test/loss={result['test/loss']:.4f} "
               f"epochs={result['epochs']} wall={result['wall_seconds']:.1f}s run_dir={run_dir}", flush=True)

@@ -20,6 +20,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint, RichProgressBar
 from lightning.pytorch.loggers import TensorBoardLogger
 from omegaconf import DictConfig, OmegaConf
 
+from experiments.cli import is_main_process
 from experiments.classifier import Classifier, read_checkpoint
 from experiments.config_checks import validate
 from experiments.data import MNISTDataModule
@@ -104,14 +105,18 @@ def run(cfg: DictConfig, run_dir: Path, choices: dict[str, str], overrides: list
     run_dir = Path(run_dir)
     metrics_path = run_dir / "metrics.json"
     resuming = cfg.ckpt_path is not None
-    if metrics_path.exists() and not resuming:
-        raise FileExistsError(f"{metrics_path} exists: refusing to overwrite an earlier run; choose a new hydra.run.dir")
-    check_writable(run_dir)
+    main_process = is_main_process()  # DDP's extra ranks train, but write no files of their own
+    if main_process:
+        if metrics_path.exists() and not resuming:
+            raise FileExistsError(f"{metrics_path} exists: refusing to overwrite an earlier run; "
+                                  f"choose a new hydra.run.dir")
+        check_writable(run_dir)
     if resuming:
         read_checkpoint(cfg.ckpt_path)  # refuses unsafe or damaged checkpoints before anything is built
     result: dict[str, Any] = {"status": "running", "run_dir": str(run_dir), "overrides": overrides,
                               "choices": {k: v for k, v in choices.items() if not k.startswith("hydra")}}
-    write_json(metrics_path, result)
+    if main_process:
+        write_json(metrics_path, result)
 
     set_threads(cfg.threads, parallel_jobs)
     torch.use_deterministic_algorithms(bool(cfg.deterministic))  # set both ways: loky workers are reused
@@ -128,8 +133,9 @@ def run(cfg: DictConfig, run_dir: Path, choices: dict[str, str], overrides: list
                                  save_last=True, every_n_train_steps=cfg.checkpoint.every_n_train_steps)
 
     def mark_interrupted(command: str, ckpt: Path) -> None:
-        write_json(metrics_path, {**result, "status": "interrupted", "resume_command": command,
-                                  "interrupted_ckpt": str(ckpt), "wall_seconds": time.perf_counter() - started})
+        if main_process:
+            write_json(metrics_path, {**result, "status": "interrupted", "resume_command": command,
+                                      "interrupted_ckpt": str(ckpt), "wall_seconds": time.perf_counter() - started})
 
     history = EpochHistory()
     callbacks: list[L.Callback] = [
@@ -162,8 +168,10 @@ def run(cfg: DictConfig, run_dir: Path, choices: dict[str, str], overrides: list
                   device=str(module.device))
     for monitor in diagnostics:
         result.update(getattr(monitor, "latest", {}))
+    if not trainer.is_global_zero:
+        return result
     write_json(metrics_path, result)
-    if trainer.is_global_zero and result["status"] == "completed":
+    if result["status"] == "completed":
         final = {f"final/{k.replace('/', '_')}": v for k, v in result.items() if k in FINAL_KEYS}
         logger.log_hyperparams(flat_hparams(cfg, choices), metrics=final)
         logger.finalize("success")
