@@ -1,0 +1,74 @@
+"""Sweeps: parallel jobs without leaks, failure isolation, submitit, DDP on 2 CPU processes."""
+
+import json
+
+from conftest import FAST, read_metrics, run_script
+
+
+def jobs_of(tmp_path) -> list:
+    return sorted(tmp_path.glob("outputs/multirun/*/*/[0-9]*_*"), key=lambda p: int(p.name.split("_")[0]))
+
+
+def test_joblib_runs_in_parallel_with_threads_per_job_and_no_leaks(tmp_path):
+    # n_jobs=1: the same reused loky worker runs all jobs one after another, so state left by one
+    # (deterministic algorithms, thread count) would show in the next
+    proc = run_script(["-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=1", "deterministic=true,false,true",
+                       *FAST, "trainer.limit_train_batches=3"], tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    metrics = [read_metrics(j) for j in jobs_of(tmp_path)]
+    assert [m["deterministic_algorithms"] for m in metrics] == [True, False, True]
+    import os
+
+    assert all(m["threads"] == os.cpu_count() for m in metrics)  # one job at a time: every core
+
+
+def test_joblib_parallel_jobs_share_the_cores(tmp_path):
+    proc = run_script(["-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "optimizer=sgd,adam",
+                       *FAST, "trainer.limit_train_batches=3"], tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    import os
+
+    assert [read_metrics(j)["threads"] for j in jobs_of(tmp_path)] == [max(1, os.cpu_count() // 2)] * 2
+
+
+def test_a_failing_and_a_diverging_job_do_not_stop_the_sweep(tmp_path):
+    proc = run_script(["-m", "optimizer=sgd", "optimizer.lr=0.1,1e6,-1", *FAST, "trainer.log_every_n_steps=5"],
+                      tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    statuses = [read_metrics(j)["status"] for j in jobs_of(tmp_path)]
+    assert statuses == ["completed", "diverged", "failed"]
+    md = next(tmp_path.glob("outputs/multirun/*/*/summary.md")).read_text()
+    assert "**diverged** diverged at epoch 0, step 5" in md and "**failed** optimizer.lr=-1 is invalid" in md
+
+
+def test_submitit_local_launcher(tmp_path):
+    proc = run_script(["-m", "hydra/launcher=submitit_local", "optimizer=sgd,adam", *FAST,
+                       "trainer.limit_train_batches=3"], tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert [read_metrics(j)["status"] for j in jobs_of(tmp_path)] == ["completed", "completed"]
+    assert next(tmp_path.glob("outputs/multirun/*/*/summary.md"))
+
+
+DDP = ["trainer.strategy=ddp", "trainer.devices=2", "trainer.accelerator=cpu"]
+
+
+def test_ddp_on_two_cpu_processes_in_a_single_run(tmp_path):
+    proc = run_script([*FAST, *DDP, "trainer.limit_test_batches=null", "trainer.limit_val_batches=null"], tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (run_dir,) = [p.parent for p in tmp_path.glob("outputs/runs/*/*/metrics.json")]  # one directory, not one per rank
+    metrics = read_metrics(run_dir)
+    assert metrics["status"] == "completed" and metrics["test/acc"] > 0.5
+    assert (run_dir / "train_ddp_process_1.log").exists()  # rank 1 ran in the same directory
+    # each rank trained on half of each batch's worth of the data: 20 steps = 20 * 256 * 2 images
+    assert metrics["global_step"] == 20
+
+
+def test_ddp_inside_a_multirun_does_not_restart_the_sweep(tmp_path):
+    proc = run_script(["-m", "optimizer=sgd,adam", *FAST, *DDP], tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    jobs = jobs_of(tmp_path)
+    assert len(jobs) == 2 and [read_metrics(j)["status"] for j in jobs] == ["completed", "completed"]
+    assert len(list(tmp_path.glob("outputs/multirun/*/*"))) == 1  # no second sweep started by a child rank
+    assert not list(tmp_path.glob("outputs/runs/*"))
+    assert all((j / "train_ddp_process_1.log").exists() for j in jobs)
+    assert json.loads((jobs[1] / "metrics.json").read_text())["choices"]["optimizer"] == "adam"
