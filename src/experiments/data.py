@@ -120,31 +120,33 @@ class TensorBatches:
         self.x, self.y = x, y
         self.batch_size, self.shuffle, self.seed = batch_size, shuffle, seed
         self.rank, self.world_size, self.drop_last = rank, world_size, drop_last
-        self.epoch, self.batches_done, self._skip = 0, 0, 0
+        self.epoch, self.batches_done = -1, 0  # the pass in progress, and how far it has got
+        self._resume: tuple[int, int] | None = None
 
-    def _indices(self) -> torch.Tensor | None:
+    def _indices(self, epoch: int) -> torch.Tensor | None:
         n = len(self.x)
         if not self.shuffle and self.world_size == 1:
             return None
         if self.shuffle:
-            g = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+            g = torch.Generator().manual_seed(self.seed * 100_003 + epoch)
             order = torch.randperm(n, generator=g)
         else:
             order = torch.arange(n)
         order = order[: n - n % self.world_size][self.rank :: self.world_size]
         return order.to(self.x.device, non_blocking=True)
 
-    def _rows(self) -> int:
-        return len(self.x) // self.world_size
-
     def __len__(self) -> int:
-        rows = self._rows()
+        rows = len(self.x) // self.world_size
         return rows // self.batch_size if self.drop_last else -(-rows // self.batch_size)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        order, size = self._indices(), self.batch_size
-        start, self._skip = self._skip, 0
-        self.batches_done = start
+        # A new pass starts when iter() is called (Lightning stops at len() and never exhausts us).
+        epoch, start = self._resume or (self.epoch + 1, 0)
+        self._resume = None
+        if start >= len(self):  # checkpointed at the very end of a pass: the next pass is due
+            epoch, start = epoch + 1, 0
+        self.epoch, self.batches_done = epoch, start
+        order, size = self._indices(epoch), self.batch_size
         for b in range(start, len(self)):
             if order is None:
                 xb, yb = self.x[b * size : (b + 1) * size], self.y[b * size : (b + 1) * size]
@@ -153,16 +155,13 @@ class TensorBatches:
                 xb, yb = self.x[idx], self.y[idx]
             self.batches_done = b + 1
             yield xb, yb
-        if self.shuffle:
-            self.epoch += 1
-            self.batches_done = 0
 
-    # Lightning's resumable-loader protocol (``_Stateful``).
+    # Lightning's resumable-loader protocol (``_Stateful``): saved in every checkpoint.
     def state_dict(self) -> dict[str, int]:
         return {"epoch": self.epoch, "batches_done": self.batches_done}
 
     def load_state_dict(self, state: dict[str, int]) -> None:
-        self.epoch, self._skip = int(state["epoch"]), int(state["batches_done"])
+        self._resume = (int(state["epoch"]), int(state["batches_done"]))
 
 
 class MNISTDataModule(L.LightningDataModule):
