@@ -66,8 +66,22 @@ class Classifier(L.LightningModule):
 
     def configure_optimizers(self) -> Any:
         optimizer = build_optimizer(self.hparams.optimizer, self.parameters())
-        scheduler = build_scheduler(self.hparams.scheduler, optimizer, int(self.trainer.estimated_stepping_batches))
+        total = self._total_steps() if (self.hparams.scheduler or {}).get("_target_") else 0
+        scheduler = build_scheduler(self.hparams.scheduler, optimizer, total)
         return optimizer if scheduler is None else {"optimizer": optimizer, "lr_scheduler": scheduler}
+
+    def _total_steps(self) -> int:
+        """Optimizer steps in the whole run, for per-batch schedules.
+
+        Not ``trainer.estimated_stepping_batches``: called here it builds the trainer's train loader
+        before a checkpoint is restored, and a mid-epoch resume then loses the loader's position.
+        """
+        trainer = self.trainer
+        batches = len(trainer.datamodule.train_dataloader())
+        limit = trainer.limit_train_batches
+        batches = min(batches, int(limit)) if isinstance(limit, int) else max(1, int(batches * limit))
+        steps = batches // trainer.accumulate_grad_batches * max(trainer.max_epochs or 1, 1)
+        return min(steps, trainer.max_steps) if trainer.max_steps > 0 else steps
 
 
 class UnsafeCheckpoint(ValueError):

@@ -131,7 +131,12 @@ def train_main(cfg: DictConfig) -> float:
     try:
         with _ddp_job_scope(ddp):
             result = run(cfg, run_dir, dict(hc.runtime.choices), list(hc.overrides.task), _parallel_jobs(hc))
-    except (ConfigError, DataError, FileExistsError, OSError, ValueError) as exc:
+    except FileExistsError as exc:  # an earlier job's results: report, and do not touch them
+        if multirun:
+            log.error("job %s refused: %s", run_dir.name, exc)
+            return math.nan
+        _fail(str(exc))
+    except (ConfigError, DataError, OSError, ValueError) as exc:
         if multirun:  # the sweep goes on; the report shows this job as failed
             log.error("job %s failed: %s", run_dir.name, exc)
             write_json(run_dir / "metrics.json", {"status": "failed", "error": str(exc), "run_dir": str(run_dir),

@@ -7,12 +7,18 @@ run leaves a checkpoint and the exact command that resumes it.
 from __future__ import annotations
 
 import math
+import os
 import shlex
 import sys
+import time
 from pathlib import Path
 from typing import Any, Callable
 
 import lightning as L
+import torch
+from hydra.experimental.callback import Callback
+from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
+from omegaconf import DictConfig
 
 
 class Diverged(RuntimeError):
@@ -43,9 +49,43 @@ class DivergenceGuard(L.Callback):
 
 
 def resume_command(ckpt: Path, run_dir: Path, overrides: list[str]) -> str:
-    kept = [o for o in overrides if not o.startswith(("ckpt_path=", "hydra.run.dir="))]
-    args = ["python", "train.py", *kept, f"ckpt_path={ckpt}", f"hydra.run.dir={run_dir}"]
+    """The same run, continued in the same directory; Hydra's copy of the resumed config goes beside
+    the original (``.hydra/resumed-<time>``), so the first one is kept."""
+    kept = [o for o in overrides if not o.startswith(("ckpt_path=", "hydra.run.dir=", "hydra.output_subdir="))]
+    args = ["python", sys.argv[0] or "train.py", *kept, f"ckpt_path={ckpt}", f"hydra.run.dir={run_dir}",
+            f"hydra.output_subdir=.hydra/resumed-{time.strftime('%Y%m%d-%H%M%S')}"]
     return " ".join(shlex.quote(a) for a in args)
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Checkpoints written to a temporary file and renamed: a kill -9 mid-save leaves the previous one whole."""
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any = None) -> None:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        torch.save(checkpoint, tmp)
+        os.replace(tmp, path)
+
+
+class OutputGuard(Callback):
+    """Hydra callback: refuse to start in a run or sweep directory that already holds results.
+
+    It runs before Hydra writes its own ``.hydra/`` files, so nothing of the earlier run is touched.
+    Resuming (``ckpt_path=...``) into its own run directory is the one allowed re-entry.
+    """
+
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        run_dir = Path(config.hydra.run.dir)
+        if (run_dir / "metrics.json").exists() and config.get("ckpt_path") is None:
+            raise FileExistsError(f"hydra.run.dir={run_dir} already holds a run (metrics.json): refusing to "
+                                  f"overwrite it; drop the override for a fresh directory, or add ckpt_path= to resume")
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        sweep_dir = Path(config.hydra.sweep.dir)
+        if sweep_dir.is_dir() and any(sweep_dir.iterdir()):
+            raise FileExistsError(f"hydra.sweep.dir={sweep_dir} is not empty: refusing to overwrite an earlier "
+                                  f"sweep; drop the override for a fresh directory")
 
 
 class InterruptHandler(L.Callback):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import time
 from pathlib import Path
 from typing import Any
@@ -18,13 +19,14 @@ import torch
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import ModelCheckpoint, RichProgressBar
 from lightning.pytorch.loggers import TensorBoardLogger
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
 from experiments.cli import is_main_process
 from experiments.classifier import Classifier, read_checkpoint
 from experiments.config_checks import validate
 from experiments.data import MNISTDataModule
-from experiments.faults import Diverged, DivergenceGuard, InterruptHandler
+from experiments.faults import AtomicCheckpointIO, Diverged, DivergenceGuard, InterruptHandler
 
 FINAL_KEYS = ("test/acc", "test/loss", "val/acc", "val/loss", "train/loss", "train/acc")
 FIT_KEYS = {"val/acc": "val/acc", "val/loss": "val/loss", "train/loss_epoch": "train/loss", "train/acc": "train/acc"}
@@ -130,7 +132,7 @@ def run(cfg: DictConfig, run_dir: Path, choices: dict[str, str], overrides: list
     ckpt_dir = run_dir / "checkpoints"
     checkpoint = ModelCheckpoint(dirpath=ckpt_dir, filename="best-epoch{epoch:02d}-acc{val/acc:.4f}",
                                  auto_insert_metric_name=False, monitor="val/acc", mode="max", save_top_k=1,
-                                 save_last=True, every_n_train_steps=cfg.checkpoint.every_n_train_steps)
+                                 save_last=True)
 
     def mark_interrupted(command: str, ckpt: Path) -> None:
         if main_process:
@@ -144,6 +146,9 @@ def run(cfg: DictConfig, run_dir: Path, choices: dict[str, str], overrides: list
         DivergenceGuard(cfg.trainer.log_every_n_steps),
         InterruptHandler(ckpt_dir, run_dir, overrides, mark_interrupted),
     ]
+    if cfg.checkpoint.every_n_train_steps:  # last.ckpt every N steps too, so a kill -9 loses at most N steps
+        callbacks.append(ModelCheckpoint(dirpath=ckpt_dir, save_top_k=0, save_last=True,
+                                         every_n_train_steps=cfg.checkpoint.every_n_train_steps))
     if cfg.progress_bar:
         callbacks.append(RichProgressBar(refresh_rate=cfg.progress_bar_refresh))
     diagnostics = [instantiate(c) for c in (cfg.get("diagnostics") or {}).values() if c is not None]
@@ -151,7 +156,7 @@ def run(cfg: DictConfig, run_dir: Path, choices: dict[str, str], overrides: list
     logger = TensorBoardLogger(save_dir=str(run_dir), name="tensorboard", version="", default_hp_metric=False)
     trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=logger,
                                      deterministic=cfg.deterministic, enable_progress_bar=bool(cfg.progress_bar),
-                                     default_root_dir=str(run_dir))
+                                     default_root_dir=str(run_dir), plugins=[AtomicCheckpointIO()])
     try:
         trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.ckpt_path, weights_only=True)
         fit_metrics = {FIT_KEYS[k]: float(v) for k, v in trainer.callback_metrics.items() if k in FIT_KEYS}
@@ -162,6 +167,8 @@ def run(cfg: DictConfig, run_dir: Path, choices: dict[str, str], overrides: list
         result.update(status="completed", best_ckpt=best, best_val_acc=float(checkpoint.best_model_score or 0))
     except Diverged as exc:
         result.update(status="diverged", error=str(exc), diverged_epoch=exc.epoch, diverged_step=exc.step)
+    except SIGTERMException:  # the InterruptHandler has saved and recorded; exit as a terminated process does
+        raise SystemExit(128 + signal.SIGTERM) from None
     result.update(epochs=trainer.current_epoch, global_step=trainer.global_step, history=history.history,
                   wall_seconds=round(time.perf_counter() - started, 3), threads=torch.get_num_threads(),
                   deterministic_algorithms=torch.are_deterministic_algorithms_enabled(),
