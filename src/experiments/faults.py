@@ -57,6 +57,18 @@ def resume_command(ckpt: Path, run_dir: Path, overrides: list[str]) -> str:
     return " ".join(shlex.quote(a) for a in args)
 
 
+def check_writable(run_dir: Path) -> None:
+    """Fail at start, naming the path, where an output directory cannot be created or written."""
+    probe = run_dir / f".write-test-{os.getpid()}"
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        probe.write_bytes(b"0" * 65536)  # a full disk fails here rather than after an hour of training
+        probe.unlink()
+    except OSError as exc:
+        raise OSError(f"run directory {run_dir} is not writable ({exc.strerror}); "
+                      f"free space there or set hydra.run.dir to a writable path") from exc
+
+
 class AtomicCheckpointIO(TorchCheckpointIO):
     """Checkpoints written to a temporary file and renamed: a kill -9 mid-save leaves the previous one whole."""
 
@@ -72,20 +84,34 @@ class OutputGuard(Callback):
     """Hydra callback: refuse to start in a run or sweep directory that already holds results.
 
     It runs before Hydra writes its own ``.hydra/`` files, so nothing of the earlier run is touched.
-    Resuming (``ckpt_path=...``) into its own run directory is the one allowed re-entry.
+    Resuming (``ckpt_path=...``) into its own run directory is the one allowed re-entry. Hydra turns
+    exceptions in callbacks into warnings, so the refusal exits the process itself.
     """
+
+    @staticmethod
+    def _refuse(message: str) -> None:
+        print(f"Error: {message}", file=sys.stderr, flush=True)
+        sys.exit(2)
+
+    def _check_writable(self, path: Path, key: str) -> None:
+        try:
+            check_writable(path)
+        except OSError as exc:
+            self._refuse(f"{key}={path}: {exc}")
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
         run_dir = Path(config.hydra.run.dir)
         if (run_dir / "metrics.json").exists() and config.get("ckpt_path") is None:
-            raise FileExistsError(f"hydra.run.dir={run_dir} already holds a run (metrics.json): refusing to "
-                                  f"overwrite it; drop the override for a fresh directory, or add ckpt_path= to resume")
+            self._refuse(f"hydra.run.dir={run_dir} already holds a run (metrics.json): refusing to overwrite it; "
+                         f"drop the override for a fresh directory, or add ckpt_path=... to resume it")
+        self._check_writable(run_dir, "hydra.run.dir")
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
         if sweep_dir.is_dir() and any(sweep_dir.iterdir()):
-            raise FileExistsError(f"hydra.sweep.dir={sweep_dir} is not empty: refusing to overwrite an earlier "
-                                  f"sweep; drop the override for a fresh directory")
+            self._refuse(f"hydra.sweep.dir={sweep_dir} is not empty: refusing to overwrite an earlier sweep; "
+                         f"drop the override for a fresh directory")
+        self._check_writable(sweep_dir, "hydra.sweep.dir")
 
 
 class InterruptHandler(L.Callback):

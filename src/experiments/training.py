@@ -26,7 +26,7 @@ from experiments.cli import is_main_process
 from experiments.classifier import Classifier, read_checkpoint
 from experiments.config_checks import validate
 from experiments.data import MNISTDataModule
-from experiments.faults import AtomicCheckpointIO, Diverged, DivergenceGuard, InterruptHandler
+from experiments.faults import AtomicCheckpointIO, Diverged, DivergenceGuard, InterruptHandler, check_writable
 
 FINAL_KEYS = ("test/acc", "test/loss", "val/acc", "val/loss", "train/loss", "train/acc")
 FIT_KEYS = {"val/acc": "val/acc", "val/loss": "val/loss", "train/loss_epoch": "train/loss", "train/acc": "train/acc"}
@@ -56,17 +56,6 @@ def write_json(path: Path, data: dict[str, Any]) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
     os.replace(tmp, path)
-
-
-def check_writable(run_dir: Path) -> None:
-    run_dir.mkdir(parents=True, exist_ok=True)
-    probe = run_dir / f".write-test-{os.getpid()}"
-    try:
-        probe.write_bytes(b"0" * 65536)  # a full disk fails here rather than after an hour of training
-        probe.unlink()
-    except OSError as exc:
-        raise OSError(f"run directory {run_dir} is not writable ({exc.strerror}); "
-                      f"free space there or set hydra.run.dir to a writable path") from exc
 
 
 def set_threads(threads: int | str, parallel_jobs: int) -> int:
