@@ -67,11 +67,6 @@ def _parallel_jobs(hc: Any) -> int:
     return os.cpu_count() or 1 if n_jobs < 0 else int(n_jobs)
 
 
-def is_main_process() -> bool:
-    """False in the processes Lightning's DDP launcher starts (they get LOCAL_RANK / NODE_RANK > 0)."""
-    return int(os.environ.get("LOCAL_RANK", 0)) == 0 and int(os.environ.get("NODE_RANK", 0)) == 0
-
-
 def _prepare_ddp_children(hc: Any, run_dir: Path) -> None:
     """Make Lightning's DDP launcher start each extra rank as *this job*, in *this job's* directory.
 
@@ -116,6 +111,7 @@ def train_main(cfg: DictConfig) -> float:
     """Run one job; returns ``optimized_metric`` for sweepers (NaN when the job did not complete)."""
     from experiments.config_checks import ConfigError
     from experiments.data import DataError
+    from experiments.faults import is_main_process
     from experiments.training import run, write_json
 
     hc = HydraConfig.get()

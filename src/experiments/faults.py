@@ -57,6 +57,11 @@ def resume_command(ckpt: Path, run_dir: Path, overrides: list[str]) -> str:
     return " ".join(shlex.quote(a) for a in args)
 
 
+def is_main_process() -> bool:
+    """False in the processes Lightning's DDP launcher starts (they get LOCAL_RANK / NODE_RANK > 0)."""
+    return int(os.environ.get("LOCAL_RANK", 0)) == 0 and int(os.environ.get("NODE_RANK", 0)) == 0
+
+
 def check_writable(run_dir: Path) -> None:
     """Fail at start, naming the path, where an output directory cannot be created or written."""
     probe = run_dir / f".write-test-{os.getpid()}"
@@ -100,6 +105,8 @@ class OutputGuard(Callback):
             self._refuse(f"{key}={path}: {exc}")
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        if not is_main_process():  # a DDP rank started by Lightning, into its job's own directory
+            return
         run_dir = Path(config.hydra.run.dir)
         if (run_dir / "metrics.json").exists() and config.get("ckpt_path") is None:
             self._refuse(f"hydra.run.dir={run_dir} already holds a run (metrics.json): refusing to overwrite it; "

@@ -22,11 +22,10 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
-from experiments.cli import is_main_process
 from experiments.classifier import Classifier, read_checkpoint
 from experiments.config_checks import validate
 from experiments.data import MNISTDataModule
-from experiments.faults import AtomicCheckpointIO, Diverged, DivergenceGuard, InterruptHandler, check_writable
+from experiments.faults import AtomicCheckpointIO, Diverged, DivergenceGuard, InterruptHandler, check_writable, is_main_process
 
 FINAL_KEYS = ("test/acc", "test/loss", "val/acc", "val/loss", "train/loss", "train/acc")
 FIT_KEYS = {"val/acc": "val/acc", "val/loss": "val/loss", "train/loss_epoch": "train/loss", "train/acc": "train/acc"}
