@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 from experiments.activations import activation_factory
-from experiments.data import load_mnist
+from experiments.mnist import load_mnist
 from experiments.diagnostics import born_dead
 from experiments.model import MLP
 

@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from conftest import compose_config
-from experiments.data import MNISTDataModule, load_mnist
+from experiments.data import MNISTDataModule
+from experiments.mnist import load_mnist
 from experiments.optimizers import build_optimizer
 from experiments.training import build_module
 

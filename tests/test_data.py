@@ -1,11 +1,8 @@
-import gzip
-import shutil
-from pathlib import Path
-
 import pytest
 import torch
 
-from experiments.data import BUNDLED_ROOT, MD5, DataError, MNISTDataModule, TensorBatches, load_mnist, read_idx
+from experiments.data import MNISTDataModule, TensorBatches
+from experiments.mnist import load_mnist, split
 
 
 @pytest.fixture(scope="module")
@@ -13,59 +10,26 @@ def mnist() -> dict[str, torch.Tensor]:
     return load_mnist()
 
 
-def test_bundled_files_load_with_official_shapes_and_normalisation(mnist):
-    assert mnist["train_x"].shape == (60_000, 784) and mnist["test_x"].shape == (10_000, 784)
-    assert mnist["train_y"].dtype == torch.int64 and set(mnist["train_y"].unique().tolist()) == set(range(10))
-    # normalised with the published mean/std: the training set has mean ~0 and std ~1
-    assert abs(mnist["train_x"].mean().item()) < 0.01
-    assert abs(mnist["train_x"].std().item() - 1.0) < 0.01
-
-
-def test_altered_file_is_refused_by_checksum_naming_the_file(tmp_path):
-    for name in MD5:
-        shutil.copy(BUNDLED_ROOT / f"{name}.gz", tmp_path)
-    target = tmp_path / "train-labels-idx1-ubyte.gz"
-    raw = bytearray(gzip.decompress(target.read_bytes()))
-    raw[100] ^= 0xFF
-    target.write_bytes(gzip.compress(bytes(raw)))
-    with pytest.raises(DataError, match="train-labels-idx1-ubyte.gz: checksum failed"):
-        load_mnist(tmp_path, download=False)
-
-
-def test_truncated_gzip_is_refused(tmp_path):
-    src = (BUNDLED_ROOT / "t10k-labels-idx1-ubyte.gz").read_bytes()
-    (tmp_path / "t10k-labels-idx1-ubyte.gz").write_bytes(src[: len(src) // 2])
-    with pytest.raises(DataError, match="t10k-labels-idx1-ubyte.gz: checksum failed"):
-        read_idx(tmp_path / "t10k-labels-idx1-ubyte.gz")
-
-
-def test_missing_directory_and_missing_files_are_named(tmp_path):
-    with pytest.raises(DataError, match=r"data.root=.*nope does not exist"):
-        load_mnist(tmp_path / "nope")
-    with pytest.raises(DataError, match="lacks train-images-idx3-ubyte"):
-        load_mnist(tmp_path, download=False)
-
-
-def test_unpacked_files_are_accepted(tmp_path):
-    for name in MD5:
-        (tmp_path / name).write_bytes(gzip.decompress((BUNDLED_ROOT / f"{name}.gz").read_bytes()))
-    assert load_mnist(tmp_path, download=False)["test_y"].shape == (10_000,)
-
-
 def test_validation_split_is_seeded_disjoint_and_never_the_test_set(mnist):
-    dm = MNISTDataModule(val_size=5000)
-    dm.tensors = dm._split(mnist)
-    again = MNISTDataModule(val_size=5000)
-    again.tensors = again._split(mnist)
-    assert dm.tensors["train_x"].shape[0] == 55_000 and dm.tensors["val_x"].shape[0] == 5000
-    assert torch.equal(dm.tensors["val_x"], again.tensors["val_x"])
+    parts, again = split(mnist, 5000, split_seed=0), split(mnist, 5000, split_seed=0)
+    assert parts["train_x"].shape[0] == 55_000 and parts["val_x"].shape[0] == 5000
+    assert torch.equal(parts["val_x"], again["val_x"])
     # every validation image comes from the official training set, none from the test set
     train_rows = {r.tobytes() for r in mnist["train_x"][:, 200:260].numpy()}
-    assert all(r.tobytes() in train_rows for r in dm.tensors["val_x"][:200, 200:260].numpy())
-    assert torch.equal(dm.tensors["test_x"], mnist["test_x"])
-    other = MNISTDataModule(val_size=5000, split_seed=1)
-    other.tensors = other._split(mnist)
-    assert not torch.equal(dm.tensors["val_y"], other.tensors["val_y"])
+    assert all(r.tobytes() in train_rows for r in parts["val_x"][:200, 200:260].numpy())
+    assert torch.equal(parts["test_x"], mnist["test_x"])
+    assert not torch.equal(parts["val_y"], split(mnist, 5000, split_seed=1)["val_y"])
+    limited = split(mnist, 5000, split_seed=0, limit_train=300)
+    assert limited["train_x"].shape[0] == 300 and torch.equal(limited["val_x"], parts["val_x"])
+
+
+def test_datamodule_prepares_the_split_once_and_batches_on_the_trainer_device():
+    dm = MNISTDataModule(batch_size=100, limit_train=1000)
+    dm.prepare_data()
+    first = dm.tensors
+    dm.prepare_data()
+    assert dm.tensors is first
+    assert len(dm.train_dataloader()) == 10 and len(dm.val_dataloader()) == 1 and len(dm.test_dataloader()) == 2
 
 
 def _epoch(loader: TensorBatches) -> torch.Tensor:

@@ -110,7 +110,7 @@ def _fail(message: str, code: int = 2) -> None:
 def train_main(cfg: DictConfig) -> float:
     """Run one job; returns ``optimized_metric`` for sweepers (NaN when the job did not complete)."""
     from experiments.config_checks import ConfigError
-    from experiments.data import DataError
+    from experiments.mnist import DataError
     from experiments.faults import is_main_process
     from experiments.training import run, write_json
 
@@ -167,7 +167,8 @@ def eval_main(cfg: DictConfig) -> float:
 
     from experiments.classifier import load_classifier
     from experiments.config_checks import ConfigError, existing_file, validate
-    from experiments.data import DataError, MNISTDataModule
+    from experiments.data import MNISTDataModule
+    from experiments.mnist import DataError
     from experiments.training import write_json
 
     _quiet_lightning()

@@ -13,7 +13,7 @@ from typing import Any, Callable
 from omegaconf import DictConfig, OmegaConf
 
 from experiments.activations import check_activation
-from experiments.data import TRAIN_SIZE
+from experiments.mnist import TRAIN_SIZE
 from experiments.losses import OUTPUT_ACTIVATIONS
 from experiments.model import INITS
 

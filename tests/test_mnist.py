@@ -1,0 +1,51 @@
+import gzip
+import shutil
+
+import pytest
+import torch
+
+from experiments.mnist import BUNDLED_ROOT, MD5, DataError, load_mnist, read_idx
+
+
+@pytest.fixture(scope="module")
+def mnist() -> dict[str, torch.Tensor]:
+    return load_mnist()
+
+
+def test_bundled_files_load_with_official_shapes_and_normalisation(mnist):
+    assert mnist["train_x"].shape == (60_000, 784) and mnist["test_x"].shape == (10_000, 784)
+    assert mnist["train_y"].dtype == torch.int64 and set(mnist["train_y"].unique().tolist()) == set(range(10))
+    # normalised with the published mean/std: the training set has mean ~0 and std ~1
+    assert abs(mnist["train_x"].mean().item()) < 0.01
+    assert abs(mnist["train_x"].std().item() - 1.0) < 0.01
+
+
+def test_altered_file_is_refused_by_checksum_naming_the_file(tmp_path):
+    for name in MD5:
+        shutil.copy(BUNDLED_ROOT / f"{name}.gz", tmp_path)
+    target = tmp_path / "train-labels-idx1-ubyte.gz"
+    raw = bytearray(gzip.decompress(target.read_bytes()))
+    raw[100] ^= 0xFF
+    target.write_bytes(gzip.compress(bytes(raw)))
+    with pytest.raises(DataError, match="train-labels-idx1-ubyte.gz: checksum failed"):
+        load_mnist(tmp_path, download=False)
+
+
+def test_truncated_gzip_is_refused(tmp_path):
+    src = (BUNDLED_ROOT / "t10k-labels-idx1-ubyte.gz").read_bytes()
+    (tmp_path / "t10k-labels-idx1-ubyte.gz").write_bytes(src[: len(src) // 2])
+    with pytest.raises(DataError, match="t10k-labels-idx1-ubyte.gz: checksum failed"):
+        read_idx(tmp_path / "t10k-labels-idx1-ubyte.gz")
+
+
+def test_missing_directory_and_missing_files_are_named(tmp_path):
+    with pytest.raises(DataError, match=r"data.root=.*nope does not exist"):
+        load_mnist(tmp_path / "nope")
+    with pytest.raises(DataError, match="lacks train-images-idx3-ubyte"):
+        load_mnist(tmp_path, download=False)
+
+
+def test_unpacked_files_are_accepted(tmp_path):
+    for name in MD5:
+        (tmp_path / name).write_bytes(gzip.decompress((BUNDLED_ROOT / f"{name}.gz").read_bytes()))
+    assert load_mnist(tmp_path, download=False)["test_y"].shape == (10_000,)
