@@ -31,13 +31,19 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch: int = 50
     return float(correct) / len(x)
 
 
-def train(device: str, epochs: int, batch_size: int | str, seed: int = 42) -> dict:
-    """Returns per-epoch seconds (train + validation pass) and the final accuracies."""
+def train(device: str, epochs: int, batch_size: int | str, seed: int = 42, optimizer: str = "adam") -> dict:
+    """Returns per-epoch seconds (train + validation pass) and the final accuracies.
+
+    ``optimizer``: ``adam`` (lr 0.003) or ``gd`` (plain gradient descent, lr 0.5, as ``optimizer=gd``).
+    """
     torch.manual_seed(seed)
     t = {k: v.to(device) for k, v in split(load_mnist(), val_size=5000, split_seed=0).items()}
     bs = len(t["train_x"]) if batch_size == "full" else batch_size
     model = build_mlp().to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=0.003)
+    if optimizer == "gd":
+        opt = torch.optim.SGD(model.parameters(), lr=0.5)
+    else:
+        opt = torch.optim.Adam(model.parameters(), lr=0.003)
     loss_fn = nn.CrossEntropyLoss()
     n = len(t["train_x"])
     epoch_seconds = []
@@ -47,9 +53,9 @@ def train(device: str, epochs: int, batch_size: int | str, seed: int = 42) -> di
         for i in range(0, n, bs):
             idx = order[i : i + bs]
             loss = loss_fn(model(t["train_x"][idx]), t["train_y"][idx])
-            optimizer.zero_grad(set_to_none=True)
+            opt.zero_grad(set_to_none=True)
             loss.backward()
-            optimizer.step()
+            opt.step()
         val_acc = evaluate(model, t["val_x"], t["val_y"])
         if device.startswith("cuda"):
             torch.cuda.synchronize()
@@ -62,9 +68,10 @@ def main() -> None:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--batch-size", default="256")
+    parser.add_argument("--optimizer", choices=["adam", "gd"], default="adam")
     args = parser.parse_args()
     batch = "full" if args.batch_size == "full" else int(args.batch_size)
-    result = train(args.device, args.epochs, batch)
+    result = train(args.device, args.epochs, batch, optimizer=args.optimizer)
     print(f"test/acc={result['test_acc']:.4f} val/acc={result['val_acc']:.4f} "
           f"epoch_seconds={[round(s, 3) for s in result['epoch_seconds']]}")
 

@@ -38,12 +38,15 @@ def test_train_writes_metrics_tensorboard_and_checkpoints(tmp_path):
 
     events = EventAccumulator(str(run_dir / "tensorboard")).Reload()
     tags = set(events.Tags()["scalars"])
-    assert {"train/loss_step", "train/loss_epoch", "train/acc", "val/loss", "val/acc", "test/loss",
+    assert {"train/loss", "train/loss_epoch", "train/acc", "val/loss", "val/acc", "test/loss",
             "test/acc", "final/test_acc"} <= tags
     assert events.Scalars("test/acc")[-1].value == pytest_approx(metrics["test/acc"])
     plugin_tags = events.Tags().get("tensors", []) + list(events.summary_metadata)
     assert any("_hparams_/session_start_info" in t for t in plugin_tags)
     assert "hp_metric" not in tags
+    assert [e.step for e in events.Scalars("train/loss")] == [4, 9, 14, 19]  # every log_every_n_steps=5
+    assert events.Scalars("train/loss_epoch")[-1].value == pytest_approx(metrics["train/loss"])
+    assert metrics["history"]["train/loss"] == [pytest_approx(metrics["train/loss"])]
     assert (run_dir / ".hydra" / "config.yaml").is_file()
 
 

@@ -86,7 +86,7 @@ def betas(v: Any) -> str | None:
 RULES: dict[str, Check] = {
     "seed": integer(0, 2**32 - 1),
     "deterministic": boolean,
-    "compile": boolean,
+    "compile": one_of(False, True, "default", "reduce-overhead", "max-autotune"),
     "threads": lambda v: None if v == "auto" or (_is_int(v) and v >= 1) else "auto or an integer >= 1",
     "ckpt_path": optional(existing_file),
     "data.root": optional(lambda v: None if isinstance(v, str) and v else "a directory path"),

@@ -8,12 +8,12 @@ only ever used by ``test_dataloader``.
 
 from __future__ import annotations
 
-from typing import Iterator
+from typing import Callable, Iterator
 
 import lightning as L
 import torch
 
-from experiments.mnist import INPUT_SIZE, NUM_CLASSES, TRAIN_SIZE, load_mnist, split
+from experiments.mnist import INPUT_SIZE, NUM_CLASSES, TRAIN_SIZE, load_mnist, normalize, split
 
 
 class TensorBatches:
@@ -22,12 +22,14 @@ class TensorBatches:
     Shuffling draws a permutation from a generator seeded by ``(seed, epoch)``, so the order of every
     epoch is reproducible, and the iterator is resumable: Lightning saves ``state_dict()`` with each
     checkpoint and a resumed run continues mid-epoch with exactly the batches it had not seen.
-    Under DDP each rank takes an interleaved share of the same permutation.
+    Under DDP each rank takes an interleaved share of the same permutation. Images may be stored as
+    uint8 pixels and normalised batch by batch (``transform``), at a quarter of the memory.
     """
 
     def __init__(self, x: torch.Tensor, y: torch.Tensor, batch_size: int, shuffle: bool, seed: int = 0,
-                 rank: int = 0, world_size: int = 1, drop_last: bool = False) -> None:
-        self.x, self.y = x, y
+                 rank: int = 0, world_size: int = 1, drop_last: bool = False,
+                 transform: Callable[[torch.Tensor], torch.Tensor] | None = None) -> None:
+        self.x, self.y, self.transform = x, y, transform
         self.batch_size, self.shuffle, self.seed = batch_size, shuffle, seed
         self.rank, self.world_size, self.drop_last = rank, world_size, drop_last
         self.epoch, self.batches_done = -1, 0  # the pass in progress, and how far it has got
@@ -64,7 +66,7 @@ class TensorBatches:
                 idx = order[b * size : (b + 1) * size]
                 xb, yb = self.x[idx], self.y[idx]
             self.batches_done = b + 1
-            yield xb, yb
+            yield (self.transform(xb) if self.transform else xb), yb
 
     # Lightning's resumable-loader protocol (``_Stateful``): saved in every checkpoint.
     def state_dict(self) -> dict[str, int]:
@@ -92,7 +94,9 @@ class MNISTDataModule(L.LightningDataModule):
     def prepare_data(self) -> None:
         """Load and verify before the trainer starts, so a bad file fails in a second, not mid-run."""
         if self.tensors is None:
-            self.tensors = split(load_mnist(self.root, self.download), self.val_size, self.split_seed, self.limit_train)
+            # uint8 pixels, normalised per batch: the whole set takes 55 MB instead of 220 MB
+            self.tensors = split(load_mnist(self.root, self.download, raw=True), self.val_size, self.split_seed,
+                                 self.limit_train)
 
     @property
     def train_size(self) -> int:
@@ -120,7 +124,12 @@ class MNISTDataModule(L.LightningDataModule):
         assert self.tensors is not None
         rank, world = (self.trainer.global_rank, self.trainer.world_size) if self.trainer else (0, 1)
         return TensorBatches(self.tensors[f"{split}_x"], self.tensors[f"{split}_y"], batch_size, shuffle,
-                             seed=self.shuffle_seed, rank=rank, world_size=world)
+                             seed=self.shuffle_seed, rank=rank, world_size=world, transform=normalize)
+
+    def images(self, split: str, n: int | None = None) -> torch.Tensor:
+        """The first ``n`` normalised images of a split (``train``, ``val``, ``test``): probes for diagnostics."""
+        assert self.tensors is not None
+        return normalize(self.tensors[f"{split}_x"][:n])
 
     def train_dataloader(self) -> TensorBatches:
         return self._loader("train", self.resolved_batch_size(), shuffle=True)

@@ -78,7 +78,7 @@ class DeadUnitMonitor(L.Callback):
 
     def _measure(self, trainer: L.Trainer, pl_module: L.LightningModule, prefix: str = "") -> dict[str, float]:
         if self.probe is None:
-            self.probe = trainer.datamodule.tensors["val_x"][: self.probe_size].to(pl_module.device)
+            self.probe = trainer.datamodule.images("val", self.probe_size).to(pl_module.device)
         stats = unit_stats(_net(pl_module), self.probe, self.saturation_threshold)
         stats = {k.replace("diag/", f"diag/{prefix}"): v for k, v in stats.items()}
         if trainer.logger is not None:
@@ -130,7 +130,7 @@ class HistogramMonitor(L.Callback):
         if writer is None or not hasattr(writer, "add_histogram") or trainer.current_epoch % self.every_n_epochs:
             return
         net, step = _net(pl_module), trainer.global_step
-        x = trainer.datamodule.tensors["val_x"][: self.probe_size].to(pl_module.device)
+        x = trainer.datamodule.images("val", self.probe_size).to(pl_module.device)
         with torch.no_grad():
             for i, layer in enumerate(net.hidden, start=1):
                 writer.add_histogram(f"weights/layer{i}", layer.linear.weight, step)
@@ -149,7 +149,7 @@ class LinearCollapseCheck(L.Callback):
         net = _net(pl_module)
         if not all(isinstance(h.activation, nn.Identity) for h in net.hidden):
             return
-        x, y = trainer.datamodule.tensors["test_x"], trainer.datamodule.tensors["test_y"]
+        x, y = trainer.datamodule.images("test"), trainer.datamodule.tensors["test_y"]
         single = collapse_linear(net.eval())
         with torch.no_grad():
             deep, flat = net(x.to(pl_module.device)), single(x.to(pl_module.device))

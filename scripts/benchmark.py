@@ -1,0 +1,198 @@
+"""How close is the framework to a plain PyTorch loop? Per epoch, per process, in memory, per sweep.
+
+In one process and one run, it trains the course's MLP with the framework (``experiments.training.run``,
+defaults: rich progress bar, TensorBoard logging, diagnostics, checkpoints) and with the plain loop
+of ``scripts/plain_mnist.py`` on the same data, model, batch and device, and prints the median
+steady-state epoch (the first epoch is warm-up) of each and their ratio. Then, optionally:
+
+- ``--whole``: wall time and peak memory of ``python train.py`` (defaults) against
+  ``python scripts/plain_mnist.py`` doing the same work, each run ``--repeats`` times, alternating;
+- ``--sweep``: a 12-job sweep (4 activations x 3 optimizers, 2 epochs) with the joblib launcher
+  against Hydra's basic launcher.
+
+    python scripts/benchmark.py                      # CPU or the GPU, batch 256, 6 epochs
+    python scripts/benchmark.py --batch-size full    # full-batch gradient descent (optimizer=gd)
+    python scripts/benchmark.py --device cuda --compile --whole --sweep
+
+Results are printed as a table and written to ``outputs/benchmark/<time>/benchmark.json``.
+Uses only the standard library, PyTorch and the project; not part of the test suite.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "scripts"))
+
+import plain_mnist  # noqa: E402
+
+
+def framework_epochs(device: str, epochs: int, batch: str, compile_: bool | str, extra: list[str]) -> dict:
+    """The framework as users run it, in this process; per-epoch seconds from its metrics.json."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.hydra_config import HydraConfig
+
+    import experiments.cli  # noqa: F401  (resolvers)
+    from experiments.training import run
+
+    overrides = [f"trainer.max_epochs={epochs}", f"trainer.accelerator={'gpu' if device.startswith('cuda') else 'cpu'}",
+                 f"compile={str(compile_).lower() if isinstance(compile_, bool) else compile_}", *extra]
+    overrides += ["optimizer=gd"] if batch == "full" else [f"data.batch_size={batch}"]
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        cfg = compose(config_name="config", overrides=overrides, return_hydra_config=True)
+    HydraConfig.instance().set_config(cfg)
+    choices = dict(cfg.hydra.runtime.choices)
+    with tempfile.TemporaryDirectory() as tmp:
+        result = run(cfg, Path(tmp) / "run", choices, overrides)
+    return {"epoch_seconds": result["history"]["epoch_seconds"], "test_acc": result["test/acc"]}
+
+
+# A small launcher measures the child: a child forked straight from this (large) process would report
+# this process's memory as its own peak.
+_LAUNCHER = ("import resource, subprocess, sys; "
+             "code = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode; "
+             "print(code, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")
+
+
+def max_rss_mib(cmd: list[str], cwd: Path) -> tuple[float, float]:
+    """Wall seconds and peak resident memory (MiB) of one process, from the kernel's accounting."""
+    start = time.perf_counter()
+    out = subprocess.run([sys.executable, "-c", _LAUNCHER, *cmd], cwd=cwd, capture_output=True, text=True, check=True)
+    wall = time.perf_counter() - start
+    code, rss_kib = map(int, out.stdout.split())
+    if code != 0:
+        raise RuntimeError(f"{' '.join(cmd)} exited with status {code}")
+    return wall, rss_kib / 1024
+
+
+def whole_process(device: str, repeats: int) -> dict:
+    accel = "gpu" if device.startswith("cuda") else "cpu"
+    framework = [sys.executable, str(ROOT / "train.py"), "print_config=false", f"trainer.accelerator={accel}"]
+    plain = [sys.executable, str(ROOT / "scripts" / "plain_mnist.py"), "--device", device]
+    runs: dict[str, list[tuple[float, float]]] = {"framework": [], "plain": []}
+    with tempfile.TemporaryDirectory() as tmp:
+        for _ in range(repeats):  # alternating, so drift in machine speed hits both alike
+            runs["framework"].append(max_rss_mib(framework, Path(tmp)))
+            runs["plain"].append(max_rss_mib(plain, Path(tmp)))
+    out = {k: {"wall_median": statistics.median(w for w, _ in v), "wall_min": min(w for w, _ in v),
+               "wall_max": max(w for w, _ in v), "peak_mib": max(m for _, m in v)} for k, v in runs.items()}
+    out["wall_ratio"] = out["framework"]["wall_median"] / out["plain"]["wall_median"]
+    out["memory_ratio"] = out["framework"]["peak_mib"] / out["plain"]["peak_mib"]
+    return out
+
+
+def sweep(n_jobs: int) -> dict:
+    base = [sys.executable, str(ROOT / "train.py"), "-m", "activation=relu,leaky_relu,alrelu,elu",
+            "optimizer=sgd,momentum,adam", "progress_bar=false"]
+    out = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, extra in (("basic", []), ("joblib", ["hydra/launcher=joblib", f"hydra.launcher.n_jobs={n_jobs}"])):
+            start = time.perf_counter()
+            subprocess.run(base + extra, cwd=tmp, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            out[name] = time.perf_counter() - start
+    out["joblib_over_basic"] = out["joblib"] / out["basic"]
+    return out
+
+
+def count_syncs(device: str, epochs: int, batch: str) -> dict:
+    """Every host synchronisation of a framework run, by source line, and per training step."""
+    import collections
+    import warnings
+
+    torch.cuda.set_sync_debug_mode("warn")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        framework_epochs(device, epochs, batch, False, [])
+    torch.cuda.set_sync_debug_mode(0)
+    syncs = [w for w in caught if "synchroniz" in str(w.message)]
+    where = collections.Counter(f"{Path(w.filename).name}:{w.lineno}" for w in syncs)
+    steps = epochs * -(-55_000 // (55_000 if batch == "full" else int(batch)))
+    return {"total": len(syncs), "training_steps": steps, "per_step": len(syncs) / steps,
+            "by_line": dict(where.most_common(15))}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--batch-size", default="256", help="an integer, or full (full-batch gradient descent)")
+    parser.add_argument("--epochs", type=int, default=6)
+    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds of plain and framework")
+    parser.add_argument("--compile", action="store_true", help="also time the framework with compile=true")
+    parser.add_argument("--whole", action="store_true", help="whole-process time and peak memory")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--sweep", action="store_true", help="12-job sweep, joblib against basic launcher")
+    parser.add_argument("--n-jobs", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--sync-debug", action="store_true", help="warn on every host synchronisation (CUDA)")
+    args = parser.parse_args()
+
+    report: dict = {"device": args.device, "batch_size": args.batch_size, "epochs": args.epochs,
+                    "torch": torch.__version__, "python": platform.python_version(), "cpus": os.cpu_count(),
+                    "gpu": torch.cuda.get_device_name() if args.device.startswith("cuda") else None}
+    batch = "full" if args.batch_size == "full" else int(args.batch_size)
+    optimizer = "gd" if batch == "full" else "adam"
+    if args.sync_debug:
+        report["host_syncs"] = count_syncs(args.device, args.epochs, args.batch_size)
+        return print(json.dumps(report["host_syncs"], indent=2))
+
+    # Rounds alternate plain and framework, so drift in the machine's speed hits both alike;
+    # each figure is the median over every steady-state epoch of every round.
+    variants = [("plain PyTorch loop", lambda: plain_mnist.train(args.device, args.epochs, batch, optimizer=optimizer)),
+                ("framework (defaults)", lambda: framework_epochs(args.device, args.epochs, args.batch_size, False, []))]
+    if args.compile:
+        modes = [True, "reduce-overhead"] if args.device.startswith("cuda") else [True]
+        for mode in modes:
+            variants.append((f"framework, compile={str(mode).lower()}",
+                             lambda m=mode: framework_epochs(args.device, args.epochs, args.batch_size, m, [])))
+    epochs: dict[str, list[float]] = {name: [] for name, _ in variants}
+    accs: dict[str, float] = {}
+    for _ in range(args.rounds):
+        for name, fn in variants:
+            result = fn()
+            epochs[name] += result["epoch_seconds"][1:] if len(result["epoch_seconds"]) > 1 else result["epoch_seconds"]
+            accs[name] = result["test_acc"]
+    base = statistics.median(epochs[variants[0][0]])
+    report["per_epoch"] = [{"what": n, "median_epoch_s": statistics.median(e), "min": min(e), "max": max(e),
+                            "ratio": statistics.median(e) / base, "test_acc": accs[n]} for n, e in epochs.items()]
+
+    print(f"\n## Per epoch ({args.device}, batch {args.batch_size}, epochs 2-{args.epochs} of {args.rounds} rounds)\n")
+    print("| run | median s/epoch (min-max) | ratio to plain | test acc |\n|---|---|---|---|")
+    for r in report["per_epoch"]:
+        print(f"| {r['what']} | {r['median_epoch_s']:.4f} ({r['min']:.4f}-{r['max']:.4f}) | {r['ratio']:.2f} "
+              f"| {r['test_acc']:.4f} |")
+
+    if args.whole:
+        w = report["whole_process"] = whole_process(args.device, args.repeats)
+        print(f"\n## Whole process (median of {args.repeats}, min-max)\n")
+        print("| command | wall s | peak memory MiB |\n|---|---|---|")
+        for name, label in (("framework", "python train.py"), ("plain", "python scripts/plain_mnist.py")):
+            print(f"| `{label}` | {w[name]['wall_median']:.2f} ({w[name]['wall_min']:.2f}-{w[name]['wall_max']:.2f})"
+                  f" | {w[name]['peak_mib']:.0f} |")
+        print(f"| ratio | {w['wall_ratio']:.2f} | {w['memory_ratio']:.2f} |")
+    if args.sweep:
+        s = report["sweep"] = sweep(args.n_jobs)
+        print("\n## 12-job sweep (4 activations x 3 optimizers, 2 epochs)\n")
+        print(f"| launcher | wall s |\n|---|---|\n| basic | {s['basic']:.1f} |\n"
+              f"| joblib (n_jobs={args.n_jobs}) | {s['joblib']:.1f} |")
+    if args.device.startswith("cuda"):
+        report["cuda_peak_allocated_mib"] = torch.cuda.max_memory_allocated() / 2**20
+
+    out = ROOT / "outputs" / "benchmark" / time.strftime("%Y-%m-%d_%H-%M-%S")
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "benchmark.json").write_text(json.dumps(report, indent=2) + "\n")
+    print(f"\nwritten to {out / 'benchmark.json'}")
+
+
+if __name__ == "__main__":
+    main()
