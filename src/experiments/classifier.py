@@ -56,9 +56,12 @@ class Classifier(L.LightningModule):
         out = self.net(x)
         loss = self.loss_fn(out, y)
         self.train_acc.update(out.detach(), y)
-        self.train_loss.update(loss.detach(), len(y))
+        # the weight as a device tensor: a Python int would be copied to the GPU, a sync per step
+        self.train_loss.update(loss.detach(), torch.full_like(loss.detach(), len(y)))
         if (self.trainer.fit_loop.epoch_loop._batches_that_stepped + 1) % self.trainer.log_every_n_steps == 0:
-            self.log("train/loss", loss.detach(), on_step=True, on_epoch=False, prog_bar=True)
+            # not prog_bar=True: Lightning would read it back to the host after every step; the
+            # progress bar reads it from callback_metrics when it redraws
+            self.log("train/loss", loss.detach(), on_step=True, on_epoch=False)
         return loss
 
     def on_train_epoch_end(self) -> None:

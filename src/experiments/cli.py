@@ -47,7 +47,8 @@ def _quiet_lightning() -> None:
         for handler in list(logger.handlers):
             logger.removeHandler(handler)
         logger.propagate = True
-        logger.addFilter(_DropTips())
+    for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):
+        logging.getLogger(name).addFilter(_DropTips())  # filters act where a record is made, not on parents
     warnings.filterwarnings("ignore", message=r".*treespec.*LeafSpec.*")
 
 

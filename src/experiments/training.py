@@ -80,6 +80,12 @@ class ThrottledRichProgressBar(RichProgressBar):
         if (batch_idx + 1) % self.every_n_steps == 0 or batch_idx + 1 == self.total_train_batches:
             super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
 
+    def get_metrics(self, trainer: L.Trainer, pl_module: L.LightningModule) -> dict[str, Any]:
+        items = super().get_metrics(trainer, pl_module)
+        if trainer.training and "train/loss" in trainer.callback_metrics:  # read only when the bar redraws
+            items["train/loss"] = round(float(trainer.callback_metrics["train/loss"]), 4)
+        return items
+
 
 def write_json(path: Path, data: dict[str, Any]) -> None:
     """Atomic: a killed run never leaves a half-written file."""
