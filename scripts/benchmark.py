@@ -8,7 +8,9 @@ steady-state epoch (the first epoch is warm-up) of each and their ratio. Then, o
 - ``--whole``: wall time and peak memory of ``python train.py`` (defaults) against
   ``python scripts/plain_mnist.py`` doing the same work, each run ``--repeats`` times, alternating;
 - ``--sweep``: a 12-job sweep (4 activations x 3 optimizers, 2 epochs) with the joblib launcher
-  against Hydra's basic launcher.
+  against Hydra's basic launcher;
+- ``--diagnostics-cost``: the time spent inside the diagnostics callbacks, as a share of the epochs;
+- ``--sync-debug`` (CUDA): every host synchronisation of a framework run, by source line.
 
     python scripts/benchmark.py                      # CPU or the GPU, batch 256, 6 epochs
     python scripts/benchmark.py --batch-size full    # full-batch gradient descent (optimizer=gd)
@@ -106,6 +108,43 @@ def sweep(n_jobs: int) -> dict:
     return out
 
 
+def diagnostics_cost(device: str, epochs: int, batch: str) -> dict:
+    """Seconds spent inside the diagnostics callbacks, against the epochs' own seconds."""
+    import functools
+
+    from experiments import diagnostics
+
+    spent = {"seconds": 0.0}
+
+    def timed(fn):
+        @functools.wraps(fn)
+        def wrapper(*args, **kwargs):
+            if device.startswith("cuda"):
+                torch.cuda.synchronize()
+            start = time.perf_counter()
+            out = fn(*args, **kwargs)
+            if device.startswith("cuda"):
+                torch.cuda.synchronize()
+            spent["seconds"] += time.perf_counter() - start
+            return out
+        return wrapper
+
+    hooks = [(diagnostics.DeadUnitMonitor, "on_train_start"), (diagnostics.DeadUnitMonitor, "on_train_epoch_end"),
+             (diagnostics.GradNormMonitor, "on_before_optimizer_step"),
+             (diagnostics.HistogramMonitor, "on_train_epoch_end")]
+    originals = [(cls, name, getattr(cls, name)) for cls, name in hooks]
+    for cls, name, fn in originals:
+        setattr(cls, name, timed(fn))
+    try:
+        result = framework_epochs(device, epochs, batch, False, [])
+    finally:
+        for cls, name, fn in originals:
+            setattr(cls, name, fn)
+    total = sum(result["epoch_seconds"])
+    return {"diagnostics_seconds": spent["seconds"], "epoch_seconds": total,
+            "fraction_of_epoch_time": spent["seconds"] / total}
+
+
 def count_syncs(device: str, epochs: int, batch: str) -> dict:
     """Every host synchronisation of a framework run, by source line, and per training step."""
     import collections
@@ -134,6 +173,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--sweep", action="store_true", help="12-job sweep, joblib against basic launcher")
     parser.add_argument("--n-jobs", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--diagnostics-cost", action="store_true",
+                        help="time spent in the diagnostics callbacks as a share of the epochs")
     parser.add_argument("--sync-debug", action="store_true", help="warn on every host synchronisation (CUDA)")
     args = parser.parse_args()
 
@@ -142,6 +183,9 @@ def main() -> None:
                     "gpu": torch.cuda.get_device_name() if args.device.startswith("cuda") else None}
     batch = "full" if args.batch_size == "full" else int(args.batch_size)
     optimizer = "gd" if batch == "full" else "adam"
+    if args.diagnostics_cost:
+        report["diagnostics_cost"] = diagnostics_cost(args.device, args.epochs, args.batch_size)
+        return print(json.dumps(report["diagnostics_cost"], indent=2))
     if args.sync_debug:
         report["host_syncs"] = count_syncs(args.device, args.epochs, args.batch_size)
         return print(json.dumps(report["host_syncs"], indent=2))

@@ -110,3 +110,16 @@ def test_damaged_data_file_stops_before_training(tmp_path):
     assert proc.returncode != 0
     assert "t10k-images-idx3-ubyte.gz: checksum failed" in proc.stderr and "Traceback" not in proc.stderr
     assert not list(tmp_path.glob("outputs/runs/*/*/checkpoints"))
+
+
+def test_progress_bar_shows_the_training_loss_and_compile_trains(tmp_path):
+    args = [a for a in FAST if a != "progress_bar=false"]
+    proc = run_script([*args, "progress_bar=true", "progress_bar_refresh=5", "trainer.log_every_n_steps=5",
+                       "compile=true"], tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "train/loss" in proc.stdout and "Epoch 0/0" in proc.stdout
+    metrics = read_metrics(only_run_dir(tmp_path))
+    assert metrics["status"] == "completed" and metrics["test/acc"] > 0.5
+    # compiled in place: the checkpoint keeps plain keys and loads into an uncompiled model
+    state = torch.load(next((only_run_dir(tmp_path) / "checkpoints").glob("best-*.ckpt")), weights_only=True)
+    assert "net.output.weight" in state["state_dict"]

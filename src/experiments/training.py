@@ -197,7 +197,7 @@ def run(cfg: DictConfig, run_dir: Path, choices: dict[str, str], overrides: list
     result.update(epochs=trainer.current_epoch, global_step=trainer.global_step, history=history.history,
                   wall_seconds=round(time.perf_counter() - started, 3), threads=torch.get_num_threads(),
                   deterministic_algorithms=torch.are_deterministic_algorithms_enabled(),
-                  device=str(module.device))
+                  device=str(trainer.strategy.root_device))
     for monitor in diagnostics:
         result.update(getattr(monitor, "latest", {}))
     if not trainer.is_global_zero:
