@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -29,10 +30,13 @@ def compose_config(overrides: list[str] | None = None, name: str = "config") -> 
 def run_script(args: list[str], tmp_path: Path, script: str = "train.py", env: dict | None = None,
                timeout: int = 300) -> subprocess.CompletedProcess:
     """Run a script of the repo in a subprocess, its outputs under ``tmp_path``."""
-    full_env = {**os.environ, "PYTHONWARNINGS": "ignore", **(env or {})}
-    full_env.pop("HYDRA_FULL_ERROR", None) if not env or "HYDRA_FULL_ERROR" not in env else None
+    full_env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
+    full_env.update({"PYTHONWARNINGS": "ignore", **(env or {})})
+    # SIGINT back to its default: a shell that starts CI in the background ignores it, the child would
+    # inherit that, and Python then installs no KeyboardInterrupt handler (so no Ctrl-C to test)
     return subprocess.run([sys.executable, str(ROOT / script), *args], cwd=tmp_path, env=full_env,
-                          capture_output=True, text=True, timeout=timeout)
+                          capture_output=True, text=True, timeout=timeout,
+                          preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 def read_metrics(run_dir: Path) -> dict:

@@ -1,6 +1,7 @@
 """Sweeps: parallel jobs without leaks, failure isolation, submitit, DDP on 2 CPU processes."""
 
 import json
+import os
 
 from conftest import FAST, read_metrics, run_script
 
@@ -17,8 +18,6 @@ def test_joblib_runs_in_parallel_with_threads_per_job_and_no_leaks(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     metrics = [read_metrics(j) for j in jobs_of(tmp_path)]
     assert [m["deterministic_algorithms"] for m in metrics] == [True, False, True]
-    import os
-
     assert all(m["threads"] == os.cpu_count() for m in metrics)  # one job at a time: every core
 
 
@@ -26,8 +25,6 @@ def test_joblib_parallel_jobs_share_the_cores(tmp_path):
     proc = run_script(["-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "optimizer=sgd,adam",
                        *FAST, "trainer.limit_train_batches=3"], tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    import os
-
     assert [read_metrics(j)["threads"] for j in jobs_of(tmp_path)] == [max(1, os.cpu_count() // 2)] * 2
 
 

@@ -1,10 +1,12 @@
 """End to end: ``train.py`` and ``eval.py`` through Hydra, as users call them."""
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -40,20 +42,14 @@ def test_train_writes_metrics_tensorboard_and_checkpoints(tmp_path):
     tags = set(events.Tags()["scalars"])
     assert {"train/loss", "train/loss_epoch", "train/acc", "val/loss", "val/acc", "test/loss",
             "test/acc", "final/test_acc"} <= tags
-    assert events.Scalars("test/acc")[-1].value == pytest_approx(metrics["test/acc"])
+    assert events.Scalars("test/acc")[-1].value == pytest.approx(metrics["test/acc"])
     plugin_tags = events.Tags().get("tensors", []) + list(events.summary_metadata)
     assert any("_hparams_/session_start_info" in t for t in plugin_tags)
     assert "hp_metric" not in tags
     assert [e.step for e in events.Scalars("train/loss")] == [4, 9, 14, 19]  # every log_every_n_steps=5
-    assert events.Scalars("train/loss_epoch")[-1].value == pytest_approx(metrics["train/loss"])
-    assert metrics["history"]["train/loss"] == [pytest_approx(metrics["train/loss"])]
+    assert events.Scalars("train/loss_epoch")[-1].value == pytest.approx(metrics["train/loss"])
+    assert metrics["history"]["train/loss"] == [pytest.approx(metrics["train/loss"])]
     assert (run_dir / ".hydra" / "config.yaml").is_file()
-
-
-def pytest_approx(value: float):
-    import pytest
-
-    return pytest.approx(value, abs=1e-6)
 
 
 def test_eval_reproduces_the_test_accuracy_of_the_best_checkpoint(tmp_path):
@@ -99,8 +95,6 @@ def test_unknown_option_lists_the_valid_ones(tmp_path):
 
 
 def test_damaged_data_file_stops_before_training(tmp_path):
-    import shutil
-
     data = tmp_path / "mnist"
     shutil.copytree(ROOT / "data" / "mnist", data)
     target = data / "t10k-images-idx3-ubyte.gz"

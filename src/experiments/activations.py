@@ -51,20 +51,19 @@ SATURATING = (nn.Sigmoid, nn.Tanh, nn.Hardtanh, nn.Hardsigmoid, nn.Softsign)
 
 def check_activation(cfg: DictConfig | dict) -> list[str]:
     """Every problem with an ``activation`` config, one line each, with key and valid range."""
+    params = OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else dict(cfg)
     errors = []
-    items = cfg.items() if isinstance(cfg, dict) else OmegaConf.to_container(cfg).items()  # type: ignore[union-attr]
-    for key, value in items:
-        if key in PARAM_RANGES:
-            low, high, inclusive = PARAM_RANGES[key]
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                errors.append(f"activation.{key}={value!r} is invalid: must be a number in {'[' if inclusive else '('}{low}, {high}]")
-                continue
-            ok = (value >= low if inclusive else value > low) and value <= high
-            if not ok:
-                errors.append(f"activation.{key}={value} is invalid: must be a number in {'[' if inclusive else '('}{low}, {high}]")
-    if dict(items).get("num_parameters", 1) not in (1, "per_unit"):
-        errors.append(f"activation.num_parameters={dict(items)['num_parameters']!r} is invalid: must be 1 or per_unit")
-    lower, upper = dict(items).get("lower"), dict(items).get("upper")
+    for key, (low, high, inclusive) in PARAM_RANGES.items():
+        if key not in params:
+            continue
+        value = params[key]
+        valid = f"a number in {'[' if inclusive else '('}{low}, {high}]"
+        is_number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if not is_number or not ((value >= low if inclusive else value > low) and value <= high):
+            errors.append(f"activation.{key}={value!r} is invalid: must be {valid}")
+    if params.get("num_parameters", 1) not in (1, "per_unit"):
+        errors.append(f"activation.num_parameters={params['num_parameters']!r} is invalid: must be 1 or per_unit")
+    lower, upper = params.get("lower"), params.get("upper")
     if isinstance(lower, (int, float)) and isinstance(upper, (int, float)) and lower > upper:
         errors.append(f"activation.lower={lower} > activation.upper={upper}: RReLU needs lower <= upper")
     return errors

@@ -134,18 +134,20 @@ def train_main(cfg: DictConfig) -> float:
             return math.nan
         _fail(str(exc))
     except (ConfigError, DataError, OSError, ValueError) as exc:
-        if multirun:  # the sweep goes on; the report shows this job as failed
-            log.error("job %s failed: %s", run_dir.name, exc)
-            write_json(run_dir / "metrics.json", {"status": "failed", "error": str(exc), "run_dir": str(run_dir),
-                                                  "overrides": list(hc.overrides.task)})
-            return math.nan
-        _fail(str(exc))
-    except Exception as exc:  # a bug or an environment problem: keep the traceback in the record
+        if not multirun:
+            _fail(str(exc))
+        log.error("job %s failed: %s", run_dir.name, exc)  # the sweep goes on; its report shows the job
+        error = str(exc)
+    except Exception as exc:  # a bug or an environment problem: keep the traceback in the log
         if not multirun:
             raise
         log.error("job %s crashed:\n%s", run_dir.name, traceback.format_exc())
-        write_json(run_dir / "metrics.json", {"status": "failed", "error": f"{type(exc).__name__}: {exc}",
-                                              "run_dir": str(run_dir), "overrides": list(hc.overrides.task)})
+        error = f"{type(exc).__name__}: {exc}"
+    else:
+        error = None
+    if error is not None:
+        write_json(run_dir / "metrics.json", {"status": "failed", "error": error, "run_dir": str(run_dir),
+                                              "overrides": list(hc.overrides.task)})
         return math.nan
     status = result["status"]
     if not main_process:
