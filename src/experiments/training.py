@@ -184,7 +184,8 @@ def run(cfg: DictConfig, run_dir: Path, choices: dict[str, str], overrides: list
                                      default_root_dir=str(run_dir), plugins=[AtomicCheckpointIO()])
     try:
         trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.ckpt_path, weights_only=True)
-        fit_metrics = {EpochHistory.KEYS[k]: float(v) for k, v in trainer.callback_metrics.items() if k in EpochHistory.KEYS}
+        fit_metrics = {name: float(trainer.callback_metrics[key]) for key, name in EpochHistory.KEYS.items()
+                       if key in trainer.callback_metrics}
         best = checkpoint.best_model_path or None
         test = trainer.test(module, datamodule=datamodule, ckpt_path=best, verbose=False, weights_only=True)[0]
         result.update(fit_metrics)
