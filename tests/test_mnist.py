@@ -4,7 +4,7 @@ import shutil
 import pytest
 import torch
 
-from experiments.mnist import BUNDLED_ROOT, MD5, DataError, load_mnist, read_idx
+from experiments.mnist import BUNDLED_ROOT, MD5, DataError, load_mnist, normalize, read_idx
 
 
 @pytest.fixture(scope="module")
@@ -49,3 +49,14 @@ def test_unpacked_files_are_accepted(tmp_path):
     for name in MD5:
         (tmp_path / name).write_bytes(gzip.decompress((BUNDLED_ROOT / f"{name}.gz").read_bytes()))
     assert load_mnist(tmp_path, download=False)["test_y"].shape == (10_000,)
+
+
+def test_raw_pixels_normalise_to_the_same_values_without_touching_the_input():
+    raw, ready = load_mnist(raw=True), load_mnist()
+    assert raw["train_x"].dtype == torch.uint8
+    before = raw["test_x"][:10].clone()
+    assert torch.allclose(normalize(raw["test_x"][:10]), ready["test_x"][:10])
+    assert torch.equal(raw["test_x"][:10], before)
+    floats = ready["test_x"][:10].clone()
+    normalize(floats)
+    assert torch.equal(floats, ready["test_x"][:10])  # a float input is copied, not changed in place

@@ -120,16 +120,16 @@ class MNISTDataModule(L.LightningDataModule):
         free, _ = torch.cuda.mem_get_info(device)
         return need < free // 2
 
-    def _loader(self, split: str, batch_size: int, shuffle: bool) -> TensorBatches:
+    def _loader(self, part: str, batch_size: int, shuffle: bool) -> TensorBatches:
         assert self.tensors is not None
         rank, world = (self.trainer.global_rank, self.trainer.world_size) if self.trainer else (0, 1)
-        return TensorBatches(self.tensors[f"{split}_x"], self.tensors[f"{split}_y"], batch_size, shuffle,
+        return TensorBatches(self.tensors[f"{part}_x"], self.tensors[f"{part}_y"], batch_size, shuffle,
                              seed=self.shuffle_seed, rank=rank, world_size=world, transform=normalize)
 
-    def images(self, split: str, n: int | None = None) -> torch.Tensor:
-        """The first ``n`` normalised images of a split (``train``, ``val``, ``test``): probes for diagnostics."""
+    def images(self, part: str, n: int | None = None) -> torch.Tensor:
+        """The first ``n`` normalised images of ``train``, ``val`` or ``test``: probes for diagnostics."""
         assert self.tensors is not None
-        return normalize(self.tensors[f"{split}_x"][:n])
+        return normalize(self.tensors[f"{part}_x"][:n])
 
     def train_dataloader(self) -> TensorBatches:
         return self._loader("train", self.resolved_batch_size(), shuffle=True)

@@ -82,7 +82,7 @@ def _damaged(path: Path, why: str) -> str:
 
 def normalize(images: torch.Tensor) -> torch.Tensor:
     """uint8 pixels to float32 with the published mean and standard deviation."""
-    return images.float().div_(255).sub_(MEAN).div_(STD)
+    return images.to(torch.float32, copy=True).div_(255).sub_(MEAN).div_(STD)
 
 
 def load_mnist(root: str | Path | None = None, download: bool = True, raw: bool = False) -> dict[str, torch.Tensor]:
