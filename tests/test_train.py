@@ -49,7 +49,7 @@ def test_train_writes_metrics_tensorboard_and_checkpoints(tmp_path):
     assert [e.step for e in events.Scalars("train/loss")] == [4, 9, 14, 19]  # every log_every_n_steps=5
     assert events.Scalars("train/loss_epoch")[-1].value == pytest.approx(metrics["train/loss"])
     assert metrics["history"]["train/loss"] == [pytest.approx(metrics["train/loss"])]
-    assert (run_dir / ".hydra" / "config.yaml").is_file()
+    assert (run_dir / ".hydra" / "config.yaml").is_file() and (run_dir / "train.log").is_file()
 
 
 def test_eval_reproduces_the_test_accuracy_of_the_best_checkpoint(tmp_path):
