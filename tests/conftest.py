@@ -9,7 +9,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
@@ -41,8 +40,3 @@ def run_script(args: list[str], tmp_path: Path, script: str = "train.py", env: d
 
 def read_metrics(run_dir: Path) -> dict:
     return json.loads((run_dir / "metrics.json").read_text())
-
-
-@pytest.fixture
-def tiny_cfg() -> DictConfig:
-    return compose_config(["data.limit_train=512"])

@@ -48,7 +48,9 @@ def _quiet_lightning() -> None:
             logger.removeHandler(handler)
         logger.propagate = True
     for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):
-        logging.getLogger(name).addFilter(_DropTips())  # filters act where a record is made, not on parents
+        logger = logging.getLogger(name)  # filters act where a record is made, not on parents
+        if not any(isinstance(f, _DropTips) for f in logger.filters):  # once, not once per sweep job
+            logger.addFilter(_DropTips())
     warnings.filterwarnings("ignore", message=r".*treespec.*LeafSpec.*")
 
 
