@@ -124,5 +124,8 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
 
 
 def load_classifier(path: str | Path) -> Classifier:
-    read_checkpoint(path)  # the clear refusal, before Lightning's own load
-    return Classifier.load_from_checkpoint(path, map_location="cpu", weights_only=True)
+    """The model of a checkpoint, rebuilt from its saved hyperparameters, in one safe read."""
+    checkpoint = read_checkpoint(path)
+    module = Classifier(**checkpoint["hyper_parameters"])
+    module.load_state_dict(checkpoint["state_dict"])
+    return module
