@@ -15,6 +15,7 @@ steady-state epoch (the first epoch is warm-up) of each and their ratio. Then, o
     python scripts/benchmark.py                      # CPU or the GPU, batch 256, 6 epochs
     python scripts/benchmark.py --batch-size full    # full-batch gradient descent (optimizer=gd)
     python scripts/benchmark.py --device cuda --compile --whole --sweep
+    python scripts/benchmark.py --steps-per-execution 1 64   # also other groupings of steps per call
 
 Results are printed as a table and written to ``outputs/benchmark/<time>/benchmark.json``.
 Uses only the standard library, PyTorch and the project; not part of the test suite.
@@ -169,6 +170,8 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=6)
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds of plain and framework")
     parser.add_argument("--compile", action="store_true", help="also time the framework with compile=true")
+    parser.add_argument("--steps-per-execution", type=int, nargs="*", default=[], metavar="K",
+                        help="also time the framework with steps_per_execution=K (1: one batch per Lightning call)")
     parser.add_argument("--whole", action="store_true", help="whole-process time and peak memory")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--sweep", action="store_true", help="12-job sweep, joblib against basic launcher")
@@ -199,6 +202,10 @@ def main() -> None:
         for mode in modes:
             variants.append((f"framework, compile={str(mode).lower()}",
                              lambda m=mode: framework_epochs(args.device, args.epochs, args.batch_size, m, [])))
+    for k in args.steps_per_execution:
+        variants.append((f"framework, steps_per_execution={k}",
+                         lambda k=k: framework_epochs(args.device, args.epochs, args.batch_size, False,
+                                                      [f"steps_per_execution={k}"])))
     epochs: dict[str, list[float]] = {name: [] for name, _ in variants}
     accs: dict[str, float] = {}
     for _ in range(args.rounds):

@@ -45,6 +45,9 @@ BAD = [  # (override, text the error must contain)
     ("optimizer=gd data.batch_size=64", "data.batch_size"),
     ("loss=mse model.output_activation=log_softmax", "model.output_activation"),
     ("checkpoint.every_n_train_steps=0", "checkpoint.every_n_train_steps"),
+    ("steps_per_execution=0", "steps_per_execution"), ("steps_per_execution=many", "steps_per_execution"),
+    ("+trainer.accumulate_grad_batches=2", "data.batch_size"),
+    ("trainer.gradient_clip_algorithm=clip", "trainer.gradient_clip_algorithm"),
     ("unknown_key=1", "unknown_key"), ("model.widths=[3]", "model.widths"),
     ("activation=relux", "relu"), ("optimizer=adamm", "adam"), ("loss=ce", "cross_entropy"),
 ]

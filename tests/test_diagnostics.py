@@ -4,7 +4,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from conftest import FAST, compose_config, read_metrics, run_script
 from experiments.activations import activation_factory
-from experiments.diagnostics import born_dead, unit_stats
+from experiments.diagnostics import add_histogram, born_dead, unit_stats
 from experiments.model import MLP
 
 PROBE = torch.linspace(-2, 2, 41).unsqueeze(1)  # one input feature, both signs
@@ -86,6 +86,23 @@ def test_a_run_logs_diagnostics_to_tensorboard_and_metrics(tmp_path):
     events = EventAccumulator(str(run_dir / "tensorboard")).Reload()
     assert {"diag/dead_frac/layer2", "diag/born_dead_frac/layer1", "grad_norm/layer3"} <= set(events.Tags()["scalars"])
     assert {"weights/layer1", "activations/layer3"} <= set(events.Tags()["histograms"])
+    # at exact optimizer steps, though a call takes up to 16 of them (steps_per_execution)
+    assert [e.step for e in events.Scalars("grad_norm/layer3")] == [0, 5, 10, 15]
+
+
+def test_histograms_count_every_value_between_its_min_and_max(tmp_path):
+    from torch.utils.tensorboard import SummaryWriter
+
+    values = torch.cat([torch.zeros(500), torch.linspace(-2, 3, 1500)])
+    writer = SummaryWriter(str(tmp_path))
+    add_histogram(writer, "h", values, step=7, bins=10)
+    writer.close()
+    (event,) = EventAccumulator(str(tmp_path)).Reload().Histograms("h")
+    h = event.histogram_value
+    assert event.step == 7 and h.num == 2000 and (h.min, h.max) == (-2.0, 3.0)
+    assert sum(h.bucket) == 2000 and len(h.bucket) == 10
+    assert h.bucket[4] >= 500  # the zeros fall in the fifth of ten buckets over [-2, 3]
+    assert h.sum == pytest.approx(float(values.sum()), abs=1e-3)
 
 
 def test_linear_collapse_preset_tests_the_single_layer(tmp_path):

@@ -13,9 +13,9 @@ from conftest import read_metrics, run_script
 from experiments.faults import AtomicCheckpointIO, check_writable
 
 TESTS = str(Path(__file__).parent)
-# 3 epochs of 10 batches; deterministic
+# 3 epochs of 10 batches, in calls of 4, 4 and 2 steps; deterministic
 SMALL = ["print_config=false", "progress_bar=false", "deterministic=true", "trainer.max_epochs=3",
-         "data.limit_train=2560", "diagnostics=none", "trainer.limit_val_batches=1", "trainer.limit_test_batches=1"]
+         "data.limit_train=2560", "steps_per_execution=4", "diagnostics=none", "trainer.limit_val_batches=1", "trainer.limit_test_batches=1"]
 
 
 def inject(step: int, signal_name: str) -> list[str]:
@@ -33,11 +33,12 @@ def final_state(run_dir: Path) -> dict[str, torch.Tensor]:
 
 def test_ctrl_c_mid_epoch_then_resume_equals_an_uninterrupted_run(tmp_path):
     env = {"PYTHONPATH": TESTS}
-    proc = run_script([*SMALL, *inject(15, "SIGINT")], tmp_path, env=env)  # epoch 2 of 3, its 6th batch
+    proc = run_script([*SMALL, *inject(15, "SIGINT")], tmp_path, env=env)  # after step 18: epoch 2 of 3, mid-way
     assert proc.returncode != 0
     (run_dir,) = run_dirs(tmp_path)
     metrics = read_metrics(run_dir)
     assert metrics["status"] == "interrupted"
+    assert torch.load(run_dir / "checkpoints" / "interrupted.ckpt", weights_only=True)["global_step"] == 18
     assert (run_dir / "checkpoints" / "interrupted.ckpt").is_file()
     assert "Resume with:" in proc.stderr and metrics["resume_command"] in proc.stderr
 
@@ -83,12 +84,15 @@ def test_kill_9_loses_at_most_the_steps_since_the_last_checkpoint(tmp_path):
     assert read_metrics(run_dir)["status"] == "completed"
 
 
-def test_divergence_stops_the_run_with_epoch_and_step(tmp_path):
-    proc = run_script([*SMALL, "optimizer=sgd", "optimizer.lr=1e6", "trainer.log_every_n_steps=5"], tmp_path)
+@pytest.mark.parametrize("steps_per_execution, step", [(1, 5), (4, 8)])
+def test_divergence_stops_the_run_with_epoch_and_step(tmp_path, steps_per_execution, step):
+    # checked once a logging interval has passed: at step 5, or at the end of the call that passes it
+    proc = run_script([*SMALL, "optimizer=sgd", "optimizer.lr=1e6", "trainer.log_every_n_steps=5",
+                       f"steps_per_execution={steps_per_execution}"], tmp_path)
     assert proc.returncode == 1
-    assert "diverged at epoch 0, step 5" in proc.stderr and "Traceback" not in proc.stderr
+    assert f"diverged at epoch 0, step {step}" in proc.stderr and "Traceback" not in proc.stderr
     metrics = read_metrics(run_dirs(tmp_path)[0])
-    assert metrics["status"] == "diverged" and metrics["diverged_step"] == 5
+    assert metrics["status"] == "diverged" and metrics["diverged_step"] == step
 
 
 def test_unwritable_run_directory_fails_at_start_naming_the_path(tmp_path):

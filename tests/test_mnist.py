@@ -4,7 +4,7 @@ import shutil
 import pytest
 import torch
 
-from experiments.mnist import BUNDLED_ROOT, MD5, DataError, load_mnist, normalize, read_idx
+from experiments.mnist import BUNDLED_ROOT, MD5, MEAN, STD, DataError, load_mnist, normalize, read_idx
 
 
 @pytest.fixture(scope="module")
@@ -60,3 +60,10 @@ def test_raw_pixels_normalise_to_the_same_values_without_touching_the_input():
     floats = ready["test_x"][:10].clone()
     normalize(floats)
     assert torch.equal(floats, ready["test_x"][:10])  # a float input is copied, not changed in place
+
+
+def test_normalize_matches_the_published_statistics():
+    pixels = torch.tensor([[0, 1, 128, 255]], dtype=torch.uint8)
+    expected = (pixels.double() / 255 - MEAN) / STD
+    assert torch.allclose(normalize(pixels).double(), expected, atol=1e-6)
+    assert normalize(pixels).dtype == torch.float32 and pixels.dtype == torch.uint8

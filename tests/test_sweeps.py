@@ -29,8 +29,8 @@ def test_joblib_parallel_jobs_share_the_cores(tmp_path):
 
 
 def test_a_failing_and_a_diverging_job_do_not_stop_the_sweep(tmp_path):
-    proc = run_script(["-m", "optimizer=sgd", "optimizer.lr=0.1,1e6,-1", *FAST, "trainer.log_every_n_steps=5"],
-                      tmp_path)
+    proc = run_script(["-m", "optimizer=sgd", "optimizer.lr=0.1,1e6,-1", *FAST, "trainer.log_every_n_steps=5",
+                       "steps_per_execution=1"], tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     statuses = [read_metrics(j)["status"] for j in jobs_of(tmp_path)]
     assert statuses == ["completed", "diverged", "failed"]

@@ -19,8 +19,9 @@ def only_run_dir(tmp_path: Path) -> Path:
     return runs[0]
 
 
-def test_train_writes_metrics_tensorboard_and_checkpoints(tmp_path):
-    proc = run_script([*FAST, "trainer.log_every_n_steps=5"], tmp_path)
+@pytest.mark.parametrize("steps_per_execution", [1, 3])
+def test_train_writes_metrics_tensorboard_and_checkpoints(tmp_path, steps_per_execution):
+    proc = run_script([*FAST, "trainer.log_every_n_steps=5", f"steps_per_execution={steps_per_execution}"], tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     run_dir = only_run_dir(tmp_path)
     last = proc.stdout.strip().splitlines()[-1]
@@ -46,7 +47,10 @@ def test_train_writes_metrics_tensorboard_and_checkpoints(tmp_path):
     plugin_tags = events.Tags().get("tensors", []) + list(events.summary_metadata)
     assert any("_hparams_/session_start_info" in t for t in plugin_tags)
     assert "hp_metric" not in tags
-    assert [e.step for e in events.Scalars("train/loss")] == [4, 9, 14, 19]  # every log_every_n_steps=5
+    # every log_every_n_steps=5 optimizer steps, however many steps a call takes; epoch metrics on the same axis
+    assert [e.step for e in events.Scalars("train/loss")] == [5, 10, 15, 20]
+    # (Lightning validates before it counts the epoch's last batch: 19 at one step per call too)
+    assert metrics["global_step"] == 20 and events.Scalars("val/acc")[-1].step == 19
     assert events.Scalars("train/loss_epoch")[-1].value == pytest.approx(metrics["train/loss"])
     assert metrics["history"]["train/loss"] == [pytest.approx(metrics["train/loss"])]
     assert (run_dir / ".hydra" / "config.yaml").is_file() and (run_dir / "train.log").is_file()
@@ -112,6 +116,7 @@ def test_progress_bar_shows_the_training_loss_and_compile_trains(tmp_path):
                        "compile=true"], tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "train/loss" in proc.stdout and "Epoch 0/0" in proc.stdout
+    assert "20/20" in proc.stdout  # mini-batches, though the default call takes up to 16 of them
     metrics = read_metrics(only_run_dir(tmp_path))
     assert metrics["status"] == "completed" and metrics["test/acc"] > 0.5
     # compiled in place: the checkpoint keeps plain keys and loads into an uncompiled model

@@ -23,13 +23,26 @@ from experiments.losses import check_output_activation
 from experiments.model import MLP
 from experiments.optimizers import build_optimizer, build_scheduler
 
+Batch = tuple[torch.Tensor, torch.Tensor]
+
 
 class Classifier(L.LightningModule):
+    """Optimizes itself (Lightning's manual optimization): one optimizer step per mini-batch, and
+    several mini-batches per ``training_step`` call when the loader groups them (``steps_per_execution``).
+
+    Lightning's per-call bookkeeping (hooks of every callback, progress counters, logger checks) costs
+    more than a whole step of this MLP on a CPU; grouping pays it once per group. Everything counted
+    in steps stays in optimizer steps: ``global_step``, logging and gradient-norm intervals, schedules,
+    checkpoints, the TensorBoard x-axis.
+    """
+
     def __init__(self, model: dict[str, Any], activation: dict[str, Any], loss: dict[str, Any],
                  optimizer: dict[str, Any], scheduler: dict[str, Any] | None = None,
-                 input_size: int = 784, num_classes: int = 10) -> None:
+                 input_size: int = 784, num_classes: int = 10, gradient_clip_val: float | None = None,
+                 gradient_clip_algorithm: str = "norm") -> None:
         super().__init__()
         self.save_hyperparameters(logger=False)  # the run logs them with final metrics (HParams tab)
+        self.automatic_optimization = False
         self.net = MLP(input_size, num_classes, activation=activation_factory(activation), **model)
         self.loss_fn = instantiate(loss)
         verdict = check_output_activation(model.get("output_activation", "none"), self.loss_fn)
@@ -46,23 +59,63 @@ class Classifier(L.LightningModule):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
 
-    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        """Accumulates on the device; calls ``self.log`` only at the logging interval.
+    def training_step(self, batch: Batch | list[Batch], batch_idx: int) -> torch.Tensor | None:
+        """One optimizer step per mini-batch; the loss is logged at the steps that are multiples of
+        ``log_every_n_steps``, and metrics accumulate on the device (no host sync in between)."""
+        trainer = self.trainer
+        optimizer = self.optimizers()
+        every = trainer.log_every_n_steps
+        outs, targets, losses = [], [], []
+        for x, y in [batch] if isinstance(batch, tuple) else batch:
+            if 0 < trainer.max_steps <= trainer.global_step:
+                break
+            out = self.net(x)
+            loss = self.loss_fn(out, y)
+            optimizer.zero_grad(set_to_none=True)
+            self.manual_backward(loss)
+            optimizer.step()  # Lightning's wrapper: counts global_step, calls on_before_optimizer_step
+            self._step_schedulers("step", trainer.global_step)
+            outs.append(out.detach())
+            targets.append(y)
+            losses.append(loss.detach())
+            if trainer.global_step % every == 0:
+                self._log_step_loss(losses[-1], trainer.global_step)
+        if losses:
+            self._update_train_metrics(outs, targets, losses)
+        if trainer.fit_loop.epoch_loop.batch_progress.is_last_batch:
+            self._step_schedulers("epoch", trainer.current_epoch + 1)
+        # Lightning's logger x-axis counts calls; count optimizer steps, as global_step does
+        trainer.fit_loop.epoch_loop._batches_that_stepped += max(len(losses) - 1, 0)
+        return losses[-1] if losses else None
 
-        ``self.log`` costs about a millisecond per call in Lightning's result bookkeeping, more than a
-        whole step of this MLP, and the logger only writes every ``log_every_n_steps`` anyway.
-        """
-        x, y = batch
-        out = self.net(x)
-        loss = self.loss_fn(out, y)
-        self.train_acc.update(out.detach(), y)
-        # the weight as a device tensor: a Python int would be copied to the GPU, a sync per step
-        self.train_loss.update(loss.detach(), torch.full_like(loss.detach(), len(y)))
-        if (self.trainer.fit_loop.epoch_loop._batches_that_stepped + 1) % self.trainer.log_every_n_steps == 0:
-            # not prog_bar=True: Lightning would read it back to the host after every step; the
-            # progress bar reads it from callback_metrics when it redraws
-            self.log("train/loss", loss.detach(), on_step=True, on_epoch=False)
-        return loss
+    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
+        # where Lightning clips under automatic optimization: callbacks have seen the unclipped gradients
+        if self.hparams.gradient_clip_val:
+            self.clip_gradients(optimizer, self.hparams.gradient_clip_val, self.hparams.gradient_clip_algorithm)
+
+    def _update_train_metrics(self, outs: list[torch.Tensor], targets: list[torch.Tensor],
+                              losses: list[torch.Tensor]) -> None:
+        """Once per call, not per step: a torchmetrics update costs as much as a tenth of a step."""
+        self.train_acc.update(torch.cat(outs), torch.cat(targets))
+        stacked = torch.stack(losses)
+        # weights as device tensors: a Python number would be copied to the GPU, a sync per call
+        weights = torch.full_like(stacked, len(targets[0]))
+        if len(targets[-1]) != len(targets[0]):  # the epoch's last, shorter batch
+            weights[-1].fill_(len(targets[-1]))
+        self.train_loss.update(stacked, weights)
+
+    def _log_step_loss(self, loss: torch.Tensor, step: int) -> None:
+        # written here: Lightning writes step metrics only when a call ends on a logging step
+        if self.logger is not None:
+            self.logger.log_metrics({"train/loss": float(loss)}, step=step)
+        # for the progress bar and callbacks, which read it from callback_metrics when they need it
+        self.log("train/loss", loss, on_step=True, on_epoch=False, logger=False)
+
+    def _step_schedulers(self, interval: str, count: int) -> None:
+        """What Lightning does for ``lr_scheduler`` dicts under automatic optimization."""
+        for config in self.trainer.lr_scheduler_configs:
+            if config.interval == interval and count % config.frequency == 0:
+                config.scheduler.step()
 
     def on_train_epoch_end(self) -> None:
         sync = self.trainer.world_size > 1
@@ -98,10 +151,10 @@ class Classifier(L.LightningModule):
         before a checkpoint is restored, and a mid-epoch resume then loses the loader's position.
         """
         trainer = self.trainer
-        batches = len(trainer.datamodule.train_dataloader())
-        limit = trainer.limit_train_batches
-        batches = min(batches, int(limit)) if isinstance(limit, int) else max(1, int(batches * limit))
-        steps = batches // trainer.accumulate_grad_batches * max(trainer.max_epochs or 1, 1)
+        loader = trainer.datamodule.train_dataloader()
+        items, limit = len(loader), trainer.limit_train_batches  # Lightning's limit counts items (groups)
+        items = min(items, int(limit)) if isinstance(limit, int) else max(1, int(items * limit))
+        steps = min(loader.num_batches, items * loader.group) * max(trainer.max_epochs or 1, 1)
         return min(steps, trainer.max_steps) if trainer.max_steps > 0 else steps
 
 

@@ -121,6 +121,11 @@ RULES: dict[str, Check] = {
     "trainer.accelerator": one_of("auto", "cpu", "gpu", "cuda", "mps", "tpu"),
     "trainer.precision": one_of("32-true", "32", 32, "16-mixed", "bf16-mixed", "bf16-true", "64-true"),
     "trainer.gradient_clip_val": optional(number(0)),
+    "trainer.gradient_clip_algorithm": optional(one_of("norm", "value")),
+    "trainer.accumulate_grad_batches": lambda v: None if v == 1 else (
+        "1: the classifier steps its own optimizer (several steps per call); for larger effective batches "
+        "raise data.batch_size"),
+    "steps_per_execution": integer(1, 100_000),
     "checkpoint.every_n_train_steps": optional(integer(1)),
 }
 

@@ -8,7 +8,7 @@ only ever used by ``test_dataloader``.
 
 from __future__ import annotations
 
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterator
 
 import lightning as L
 import torch
@@ -24,16 +24,31 @@ class TensorBatches:
     checkpoint and a resumed run continues mid-epoch with exactly the batches it had not seen.
     Under DDP each rank takes an interleaved share of the same permutation. Images may be stored as
     uint8 pixels and normalised batch by batch (``transform``), at a quarter of the memory.
+
+    With ``group > 1`` each item is a list of up to ``group`` mini-batches, gathered and normalised in
+    one operation: the classifier takes one optimizer step per mini-batch, and Lightning's per-batch
+    bookkeeping runs once per group (``steps_per_execution``). ``limit`` caps the mini-batches per epoch
+    (``trainer.limit_train_batches``: an int is a count, a float a fraction), whatever the grouping.
     """
 
     def __init__(self, x: torch.Tensor, y: torch.Tensor, batch_size: int, shuffle: bool, seed: int = 0,
                  rank: int = 0, world_size: int = 1, drop_last: bool = False,
-                 transform: Callable[[torch.Tensor], torch.Tensor] | None = None) -> None:
+                 transform: Callable[[torch.Tensor], torch.Tensor] | None = None, group: int = 1,
+                 limit: int | float | None = None) -> None:
         self.x, self.y, self.transform = x, y, transform
         self.batch_size, self.shuffle, self.seed = batch_size, shuffle, seed
         self.rank, self.world_size, self.drop_last = rank, world_size, drop_last
-        self.epoch, self.batches_done = -1, 0  # the pass in progress, and how far it has got
+        self.group = group
+        self.num_batches = self._limited(limit)  # mini-batches per pass
+        self.epoch, self.batches_done = -1, 0  # the pass in progress, and how many mini-batches it has given
         self._resume: tuple[int, int] | None = None
+
+    def _limited(self, limit: int | float | None) -> int:
+        rows = len(self.x) // self.world_size
+        n = rows // self.batch_size if self.drop_last else -(-rows // self.batch_size)
+        if limit is None or (isinstance(limit, float) and limit >= 1.0):
+            return n
+        return min(n, limit) if isinstance(limit, int) else max(1, int(n * limit))
 
     def _indices(self, epoch: int) -> torch.Tensor | None:
         n = len(self.x)
@@ -48,31 +63,46 @@ class TensorBatches:
         return order.to(self.x.device, non_blocking=True)
 
     def __len__(self) -> int:
-        rows = len(self.x) // self.world_size
-        return rows // self.batch_size if self.drop_last else -(-rows // self.batch_size)
+        """Items per pass: groups of mini-batches (mini-batches when ``group`` is 1)."""
+        return -(-self.num_batches // self.group)
 
-    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def _rows(self, order: torch.Tensor | None, first: int, last: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mini-batches ``first`` to ``last - 1`` in one gather (``index_select`` beats fancy indexing)."""
+        lo, hi = first * self.batch_size, last * self.batch_size
+        if order is None:
+            xb, yb = self.x[lo:hi], self.y[lo:hi]
+        else:
+            idx = order[lo:hi]
+            xb, yb = self.x.index_select(0, idx), self.y.index_select(0, idx)
+        return (self.transform(xb) if self.transform else xb), yb
+
+    def __iter__(self) -> Iterator[Any]:
         # A new pass starts when iter() is called (Lightning stops at len() and never exhausts us).
         epoch, start = self._resume or (self.epoch + 1, 0)
         self._resume = None
-        if start >= len(self):  # checkpointed at the very end of a pass: the next pass is due
+        if start >= self.num_batches:  # checkpointed at the very end of a pass: the next pass is due
             epoch, start = epoch + 1, 0
         self.epoch, self.batches_done = epoch, start
-        order, size = self._indices(epoch), self.batch_size
-        for b in range(start, len(self)):
-            if order is None:
-                xb, yb = self.x[b * size : (b + 1) * size], self.y[b * size : (b + 1) * size]
+        order = self._indices(epoch)
+        for first in range(start, self.num_batches, self.group):
+            last = min(first + self.group, self.num_batches)
+            xb, yb = self._rows(order, first, last)
+            self.batches_done = last
+            if self.group == 1:
+                yield xb, yb
             else:
-                idx = order[b * size : (b + 1) * size]
-                xb, yb = self.x[idx], self.y[idx]
-            self.batches_done = b + 1
-            yield (self.transform(xb) if self.transform else xb), yb
+                yield list(zip(xb.split(self.batch_size), yb.split(self.batch_size)))
 
     # Lightning's resumable-loader protocol (``_Stateful``): saved in every checkpoint.
     def state_dict(self) -> dict[str, int]:
-        return {"epoch": self.epoch, "batches_done": self.batches_done}
+        return {"epoch": self.epoch, "batches_done": self.batches_done, "group": self.group}
 
     def load_state_dict(self, state: dict[str, int]) -> None:
+        saved, done = int(state.get("group", 1)), int(state["batches_done"])
+        if saved != self.group and 0 < done < self.num_batches:
+            # Lightning counts its position in items (groups): another grouping would misplace it
+            raise ValueError(f"the checkpoint was saved mid-epoch with steps_per_execution={saved}; "
+                             f"resume with steps_per_execution={saved} (now {self.group})")
         self._resume = (int(state["epoch"]), int(state["batches_done"]))
 
 
@@ -83,8 +113,11 @@ class MNISTDataModule(L.LightningDataModule):
 
     def __init__(self, root: str | None = None, batch_size: int | str = 256, eval_batch_size: int = 5000,
                  val_size: int = 5000, split_seed: int = 0, shuffle_seed: int = 0, on_device: bool = True,
-                 download: bool = True, limit_train: int | None = None) -> None:
+                 download: bool = True, limit_train: int | None = None, steps_per_execution: int = 1,
+                 limit_train_batches: int | float | None = None) -> None:
         super().__init__()
+        # set by the run from the top-level config, not by data/*.yaml: how the loop consumes batches
+        self.steps_per_execution, self.limit_train_batches = steps_per_execution, limit_train_batches
         self.root, self.download = root, download
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
         self.val_size, self.split_seed, self.shuffle_seed = val_size, split_seed, shuffle_seed
@@ -120,11 +153,13 @@ class MNISTDataModule(L.LightningDataModule):
         free, _ = torch.cuda.mem_get_info(device)
         return need < free // 2
 
-    def _loader(self, part: str, batch_size: int, shuffle: bool) -> TensorBatches:
+    def _loader(self, part: str, batch_size: int, shuffle: bool, group: int = 1,
+                limit: int | float | None = None) -> TensorBatches:
         assert self.tensors is not None
         rank, world = (self.trainer.global_rank, self.trainer.world_size) if self.trainer else (0, 1)
         return TensorBatches(self.tensors[f"{part}_x"], self.tensors[f"{part}_y"], batch_size, shuffle,
-                             seed=self.shuffle_seed, rank=rank, world_size=world, transform=normalize)
+                             seed=self.shuffle_seed, rank=rank, world_size=world, transform=normalize,
+                             group=group, limit=limit)
 
     def images(self, part: str, n: int | None = None) -> torch.Tensor:
         """The first ``n`` normalised images of ``train``, ``val`` or ``test``: probes for diagnostics."""
@@ -132,7 +167,11 @@ class MNISTDataModule(L.LightningDataModule):
         return normalize(self.tensors[f"{part}_x"][:n])
 
     def train_dataloader(self) -> TensorBatches:
-        return self._loader("train", self.resolved_batch_size(), shuffle=True)
+        # DDP synchronises gradients once per forward of the wrapped module: one step per call there
+        world = self.trainer.world_size if self.trainer else 1
+        group = self.steps_per_execution if world == 1 else 1
+        return self._loader("train", self.resolved_batch_size(), shuffle=True, group=group,
+                            limit=self.limit_train_batches)
 
     def val_dataloader(self) -> TensorBatches:
         return self._loader("val", self.eval_batch_size, shuffle=False)

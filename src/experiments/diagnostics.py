@@ -119,11 +119,26 @@ class GradNormMonitor(L.Callback):
             trainer.logger.log_metrics(stats, step=trainer.global_step)
 
 
+def add_histogram(writer: Any, tag: str, values: torch.Tensor, step: int, bins: int = 64) -> None:
+    """``SummaryWriter.add_histogram`` with the counting done by ``torch.histc`` on the values' device.
+
+    TensorBoard's own ``add_histogram`` copies the values to NumPy and bins them there, about ten times
+    slower for one layer of this MLP: a tenth of an epoch for the whole network.
+    """
+    v = values.detach().flatten().float()
+    low, high = (float(t) for t in v.aminmax())
+    counts = torch.histc(v, bins, low, high)
+    limits = torch.linspace(low, high, bins + 1)[1:]
+    writer.add_histogram_raw(tag, min=low, max=high, num=v.numel(), sum=float(v.sum()),
+                             sum_squares=float(v.square().sum()), bucket_limits=limits.tolist(),
+                             bucket_counts=counts.tolist(), global_step=step)
+
+
 class HistogramMonitor(L.Callback):
     """Weight and activation histograms per layer in TensorBoard, every ``every_n_epochs`` epochs."""
 
-    def __init__(self, every_n_epochs: int = 1, probe_size: int = 1000) -> None:
-        self.every_n_epochs, self.probe_size = every_n_epochs, probe_size
+    def __init__(self, every_n_epochs: int = 1, probe_size: int = 1000, bins: int = 64) -> None:
+        self.every_n_epochs, self.probe_size, self.bins = every_n_epochs, probe_size, bins
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         writer = getattr(trainer.logger, "experiment", None)
@@ -133,10 +148,10 @@ class HistogramMonitor(L.Callback):
         x = trainer.datamodule.images("val", self.probe_size).to(pl_module.device)
         with torch.no_grad():
             for i, layer in enumerate(net.hidden, start=1):
-                writer.add_histogram(f"weights/layer{i}", layer.linear.weight, step)
+                add_histogram(writer, f"weights/layer{i}", layer.linear.weight, step, self.bins)
                 x = layer(x)
-                writer.add_histogram(f"activations/layer{i}", x, step)
-            writer.add_histogram("weights/output", net.output.weight, step)
+                add_histogram(writer, f"activations/layer{i}", x, step, self.bins)
+            add_histogram(writer, "weights/output", net.output.weight, step, self.bins)
 
 
 class LinearCollapseCheck(L.Callback):

@@ -36,13 +36,21 @@ class DivergenceGuard(L.Callback):
 
     def __init__(self, every_n_steps: int) -> None:
         self.every_n_steps = every_n_steps
+        self._checked = 0
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._checked = trainer.global_step
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
                            batch_idx: int) -> None:
+        # a call may take several optimizer steps (steps_per_execution): check once an interval has passed
         step = trainer.global_step
-        if step % self.every_n_steps and not trainer.fit_loop.epoch_loop.batch_progress.is_last_batch:
+        if step - self._checked < self.every_n_steps and not trainer.fit_loop.epoch_loop.batch_progress.is_last_batch:
             return
-        loss = outputs["loss"] if isinstance(outputs, dict) else outputs
+        self._checked = step
+        loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
+        if loss is None:
+            return
         value = float(loss.detach())
         if not math.isfinite(value):
             raise Diverged(trainer.current_epoch, step, value)

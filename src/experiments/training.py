@@ -65,26 +65,60 @@ class EpochHistory(L.Callback):
 
 
 class ThrottledRichProgressBar(RichProgressBar):
-    """Lightning's rich progress bar, updated every ``every_n_steps`` batches instead of every batch.
+    """Lightning's rich progress bar, counting mini-batches and redrawn every ``every_n_steps`` of them.
 
     The stock bar reads every logged metric (``.item()``, a host synchronisation on a GPU) and
-    redraws after each batch; for this MLP that costs more than the batch itself.
+    redraws after each batch; for this MLP that costs more than the batch itself. It would also count
+    Lightning's calls, which are groups of mini-batches under ``steps_per_execution``.
     """
 
     def __init__(self, every_n_steps: int) -> None:
         super().__init__()
         self.every_n_steps = every_n_steps
+        self._drawn = 0
+
+    @property
+    def total_train_batches(self) -> int | float:
+        return getattr(self.trainer.train_dataloader, "num_batches", super().total_train_batches)
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        super().on_train_epoch_start(trainer, pl_module)
+        self._drawn = 0
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
                            batch_idx: int) -> None:
-        if (batch_idx + 1) % self.every_n_steps == 0 or batch_idx + 1 == self.total_train_batches:
-            super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
+        done = getattr(trainer.train_dataloader, "batches_done", batch_idx + 1)
+        if done // self.every_n_steps > self._drawn // self.every_n_steps or done == self.total_train_batches:
+            self._drawn = done
+            super().on_train_batch_end(trainer, pl_module, outputs, batch, done - 1)
 
     def get_metrics(self, trainer: L.Trainer, pl_module: L.LightningModule) -> dict[str, Any]:
         items = super().get_metrics(trainer, pl_module)
         if trainer.training and "train/loss" in trainer.callback_metrics:  # read only when the bar redraws
             items["train/loss"] = round(float(trainer.callback_metrics["train/loss"]), 4)
         return items
+
+
+class StepCheckpoint(L.Callback):
+    """``last.ckpt`` each time training passes a multiple of ``every_n_train_steps`` optimizer steps.
+
+    Lightning's ``ModelCheckpoint(every_n_train_steps=N)`` saves only when ``global_step`` lands exactly
+    on a multiple of N, and under ``steps_per_execution`` it moves several steps per call.
+    """
+
+    def __init__(self, path: Path, every_n_train_steps: int) -> None:
+        self.path, self.every = path, every_n_train_steps
+        self._saved = 0
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._saved = trainer.global_step  # a resumed run counts on from its checkpoint
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
+                           batch_idx: int) -> None:
+        step = trainer.global_step
+        if step // self.every > self._saved // self.every:
+            trainer.save_checkpoint(self.path)
+            self._saved = step
 
 
 def write_json(path: Path, data: dict[str, Any]) -> None:
@@ -106,9 +140,18 @@ def plain(cfg: DictConfig | None) -> Any:
 
 
 def build_module(cfg: DictConfig, datamodule: MNISTDataModule) -> Classifier:
+    # gradient clipping is the module's job: it steps its own optimizer (manual optimization)
     return Classifier(model=plain(cfg.model), activation=plain(cfg.activation), loss=plain(cfg.loss),
                       optimizer=plain(cfg.optimizer), scheduler=plain(cfg.get("scheduler")),
-                      input_size=datamodule.input_size, num_classes=datamodule.num_classes)
+                      input_size=datamodule.input_size, num_classes=datamodule.num_classes,
+                      gradient_clip_val=cfg.trainer.get("gradient_clip_val"),
+                      gradient_clip_algorithm=cfg.trainer.get("gradient_clip_algorithm") or "norm")
+
+
+def build_datamodule(cfg: DictConfig) -> MNISTDataModule:
+    # the loader applies limit_train_batches in mini-batches, so it means the same at any grouping
+    return MNISTDataModule(**plain(cfg.data), steps_per_execution=cfg.steps_per_execution,
+                           limit_train_batches=cfg.trainer.get("limit_train_batches"))
 
 
 def flat_hparams(cfg: DictConfig, choices: dict[str, str]) -> dict[str, Any]:
@@ -148,7 +191,7 @@ def run(cfg: DictConfig, run_dir: Path, choices: dict[str, str], overrides: list
     set_threads(cfg.threads, parallel_jobs)
     torch.use_deterministic_algorithms(bool(cfg.deterministic))  # set both ways: loky workers are reused
     L.seed_everything(cfg.seed, workers=True, verbose=False)
-    datamodule = MNISTDataModule(**plain(cfg.data))
+    datamodule = build_datamodule(cfg)
     datamodule.prepare_data()  # checksum failures stop here, before any model is built
     module = build_module(cfg, datamodule)
     if cfg.compile:  # in place: the state_dict keeps its keys, so checkpoints load uncompiled too
@@ -172,14 +215,14 @@ def run(cfg: DictConfig, run_dir: Path, choices: dict[str, str], overrides: list
         InterruptHandler(ckpt_dir, run_dir, overrides, mark_interrupted),
     ]
     if cfg.checkpoint.every_n_train_steps:  # last.ckpt every N steps too, so a kill -9 loses at most N steps
-        callbacks.append(ModelCheckpoint(dirpath=ckpt_dir, save_top_k=0, save_last=True,
-                                         every_n_train_steps=cfg.checkpoint.every_n_train_steps))
+        callbacks.append(StepCheckpoint(ckpt_dir / "last.ckpt", cfg.checkpoint.every_n_train_steps))
     if cfg.progress_bar:
         callbacks.append(ThrottledRichProgressBar(cfg.progress_bar_refresh))
     diagnostics = [instantiate(c) for c in (cfg.get("diagnostics") or {}).values() if c is not None]
     callbacks += diagnostics
     logger = TensorBoardLogger(save_dir=str(run_dir), name="tensorboard", version="", default_hp_metric=False)
-    trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=logger,
+    trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=logger, limit_train_batches=None,
+                                     gradient_clip_val=None, gradient_clip_algorithm=None,
                                      deterministic=cfg.deterministic, enable_progress_bar=bool(cfg.progress_bar),
                                      default_root_dir=str(run_dir), plugins=[AtomicCheckpointIO()])
     try:
