@@ -79,3 +79,13 @@ def test_gradient_clipping_bounds_every_update():
     fit(module, 4, max_steps=1)
     after = torch.cat([p.detach().flatten() for p in module.parameters()])
     assert 0 < (after - before).norm() <= 1e-3 * (1 + 1e-4)  # lr 1: the update is the clipped gradient
+
+
+def test_mixed_precision_trains_through_the_grouped_steps():
+    module = classifier()
+    before = module.net.output.weight.detach().clone()
+    trainer = fit(module, 4, max_epochs=1, precision="bf16-mixed")  # autocast around the whole call
+    assert trainer.global_step == 10
+    after = module.net.output.weight.detach()
+    assert after.dtype == torch.float32 and torch.isfinite(after).all() and not torch.equal(after, before)
+    assert float(trainer.callback_metrics["train/loss_epoch"]) < 2.3  # below chance level, ln 10

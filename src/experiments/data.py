@@ -16,6 +16,15 @@ import torch
 from experiments.mnist import INPUT_SIZE, NUM_CLASSES, TRAIN_SIZE, load_mnist, normalize, split
 
 
+def batches_per_pass(rows: int, batch_size: int, drop_last: bool = False, limit: int | float | None = None) -> int:
+    """Mini-batches in one pass over ``rows`` examples, capped as Lightning caps batches: an int
+    ``limit`` is a count, a float a fraction (at least one batch)."""
+    n = rows // batch_size if drop_last else -(-rows // batch_size)
+    if limit is None or (isinstance(limit, float) and limit >= 1.0):
+        return n
+    return min(n, limit) if isinstance(limit, int) else max(1, int(n * limit))
+
+
 class TensorBatches:
     """Batches of ``(x, y)`` as index slices of tensors that already sit on the training device.
 
@@ -39,16 +48,9 @@ class TensorBatches:
         self.batch_size, self.shuffle, self.seed = batch_size, shuffle, seed
         self.rank, self.world_size, self.drop_last = rank, world_size, drop_last
         self.group = group
-        self.num_batches = self._limited(limit)  # mini-batches per pass
+        self.num_batches = batches_per_pass(len(x) // world_size, batch_size, drop_last, limit)
         self.epoch, self.batches_done = -1, 0  # the pass in progress, and how many mini-batches it has given
         self._resume: tuple[int, int] | None = None
-
-    def _limited(self, limit: int | float | None) -> int:
-        rows = len(self.x) // self.world_size
-        n = rows // self.batch_size if self.drop_last else -(-rows // self.batch_size)
-        if limit is None or (isinstance(limit, float) and limit >= 1.0):
-            return n
-        return min(n, limit) if isinstance(limit, int) else max(1, int(n * limit))
 
     def _indices(self, epoch: int) -> torch.Tensor | None:
         n = len(self.x)
@@ -138,6 +140,10 @@ class MNISTDataModule(L.LightningDataModule):
     def resolved_batch_size(self) -> int:
         """``batch_size: full`` means the whole training split in one batch (full-batch gradient descent)."""
         return self.train_size if self.batch_size == "full" else int(self.batch_size)
+
+    def train_batches_per_epoch(self) -> int:
+        """Mini-batches (optimizer steps) per training epoch on one device, known before ``setup``."""
+        return batches_per_pass(self.train_size, self.resolved_batch_size(), limit=self.limit_train_batches)
 
     def setup(self, stage: str | None = None) -> None:
         self.prepare_data()

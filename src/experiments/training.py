@@ -11,6 +11,7 @@ import json
 import os
 import signal
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -226,7 +227,11 @@ def run(cfg: DictConfig, run_dir: Path, choices: dict[str, str], overrides: list
                                      deterministic=cfg.deterministic, enable_progress_bar=bool(cfg.progress_bar),
                                      default_root_dir=str(run_dir), plugins=[AtomicCheckpointIO()])
     try:
-        trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.ckpt_path, weights_only=True)
+        with warnings.catch_warnings():
+            if datamodule.train_batches_per_epoch() >= trainer.log_every_n_steps:
+                # Lightning compares its calls per epoch, not the steps in them, with the logging interval
+                warnings.filterwarnings("ignore", message=r"The number of training batches \(\d+\) is smaller than")
+            trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.ckpt_path, weights_only=True)
         fit_metrics = {name: float(trainer.callback_metrics[key]) for key, name in EpochHistory.KEYS.items()
                        if key in trainer.callback_metrics}
         best = checkpoint.best_model_path or None
