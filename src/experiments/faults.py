@@ -119,6 +119,11 @@ class OutputGuard(Callback):
         if (run_dir / "metrics.json").exists() and config.get("ckpt_path") is None:
             self._refuse(f"hydra.run.dir={run_dir} already holds a run (metrics.json): refusing to overwrite it; "
                          f"drop the override for a fresh directory, or add ckpt_path=... to resume it")
+        subdir = config.hydra.output_subdir
+        if subdir is not None and (run_dir / subdir / "config.yaml").exists():
+            self._refuse(f"hydra.output_subdir={subdir} in {run_dir} already holds the config of a run: refusing to "
+                         f"overwrite it; add hydra.output_subdir=.hydra/resumed-{time.strftime('%Y%m%d-%H%M%S')} "
+                         f"(the resume command printed by an interrupted run does)")
         self._check_writable(run_dir, "hydra.run.dir")
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
