@@ -89,6 +89,8 @@ def _ddp_job_scope(enabled: bool):
 
     Lightning keeps the process group and sets LOCAL_RANK, MASTER_PORT, ... in ``os.environ``; the
     next job would then believe it was started by a launcher and wait for ranks that have exited.
+    An extra rank destroys its group too: left to the interpreter's exit, the group's teardown can
+    abort the process, and Lightning's child-process observer then kills the whole sweep.
     """
     before = dict(os.environ)
     try:
@@ -124,11 +126,11 @@ def train_main(cfg: DictConfig) -> float:
     main_process = is_main_process()
     if cfg.print_config and not multirun and main_process:
         _print_config(cfg)
-    ddp = str(cfg.trainer.strategy).startswith("ddp") and main_process
-    if ddp:
+    uses_ddp = str(cfg.trainer.strategy).startswith("ddp")
+    if uses_ddp and main_process:
         _prepare_ddp_children(hc, run_dir)
     try:
-        with _ddp_job_scope(ddp):
+        with _ddp_job_scope(uses_ddp):
             result = run(cfg, run_dir, dict(hc.runtime.choices), list(hc.overrides.task), _parallel_jobs(hc))
     except FileExistsError as exc:  # an earlier job's results: report, and do not touch them
         if multirun:

@@ -18,7 +18,7 @@ import lightning as L
 import torch
 from hydra.experimental.callback import Callback
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
-from omegaconf import DictConfig
+from omegaconf import DictConfig, read_write
 
 
 class Diverged(RuntimeError):
@@ -121,9 +121,12 @@ class OutputGuard(Callback):
                          f"drop the override for a fresh directory, or add ckpt_path=... to resume it")
         subdir = config.hydra.output_subdir
         if subdir is not None and (run_dir / subdir / "config.yaml").exists():
-            self._refuse(f"hydra.output_subdir={subdir} in {run_dir} already holds the config of a run: refusing to "
-                         f"overwrite it; add hydra.output_subdir=.hydra/resumed-{time.strftime('%Y%m%d-%H%M%S')} "
-                         f"(the resume command printed by an interrupted run does)")
+            # resuming in place: the first run's Hydra config stays, this run's goes beside it
+            resumed = f"{subdir}/resumed-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
+            with read_write(config.hydra):
+                config.hydra.output_subdir = resumed
+            print(f"{run_dir / subdir} holds the first run's config; this run's goes to {run_dir / resumed}",
+                  file=sys.stderr, flush=True)
         self._check_writable(run_dir, "hydra.run.dir")
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
