@@ -50,11 +50,14 @@ def test_ctrl_c_mid_epoch_then_resume_equals_an_uninterrupted_run(tmp_path):
     assert proc.returncode != 0 and "resume with steps_per_execution=4" in proc.stderr
     assert "Traceback" not in proc.stderr
     assert (run_dir / ".hydra" / "config.yaml").read_text() == original  # the first run's config is kept
+    failed = read_metrics(run_dir)  # the failed resume is on record, with the way back still there
+    assert failed["status"] == "failed" and "steps_per_execution=4" in failed["error"]
+    assert failed["resume_command"] == metrics["resume_command"]
     assert "steps_per_execution=2" in next(run_dir.glob(".hydra/resumed-*/overrides.yaml")).read_text()
     proc = run_script(args, tmp_path, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     resumed = read_metrics(run_dir)
-    assert resumed["status"] == "completed" and resumed["epochs"] == 3
+    assert resumed["status"] == "completed" and resumed["epochs"] == 3 and "resume_command" not in resumed
     assert "ckpt_path" not in (run_dir / ".hydra" / "overrides.yaml").read_text()  # the original .hydra is kept
     assert "ckpt_path" in next(run_dir.glob(".hydra/resumed-*/overrides.yaml")).read_text()
 

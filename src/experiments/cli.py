@@ -8,6 +8,7 @@ job is recorded in its ``metrics.json`` and the sweep goes on.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import math
 import os
@@ -150,8 +151,10 @@ def train_main(cfg: DictConfig) -> float:
     else:
         error = None
     if error is not None:
-        write_json(run_dir / "metrics.json", {"status": "failed", "error": error, "run_dir": str(run_dir),
-                                              "overrides": list(hc.overrides.task)})
+        path = run_dir / "metrics.json"  # a job's own directory: what run() recorded, if it got that far
+        earlier = json.loads(path.read_text()) if path.exists() else {}
+        write_json(path, {**earlier, "status": "failed", "error": error, "run_dir": str(run_dir),
+                          "overrides": list(hc.overrides.task)})
         return math.nan
     status = result["status"]
     if not main_process:

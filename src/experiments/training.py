@@ -186,6 +186,11 @@ def run(cfg: DictConfig, run_dir: Path, choices: dict[str, str], overrides: list
         read_checkpoint(cfg.ckpt_path)  # refuses unsafe or damaged checkpoints before anything is built
     result: dict[str, Any] = {"status": "running", "run_dir": str(run_dir), "overrides": overrides,
                               "choices": {k: v for k, v in choices.items() if not k.startswith("hydra")}}
+    if resuming:
+        result["resumed_from"] = str(cfg.ckpt_path)
+        if metrics_path.exists():  # an interrupted run's way back stays on record until this one ends
+            earlier = json.loads(metrics_path.read_text())
+            result.update({k: earlier[k] for k in ("resume_command", "interrupted_ckpt") if k in earlier})
     if main_process:
         write_json(metrics_path, result)
 
@@ -243,6 +248,12 @@ def run(cfg: DictConfig, run_dir: Path, choices: dict[str, str], overrides: list
         result.update(status="diverged", error=str(exc), diverged_epoch=exc.epoch, diverged_step=exc.step)
     except SIGTERMException:  # the InterruptHandler has saved and recorded; exit as a terminated process does
         raise SystemExit(128 + signal.SIGTERM) from None
+    except Exception as exc:  # recorded, so metrics.json never says "running" for a run that stopped
+        if main_process:
+            error = str(exc).splitlines()[0] if str(exc).strip() else type(exc).__name__
+            write_json(metrics_path, {**result, "status": "failed", "error": error,
+                                      "wall_seconds": round(time.perf_counter() - started, 3)})
+        raise
     result.update(epochs=trainer.current_epoch, global_step=trainer.global_step, history=history.history,
                   wall_seconds=round(time.perf_counter() - started, 3), threads=torch.get_num_threads(),
                   deterministic_algorithms=torch.are_deterministic_algorithms_enabled(),
@@ -251,6 +262,8 @@ def run(cfg: DictConfig, run_dir: Path, choices: dict[str, str], overrides: list
         result.update(getattr(monitor, "latest", {}))
     if not trainer.is_global_zero:
         return result
+    if result["status"] == "completed":  # the way back from an interruption is no longer needed
+        result = {k: v for k, v in result.items() if k not in ("resume_command", "interrupted_ckpt")}
     write_json(metrics_path, result)
     if result["status"] == "completed":
         final = {f"final/{k.replace('/', '_')}": v for k, v in result.items() if k in FINAL_KEYS}
