@@ -19,6 +19,7 @@ from torchmetrics.aggregation import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
 from experiments.activations import activation_factory
+from experiments.data import capped
 from experiments.losses import check_output_activation
 from experiments.model import MLP
 from experiments.optimizers import build_optimizer, build_scheduler
@@ -31,9 +32,9 @@ class Classifier(L.LightningModule):
     several mini-batches per ``training_step`` call when the loader groups them (``steps_per_execution``).
 
     Lightning's per-call bookkeeping (hooks of every callback, progress counters, logger checks) costs
-    about 0.6 ms, a third of a whole step of this MLP on a laptop CPU; grouping pays it once per group. Everything counted
-    in steps stays in optimizer steps: ``global_step``, logging and gradient-norm intervals, schedules,
-    checkpoints, the TensorBoard x-axis.
+    about 0.6 ms, a third of a whole step of this MLP on a laptop CPU; grouping pays it once per group.
+    Everything counted in steps stays in optimizer steps: ``global_step``, logging and gradient-norm
+    intervals, schedules, checkpoints, the TensorBoard x-axis.
     """
 
     def __init__(self, model: dict[str, Any], activation: dict[str, Any], loss: dict[str, Any],
@@ -152,8 +153,7 @@ class Classifier(L.LightningModule):
         """
         trainer = self.trainer
         loader = trainer.datamodule.train_dataloader()
-        items, limit = len(loader), trainer.limit_train_batches  # Lightning's limit counts items (groups)
-        items = min(items, int(limit)) if isinstance(limit, int) else max(1, int(items * limit))
+        items = capped(len(loader), trainer.limit_train_batches)  # Lightning's limit counts items (groups)
         steps = min(loader.num_batches, items * loader.group) * max(trainer.max_epochs or 1, 1)
         return min(steps, trainer.max_steps) if trainer.max_steps > 0 else steps
 

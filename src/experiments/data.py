@@ -16,13 +16,17 @@ import torch
 from experiments.mnist import INPUT_SIZE, NUM_CLASSES, TRAIN_SIZE, load_mnist, normalize, split
 
 
-def batches_per_pass(rows: int, batch_size: int, drop_last: bool = False, limit: int | float | None = None) -> int:
-    """Mini-batches in one pass over ``rows`` examples, capped as Lightning caps batches: an int
-    ``limit`` is a count, a float a fraction (at least one batch)."""
-    n = rows // batch_size if drop_last else -(-rows // batch_size)
+def capped(n: int, limit: int | float | None) -> int:
+    """``n`` batches capped as Lightning caps them: an int ``limit`` is a count, a float a fraction
+    (at least one batch), ``None`` no cap."""
     if limit is None or (isinstance(limit, float) and limit >= 1.0):
         return n
     return min(n, limit) if isinstance(limit, int) else max(1, int(n * limit))
+
+
+def batches_per_pass(rows: int, batch_size: int, drop_last: bool = False, limit: int | float | None = None) -> int:
+    """Mini-batches in one pass over ``rows`` examples, ``capped`` by ``limit``."""
+    return capped(rows // batch_size if drop_last else -(-rows // batch_size), limit)
 
 
 class TensorBatches:

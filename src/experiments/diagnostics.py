@@ -30,6 +30,11 @@ def _net(pl_module: L.LightningModule) -> MLP:
     return getattr(net, "_orig_mod", net)  # unwrap torch.compile
 
 
+def _probe(trainer: L.Trainer, pl_module: L.LightningModule, size: int) -> torch.Tensor:
+    """The first ``size`` normalised validation images on the module's device: the monitors' fixed inputs."""
+    return trainer.datamodule.images("val", size).to(pl_module.device)
+
+
 def unit_stats(net: MLP, probe: torch.Tensor, saturation_threshold: float = 1e-2) -> dict[str, float]:
     """Per-layer and total dead / inactive / saturated fractions of the hidden units on ``probe``."""
     was_training = net.training
@@ -78,7 +83,7 @@ class DeadUnitMonitor(L.Callback):
 
     def _measure(self, trainer: L.Trainer, pl_module: L.LightningModule, prefix: str = "") -> dict[str, float]:
         if self.probe is None:
-            self.probe = trainer.datamodule.images("val", self.probe_size).to(pl_module.device)
+            self.probe = _probe(trainer, pl_module, self.probe_size)
         stats = unit_stats(_net(pl_module), self.probe, self.saturation_threshold)
         stats = {k.replace("diag/", f"diag/{prefix}"): v for k, v in stats.items()}
         if trainer.logger is not None:
@@ -139,13 +144,15 @@ class HistogramMonitor(L.Callback):
 
     def __init__(self, every_n_epochs: int = 1, probe_size: int = 1000, bins: int = 64) -> None:
         self.every_n_epochs, self.probe_size, self.bins = every_n_epochs, probe_size, bins
+        self.probe: torch.Tensor | None = None
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         writer = getattr(trainer.logger, "experiment", None)
-        if writer is None or not hasattr(writer, "add_histogram") or trainer.current_epoch % self.every_n_epochs:
+        if writer is None or not hasattr(writer, "add_histogram_raw") or trainer.current_epoch % self.every_n_epochs:
             return
-        net, step = _net(pl_module), trainer.global_step
-        x = trainer.datamodule.images("val", self.probe_size).to(pl_module.device)
+        if self.probe is None:  # built once, not every epoch
+            self.probe = _probe(trainer, pl_module, self.probe_size)
+        net, step, x = _net(pl_module), trainer.global_step, self.probe
         with torch.no_grad():
             for i, layer in enumerate(net.hidden, start=1):
                 add_histogram(writer, f"weights/layer{i}", layer.linear.weight, step, self.bins)
