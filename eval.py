@@ -4,10 +4,11 @@ from pathlib import Path
 
 import hydra
 
-from experiments.cli import eval_main
+from experiments.cli import eval_main, register_resolvers
 
 CONF = str(Path(__file__).resolve().parent / "conf")
 main = hydra.main(version_base="1.3", config_path=CONF, config_name="eval")(eval_main)
 
 if __name__ == "__main__":
+    register_resolvers()
     main()

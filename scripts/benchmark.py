@@ -12,10 +12,13 @@ steady-state epoch (the first epoch is warm-up) of each and their ratio. Then, o
 - ``--diagnostics-cost``: the time spent inside the diagnostics callbacks, as a share of the epochs;
 - ``--sync-debug`` (CUDA): every host synchronisation of a framework run, by source line.
 
+Beside the plain loop and the framework it times a bare Lightning ``Trainer`` (automatic optimization,
+no logger, callbacks or progress bar) over the same preloaded batches: what Lightning itself costs,
+so that what the project adds on top of it shows on its own.
+
     python scripts/benchmark.py                      # CPU or the GPU, batch 256, 6 epochs
     python scripts/benchmark.py --batch-size full    # full-batch gradient descent (optimizer=gd)
     python scripts/benchmark.py --device cuda --compile --whole --sweep
-    python scripts/benchmark.py --steps-per-execution 1 64   # also other groupings of steps per call
 
 Results are printed as a table and written to ``outputs/benchmark/<time>/benchmark.json``.
 Uses only the standard library, PyTorch and the project; not part of the test suite.
@@ -47,19 +50,65 @@ def framework_epochs(device: str, epochs: int, batch: str, compile_: bool | str,
     from hydra import compose, initialize_config_dir
     from hydra.core.hydra_config import HydraConfig
 
-    import experiments.cli  # noqa: F401  (resolvers)
+    from experiments.cli import register_resolvers
     from experiments.training import run
 
+    register_resolvers()
     overrides = [f"trainer.max_epochs={epochs}", f"trainer.accelerator={'gpu' if device.startswith('cuda') else 'cpu'}",
                  f"compile={str(compile_).lower() if isinstance(compile_, bool) else compile_}", *extra]
     overrides += ["optimizer=gd"] if batch == "full" else [f"data.batch_size={batch}"]
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
         cfg = compose(config_name="config", overrides=overrides, return_hydra_config=True)
-    HydraConfig.instance().set_config(cfg)
-    choices = dict(cfg.hydra.runtime.choices)
     with tempfile.TemporaryDirectory() as tmp:
+        cfg.hydra.runtime.output_dir = str(Path(tmp) / "run")  # where the callbacks and loggers write
+        HydraConfig.instance().set_config(cfg)
+        choices = dict(cfg.hydra.runtime.choices)
         result = run(cfg, Path(tmp) / "run", choices, overrides)
     return {"epoch_seconds": result["history"]["epoch_seconds"], "test_acc": result["test/acc"]}
+
+
+def bare_lightning_epochs(device: str, epochs: int, batch: str) -> dict:
+    """A bare Lightning ``Trainer`` over the project's preloaded batches: the course's MLP, Adam, a validation
+    pass per epoch, and nothing else (no logger, callbacks, progress bar or metrics objects)."""
+    import lightning as L
+
+    from experiments.data import MNISTDataModule
+
+    class Bare(L.LightningModule):
+        def __init__(self) -> None:
+            super().__init__()
+            self.net, self.loss_fn, self.correct = plain_mnist.build_mlp(), torch.nn.CrossEntropyLoss(), []
+
+        def training_step(self, batch, batch_idx):
+            x, y = batch
+            return self.loss_fn(self.net(x), y)
+
+        def validation_step(self, batch, batch_idx):
+            x, y = batch
+            self.correct.append((self.net(x).argmax(1) == y).sum())
+
+        def configure_optimizers(self):
+            return torch.optim.Adam(self.parameters(), lr=0.003)
+
+    class EpochTimer(L.Callback):
+        def __init__(self) -> None:
+            self.seconds: list[float] = []
+
+        def on_train_epoch_start(self, trainer, pl_module) -> None:
+            self.start = time.perf_counter()
+
+        def on_train_epoch_end(self, trainer, pl_module) -> None:
+            if device.startswith("cuda"):
+                torch.cuda.synchronize()
+            self.seconds.append(time.perf_counter() - self.start)
+
+    L.seed_everything(42, verbose=False)
+    timer = EpochTimer()
+    trainer = L.Trainer(accelerator="gpu" if device.startswith("cuda") else "cpu", devices=1, max_epochs=epochs,
+                        logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                        enable_model_summary=False, num_sanity_val_steps=0, callbacks=[timer])
+    trainer.fit(Bare(), datamodule=MNISTDataModule(batch_size=batch, shuffle_seed=42))
+    return {"epoch_seconds": timer.seconds, "test_acc": float("nan")}
 
 
 # A small launcher measures the child: a child forked straight from this (large) process would report
@@ -98,7 +147,7 @@ def whole_process(device: str, repeats: int) -> dict:
 
 def sweep(n_jobs: int) -> dict:
     base = [sys.executable, str(ROOT / "train.py"), "-m", "activation=relu,leaky_relu,alrelu,elu",
-            "optimizer=sgd,momentum,adam", "progress_bar=false"]
+            "optimizer=sgd,momentum,adam", "callbacks.progress_bar=null"]
     out = {}
     with tempfile.TemporaryDirectory() as tmp:
         for name, extra in (("basic", []), ("joblib", ["hydra/launcher=joblib", f"hydra.launcher.n_jobs={n_jobs}"])):
@@ -170,8 +219,6 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=6)
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds of plain and framework")
     parser.add_argument("--compile", action="store_true", help="also time the framework with compile=true")
-    parser.add_argument("--steps-per-execution", type=int, nargs="*", default=[], metavar="K",
-                        help="also time the framework with steps_per_execution=K (1: one batch per Lightning call)")
     parser.add_argument("--whole", action="store_true", help="whole-process time and peak memory")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--sweep", action="store_true", help="12-job sweep, joblib against basic launcher")
@@ -197,15 +244,13 @@ def main() -> None:
     # each figure is the median over every steady-state epoch of every round.
     variants = [("plain PyTorch loop", lambda: plain_mnist.train(args.device, args.epochs, batch, optimizer=optimizer)),
                 ("framework (defaults)", lambda: framework_epochs(args.device, args.epochs, args.batch_size, False, []))]
+    if batch != "full":
+        variants.append(("bare Lightning Trainer", lambda: bare_lightning_epochs(args.device, args.epochs, batch)))
     if args.compile:
         modes = [True, "reduce-overhead"] if args.device.startswith("cuda") else [True]
         for mode in modes:
             variants.append((f"framework, compile={str(mode).lower()}",
                              lambda m=mode: framework_epochs(args.device, args.epochs, args.batch_size, m, [])))
-    for k in args.steps_per_execution:
-        variants.append((f"framework, steps_per_execution={k}",
-                         lambda k=k: framework_epochs(args.device, args.epochs, args.batch_size, False,
-                                                      [f"steps_per_execution={k}"])))
     epochs: dict[str, list[float]] = {name: [] for name, _ in variants}
     accs: dict[str, float] = {}
     for _ in range(args.rounds):

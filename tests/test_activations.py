@@ -5,7 +5,10 @@ import torch
 from torch import nn
 
 from conftest import compose_config
-from experiments.activations import ALReLU, activation_factory, check_activation
+from omegaconf import OmegaConf
+
+from experiments.activations import ALReLU, activation_factory
+from experiments.config_checks import problems
 
 ALL = ["identity", "sigmoid", "tanh", "relu", "leaky_relu", "alrelu", "prelu", "rrelu", "elu", "selu", "gelu",
        "swish", "silu", "mish", "relu6", "softplus"]
@@ -89,17 +92,13 @@ def test_every_activation_builds_from_its_yaml(name):
     ({"beta": "x"}, "activation.beta"),
     ({"lower": 0.5, "upper": 0.1}, "activation.lower"),
     ({"num_parameters": 3}, "activation.num_parameters"),
+    ({"approximate": "bogus"}, "activation.approximate"),
 ])
 def test_invalid_parameters_are_refused_with_the_key_named(cfg, key):
-    errors = check_activation(cfg)
-    assert errors and key in errors[0]
-
-
-def test_alrelu_refuses_non_positive_alpha_directly():
-    with pytest.raises(ValueError, match="activation.alpha"):
-        ALReLU(alpha=0.0)
+    errors = problems(OmegaConf.create({"activation": cfg}))
+    assert len(errors) == 1 and errors[0].startswith(key)
 
 
 def test_valid_parameters_pass():
-    assert check_activation({"negative_slope": 0.01, "alpha": 1.0}) == []
+    assert problems(OmegaConf.create({"activation": {"negative_slope": 0.01, "alpha": 1.0}})) == []
     assert math.isfinite(build("elu", alpha=0.5)(X).sum().item())

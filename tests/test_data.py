@@ -40,25 +40,42 @@ def test_batches_cover_every_example_once_per_epoch_in_a_new_order():
     x = torch.arange(1000, dtype=torch.float32).unsqueeze(1)
     loader = TensorBatches(x, torch.zeros(1000), batch_size=64, shuffle=True, seed=3)
     assert len(loader) == 16
-    first, second = _epoch(loader), _epoch(loader)
+    first = _epoch(loader)
+    loader.sampler.set_epoch(1)  # what Lightning does at the start of every epoch
+    second = _epoch(loader)
     assert sorted(first.tolist()) == list(range(1000)) == sorted(second.tolist())
     assert not torch.equal(first, second)
     replay = TensorBatches(x, torch.zeros(1000), batch_size=64, shuffle=True, seed=3)
-    assert torch.equal(_epoch(replay), first)
+    replay.sampler.set_epoch(1)
+    assert torch.equal(_epoch(replay), second)  # epoch 1's order, whatever came before it
 
 
 def test_loader_resumes_mid_epoch_with_the_unseen_batches():
     x = torch.arange(100, dtype=torch.float32).unsqueeze(1)
     loader = TensorBatches(x, torch.zeros(100), batch_size=10, shuffle=True, seed=0)
-    _epoch(loader)
+    loader.sampler.set_epoch(2)
     it = iter(loader)
-    seen = [next(it)[0] for _ in range(4)]
+    seen = torch.cat([next(it)[0][:, 0] for _ in range(4)])
     state = loader.state_dict()
+    assert state == {"epoch": 2, "batches_done": 4}
     rest = torch.cat([b[0][:, 0] for b in it])
     fresh = TensorBatches(x, torch.zeros(100), batch_size=10, shuffle=True, seed=0)
     fresh.load_state_dict(state)
-    assert torch.equal(torch.cat([b[0][:, 0] for b in fresh]), rest)
-    assert len(seen) == 4
+    fresh.sampler.set_epoch(2)
+    resumed = torch.cat([b[0][:, 0] for b in fresh])
+    assert torch.equal(resumed, rest)
+    assert sorted(torch.cat([seen, resumed]).tolist()) == list(range(100))
+
+
+def test_a_state_from_an_earlier_epoch_starts_the_next_epoch_from_its_first_batch():
+    # a checkpoint at an epoch's end (or after limit_train_batches stopped it early) resumes in the next epoch
+    x = torch.arange(100, dtype=torch.float32).unsqueeze(1)
+    fresh = TensorBatches(x, torch.zeros(100), batch_size=10, shuffle=True, seed=0)
+    fresh.load_state_dict({"epoch": 0, "batches_done": 3})
+    fresh.sampler.set_epoch(1)
+    reference = TensorBatches(x, torch.zeros(100), batch_size=10, shuffle=True, seed=0)
+    reference.sampler.set_epoch(1)
+    assert torch.equal(_epoch(fresh), _epoch(reference))
 
 
 def test_full_batch_and_ddp_shards():
@@ -73,52 +90,3 @@ def test_full_batch_setting_resolves_to_the_training_split():
     assert MNISTDataModule(batch_size="full").resolved_batch_size() == 55_000
     assert MNISTDataModule(batch_size="full", limit_train=300).resolved_batch_size() == 300
     assert MNISTDataModule(batch_size=256).resolved_batch_size() == 256
-
-
-def _flat(loader: TensorBatches) -> list[list[float]]:
-    """Every mini-batch of one pass, whether the loader groups them or not."""
-    out = []
-    for item in loader:
-        for x, y in [item] if isinstance(item, tuple) else item:
-            assert torch.equal(x[:, 0], y)  # images and labels stay paired
-            out.append(x[:, 0].tolist())
-    return out
-
-
-def test_grouped_batches_are_the_same_mini_batches_in_the_same_order():
-    x = torch.arange(1000, dtype=torch.float32).unsqueeze(1)
-    single = TensorBatches(x, x[:, 0].clone(), batch_size=64, shuffle=True, seed=3)
-    grouped = TensorBatches(x, x[:, 0].clone(), batch_size=64, shuffle=True, seed=3, group=5)
-    assert len(single) == 16 and len(grouped) == 4 and grouped.num_batches == 16
-    items = list(grouped)
-    assert [len(g) for g in items] == [5, 5, 5, 1] and len(items[-1][0][0]) == 1000 - 15 * 64
-    grouped = TensorBatches(x, x[:, 0].clone(), batch_size=64, shuffle=True, seed=3, group=5)
-    for _ in range(2):  # two epochs, each in its own order
-        assert _flat(grouped) == _flat(single)
-
-
-@pytest.mark.parametrize("group", [1, 3])
-def test_limit_counts_mini_batches_whatever_the_grouping(group):
-    x = torch.arange(1000, dtype=torch.float32).unsqueeze(1)
-    assert len(_flat(TensorBatches(x, x[:, 0].clone(), 64, True, group=group, limit=7))) == 7
-    assert len(_flat(TensorBatches(x, x[:, 0].clone(), 64, True, group=group, limit=0.5))) == 8
-    assert TensorBatches(x, x[:, 0].clone(), 64, True, group=group, limit=1.0).num_batches == 16
-
-
-def test_grouped_loader_resumes_and_refuses_another_grouping_mid_epoch():
-    x = torch.arange(100, dtype=torch.float32).unsqueeze(1)
-    loader = TensorBatches(x, x[:, 0].clone(), batch_size=10, shuffle=True, seed=0, group=3)
-    reference = _flat(TensorBatches(x, x[:, 0].clone(), batch_size=10, shuffle=True, seed=0))
-    it = iter(loader)
-    next(it), next(it)  # 6 of 10 mini-batches
-    state = loader.state_dict()
-    assert state == {"epoch": 0, "batches_done": 6, "group": 3}
-    fresh = TensorBatches(x, x[:, 0].clone(), batch_size=10, shuffle=True, seed=0, group=3)
-    fresh.load_state_dict(state)
-    assert _flat(fresh) == reference[6:]
-    other = TensorBatches(x, x[:, 0].clone(), batch_size=10, shuffle=True, seed=0, group=2)
-    with pytest.raises(ValueError, match="resume with steps_per_execution=3"):
-        other.load_state_dict(state)
-    other.load_state_dict({**state, "batches_done": 10})  # at the end of a pass any grouping goes on
-    assert len(_flat(other)) == 10
-

@@ -57,7 +57,7 @@ def test_every_loss_has_a_known_transform():
     ("sigmoid", "bce", "warn"),
 ])
 def test_output_activation_pairs(out, name, verdict):
-    result = check_output_activation(out, loss(name))
+    result = check_output_activation(out, compose_config([f"loss={name}"]).loss._target_)
     assert (result.split(":")[0] if result else None) == verdict
     if result:
         assert "model.output_activation=none" in result

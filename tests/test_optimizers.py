@@ -1,3 +1,5 @@
+import math
+
 import pytest
 import torch
 
@@ -41,23 +43,46 @@ def test_adam_default_lr_is_the_courses():
 
 
 def test_gd_selects_the_full_batch_without_being_told():
-    cfg = compose_config(["optimizer=gd"])
-    assert cfg.data.batch_size == "full" and cfg.optimizer.full_batch
+    assert compose_config(["optimizer=gd"]).data.batch_size == "full"
     assert compose_config(["optimizer=sgd"]).data.batch_size == 256
 
 
-@pytest.mark.parametrize("name, interval", [("step", "epoch"), ("cosine", "step"), ("onecycle", "step")])
-def test_schedulers(name, interval):
-    cfg = compose_config([f"scheduler={name}"])
+def lrs(name: str, steps: int, epochs: int, *extra: str) -> tuple[dict, list[float]]:
+    """Lightning's scheduler dict for a run of ``steps`` steps in ``epochs`` epochs, and the lr it sets
+    at every step of that run, stepped as its interval says."""
+    cfg = OmegaConf.to_container(compose_config([f"scheduler={name}", *extra]).scheduler)
     optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
-    sched = build_scheduler(OmegaConf.to_container(cfg.scheduler), optimizer, total_steps=100)
-    assert sched["interval"] == interval
-    for _ in range(10):
+    sched = build_scheduler(cfg, optimizer, total_steps=steps, total_epochs=epochs)
+    seen = []
+    for step in range(steps):
+        seen.append(optimizer.param_groups[0]["lr"])
         optimizer.step()
-        sched["scheduler"].step()
-    assert optimizer.param_groups[0]["lr"] != 0.1 or name == "onecycle"
+        if sched["interval"] == "step" or (step + 1) % (steps // epochs) == 0:
+            sched["scheduler"].step()
+    return sched, seen
+
+
+def test_step_schedule_halves_the_lr_every_epoch():
+    sched, seen = lrs("step", steps=40, epochs=4)
+    assert sched["interval"] == "epoch" and sched["frequency"] == 1
+    assert seen[::10] == pytest.approx([0.1, 0.05, 0.025, 0.0125])
+
+
+def test_cosine_spans_the_whole_run_and_ends_at_eta_min():
+    sched, seen = lrs("cosine", steps=100, epochs=2)
+    assert sched["interval"] == "step" and sched["scheduler"].T_max == 100
+    assert seen[0] == pytest.approx(0.1) and seen[50] == pytest.approx(0.05, abs=1e-3)
+    assert seen[-1] == pytest.approx(0.1 * (1 + math.cos(math.pi * 99 / 100)) / 2)
+    assert all(a >= b for a, b in zip(seen, seen[1:]))  # never rises within the run
+
+
+def test_onecycle_warms_up_to_the_optimizers_lr_then_anneals_over_the_run():
+    sched, seen = lrs("onecycle", steps=100, epochs=2)
+    peak = max(range(100), key=seen.__getitem__)
+    assert sched["interval"] == "step" and 28 <= peak <= 31  # pct_start 0.3
+    assert seen[peak] == pytest.approx(0.1, rel=1e-3) and seen[0] < 0.01 and seen[-1] < 1e-4
 
 
 def test_no_scheduler():
-    cfg = compose_config([])
-    assert build_scheduler(OmegaConf.to_container(cfg.scheduler), torch.optim.SGD([torch.zeros(1)], lr=1), 5) is None
+    cfg = OmegaConf.to_container(compose_config([]).scheduler)
+    assert build_scheduler(cfg, torch.optim.SGD([torch.zeros(1)], lr=1), 5, 1) is None

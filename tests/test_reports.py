@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from conftest import FAST, ROOT, run_script
+from conftest import FAST, ROOT, run_script, subprocess_env
 from experiments.reports import build_report, group_configs, label_configs
 
 
@@ -22,6 +22,7 @@ def sweep(tmp_path_factory):
     return sweep_dir, proc
 
 
+@pytest.mark.slow
 def test_report_is_written_at_the_end_of_the_multirun(sweep):
     sweep_dir, proc = sweep
     for name in ("summary.csv", "summary.md", "val_acc_per_epoch.png", "test_acc.png"):
@@ -30,6 +31,7 @@ def test_report_is_written_at_the_end_of_the_multirun(sweep):
     assert "Sweep report" in proc.stdout
 
 
+@pytest.mark.slow
 def test_csv_has_one_row_per_job_with_its_metrics(sweep):
     sweep_dir, _ = sweep
     rows = list(csv.DictReader(open(sweep_dir / "summary.csv")))
@@ -41,6 +43,7 @@ def test_csv_has_one_row_per_job_with_its_metrics(sweep):
         assert "diag/dead_frac/total" in row
 
 
+@pytest.mark.slow
 def test_markdown_aggregates_seeds_per_configuration(sweep):
     sweep_dir, _ = sweep
     md = (sweep_dir / "summary.md").read_text()
@@ -52,6 +55,7 @@ def test_markdown_aggregates_seeds_per_configuration(sweep):
         assert cell in line and "2/2" in line
 
 
+@pytest.mark.slow
 def test_report_rebuilds_from_the_command_line_also_when_interrupted(sweep, tmp_path):
     import shutil
 
@@ -62,7 +66,7 @@ def test_report_rebuilds_from_the_command_line_also_when_interrupted(sweep, tmp_
     killed = next(copy.glob("1_*"))
     (killed / "metrics.json").unlink()  # as if the job was killed before writing anything
     proc = subprocess.run([sys.executable, "-m", "experiments.reports", str(copy)], capture_output=True, text=True,
-                          cwd=ROOT)
+                          cwd=ROOT, env=subprocess_env())
     assert proc.returncode == 0, proc.stderr
     md = (copy / "summary.md").read_text()
     assert f"`{killed.name}`: **incomplete**" in md
@@ -70,6 +74,7 @@ def test_report_rebuilds_from_the_command_line_also_when_interrupted(sweep, tmp_
     assert sorted(r["status"] for r in rows) == ["completed"] * 3 + ["incomplete"]
 
 
+@pytest.mark.slow
 def test_report_command_names_a_wrong_directory(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "experiments.reports", str(tmp_path / "nope")],
                           capture_output=True, text=True, cwd=ROOT)

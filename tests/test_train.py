@@ -1,7 +1,8 @@
-"""End to end: ``train.py`` and ``eval.py`` through Hydra, as users call them."""
+"""End to end: ``train.py`` and ``eval.py`` through Hydra, as users call them, with every trainer,
+callbacks and logger option."""
 
+import csv
 import json
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -10,7 +11,9 @@ import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from conftest import FAST, ROOT, read_metrics, run_script
+from conftest import FAST, ROOT, read_metrics, run_script, subprocess_env
+
+pytestmark = pytest.mark.slow
 
 
 def only_run_dir(tmp_path: Path) -> Path:
@@ -19,28 +22,31 @@ def only_run_dir(tmp_path: Path) -> Path:
     return runs[0]
 
 
-@pytest.mark.parametrize("steps_per_execution", [1, 16])
-def test_train_writes_metrics_tensorboard_and_checkpoints(tmp_path, steps_per_execution):
-    proc = run_script([*FAST, "trainer.log_every_n_steps=5", f"steps_per_execution={steps_per_execution}"], tmp_path,
-                      env={"PYTHONWARNINGS": "default"})
+def test_subprocesses_run_this_checkouts_code(tmp_path):
+    out = subprocess.run([sys.executable, "-c", "import experiments; print(experiments.__file__)"], cwd=tmp_path,
+                         env=subprocess_env(), capture_output=True, text=True, check=True).stdout
+    assert Path(out.strip()) == ROOT / "src" / "experiments" / "__init__.py"
+
+
+def test_train_writes_metrics_tensorboard_and_checkpoints(tmp_path):
+    proc = run_script([*FAST, "trainer.log_every_n_steps=5"], tmp_path, env={"PYTHONWARNINGS": "default"})
     assert proc.returncode == 0, proc.stderr[-3000:]
-    # 2 calls of up to 16 steps, 20 steps: the loss is logged every 5 steps, so no warning that it is not
     assert "smaller than the logging interval" not in proc.stderr
     run_dir = only_run_dir(tmp_path)
     last = proc.stdout.strip().splitlines()[-1]
     assert last.startswith("test/acc=") and str(run_dir) in last
 
     metrics = read_metrics(run_dir)
-    assert metrics["status"] == "completed" and metrics["epochs"] == 1
+    assert metrics["status"] == "completed" and metrics["epochs"] == 1 and metrics["global_step"] == 20
     for key in ("test/acc", "test/loss", "val/acc", "val/loss", "train/loss", "wall_seconds"):
         assert isinstance(metrics[key], float), key
     assert 0.5 < metrics["test/acc"] <= 1.0  # 20 Adam steps already beat chance (0.1) by far
     assert f"{metrics['test/acc']:.4f}" in last
 
     ckpts = sorted(p.name for p in (run_dir / "checkpoints").iterdir())
-    assert "last.ckpt" in ckpts and any(c.startswith("best-epoch00") for c in ckpts)
+    assert ckpts == [f"best-epoch00-acc{metrics['val/acc']:.4f}.ckpt", "last.ckpt"]
     state = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)  # plain containers only
-    assert state["hyper_parameters"]["model"]["hidden_sizes"] == [64, 64, 64]
+    assert state["hyper_parameters"]["model"]["hidden_sizes"] == [64, 64, 64] and state["global_step"] == 20
 
     events = EventAccumulator(str(run_dir / "tensorboard")).Reload()
     tags = set(events.Tags()["scalars"])
@@ -50,26 +56,34 @@ def test_train_writes_metrics_tensorboard_and_checkpoints(tmp_path, steps_per_ex
     plugin_tags = events.Tags().get("tensors", []) + list(events.summary_metadata)
     assert any("_hparams_/session_start_info" in t for t in plugin_tags)
     assert "hp_metric" not in tags
-    # every log_every_n_steps=5 optimizer steps, however many steps a call takes; epoch metrics on the same axis
-    assert [e.step for e in events.Scalars("train/loss")] == [5, 10, 15, 20]
-    # (Lightning validates before it counts the epoch's last batch: 19 at one step per call too)
-    assert metrics["global_step"] == 20 and events.Scalars("val/acc")[-1].step == 19
+    # Lightning writes the step loss at every log_every_n_steps-th batch (its x-axis counts from 0)
+    assert [e.step for e in events.Scalars("train/loss")] == [4, 9, 14, 19]
     assert events.Scalars("train/loss_epoch")[-1].value == pytest.approx(metrics["train/loss"])
     assert metrics["history"]["train/loss"] == [pytest.approx(metrics["train/loss"])]
+    assert metrics["history"]["val/acc"] == [pytest.approx(metrics["val/acc"])]
     assert (run_dir / ".hydra" / "config.yaml").is_file() and (run_dir / "train.log").is_file()
 
 
-def test_eval_reproduces_the_test_accuracy_of_the_best_checkpoint(tmp_path):
-    proc = run_script(FAST, tmp_path)
+def test_eval_tests_the_best_checkpoint_not_the_last(tmp_path):
+    # "best" by the lowest val/acc: the first epoch's weights, while training improves the later ones
+    proc = run_script([*FAST, "trainer.max_epochs=3", "callbacks.model_checkpoint.mode=min",
+                       "trainer.limit_val_batches=null", "trainer.limit_test_batches=null"], tmp_path)
     assert proc.returncode == 0, proc.stderr[-2000:]
     run_dir = only_run_dir(tmp_path)
-    best = next((run_dir / "checkpoints").glob("best-*.ckpt"))
-    proc = run_script([f"ckpt_path={best}", "progress_bar=false"], tmp_path, script="eval.py")
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    evaluated = json.loads(next(tmp_path.glob("outputs/eval/*/*/eval.json")).read_text())
-    # the run tested on 1 batch of 5000; eval uses all 10000 images, so compare with a fresh full test
-    assert 0.5 < evaluated["test/acc"] <= 1.0
-    assert proc.stdout.strip().splitlines()[-1].startswith(f"test/acc={evaluated['test/acc']:.4f}")
+    metrics = read_metrics(run_dir)
+    best = Path(metrics["best_ckpt"])
+    assert best.name.startswith("best-epoch00") and metrics["best_val_acc"] == min(metrics["history"]["val/acc"])
+    results = {}
+    for name in (best.name, "last.ckpt"):
+        proc = run_script([f"ckpt_path={run_dir / 'checkpoints' / name}", "progress_bar=false"], tmp_path,
+                          script="eval.py")
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        results[name] = float(proc.stdout.strip().splitlines()[-1].split()[0].removeprefix("test/acc="))
+    # the run tested its best checkpoint on the full test set: eval of that file gives the same number
+    assert results[best.name] == pytest.approx(metrics["test/acc"], abs=1e-4)
+    assert results["last.ckpt"] != pytest.approx(metrics["test/acc"], abs=1e-4)
+    evaluated = [json.loads(p.read_text()) for p in tmp_path.glob("outputs/eval/*/*/eval.json")]
+    assert sorted(e["test/acc"] for e in evaluated) == pytest.approx(sorted(results.values()), abs=1e-4)
 
 
 def test_sgd_with_the_courses_override(tmp_path):
@@ -89,7 +103,8 @@ def test_multirun_gives_each_job_its_own_directory(tmp_path):
 
 def test_two_runs_started_together_never_share_a_directory(tmp_path):
     cmd = [sys.executable, str(ROOT / "train.py"), *FAST, "trainer.limit_train_batches=2"]
-    procs = [subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in range(2)]
+    procs = [subprocess.Popen(cmd, cwd=tmp_path, env=subprocess_env(), stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE) for _ in range(2)]
     assert all(p.wait(timeout=300) == 0 for p in procs)
     runs = list(tmp_path.glob("outputs/runs/*/*/metrics.json"))
     assert len(runs) == 2 and runs[0].parent != runs[1].parent
@@ -103,25 +118,87 @@ def test_unknown_option_lists_the_valid_ones(tmp_path):
 
 def test_damaged_data_file_stops_before_training(tmp_path):
     data = tmp_path / "mnist"
-    shutil.copytree(ROOT / "data" / "mnist", data)
+    data.mkdir()
+    for f in (ROOT / "data" / "mnist").iterdir():
+        (data / f.name).write_bytes(f.read_bytes())
     target = data / "t10k-images-idx3-ubyte.gz"
-    target.chmod(0o644)
     target.write_bytes(target.read_bytes()[:-100])
     proc = run_script([*FAST, f"data.root={data}"], tmp_path)
-    assert proc.returncode != 0
+    assert proc.returncode == 2
     assert "t10k-images-idx3-ubyte.gz: checksum failed" in proc.stderr and "Traceback" not in proc.stderr
     assert not list(tmp_path.glob("outputs/runs/*/*/checkpoints"))
+    assert read_metrics(only_run_dir(tmp_path))["status"] == "failed"
 
 
-def test_progress_bar_shows_the_training_loss_and_compile_trains(tmp_path):
-    args = [a for a in FAST if a != "progress_bar=false"]
-    proc = run_script([*args, "progress_bar=true", "progress_bar_refresh=5", "trainer.log_every_n_steps=5",
-                       "compile=true"], tmp_path)
+def test_rich_progress_bar_redraws_at_its_refresh_rate_and_compile_trains(tmp_path):
+    args = [a for a in FAST if not a.startswith("callbacks.progress_bar")]
+    proc = run_script([*args, "callbacks.progress_bar.refresh_rate=5", "compile=true"], tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "train/loss" in proc.stdout and "Epoch 0/0" in proc.stdout
-    assert "20/20" in proc.stdout  # mini-batches, though the default call takes up to 16 of them
+    assert "train/loss" in proc.stdout and "Epoch 0/0" in proc.stdout and "20/20" in proc.stdout
+    assert "3/20" not in proc.stdout  # not redrawn between refreshes
     metrics = read_metrics(only_run_dir(tmp_path))
     assert metrics["status"] == "completed" and metrics["test/acc"] > 0.5
     # compiled in place: the checkpoint keeps plain keys and loads into an uncompiled model
     state = torch.load(next((only_run_dir(tmp_path) / "checkpoints").glob("best-*.ckpt")), weights_only=True)
     assert "net.output.weight" in state["state_dict"]
+
+
+def test_trainer_debug_runs_a_few_batches_without_checkpoints(tmp_path):
+    proc = run_script(["trainer=debug", "print_config=false"], tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    run_dir = only_run_dir(tmp_path)
+    metrics = read_metrics(run_dir)
+    assert metrics["status"] == "completed" and metrics["global_step"] == 5 and metrics["epochs"] == 1
+    assert not (run_dir / "checkpoints").exists() and metrics["best_ckpt"] is None
+    assert "Epoch 0" not in proc.stdout  # no progress bar
+
+
+def test_step_checkpoints_and_early_stopping_from_the_callbacks_group(tmp_path):
+    # a constant learning rate of 0: val/acc never improves, so patience 1 stops after epoch 2 of 5
+    proc = run_script([*FAST, "callbacks=[step_checkpoint,early_stopping]", "callbacks.progress_bar=null",
+                       "callbacks.step_checkpoint.every_n_train_steps=7", "callbacks.early_stopping.patience=1",
+                       "trainer.max_epochs=5", "optimizer=sgd", "optimizer.lr=1e-12",
+                       "callbacks.early_stopping.min_delta=0.5"], tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    run_dir = only_run_dir(tmp_path)
+    metrics = read_metrics(run_dir)
+    assert metrics["status"] == "completed" and metrics["epochs"] == 2 and metrics["global_step"] == 40
+    saved = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)
+    assert saved["global_step"] == 40 and any("EarlyStopping" in k for k in saved["callbacks"])
+    assert sum("'every_n_train_steps': 7" in k for k in saved["callbacks"]) == 1
+
+
+def test_no_callbacks_means_no_checkpoints_and_the_last_weights_are_tested(tmp_path):
+    proc = run_script([*(a for a in FAST if not a.startswith("callbacks.")), "callbacks=none"], tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    run_dir = only_run_dir(tmp_path)
+    assert not (run_dir / "checkpoints").exists() and read_metrics(run_dir)["best_ckpt"] is None
+
+
+def test_csv_logger_records_the_test_accuracy(tmp_path):
+    proc = run_script([*FAST, "logger=csv"], tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    run_dir = only_run_dir(tmp_path)
+    rows = list(csv.DictReader((run_dir / "csv" / "metrics.csv").open()))
+    tested = [float(r["test/acc"]) for r in rows if r.get("test/acc")]
+    assert tested == [pytest.approx(read_metrics(run_dir)["test/acc"])]
+    assert not (run_dir / "tensorboard").exists()
+
+
+def test_mlflow_logger_records_the_run_in_a_local_store(tmp_path):
+    from mlflow.tracking import MlflowClient
+
+    proc = run_script([*FAST, "logger=mlflow"], tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    run_dir = only_run_dir(tmp_path)
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'outputs' / 'mlflow.db'}")
+    (run,) = client.search_runs([client.get_experiment_by_name("train").experiment_id])
+    assert run.data.metrics["test/acc"] == pytest.approx(read_metrics(run_dir)["test/acc"])
+    assert run.data.params["activation"] == "relu" and run.data.tags["mlflow.runName"] == str(run_dir)
+
+
+def test_no_logger_still_records_metrics_json(tmp_path):
+    proc = run_script([*FAST, "logger=none"], tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    run_dir = only_run_dir(tmp_path)
+    assert read_metrics(run_dir)["status"] == "completed" and not (run_dir / "tensorboard").exists()

@@ -1,14 +1,13 @@
 """The Hydra entry points behind ``train.py`` and ``eval.py``: config in, one line of outcome out.
 
-Errors a user can fix (bad config values, damaged data files, unwritable directories) print as one
-clean line and exit non-zero; ``HYDRA_FULL_ERROR=1`` shows the traceback instead. In a sweep a failing
-job is recorded in its ``metrics.json`` and the sweep goes on.
+Errors a user can fix (the project's own ``ExperimentError`` types: bad config values, damaged data
+files, refused checkpoints, unwritable directories) print as one line and exit 2, before any config
+dump; ``HYDRA_FULL_ERROR=1`` shows the traceback instead. Anything else is a bug and keeps its
+traceback. In a sweep a failing job is recorded in its ``metrics.json`` and the sweep goes on.
 """
 
 from __future__ import annotations
 
-import contextlib
-import json
 import logging
 import math
 import os
@@ -17,7 +16,7 @@ import time
 import traceback
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
@@ -31,9 +30,11 @@ def _run_id() -> str:
     return f"{time.time_ns() // 1000 % 1_000_000:06d}-{os.getpid()}"
 
 
-OmegaConf.register_new_resolver("run_id", _run_id, use_cache=True, replace=True)
-# ${repeat:64,3} -> [64, 64, 64]: lets a sweeper search width and depth as two numbers
-OmegaConf.register_new_resolver("repeat", lambda width, depth: [int(width)] * int(depth), replace=True)
+def register_resolvers() -> None:
+    """``${run_id:}`` for run directories; ``${repeat:64,3}`` -> [64, 64, 64], so a sweeper can search
+    width and depth as two numbers. Called by the entry points before Hydra composes the config."""
+    OmegaConf.register_new_resolver("run_id", _run_id, use_cache=True, replace=True)
+    OmegaConf.register_new_resolver("repeat", lambda width, depth: [int(width)] * int(depth), replace=True)
 
 
 class _DropTips(logging.Filter):
@@ -71,93 +72,55 @@ def _parallel_jobs(hc: Any) -> int:
     return os.cpu_count() or 1 if n_jobs < 0 else int(n_jobs)
 
 
-def _prepare_ddp_children(hc: Any, run_dir: Path) -> None:
-    """Make Lightning's DDP launcher start each extra rank as *this job*, in *this job's* directory.
-
-    Lightning re-runs ``sys.argv`` plus ``hydra.run.dir=<HydraConfig run.dir>`` for every extra rank.
-    In a multirun that would relaunch the whole sweep (``-m`` and every swept value) into a fresh
-    directory; here the command becomes this job's own overrides, and run.dir this job's directory.
-    """
-    sys.argv = [sys.argv[0], *hc.overrides.task]
-    OmegaConf.set_readonly(hc, False)
-    hc.run.dir = str(run_dir)
-    OmegaConf.set_readonly(hc, True)
-
-
-@contextlib.contextmanager
-def _ddp_job_scope(enabled: bool):
-    """Leave no DDP state behind for the next job of a sweep in this process.
-
-    Lightning keeps the process group and sets LOCAL_RANK, MASTER_PORT, ... in ``os.environ``; the
-    next job would then believe it was started by a launcher and wait for ranks that have exited.
-    An extra rank destroys its group too: left to the interpreter's exit, the group's teardown can
-    abort the process, and Lightning's child-process observer then kills the whole sweep.
-    """
-    before = dict(os.environ)
-    try:
-        yield
-    finally:
-        if enabled:
-            import torch.distributed as dist
-
-            if dist.is_available() and dist.is_initialized():
-                dist.destroy_process_group()
-            for key in set(os.environ) - set(before):
-                del os.environ[key]
-
-
-def _fail(message: str, code: int = 2) -> None:
-    if os.environ.get("HYDRA_FULL_ERROR") == "1":
-        raise
+def _fail(message: str, code: int = 2) -> NoReturn:
     print(f"Error: {message}", file=sys.stderr, flush=True)
     sys.exit(code)
 
 
+def _record_failure(run_dir: Path, error: str, overrides: list[str]) -> None:
+    """The one place that records ``failed``: what the run recorded so far, plus the error."""
+    from experiments.run_dir import is_main_process, read_json, write_json
+
+    path = run_dir / "metrics.json"
+    if not is_main_process() or not run_dir.is_dir():
+        return
+    write_json(path, {**read_json(path), "status": "failed", "error": error, "run_dir": str(run_dir),
+                      "overrides": overrides})
+
+
 def train_main(cfg: DictConfig) -> float:
     """Run one job; returns ``optimized_metric`` for sweepers (NaN when the job did not complete)."""
-    from experiments.config_checks import ConfigError
-    from experiments.mnist import DataError
-    from experiments.faults import is_main_process
-    from experiments.training import run, write_json
+    from experiments.config_checks import validate
+    from experiments.errors import ExperimentError
+    from experiments.run_dir import is_main_process
+    from experiments.training import run
 
     hc = HydraConfig.get()
     run_dir = Path(hc.runtime.output_dir)
     multirun = hc.mode == RunMode.MULTIRUN
+    overrides = OmegaConf.to_container(hc.overrides.task, resolve=False)  # as typed, ${...} included
     _quiet_lightning()
-    main_process = is_main_process()
-    if cfg.print_config and not multirun and main_process:
-        _print_config(cfg)
-    uses_ddp = str(cfg.trainer.strategy).startswith("ddp")
-    if uses_ddp and main_process:
-        _prepare_ddp_children(hc, run_dir)
     try:
-        with _ddp_job_scope(uses_ddp):
-            result = run(cfg, run_dir, dict(hc.runtime.choices), list(hc.overrides.task), _parallel_jobs(hc))
-    except FileExistsError as exc:  # an earlier job's results: report, and do not touch them
-        if multirun:
-            log.error("job %s refused: %s", run_dir.name, exc)
-            return math.nan
-        _fail(str(exc))
-    except (ConfigError, DataError, OSError, ValueError) as exc:
+        validate(cfg, choices=dict(hc.runtime.choices), multirun=multirun)
+        if cfg.print_config and not multirun and is_main_process():
+            _print_config(cfg)
+        result = run(cfg, run_dir, dict(hc.runtime.choices), overrides, _parallel_jobs(hc))
+    except ExperimentError as exc:
+        _record_failure(run_dir, str(exc), overrides)
+        if os.environ.get("HYDRA_FULL_ERROR") == "1":
+            raise
         if not multirun:
             _fail(str(exc))
         log.error("job %s failed: %s", run_dir.name, exc)  # the sweep goes on; its report shows the job
-        error = str(exc)
-    except Exception as exc:  # a bug or an environment problem: keep the traceback in the log
+        return math.nan
+    except Exception as exc:  # a bug or an environment problem: the traceback is kept
+        _record_failure(run_dir, f"{type(exc).__name__}: {exc}", overrides)
         if not multirun:
             raise
         log.error("job %s crashed:\n%s", run_dir.name, traceback.format_exc())
-        error = f"{type(exc).__name__}: {exc}"
-    else:
-        error = None
-    if error is not None:
-        path = run_dir / "metrics.json"  # a job's own directory: what run() recorded, if it got that far
-        earlier = json.loads(path.read_text()) if path.exists() else {}
-        write_json(path, {**earlier, "status": "failed", "error": error, "run_dir": str(run_dir),
-                          "overrides": list(hc.overrides.task)})
         return math.nan
     status = result["status"]
-    if not main_process:
+    if not is_main_process():
         return float(result.get(cfg.optimized_metric, math.nan))
     if status == "completed":
         print(f"test/acc={result['test/acc']:.4f} test/loss={result['test/loss']:.4f} "
@@ -167,29 +130,30 @@ def train_main(cfg: DictConfig) -> float:
     if multirun:
         log.error(message)
         return math.nan
-    print(f"Error: {message}", file=sys.stderr, flush=True)
-    sys.exit(1)
+    _fail(message, code=1)
 
 
 def eval_main(cfg: DictConfig) -> float:
     """Test one checkpoint; prints the metrics and writes them to ``<run_dir>/eval.json``."""
     import lightning as L
+    from hydra.utils import instantiate
 
     from experiments.classifier import load_classifier
-    from experiments.config_checks import ConfigError, existing_file, validate
-    from experiments.data import MNISTDataModule
-    from experiments.mnist import DataError
-    from experiments.training import write_json
+    from experiments.config_checks import existing_file, validate
+    from experiments.errors import ExperimentError
+    from experiments.run_dir import write_json
 
     _quiet_lightning()
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     try:
-        validate(cfg, extra={"ckpt_path": existing_file})
+        validate(cfg, extra={"ckpt_path": existing_file, "progress_bar": lambda v: None if isinstance(v, bool)
+                             else "true or false"})
         module = load_classifier(cfg.ckpt_path)
-        data = OmegaConf.to_container(cfg.data, resolve=True)
-        datamodule = MNISTDataModule(**{**data, "shuffle_seed": cfg.seed})
+        datamodule = instantiate(cfg.data)
         datamodule.prepare_data()
-    except (ConfigError, DataError, ValueError, OSError) as exc:
+    except ExperimentError as exc:
+        if os.environ.get("HYDRA_FULL_ERROR") == "1":
+            raise
         _fail(str(exc))
     trainer = L.Trainer(accelerator=cfg.accelerator, devices=1, logger=False, enable_checkpointing=False,
                         enable_progress_bar=cfg.progress_bar, enable_model_summary=False)

@@ -1,26 +1,28 @@
-"""Every config value checked before anything trains, each problem as one line: key, value, valid range.
+"""Every config value checked before anything is built, each problem as one line: key, value, valid range.
 
-Hydra already refuses unknown keys and unknown group options (listing the valid ones); this catches
-values that compose fine but cannot train: a zero learning rate, an empty network, a string epoch count.
+One mechanism: the ``RULES`` table (a key, ``*`` matching any name at its level, and the check of its
+value) plus the ``DOMAIN_RULES`` that relate keys to each other or to the machine (full batch with
+``optimizer=gd``, devices that exist). Hydra already refuses unknown keys and unknown group options
+(listing the valid ones); this catches values that compose fine but cannot train.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import math
+import os
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
-from experiments.activations import check_activation
+from experiments.errors import ConfigError
+from experiments.losses import OUTPUT_ACTIVATIONS, check_output_activation
 from experiments.mnist import TRAIN_SIZE
-from experiments.losses import OUTPUT_ACTIVATIONS
 from experiments.model import INITS
 
-
-class ConfigError(ValueError):
-    """A config value that cannot work; ``str()`` lists every problem, one per line."""
-
+__all__ = ["ConfigError", "RULES", "problems", "validate"]
 
 Check = Callable[[Any], str | None]  # returns the valid range when the value is outside it
 
@@ -53,7 +55,9 @@ def boolean(v: Any) -> str | None:
 
 
 def one_of(*options: Any) -> Check:
-    return lambda v: None if v in options else f"one of {', '.join(map(str, options))}"
+    def check(v: Any) -> str | None:  # the same type too: 1 is not true, 0 is not false
+        return None if any(type(v) is type(o) and v == o for o in options) else f"one of {', '.join(map(str, options))}"
+    return check
 
 
 def optional(check: Check) -> Check:
@@ -78,10 +82,21 @@ def existing_file(v: Any) -> str | None:
     return None if isinstance(v, str) and Path(v).expanduser().is_file() else "the path of an existing checkpoint file"
 
 
+def existing_dir(v: Any) -> str | None:
+    return None if isinstance(v, str) and v and Path(v).expanduser().is_dir() else "an existing directory"
+
+
 def betas(v: Any) -> str | None:
     ok = isinstance(v, list) and len(v) == 2 and all(_is_num(b) and 0 <= b < 1 for b in v)
     return None if ok else "two numbers in [0, 1), e.g. [0.9,0.999]"
 
+
+def devices(v: Any) -> str | None:
+    ok = v == "auto" or (_is_int(v) and v >= 1) or (isinstance(v, list) and v and all(_is_int(d) and d >= 0 for d in v))
+    return None if ok else "auto, an integer >= 1, or a list of device indices"
+
+
+METRICS = ("val/acc", "val/loss", "train/loss_epoch", "train/acc")
 
 RULES: dict[str, Check] = {
     "seed": integer(0, 2**32 - 1),
@@ -89,11 +104,14 @@ RULES: dict[str, Check] = {
     "compile": one_of(False, True, "default", "reduce-overhead", "max-autotune"),
     "threads": lambda v: None if v == "auto" or (_is_int(v) and v >= 1) else "auto or an integer >= 1",
     "ckpt_path": optional(existing_file),
-    "data.root": optional(lambda v: None if isinstance(v, str) and v else "a directory path"),
+    "print_config": boolean,
+    "optimized_metric": one_of(*METRICS),
+    "data.root": optional(existing_dir),
     "data.batch_size": batch_size,
     "data.eval_batch_size": integer(1, TRAIN_SIZE),
     "data.val_size": integer(1, TRAIN_SIZE - 1),
     "data.split_seed": integer(0),
+    "data.shuffle_seed": integer(0, 2**32 - 1),
     "data.on_device": boolean,
     "data.download": boolean,
     "data.limit_train": optional(integer(1, TRAIN_SIZE)),
@@ -103,57 +121,166 @@ RULES: dict[str, Check] = {
     "model.batch_norm": boolean,
     "model.dropout": number(0, 1, low_open=False, high_open=True),
     "model.output_activation": one_of(*OUTPUT_ACTIVATIONS),
+    "activation.negative_slope": number(0, 1, low_open=False),
+    "activation.alpha": number(0),
+    "activation.beta": number(0),
+    "activation.threshold": number(0),
+    "activation.lower": number(0, 1, low_open=False),
+    "activation.upper": number(0, 1, low_open=False),
+    "activation.init": number(0, 1, low_open=False),
+    "activation.num_parameters": lambda v: None if v == 1 or v == "per_unit" else "1 or per_unit",
+    "activation.approximate": one_of("none", "tanh"),
+    "activation.inplace": boolean,
+    "loss.label_smoothing": number(0, 1, low_open=False, high_open=True),
     "optimizer.lr": number(0, 1e6),
     "optimizer.momentum": number(0, 1, low_open=False, high_open=True),
+    "optimizer.nesterov": boolean,
     "optimizer.weight_decay": number(0, 1e3, low_open=False),
     "optimizer.betas": betas,
     "optimizer.alpha": number(0, 1, high_open=True),
     "optimizer.eps": number(0, 1),
     "optimizer.dampening": number(0, 1, low_open=False),
-    "loss.label_smoothing": number(0, 1, low_open=False, high_open=True),
-    "scheduler.step_size": integer(1),
-    "scheduler.gamma": number(0, 1),
+    "optimizer.lr_decay": number(0, 1e3, low_open=False),
+    "optimizer.initial_accumulator_value": number(0, low_open=False),
+    "scheduler.interval": one_of("step", "epoch"),
+    "scheduler.frequency": integer(1),
+    "scheduler.scheduler.step_size": integer(1),
+    "scheduler.scheduler.gamma": number(0, 1),
+    "scheduler.scheduler.eta_min": number(0, low_open=False),
+    "scheduler.scheduler.T_max": optional(integer(1)),
+    "scheduler.scheduler.max_lr": optional(number(0, 1e6)),
+    "scheduler.scheduler.pct_start": number(0, 1, high_open=True),
     "trainer.max_epochs": integer(1, 100_000),
+    "trainer.max_steps": lambda v: None if _is_int(v) and (v == -1 or v >= 1) else "-1 (no limit) or an integer >= 1",
     "trainer.log_every_n_steps": integer(1),
     "trainer.limit_train_batches": batch_limit,
     "trainer.limit_val_batches": batch_limit,
     "trainer.limit_test_batches": batch_limit,
     "trainer.accelerator": one_of("auto", "cpu", "gpu", "cuda", "mps", "tpu"),
+    "trainer.devices": devices,
+    "trainer.num_nodes": integer(1, 1),
     "trainer.precision": one_of("32-true", "32", 32, "16-mixed", "bf16-mixed", "bf16-true", "64-true"),
     "trainer.gradient_clip_val": optional(number(0)),
     "trainer.gradient_clip_algorithm": optional(one_of("norm", "value")),
-    "trainer.accumulate_grad_batches": lambda v: None if v == 1 else (
-        "1: the classifier steps its own optimizer (several steps per call); for larger effective batches "
-        "raise data.batch_size"),
-    "steps_per_execution": integer(1, 100_000),
-    "checkpoint.every_n_train_steps": optional(integer(1)),
+    "trainer.accumulate_grad_batches": integer(1),
+    "trainer.check_val_every_n_epoch": optional(integer(1)),
+    "trainer.enable_checkpointing": boolean,
+    "callbacks.*.every_n_train_steps": optional(integer(1)),
+    "callbacks.*.every_n_epochs": optional(integer(0)),
+    "callbacks.*.save_top_k": integer(-1),
+    "callbacks.*.refresh_rate": integer(1),
+    "callbacks.*.patience": integer(0),
+    "callbacks.*.min_delta": number(0, low_open=False),
+    "callbacks.*.monitor": optional(one_of(*METRICS)),
+    "callbacks.*.mode": one_of("min", "max"),
+    "diagnostics.*.probe_size": integer(1, 5000),
+    "diagnostics.*.every_n_steps": integer(1),
+    "diagnostics.*.every_n_epochs": integer(1),
+    "diagnostics.*.bins": integer(1, 10_000),
+    "diagnostics.*.saturation_threshold": number(0),
 }
 
 
-def _get(cfg: DictConfig, key: str) -> tuple[bool, Any]:
-    node: Any = cfg
-    for part in key.split("."):
-        if not isinstance(node, DictConfig) or part not in node:
-            return False, None
-        node = node[part]
-    return True, OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else node
+def _keys(node: Any, parts: list[str], prefix: str = "") -> Iterator[str]:
+    """Every key of the config that a rule's dotted pattern matches."""
+    if not isinstance(node, DictConfig):
+        return
+    head, rest = parts[0], parts[1:]
+    names = [k for k in node.keys() if isinstance(k, str)] if head == "*" else [head] if head in node else []
+    for name in names:
+        key = f"{prefix}{'.' if prefix else ''}{name}"
+        if not rest:
+            yield key
+            continue
+        try:
+            child = node[name]
+        except OmegaConfBaseException:  # an interpolation that cannot resolve: reported by its own rule
+            continue
+        yield from _keys(child, rest, key)
 
 
-def problems(cfg: DictConfig, extra: dict[str, Check] | None = None) -> list[str]:
-    """All problems in ``cfg``, or an empty list."""
+def _value(cfg: DictConfig, key: str) -> Any:
+    """The resolved value at ``key``; an interpolation that cannot resolve is a problem of that key."""
+    node = OmegaConf.select(cfg, key, throw_on_resolution_failure=True)
+    return OmegaConf.to_container(node, resolve=True) if isinstance(node, (DictConfig, ListConfig)) else node
+
+
+def _machine_problems(trainer: DictConfig) -> list[str]:
+    """Accelerators and device counts that this machine does not have."""
+    import torch
+
+    accelerator, n = trainer.get("accelerator"), trainer.get("devices")
     found = []
-    for key, check in {**RULES, **(extra or {})}.items():
-        present, value = _get(cfg, key)
-        if present and (valid := check(value)) is not None:
-            found.append(f"{key}={value!r} is invalid: must be {valid}")
-    if "activation" in cfg:
-        found += check_activation(cfg.activation)
-    if cfg.get("optimizer", {}).get("full_batch") and cfg.data.batch_size != "full":
-        found.append(f"data.batch_size={cfg.data.batch_size!r} with optimizer=gd: gradient descent is full-batch; "
-                     f"use optimizer=sgd for mini-batches, or drop the data.batch_size override")
+    if accelerator == "tpu" and importlib.util.find_spec("torch_xla") is None:
+        found.append("trainer.accelerator='tpu' is not available: torch_xla is not installed; use auto, cpu or gpu")
+    if accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
+        found.append(f"trainer.accelerator={accelerator!r} is not available: PyTorch sees no CUDA GPU here; use auto or cpu")
+    if accelerator == "mps" and not torch.backends.mps.is_available():
+        found.append("trainer.accelerator='mps' is not available on this machine; use auto or cpu")
+    if not found and (_is_int(n) or isinstance(n, list)):
+        count = n if _is_int(n) else len(n)
+        uses_gpu = accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
+        have = torch.cuda.device_count() if uses_gpu else (os.cpu_count() or 1)
+        kind = "GPUs" if uses_gpu else "CPU cores"
+        if count > have:
+            found.append(f"trainer.devices={n!r} is invalid: this machine has {have} {kind}; ask for at most {have}")
     return found
 
 
-def validate(cfg: DictConfig, extra: dict[str, Check] | None = None) -> None:
-    if found := problems(cfg, extra):
+def problems(cfg: DictConfig, extra: dict[str, Check] | None = None, choices: dict[str, Any] | None = None,
+             multirun: bool = False) -> list[str]:
+    """All problems in ``cfg``, or an empty list. ``choices`` are Hydra's group choices (``optimizer: gd``)."""
+    found = []
+    for pattern, check in {**RULES, **(extra or {})}.items():
+        for key in _keys(cfg, pattern.split(".")):
+            if OmegaConf.is_missing(cfg, key):
+                found.append(f"{key} is required: add {key}=<value> to the command")
+                continue
+            try:
+                value = _value(cfg, key)
+            except OmegaConfBaseException as exc:
+                found.append(f"{key} cannot be resolved: {str(exc).splitlines()[0]}")
+                continue
+            parent, _, name = key.rpartition(".")
+            if OmegaConf.is_interpolation(OmegaConf.select(cfg, parent) if parent else cfg, name):
+                continue  # a copy of another key's value: checked, and reported, where it is set
+            if (valid := check(value)) is not None:
+                found.append(f"{key}={value!r} is invalid: must be {valid}")
+    if found:
+        return found
+    try:  # a key no rule names may still hold an interpolation that cannot resolve
+        OmegaConf.to_container(cfg, resolve=True)
+    except OmegaConfBaseException as exc:
+        return [f"{getattr(exc, 'full_key', None) or 'config'} cannot be resolved: {str(exc).splitlines()[0]}"]
+    return domain_problems(cfg, choices or {}, multirun)
+
+
+def domain_problems(cfg: DictConfig, choices: dict[str, Any], multirun: bool = False) -> list[str]:
+    """Rules that relate values to each other or to the machine."""
+    found = []
+    activation = cfg.get("activation") or {}
+    lower, upper = activation.get("lower"), activation.get("upper")
+    if _is_num(lower) and _is_num(upper) and lower > upper:
+        found.append(f"activation.lower={lower} > activation.upper={upper}: RReLU needs lower <= upper")
+    model, loss = cfg.get("model") or {}, cfg.get("loss") or {}
+    if isinstance(loss.get("_target_"), str):
+        verdict = check_output_activation(model.get("output_activation", "none"), loss["_target_"])
+        if verdict and verdict.startswith("refuse: "):
+            found.append(verdict.removeprefix("refuse: "))
+    data = cfg.get("data") or {}
+    if choices.get("optimizer") == "gd" and data.get("batch_size") != "full":
+        found.append(f"data.batch_size={data.get('batch_size')!r} with optimizer=gd: gradient descent is full-batch; "
+                     f"use optimizer=sgd for mini-batches, or drop the data.batch_size override")
+    trainer = cfg.get("trainer") or {}
+    if trainer:
+        found += _machine_problems(trainer)
+    if multirun and str(trainer.get("strategy", "")).startswith("ddp"):
+        found.append(f"trainer.strategy={trainer.strategy!r} in a multirun: DDP runs as a single run only "
+                     f"(Lightning starts each extra rank by re-running the command); run it without -m")
+    return found
+
+
+def validate(cfg: DictConfig, extra: dict[str, Check] | None = None, choices: dict[str, Any] | None = None,
+             multirun: bool = False) -> None:
+    if found := problems(cfg, extra, choices, multirun):
         raise ConfigError("\n".join(found))

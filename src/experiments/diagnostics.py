@@ -18,6 +18,7 @@ from typing import Any
 
 import lightning as L
 import torch
+from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities import grad_norm
 from torch import nn
 
@@ -26,8 +27,12 @@ from experiments.model import MLP, collapse_linear
 
 
 def _net(pl_module: L.LightningModule) -> MLP:
-    net = pl_module.net
-    return getattr(net, "_orig_mod", net)  # unwrap torch.compile
+    return pl_module.net  # compiled in place (``nn.Module.compile``): still the MLP
+
+
+def _log(trainer: L.Trainer, metrics: dict[str, float]) -> None:
+    for logger in trainer.loggers:
+        logger.log_metrics(metrics, step=trainer.global_step)
 
 
 def _probe(trainer: L.Trainer, pl_module: L.LightningModule, size: int) -> torch.Tensor:
@@ -86,8 +91,7 @@ class DeadUnitMonitor(L.Callback):
             self.probe = _probe(trainer, pl_module, self.probe_size)
         stats = unit_stats(_net(pl_module), self.probe, self.saturation_threshold)
         stats = {k.replace("diag/", f"diag/{prefix}"): v for k, v in stats.items()}
-        if trainer.logger is not None:
-            trainer.logger.log_metrics(stats, step=trainer.global_step)
+        _log(trainer, stats)
         return stats
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -120,8 +124,7 @@ class GradNormMonitor(L.Callback):
                  if k.split("norm/", 1)[-1] in names}
         stats["grad_norm/total"] = float(norms["grad_2.0_norm_total"])
         self.latest = {f"diag/{k}": v for k, v in stats.items()}
-        if trainer.logger is not None:
-            trainer.logger.log_metrics(stats, step=trainer.global_step)
+        _log(trainer, stats)
 
 
 def add_histogram(writer: Any, tag: str, values: torch.Tensor, step: int, bins: int = 64) -> None:
@@ -147,9 +150,10 @@ class HistogramMonitor(L.Callback):
         self.probe: torch.Tensor | None = None
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        writer = getattr(trainer.logger, "experiment", None)
-        if writer is None or not hasattr(writer, "add_histogram_raw") or trainer.current_epoch % self.every_n_epochs:
+        writers = [lg.experiment for lg in trainer.loggers if isinstance(lg, TensorBoardLogger)]
+        if not writers or trainer.current_epoch % self.every_n_epochs:
             return
+        writer = writers[0]
         if self.probe is None:  # built once, not every epoch
             self.probe = _probe(trainer, pl_module, self.probe_size)
         net, step, x = _net(pl_module), trainer.global_step, self.probe

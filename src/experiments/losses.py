@@ -66,13 +66,18 @@ _VERDICT = {
 }
 
 
-def check_output_activation(output_activation: str, loss: nn.Module) -> str | None:
-    """``None`` if the pair is right, else ``'warn: ...'`` or ``'refuse: ...'`` naming the fix."""
-    transform = LOSS_TRANSFORM.get(type(loss).__name__)
+def check_output_activation(output_activation: str, loss_target: str) -> str | None:
+    """``None`` if the pair is right, else ``'warn: ...'`` or ``'refuse: ...'`` naming the fix.
+
+    ``loss_target`` is the loss config's ``_target_`` (``torch.nn.CrossEntropyLoss``): the check runs
+    with the other config checks, before anything is built.
+    """
+    name = loss_target.rpartition(".")[2]
+    transform = LOSS_TRANSFORM.get(name)
     if output_activation == "none" or transform is None:
         return None
     verdict = _VERDICT.get((output_activation, transform))
     if verdict is None:  # log_softmax before a log-softmax loss: log_softmax is idempotent, so it is right
         return None
     kind, reason = verdict.split(": ", 1)
-    return f"{kind}: model.output_activation={output_activation} with {type(loss).__name__}: {reason}"
+    return f"{kind}: model.output_activation={output_activation} with {name}: {reason}"

@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import zlib
 from pathlib import Path
 
 import numpy as np
 import torch
+
+from experiments.errors import DataError
 
 MEAN, STD = 0.1307, 0.3081
 INPUT_SIZE, NUM_CLASSES = 28 * 28, 10
@@ -25,10 +28,6 @@ MD5 = {
     "t10k-labels-idx1-ubyte": "27ae3e4e09519cfbb04c329615203637",
 }
 BUNDLED_ROOT = Path(__file__).resolve().parents[2] / "data" / "mnist"
-
-
-class DataError(ValueError):
-    """A data file or directory is missing or damaged; the message says which and how to fix it."""
 
 
 def _find(root: Path, name: str) -> Path | None:
@@ -60,7 +59,7 @@ def read_idx(path: Path) -> torch.Tensor:
     if path.suffix == ".gz":
         try:
             raw = gzip.decompress(raw)
-        except (OSError, EOFError) as exc:
+        except (OSError, EOFError, zlib.error) as exc:  # bad header, truncation, bad CRC or deflate data
             raise DataError(_damaged(path, f"it is not a valid gzip file ({exc})")) from exc
     name = path.name.removesuffix(".gz")
     digest = hashlib.md5(raw).hexdigest()

@@ -1,0 +1,147 @@
+"""The project's Lightning callbacks: per-epoch history, divergence, and interrupts that resume exactly.
+
+Each keeps to Lightning's hooks and public state. What they record goes to ``metrics.json`` through
+the run (``training.py``); their state travels in checkpoints, so a resumed run continues them.
+"""
+
+from __future__ import annotations
+
+import math
+import signal
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import lightning as L
+import torch
+
+
+class EpochHistory(L.Callback):
+    """Per-epoch wall time and metrics, for ``metrics.json`` (the sweep report plots them).
+
+    Its state is saved in every checkpoint, so a resumed run's history has one entry per epoch, and
+    an epoch that was interrupted counts its time before the interruption plus after. Metrics are read
+    when the next epoch starts (or training ends, or a checkpoint is written): Lightning computes the
+    epoch's training means after the callbacks' ``on_train_epoch_end``.
+    """
+
+    KEYS = {"train/loss_epoch": "train/loss", "train/acc": "train/acc", "val/loss": "val/loss", "val/acc": "val/acc"}
+
+    def __init__(self) -> None:
+        self.history: dict[str, list[float]] = {"epoch_seconds": []}
+        self.trainer: L.Trainer | None = None
+        self.elapsed = 0.0  # seconds of the current epoch spent before this process took it over
+        self.started: float | None = None
+        self.pending = False
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        self.trainer = trainer
+
+    def _snapshot(self) -> None:
+        if self.pending and self.trainer is not None:
+            metrics = self.trainer.callback_metrics
+            for key, name in self.KEYS.items():
+                if key in metrics:
+                    self.history.setdefault(name, []).append(float(metrics[key]))
+            self.pending = False
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.started = time.perf_counter()  # a run resumed mid-epoch gets no on_train_epoch_start
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._snapshot()
+        self.elapsed, self.started = 0.0, time.perf_counter()
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if pl_module.device.type == "cuda":
+            torch.cuda.synchronize(pl_module.device)  # once per epoch, so the time is the GPU's too
+        self.history["epoch_seconds"].append(round(self._running(), 4))
+        self.elapsed, self.started, self.pending = 0.0, None, True
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._snapshot()
+
+    def _running(self) -> float:
+        return self.elapsed + (time.perf_counter() - self.started if self.started is not None else 0.0)
+
+    def state_dict(self) -> dict[str, Any]:
+        self._snapshot()
+        return {"history": {k: list(v) for k, v in self.history.items()}, "elapsed": self._running()}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.history = {k: list(v) for k, v in state_dict["history"].items()}
+        self.elapsed, self.started = float(state_dict["elapsed"]), None
+
+
+class Diverged(RuntimeError):
+    def __init__(self, epoch: int, step: int, loss: float) -> None:
+        super().__init__(f"diverged at epoch {epoch}, step {step}: train loss is {loss}")
+        self.epoch, self.step = epoch, step
+
+
+class DivergenceGuard(L.Callback):
+    """Stops training at the first logging step (or epoch end) whose loss is NaN or infinite.
+
+    ``EarlyStopping(check_finite=True)`` checks only when it evaluates its monitor, at the end of an
+    epoch or a validation; this checks every ``every_n_steps`` steps (the logging interval), when
+    Lightning reads the loss anyway. A NaN in the weights persists, so it cannot slip past.
+    """
+
+    def __init__(self, every_n_steps: int) -> None:
+        self.every_n_steps = every_n_steps
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
+                           batch_idx: int) -> None:
+        if trainer.global_step % self.every_n_steps and batch_idx + 1 < trainer.num_training_batches:
+            return  # checked at the logging interval, and at the end of every epoch
+        loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
+        if loss is not None and not math.isfinite(value := float(loss.detach())):
+            raise Diverged(trainer.current_epoch, trainer.global_step, value)
+
+
+class Interrupts(L.Callback):
+    """Ctrl-C and SIGTERM end a run where a checkpoint is exact, with ``interrupted.ckpt`` and a record.
+
+    Lightning stops on SIGTERM at the end of the training step in progress (after that step's
+    validation, if one is due) and calls ``on_exception``. A first Ctrl-C is turned into the same
+    graceful stop, so both end where weights, optimizer, loop counters, running epoch metrics and the
+    loader's position all agree; a second Ctrl-C stops at once. ``on_exception`` saves the checkpoint
+    and calls ``on_interrupt(trainer, checkpoint)``; ``signal`` says which signal stopped the run.
+    """
+
+    def __init__(self, ckpt_dir: Path, on_interrupt: Callable[[L.Trainer, Path], None]) -> None:
+        self.ckpt_dir, self.on_interrupt = ckpt_dir, on_interrupt
+        self.signal: signal.Signals | None = None
+        self.previous: Any = None
+
+    def _ctrl_c(self, signum: int, frame: Any) -> None:
+        if self.signal is not None:  # the second Ctrl-C: now
+            raise KeyboardInterrupt
+        self.signal = signal.SIGINT
+        signal.raise_signal(signal.SIGTERM)  # Lightning's graceful stop
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.signal = None
+        # only where Lightning handles SIGTERM (its handler is set from the main thread only)
+        lightning_handles_sigterm = signal.getsignal(signal.SIGTERM) not in (signal.SIG_DFL, signal.SIG_IGN, None)
+        if threading.current_thread() is threading.main_thread() and lightning_handles_sigterm:
+            self.previous = signal.signal(signal.SIGINT, self._ctrl_c)
+
+    def _restore(self) -> None:
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)
+            self.previous = None
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._restore()
+
+    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
+        self._restore()
+        if not isinstance(exception, (KeyboardInterrupt, SystemExit)) or not trainer.training:
+            return
+        if self.signal is None:
+            self.signal = signal.SIGINT if isinstance(exception, KeyboardInterrupt) else signal.SIGTERM
+        ckpt = self.ckpt_dir / "interrupted.ckpt"
+        trainer.save_checkpoint(ckpt, weights_only=False)  # the full state: resumable
+        self.on_interrupt(trainer, ckpt)

@@ -1,0 +1,70 @@
+"""What a config may build: the classes that ``conf/`` names, and nothing else.
+
+A checkpoint stores its model's config as plain dicts, and rebuilding the model instantiates their
+``_target_``s. A crafted checkpoint could name ``builtins.open`` or ``os.system`` there; Hydra would
+call it. So every ``_target_`` the classifier builds must be one that a file of its config group in
+``conf/`` names, and of the kind that group builds (a module, an optimizer, a schedule), and no
+value inside may carry a ``_target_`` of its own. A new activation is allowed by adding its YAML file.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import re
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from experiments.errors import CheckpointError, ConfigError
+
+CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
+# config group -> the base class of what its options build
+KINDS: dict[str, type] = {
+    "model": nn.Module,
+    "activation": nn.Module,
+    "loss": nn.Module,
+    "optimizer": torch.optim.Optimizer,
+    "scheduler": torch.optim.lr_scheduler.LRScheduler,
+}
+_TARGET = re.compile(r"^\s*_target_:\s*([\w.]+)\s*$", re.MULTILINE)
+
+
+@functools.cache
+def targets(group: str) -> frozenset[str]:
+    """Every ``_target_`` that ``conf/<group>/*.yaml`` names."""
+    return frozenset(t for path in (CONF_DIR / group).glob("*.yaml") for t in _TARGET.findall(path.read_text()))
+
+
+def _nested_targets(value: Any, path: str) -> list[str]:
+    if isinstance(value, dict):
+        found = [f"{path}._target_" for k in value if k == "_target_"]
+        return found + [p for k, v in value.items() for p in _nested_targets(v, f"{path}.{k}")]
+    if isinstance(value, list):
+        return [p for i, v in enumerate(value) for p in _nested_targets(v, f"{path}[{i}]")]
+    return []
+
+
+def check(group: str, cfg: dict[str, Any], source: str = "config") -> None:
+    """Refuse a config of ``group`` whose ``_target_`` is not in the catalogue, before anything is called.
+
+    ``source`` names where the config came from (a checkpoint file), so the error says which to fix.
+    """
+    error = CheckpointError if source != "config" else ConfigError
+    where = "" if source == "config" else f"{source}: "
+    if not isinstance(cfg, dict) or not isinstance(cfg.get("_target_"), str):
+        raise error(f"{where}{group} has no _target_ naming the class to build")
+    target = cfg["_target_"]
+    allowed = targets(group)
+    if target not in allowed:
+        raise error(f"{where}{group}._target_={target!r} is not a class that conf/{group}/ names "
+                    f"({', '.join(sorted(allowed))}); add a conf/{group}/<name>.yaml for it to use it")
+    module, _, name = target.rpartition(".")
+    cls = getattr(importlib.import_module(module), name, None)
+    if not (isinstance(cls, type) and issubclass(cls, KINDS[group])):
+        raise error(f"{where}{group}._target_={target!r} is not a {KINDS[group].__name__} class")
+    nested = [p for k, v in cfg.items() if k != "_target_" for p in _nested_targets(v, f"{group}.{k}")]
+    if nested:
+        raise error(f"{where}{nested[0]}: a value may not name a class to build; only {group}._target_ may")

@@ -1,0 +1,80 @@
+"""Hydra callbacks: the one place that refuses to write into a directory holding earlier results.
+
+They run before Hydra writes its own ``.hydra/`` files, so a refused run touches nothing. Hydra turns
+exceptions raised in callbacks into warnings, so a refusal prints one line and exits itself.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig, read_write
+
+from experiments.errors import RunDirectoryError
+from experiments.run_dir import check_writable, is_main_process, read_json
+
+RESULTS = (".hydra/config.yaml", "metrics.json", "eval.json")
+
+
+def earlier_results(run_dir: Path) -> list[str]:
+    """What in ``run_dir`` belongs to an earlier run: its config, its records, its checkpoints."""
+    found = [name for name in RESULTS if (run_dir / name).exists()]
+    found += [f"checkpoints/{p.name}" for p in sorted((run_dir / "checkpoints").glob("*.ckpt"))]
+    return found
+
+
+class OutputGuard(Callback):
+    """Refuse to start in a run or sweep directory that already holds results.
+
+    ``allow_resume``: a training run given ``ckpt_path`` may continue in its own directory, unless that
+    run completed (its record would be overwritten).
+    """
+
+    def __init__(self, allow_resume: bool = True) -> None:
+        self.allow_resume = allow_resume
+
+    @staticmethod
+    def _refuse(message: str) -> None:
+        print(f"Error: {message}", file=sys.stderr, flush=True)
+        sys.exit(2)
+
+    def _writable(self, path: Path, key: str) -> None:
+        try:
+            check_writable(path, key)
+        except RunDirectoryError as exc:
+            self._refuse(str(exc))
+
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        if not is_main_process():  # a DDP rank started by Lightning, into its job's own directory
+            return
+        run_dir = Path(config.hydra.run.dir)
+        found = earlier_results(run_dir)
+        resuming = self.allow_resume and config.get("ckpt_path") is not None
+        if found and not resuming:
+            self._refuse(f"hydra.run.dir={run_dir} already holds a run ({', '.join(found[:3])}): refusing to "
+                         f"overwrite it; drop the override for a fresh directory"
+                         + (", or add ckpt_path=... to resume it" if self.allow_resume else ""))
+        if resuming and read_json(run_dir / "metrics.json").get("status") == "completed":
+            self._refuse(f"hydra.run.dir={run_dir} holds a completed run: refusing to resume into it and "
+                         f"overwrite its record; drop hydra.run.dir to continue from ckpt_path in a new directory")
+        subdir = config.hydra.output_subdir
+        if subdir is not None and (run_dir / subdir / "config.yaml").exists():
+            # resuming in place: the first run's Hydra config stays, this run's goes beside it
+            resumed = f"{subdir}/resumed-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
+            with read_write(config.hydra):
+                config.hydra.output_subdir = resumed
+            print(f"{run_dir / subdir} holds the first run's config; this run's goes to {run_dir / resumed}",
+                  file=sys.stderr, flush=True)
+        self._writable(run_dir, "hydra.run.dir")
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        sweep_dir = Path(config.hydra.sweep.dir)
+        if sweep_dir.is_dir() and any(sweep_dir.iterdir()):
+            self._refuse(f"hydra.sweep.dir={sweep_dir} is not empty: refusing to overwrite an earlier sweep; "
+                         f"drop the override for a fresh directory")
+        self._writable(sweep_dir, "hydra.sweep.dir")

@@ -1,0 +1,89 @@
+"""Files of a run directory: atomic writes, a writability probe, and the command that resumes a run.
+
+No Lightning or Hydra hooks here; the callbacks that use these live in ``callbacks.py`` and
+``hydra_callbacks.py``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
+
+from experiments.errors import RunDirectoryError
+
+
+def write_json(path: Path, data: dict[str, Any]) -> None:
+    """Atomic: a killed run never leaves a half-written file; a link is replaced, never followed."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+    os.replace(tmp, path)
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def is_main_process() -> bool:
+    """False in the processes Lightning's DDP launcher starts (they get LOCAL_RANK / NODE_RANK > 0)."""
+    return int(os.environ.get("LOCAL_RANK", 0)) == 0 and int(os.environ.get("NODE_RANK", 0)) == 0
+
+
+def check_writable(run_dir: Path, key: str = "hydra.run.dir") -> None:
+    """Fail at start, naming the path, where an output directory cannot be created or written."""
+    probe = run_dir / f".write-test-{os.getpid()}"
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        probe.write_bytes(b"0" * 65536)  # a full disk fails here rather than after an hour of training
+        probe.unlink()
+    except OSError as exc:
+        raise RunDirectoryError(f"{key}={run_dir}: not writable ({exc.strerror}); "
+                                f"free space there or set {key} to a writable path") from exc
+
+
+def hydra_value(value: str) -> str:
+    """A string as a Hydra override value, quoted where Hydra's grammar would read it otherwise."""
+    if re.fullmatch(r"[\w./~+-]+", value):
+        return value
+    # inside quotes Hydra unescapes only backslashes before a quote or the closing quote
+    escaped = re.sub(r"(\\*)('|$)", lambda m: m.group(1) * 2 + ("\\'" if m.group(2) else ""), value)
+    return f"'{escaped}'"
+
+
+def resume_command(ckpt: Path, run_dir: Path, overrides: list[str]) -> str:
+    """The same run, continued in the same directory; Hydra's copy of the resumed config goes beside
+    the original (``.hydra/resumed-<time>``), so the first one is kept. Quoted for the shell and Hydra."""
+    kept = [o for o in overrides if not o.startswith(("ckpt_path=", "hydra.run.dir=", "hydra.output_subdir="))]
+    args = ["python", sys.argv[0] or "train.py", *kept, f"ckpt_path={hydra_value(str(ckpt))}",
+            f"hydra.run.dir={hydra_value(str(run_dir))}",
+            f"hydra.output_subdir=.hydra/resumed-{time.strftime('%Y%m%d-%H%M%S')}"]
+    return " ".join(shlex.quote(a) for a in args)
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Checkpoints written to a temporary file beside the target and renamed over it.
+
+    Lightning's own ``TorchCheckpointIO`` writes through an fsspec transaction whose temporary file
+    lies in the system's temp directory; where that is another filesystem (a tmpfs ``/tmp``), the final
+    move is a copy, and a kill -9 during it leaves a truncated checkpoint. A rename within one
+    directory is atomic: a kill -9 mid-save leaves the previous checkpoint whole.
+    """
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any = None) -> None:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        torch.save(checkpoint, tmp)
+        os.replace(tmp, path)

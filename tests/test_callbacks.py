@@ -1,0 +1,144 @@
+"""The project's Lightning callbacks, end to end: Ctrl-C / SIGTERM resume exactly at any step, divergence
+stops the run, the per-epoch history survives a resume."""
+
+import random
+import shlex
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import read_metrics, run_script
+
+pytestmark = pytest.mark.slow
+
+TESTS = Path(__file__).parent
+# 3 epochs of 10 batches; deterministic
+SMALL = ["print_config=false", "callbacks.progress_bar=null", "deterministic=true", "trainer.max_epochs=3",
+         "data.limit_train=2560", "diagnostics=none", "trainer.limit_val_batches=1", "trainer.limit_test_batches=1"]
+
+
+def inject(step: int, signal_name: str) -> list[str]:
+    return ["+diagnostics.inject._target_=fault_injection.SignalAtStep", f"+diagnostics.inject.step={step}",
+            f"+diagnostics.inject.signal_name={signal_name}"]
+
+
+def run_dirs(tmp_path: Path) -> list[Path]:
+    return sorted(p.parent for p in tmp_path.glob("outputs/runs/*/*/metrics.json"))
+
+
+def final_state(run_dir: Path) -> dict[str, torch.Tensor]:
+    return torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory) -> tuple[dict, dict]:
+    """The uninterrupted run: its metrics.json and final weights."""
+    tmp = tmp_path_factory.mktemp("reference")
+    proc = run_script([*SMALL, f"hydra.run.dir={tmp / 'run'}"], tmp)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return read_metrics(tmp / "run"), final_state(tmp / "run")
+
+
+def interrupt_and_resume(tmp_path: Path, step: int, signal_name: str, exit_code: int) -> tuple[Path, float]:
+    """Stop the run with the signal inside step ``step + 1``, then run the printed resume command."""
+    proc = run_script([*SMALL, *inject(step, signal_name)], tmp_path, extra_paths=[TESTS])
+    assert proc.returncode == exit_code, proc.stderr[-2000:]
+    (run_dir,) = run_dirs(tmp_path)
+    metrics = read_metrics(run_dir)
+    assert metrics["status"] == "interrupted" and metrics["global_step"] == step + 1  # that step completed
+    saved = torch.load(run_dir / "checkpoints" / "interrupted.ckpt", weights_only=True)
+    assert saved["global_step"] == step + 1
+    before = next(v for k, v in saved["callbacks"].items() if k.startswith("EpochHistory"))["elapsed"]
+    assert "Resume with:" in proc.stdout and metrics["resume_command"] in proc.stdout
+    original = (run_dir / ".hydra" / "config.yaml").read_text()
+    args = shlex.split(metrics["resume_command"])[2:]  # drop "python train.py"
+    proc = run_script(args, tmp_path, extra_paths=[TESTS])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert (run_dir / ".hydra" / "config.yaml").read_text() == original  # the first run's config is kept
+    assert "ckpt_path" in next(run_dir.glob(".hydra/resumed-*/overrides.yaml")).read_text()
+    return run_dir, before
+
+
+def assert_same_run(run_dir: Path, reference: tuple[dict, dict], step: int, before: float) -> None:
+    resumed, (expected, weights) = read_metrics(run_dir), reference
+    assert resumed["status"] == "completed" and "resume_command" not in resumed
+    for key in ("test/acc", "test/loss", "val/acc", "val/loss", "train/loss", "train/acc", "global_step", "epochs"):
+        assert resumed[key] == expected[key], (key, step)
+    history = resumed["history"]
+    for key in ("train/loss", "train/acc", "val/loss", "val/acc"):  # one entry per epoch, the same values
+        assert history[key] == expected["history"][key], (key, step)
+    assert len(history["epoch_seconds"]) == 3
+    if step % 10 == 9:  # stopped once that epoch had ended: nothing of the next one was done
+        assert before == 0
+    else:
+        assert history["epoch_seconds"][step // 10] > before > 0  # time before the interruption plus after it
+    state = final_state(run_dir)
+    assert all(torch.equal(state[k], weights[k]) for k in weights), step
+
+
+def test_ctrl_c_at_a_random_step_inside_an_epoch_then_resume_equals_an_uninterrupted_run(tmp_path, reference):
+    step = random.choice([s for s in range(1, 29) if s % 10 not in (0, 9)])  # not an epoch's first or last step
+    run_dir, before = interrupt_and_resume(tmp_path, step, "SIGINT", 130)
+    assert_same_run(run_dir, reference, step, before)
+
+
+@pytest.mark.parametrize("step", [9, 29])
+def test_ctrl_c_in_an_epochs_last_step_resumes_exactly_too(tmp_path, reference, step):
+    # the run stops after that epoch's validation; the final epoch's last step leaves only the test
+    run_dir, before = interrupt_and_resume(tmp_path, step, "SIGINT", 130)
+    assert_same_run(run_dir, reference, step, before)
+
+
+def test_sigterm_saves_marks_and_resumes_exactly(tmp_path, reference):
+    step = random.choice(range(11, 19))
+    run_dir, before = interrupt_and_resume(tmp_path, step, "SIGTERM", 143)
+    assert_same_run(run_dir, reference, step, before)
+
+
+def test_a_careless_resume_keeps_the_first_runs_hydra_config(tmp_path):
+    proc = run_script([*SMALL, *inject(4, "SIGINT")], tmp_path, extra_paths=[TESTS])
+    assert proc.returncode == 130
+    (run_dir,) = run_dirs(tmp_path)
+    original = {p.name: p.read_text() for p in (run_dir / ".hydra").glob("*.yaml")}
+    ckpt = run_dir / "checkpoints" / "interrupted.ckpt"
+    proc = run_script([*SMALL, f"ckpt_path={ckpt}", f"hydra.run.dir={run_dir}"], tmp_path)  # no output_subdir
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert {p.name: p.read_text() for p in (run_dir / ".hydra").glob("*.yaml")} == original
+    assert len(list(run_dir.glob(".hydra/resumed-*/config.yaml"))) == 1
+
+
+def test_kill_9_loses_at_most_the_steps_since_the_last_step_checkpoint(tmp_path):
+    every = ["callbacks=step_checkpoint", "callbacks.step_checkpoint.every_n_train_steps=4"]
+    proc = run_script([*SMALL, *every, *inject(14, "SIGKILL")], tmp_path, extra_paths=[TESTS])
+    assert proc.returncode == -9
+    (run_dir,) = run_dirs(tmp_path)
+    assert read_metrics(run_dir)["status"] == "running"  # what a killed run leaves: no false "completed"
+    last = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)
+    assert last["global_step"] == 12  # the last multiple of 4 before the kill in step 15
+    assert not list((run_dir / "checkpoints").glob(".*.tmp"))
+    proc = run_script([*SMALL, *every, f"ckpt_path={run_dir / 'checkpoints' / 'last.ckpt'}", f"hydra.run.dir={run_dir}"],
+                      tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert read_metrics(run_dir)["status"] == "completed" and read_metrics(run_dir)["global_step"] == 30
+
+
+@pytest.mark.parametrize("log_every, step", [(5, 5), (50, 10)])
+def test_divergence_stops_the_run_at_the_next_logging_step_or_epoch_end(tmp_path, log_every, step):
+    proc = run_script([*SMALL, "optimizer=sgd", "optimizer.lr=1e6", f"trainer.log_every_n_steps={log_every}"], tmp_path)
+    assert proc.returncode == 1
+    assert f"diverged at epoch 0, step {step}" in proc.stderr and "Traceback" not in proc.stderr
+    metrics = read_metrics(run_dirs(tmp_path)[0])
+    assert metrics["status"] == "diverged" and metrics["diverged_step"] == step
+
+
+def test_deterministic_runs_give_identical_metrics(tmp_path):
+    results = []
+    for name in ("a", "b"):
+        proc = run_script([*SMALL, "trainer.max_epochs=2", f"hydra.run.dir={tmp_path / name}"], tmp_path)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        m = read_metrics(tmp_path / name)
+        assert m["deterministic_algorithms"] is True
+        results.append({k: v for k, v in m.items() if k not in ("run_dir", "best_ckpt", "wall_seconds", "overrides")
+                        and not k.startswith("history")})
+    assert results[0] == results[1]

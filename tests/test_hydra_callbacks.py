@@ -1,0 +1,99 @@
+"""The output guard: no run, resume, eval or sweep ever writes into a directory that holds earlier results."""
+
+import os
+import pickle
+from pathlib import Path
+
+import pytest
+
+from conftest import FAST, read_metrics, run_script
+
+pytestmark = pytest.mark.slow
+
+
+def snapshot(directory: Path) -> dict[Path, bytes]:
+    return {p: p.read_bytes() for p in directory.rglob("*") if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory) -> Path:
+    tmp = tmp_path_factory.mktemp("finished")
+    proc = run_script([*FAST, f"hydra.run.dir={tmp / 'run'}"], tmp)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return tmp / "run"
+
+
+def refused(proc, words: str) -> None:
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert proc.returncode == 2 and len(lines) == 1 and lines[0].startswith("Error: ") and words in lines[0], proc.stderr
+
+
+def test_a_rerun_never_overwrites_an_earlier_run(tmp_path, finished_run):
+    before = snapshot(finished_run)
+    proc = run_script([*FAST, "seed=1", f"hydra.run.dir={finished_run}"], tmp_path)
+    refused(proc, "already holds a run")
+    assert snapshot(finished_run) == before
+
+
+def test_a_directory_holding_only_a_checkpoint_is_not_a_fresh_run_directory(tmp_path):
+    run_dir = tmp_path / "run"
+    (run_dir / "checkpoints").mkdir(parents=True)
+    (run_dir / "checkpoints" / "last.ckpt").write_bytes(b"a stranger's checkpoint")
+    proc = run_script([*FAST, f"hydra.run.dir={run_dir}"], tmp_path)
+    refused(proc, "checkpoints/last.ckpt")
+    assert sorted(p.name for p in run_dir.rglob("*")) == ["checkpoints", "last.ckpt"]
+
+
+def test_resuming_a_completed_run_in_place_is_refused(tmp_path, finished_run):
+    before = snapshot(finished_run)
+    proc = run_script([*FAST, f"ckpt_path={finished_run / 'checkpoints' / 'last.ckpt'}",
+                       f"hydra.run.dir={finished_run}"], tmp_path)
+    refused(proc, "holds a completed run")
+    assert snapshot(finished_run) == before
+
+
+def test_eval_never_writes_into_a_training_run(tmp_path, finished_run):
+    before = snapshot(finished_run)
+    proc = run_script([f"ckpt_path={finished_run / 'checkpoints' / 'last.ckpt'}", f"hydra.run.dir={finished_run}"],
+                      tmp_path, script="eval.py")
+    refused(proc, "already holds a run")
+    assert snapshot(finished_run) == before
+
+
+def test_a_sweep_never_reuses_a_sweep_directory(tmp_path):
+    sweep = tmp_path / "sweep"
+    sweep.mkdir()
+    (sweep / "keep.txt").write_text("earlier results")
+    proc = run_script(["-m", "seed=0,1", *FAST, f"hydra.sweep.dir={sweep}"], tmp_path)
+    refused(proc, "is not empty")
+    assert [p.name for p in sweep.iterdir()] == ["keep.txt"]
+
+
+def test_an_unwritable_run_directory_fails_at_start_naming_the_path(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    proc = run_script([*FAST, f"hydra.run.dir={blocker}/run"], tmp_path)
+    refused(proc, f"{blocker}/run")
+
+
+class Payload:
+    def __reduce__(self):
+        return (os.system, (f"touch {MARKER}",))
+
+
+MARKER = "/tmp/experiments-test-payload-ran"
+
+
+@pytest.mark.parametrize("script", ["eval.py", "train.py"])
+def test_a_checkpoint_with_a_pickled_payload_is_refused_not_executed(tmp_path, script):
+    Path(MARKER).unlink(missing_ok=True)
+    evil = tmp_path / "evil.ckpt"
+    with open(evil, "wb") as f:
+        pickle.dump({"state_dict": {}, "hook": Payload()}, f)
+    proc = run_script([f"ckpt_path={evil}", *FAST], tmp_path, script=script) if script == "train.py" else \
+        run_script([f"ckpt_path={evil}"], tmp_path, script=script)
+    refused(proc, f"{evil}: refusing to load")
+    assert not Path(MARKER).exists()
+    if script == "train.py":
+        (record,) = tmp_path.glob("outputs/runs/*/*/metrics.json")
+        assert read_metrics(record.parent)["status"] == "failed"

@@ -1,0 +1,100 @@
+"""Files of a run directory: atomic writes that survive kill -9, the resume command's quoting, the write probe."""
+
+import errno
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from hydra.core.override_parser.overrides_parser import OverridesParser
+
+from conftest import subprocess_env
+from experiments.errors import RunDirectoryError
+from experiments.run_dir import AtomicCheckpointIO, check_writable, hydra_value, resume_command, write_json
+
+SAVER = """
+import sys, torch
+from pathlib import Path
+from experiments.run_dir import AtomicCheckpointIO
+path, n = Path(sys.argv[1]), 0
+io = AtomicCheckpointIO()
+while True:
+    n += 1
+    io.save_checkpoint({"n": n, "w": torch.full((4_000_000,), float(n))}, path)  # 16 MB each
+    print(n, flush=True)
+"""
+
+
+@pytest.mark.slow
+def test_a_checkpoint_killed_mid_write_leaves_the_previous_one_whole(tmp_path):
+    path = tmp_path / "last.ckpt"
+    for delay in (0.05, 0.13, 0.31, 0.47):
+        proc = subprocess.Popen([sys.executable, "-c", SAVER, str(path)], env=subprocess_env(), stdout=subprocess.PIPE,
+                                text=True)
+        assert proc.stdout.readline().strip()  # one save done: there is a previous checkpoint to protect
+        time.sleep(delay)  # then kill -9 at some point of a later save
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        saved = torch.load(path, weights_only=True)
+        assert torch.equal(saved["w"], torch.full((4_000_000,), float(saved["n"])))
+        for tmp in tmp_path.glob(".*.tmp"):  # what a killed save leaves is a stray temporary, never the file
+            tmp.unlink()
+
+
+def test_a_failed_write_leaves_the_earlier_checkpoint_untouched(tmp_path, monkeypatch):
+    path = tmp_path / "last.ckpt"
+    AtomicCheckpointIO().save_checkpoint({"w": torch.ones(2)}, path)
+
+    def half_written(obj, f, *args, **kwargs):
+        Path(f).write_bytes(b"PK\x03\x04 half")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(torch, "save", half_written)
+    with pytest.raises(OSError):
+        AtomicCheckpointIO().save_checkpoint({"w": torch.zeros(2)}, path)
+    assert torch.equal(torch.load(path, weights_only=True)["w"], torch.ones(2))
+
+
+def test_write_json_replaces_a_link_instead_of_following_it(tmp_path):
+    outside = tmp_path / "outside.json"
+    outside.write_text("keep")
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "metrics.json").symlink_to(outside)
+    write_json(tmp_path / "run" / "metrics.json", {"status": "running"})
+    assert outside.read_text() == "keep" and not (tmp_path / "run" / "metrics.json").is_symlink()
+
+
+@pytest.mark.parametrize("name", ["plain", "with space", "it's", 'say "hi"', "a(b)", "back`tick`", "x=y,z", "${nope}",
+                                  "tab\there", "back\\slash", "end\\", "q\\'x", "[1,2]"])
+def test_the_resume_command_survives_the_shell_and_hydras_parser_for_any_directory_name(tmp_path, name):
+    run_dir = tmp_path / name
+    ckpt = run_dir / "checkpoints" / "interrupted.ckpt"
+    command = resume_command(ckpt, run_dir, ["optimizer=sgd", "optimizer.lr=0.1"])
+    args = shlex.split(command)[2:]
+    parsed = {o.key_or_group: o.value() for o in OverridesParser.create().parse_overrides(args)}
+    assert parsed["ckpt_path"] == str(ckpt) and parsed["hydra.run.dir"] == str(run_dir)
+    assert parsed["optimizer"] == "sgd" and parsed["optimizer.lr"] == 0.1
+
+
+def test_plain_values_are_left_unquoted():
+    assert hydra_value("/tmp/run_1/a-b.ckpt") == "/tmp/run_1/a-b.ckpt"
+    assert hydra_value("a b") == "'a b'"
+
+
+def test_an_unwritable_or_full_directory_is_named(tmp_path, monkeypatch):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    with pytest.raises(RunDirectoryError, match=f"hydra.run.dir={blocker}/run: not writable"):
+        check_writable(blocker / "run")
+
+    def full(self, data):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(Path, "write_bytes", full)
+    with pytest.raises(RunDirectoryError, match="not writable .No space left on device"):
+        check_writable(tmp_path)
