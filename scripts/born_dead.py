@@ -6,13 +6,15 @@ script initialises ``--seeds`` networks with PyTorch's default init and counts t
 
     python scripts/born_dead.py --widths 2 3 4 8 16 --depths 2 5 10 20 50 --seeds 200
 
-Writes ``outputs/born_dead/born_dead.csv`` and ``born_dead.md`` (a new directory per run, never overwritten).
+Writes ``outputs/born_dead/<time>_<microseconds>-<pid>/born_dead.csv`` and ``born_dead.md``: a new
+directory per run, made once the table is computed, never an existing one.
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import os
 import time
 from pathlib import Path
 
@@ -21,7 +23,7 @@ import torch
 from experiments.activations import activation_factory
 from experiments.mnist import load_mnist
 from experiments.diagnostics import born_dead
-from experiments.model import MLP
+from experiments.model import INITS, MLP
 
 
 def probability(width: int, depth: int, seeds: int, probe: torch.Tensor, init: str) -> float:
@@ -39,14 +41,19 @@ def main() -> None:
     parser.add_argument("--depths", type=int, nargs="+", default=[2, 5, 10, 20, 50])
     parser.add_argument("--seeds", type=int, default=200)
     parser.add_argument("--probe", type=int, default=1000, help="probe: the first N training images")
-    parser.add_argument("--init", default="default")
-    parser.add_argument("--out", type=Path, default=Path("outputs/born_dead"))
+    parser.add_argument("--init", default="default", choices=INITS)
+    parser.add_argument("--out", type=Path, default=Path("outputs/born_dead"),
+                        help="parent of the run's directory <time>_<microseconds>-<pid> (default: outputs/born_dead)")
     args = parser.parse_args()
+    for name in ("widths", "depths", "seeds", "probe"):
+        values = getattr(args, name)
+        if any(v < 1 for v in (values if isinstance(values, list) else [values])):
+            parser.error(f"--{name} must be >= 1")
 
     probe = load_mnist()["train_x"][: args.probe]
-    out = args.out / time.strftime("%Y-%m-%d_%H-%M-%S")
-    out.mkdir(parents=True, exist_ok=False)
     rows = [(w, d, probability(w, d, args.seeds, probe, args.init)) for w in args.widths for d in args.depths]
+    out = args.out / f"{time.strftime('%Y-%m-%d_%H-%M-%S')}_{time.time_ns() // 1000 % 1_000_000:06d}-{os.getpid()}"
+    out.mkdir(parents=True, exist_ok=False)
     with open(out / "born_dead.csv", "w", newline="") as f:
         csv.writer(f).writerows([("width", "depth", "p_born_dead"), *rows])
     header = "| width \\ depth | " + " | ".join(map(str, args.depths)) + " |"

@@ -125,19 +125,6 @@ def test_a_wrong_value_is_one_problem_naming_key_value_and_range(override, words
         assert found[0].split(" is invalid: must be ")[1].strip()
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("override, words", BAD, ids=[b[0] for b in BAD])
-def test_a_wrong_value_gives_one_line_an_exit_status_and_a_record(override, words, monkeypatch, tmp_path, capsys):
-    code = run_train(override.split(), monkeypatch, tmp_path)
-    err = capsys.readouterr().err
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert code == 2 and len(lines) == 1 and lines[0] == f"Error: {problems_of(override)}", err
-    assert "Traceback" not in err
-    record = json.loads((tmp_path / "run" / "metrics.json").read_text())
-    assert record["status"] == "failed" and words in record["error"]
-    assert not (tmp_path / "run" / "checkpoints").exists()  # stopped before training
-
-
 def problems_of(override: str) -> str:
     cfg, choices = with_overrides(override.split())
     return "\n".join(problems(cfg, choices=choices))

@@ -97,3 +97,16 @@ def test_a_checkpoint_with_a_pickled_payload_is_refused_not_executed(tmp_path, s
     if script == "train.py":
         (record,) = tmp_path.glob("outputs/runs/*/*/metrics.json")
         assert read_metrics(record.parent)["status"] == "failed"
+
+
+@pytest.mark.parametrize("script", ["train.py", "eval.py"])
+def test_a_log_file_linked_outside_the_run_directory_is_never_written(tmp_path, finished_run, script):
+    outside = tmp_path / "outside.txt"
+    outside.write_text("keep")
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / f"{script.removesuffix('.py')}.log").symlink_to(outside)
+    args = [*FAST] if script == "train.py" else [f"ckpt_path={finished_run / 'checkpoints' / 'last.ckpt'}"]
+    proc = run_script([*args, f"hydra.run.dir={run_dir}"], tmp_path, script=script)
+    refused(proc, "holds symbolic links")
+    assert outside.read_text() == "keep" and sorted(p.name for p in run_dir.iterdir()) == [f"{script[:-3]}.log"]

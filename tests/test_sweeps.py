@@ -34,7 +34,9 @@ def test_joblib_parallel_jobs_share_the_cores(tmp_path):
 def test_a_failing_and_a_diverging_job_do_not_stop_the_sweep(tmp_path):
     proc = run_script(["-m", "optimizer=sgd", "optimizer.lr=0.1,1e6,-1", *FAST, "trainer.log_every_n_steps=5"],
                       tmp_path)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    assert proc.stderr.strip().splitlines()[-1].startswith(
+        "Error: 2 of 3 jobs did not complete (1 diverged, 1 failed): see ")
     statuses = [read_metrics(j)["status"] for j in jobs_of(tmp_path)]
     assert statuses == ["completed", "diverged", "failed"]
     md = next(tmp_path.glob("outputs/multirun/*/*/summary.md")).read_text()
@@ -65,6 +67,7 @@ def test_ddp_on_two_cpu_processes_in_a_single_run(tmp_path):
 
 def test_ddp_inside_a_multirun_is_refused_before_any_rank_starts(tmp_path):
     proc = run_script(["-m", "optimizer=sgd,adam", *FAST, *DDP], tmp_path)
+    assert proc.returncode == 1 and "2 of 2 jobs did not complete (2 failed)" in proc.stderr
     jobs = jobs_of(tmp_path)
     assert len(jobs) == 2 and all(read_metrics(j)["status"] == "failed" for j in jobs)
     assert all("run it without -m" in read_metrics(j)["error"] for j in jobs)

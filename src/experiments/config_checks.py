@@ -186,7 +186,8 @@ def _keys(node: Any, parts: list[str], prefix: str = "") -> Iterator[str]:
     if not isinstance(node, DictConfig):
         return
     head, rest = parts[0], parts[1:]
-    names = [k for k in node.keys() if isinstance(k, str)] if head == "*" else [head] if head in node else []
+    keys = [k for k in node.keys() if isinstance(k, str)]  # with the ??? ones, which `in` does not see
+    names = keys if head == "*" else [head] if head in keys else []
     for name in names:
         key = f"{prefix}{'.' if prefix else ''}{name}"
         if not rest:

@@ -53,6 +53,10 @@ class OutputGuard(Callback):
         if not is_main_process():  # a DDP rank started by Lightning, into its job's own directory
             return
         run_dir = Path(config.hydra.run.dir)
+        links = sorted(p.name for p in run_dir.iterdir() if p.is_symlink()) if run_dir.is_dir() else []
+        if links:  # Hydra's log file, metrics.json, ... would be written through it, outside the run
+            self._refuse(f"hydra.run.dir={run_dir} holds symbolic links ({', '.join(links[:3])}): a run never "
+                         f"writes through links; remove them or choose another directory")
         found = earlier_results(run_dir)
         resuming = self.allow_resume and config.get("ckpt_path") is not None
         if found and not resuming:

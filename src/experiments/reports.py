@@ -17,6 +17,7 @@ import csv
 import json
 import math
 import statistics
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -181,13 +182,27 @@ def build_report(sweep_dir: str | Path) -> dict[str, Path]:
     return paths
 
 
+def incomplete_summary(sweep_dir: str | Path) -> str | None:
+    """``'2 of 3 jobs did not complete (1 failed, 1 diverged)'``, or ``None`` when every job completed."""
+    statuses = [read_job(d).get("status") for d in _job_dirs(Path(sweep_dir))]
+    bad = [s for s in statuses if s != "completed"]
+    if not bad:
+        return None
+    counts = ", ".join(f"{bad.count(s)} {s}" for s in sorted(set(bad), key=str))
+    return f"{len(bad)} of {len(statuses)} jobs did not complete ({counts})"
+
+
 class SweepReport(Callback):
-    """Hydra callback: the report at the end of every multirun."""
+    """Hydra callback: the report at the end of every multirun; a sweep with jobs that did not complete
+    then exits 1, naming how many and why, so scripts and CI notice."""
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         paths = build_report(config.hydra.sweep.dir)
         print(Path(paths["md"]).read_text(), flush=True)
         print(f"Sweep report: {paths['md']}", flush=True)
+        if problem := incomplete_summary(config.hydra.sweep.dir):
+            print(f"Error: {problem}: see {paths['md']}", file=sys.stderr, flush=True)
+            sys.exit(1)
 
 
 def main() -> None:

@@ -23,8 +23,9 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
 from experiments.callbacks import Diverged, DivergenceGuard, EpochHistory, Interrupts
-from experiments.classifier import Classifier, read_checkpoint
+from experiments.classifier import GROUPS, Classifier, read_checkpoint, resume_mismatches
 from experiments.data import MNISTDataModule
+from experiments.errors import CheckpointError
 from experiments.run_dir import AtomicCheckpointIO, is_main_process, read_json, resume_command, write_json
 
 FINAL_KEYS = ("test/acc", "test/loss", "val/acc", "val/loss", "train/loss", "train/acc")
@@ -173,8 +174,11 @@ def run(cfg: DictConfig, run_dir: Path, choices: dict[str, str], overrides: list
     metrics_path = run_dir / "metrics.json"
     data: dict[str, Any] = {"status": "running", "run_dir": str(run_dir), "overrides": overrides,
                             "choices": {k: v for k, v in choices.items() if not k.startswith("hydra")}}
-    if cfg.ckpt_path is not None:
-        read_checkpoint(cfg.ckpt_path)  # refuses unsafe or damaged checkpoints before anything is built
+    if cfg.ckpt_path is not None:  # unsafe, damaged or foreign checkpoints are refused before anything is built
+        mismatches = resume_mismatches(read_checkpoint(cfg.ckpt_path), {g: plain(cfg[g]) for g in GROUPS})
+        if mismatches:
+            raise CheckpointError(f"ckpt_path={cfg.ckpt_path} was made for another network or optimizer than this "
+                                  f"run's ({'; '.join(mismatches)}): resume with the overrides it was trained with")
         earlier = read_json(metrics_path)  # an interrupted run's way back stays on record until this one ends
         data.update({k: earlier[k] for k in ("resume_command", "interrupted_ckpt") if k in earlier},
                     resumed_from=str(cfg.ckpt_path))

@@ -1,0 +1,247 @@
+"""Hostile input, end to end through train.py and eval.py: bad values, untrusted and broken checkpoints,
+damaged data files. Each case must end with its exit status, one line naming the key or the file, no
+traceback, no stray or changed file, and the run's record saying what happened."""
+
+import gzip
+import importlib.util
+import json
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import FAST, ROOT
+from experiments.cli import register_resolvers
+from test_config_checks import BAD, problems_of
+
+pytestmark = pytest.mark.slow
+SCRIPTS = {}
+
+
+def entry(script: str):
+    if script not in SCRIPTS:
+        spec = importlib.util.spec_from_file_location(script.removesuffix(".py"), ROOT / script)
+        SCRIPTS[script] = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(SCRIPTS[script])
+    return SCRIPTS[script].main
+
+
+def run(script: str, args: list[str], monkeypatch, capsys, run_dir: Path) -> tuple[int, list[str]]:
+    """The entry point in this process (a few tenths of a second, where a subprocess takes seconds)."""
+    register_resolvers()
+    monkeypatch.setattr(sys, "argv", [script, f"hydra.run.dir={run_dir}", *args])
+    monkeypatch.delenv("HYDRA_FULL_ERROR", raising=False)
+    try:
+        entry(script)()
+        code = 0
+    except SystemExit as exit_:
+        code = int(exit_.code or 0)
+    err = capsys.readouterr().err
+    assert "Traceback" not in err, err
+    return code, [line for line in err.splitlines() if line.strip()]
+
+
+def one_line(code: int, lines: list[str], expected_code: int, *words: str) -> None:
+    assert code == expected_code and len(lines) == 1 and lines[0].startswith("Error: "), lines
+    assert all(w in lines[0] for w in words), (words, lines)
+
+
+def only_the_records(run_dir: Path, script: str = "train") -> None:
+    """A refused run leaves its Hydra config, its log and its record: nothing else (no checkpoints, events)."""
+    assert sorted(p.name for p in run_dir.iterdir()) == sorted([".hydra", f"{script}.log"] + (
+        ["metrics.json"] if script == "train" else []))
+
+
+# ---------------------------------------------------------------- 1. every wrong value, through train.py
+
+
+@pytest.mark.parametrize("override, words", BAD, ids=[b[0] for b in BAD])
+def test_a_wrong_value(override, words, monkeypatch, capsys, tmp_path):
+    base = [a for a in FAST if not (override.startswith("callbacks.progress_bar") and a.startswith("callbacks."))]
+    code, lines = run("train.py", [*base, *override.split()], monkeypatch, capsys, tmp_path / "run")
+    one_line(code, lines, 2, words)
+    assert lines[0] == f"Error: {problems_of(override)}"
+    record = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert record["status"] == "failed" and words in record["error"]
+    only_the_records(tmp_path / "run")
+
+
+# ---------------------------------------------------------------- 2. checkpoints
+
+
+@pytest.fixture(scope="module")
+def good_checkpoint(tmp_path_factory) -> Path:
+    from lightning import Trainer
+
+    from experiments.classifier import Classifier
+    from experiments.data import MNISTDataModule
+
+    torch.manual_seed(0)
+    module = Classifier(model={"_target_": "experiments.model.MLP", "hidden_sizes": [32]},
+                        activation={"_target_": "torch.nn.ReLU"}, loss={"_target_": "torch.nn.CrossEntropyLoss"},
+                        optimizer={"_target_": "torch.optim.Adam", "_partial_": True, "lr": 0.003})
+    trainer = Trainer(accelerator="cpu", max_steps=2, logger=False, enable_checkpointing=False,
+                      enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0)
+    trainer.fit(module, datamodule=MNISTDataModule(limit_train=512))
+    path = tmp_path_factory.mktemp("ckpt") / "good.ckpt"
+    trainer.save_checkpoint(path)
+    return path
+
+
+def edited(good: Path, tmp_path: Path, edit) -> Path:
+    checkpoint = torch.load(good, weights_only=True)
+    out = edit(checkpoint)
+    path = tmp_path / "hostile.ckpt"
+    torch.save(checkpoint if out is None else out, path)
+    return path
+
+
+MARKER = "payload-ran"
+PAYLOADS = {  # a group of the checkpoint's hyperparameters -> what it would call
+    "builtins.open": ("loss", {"_target_": "builtins.open", "_args_": ["{m}", "w"]}),
+    "shutil.copyfile": ("activation", {"_target_": "shutil.copyfile", "_args_": ["/etc/hostname", "{m}"]}),
+    "os.symlink": ("model", {"_target_": "os.symlink", "_args_": ["/etc/hostname", "{m}"]}),
+    "subprocess.run": ("optimizer", {"_target_": "subprocess.run", "_args_": [["touch", "{m}"]]}),
+    "os.system": ("loss", {"_target_": "os.system", "_args_": ["touch {m}"]}),
+    "nested": ("loss", {"_target_": "torch.nn.CrossEntropyLoss", "weight": {"_target_": "builtins.open",
+                                                                             "_args_": ["{m}", "w"]}}),
+}
+
+
+@pytest.mark.parametrize("script", ["eval.py", "train.py"])
+@pytest.mark.parametrize("name", PAYLOADS)
+def test_a_checkpoint_that_names_code_to_run(name, script, good_checkpoint, monkeypatch, capsys, tmp_path):
+    marker = tmp_path / MARKER
+    group, payload = PAYLOADS[name]
+    payload = json.loads(json.dumps(payload).replace("{m}", str(marker)))
+
+    def plant(checkpoint):
+        checkpoint["hyper_parameters"][group] = payload
+
+    path = edited(good_checkpoint, tmp_path, plant)
+    args = [f"ckpt_path={path}"] + ([*FAST] if script == "train.py" else [])
+    code, lines = run(script, args, monkeypatch, capsys, tmp_path / "run")
+    one_line(code, lines, 2, str(path), group)
+    assert not marker.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["hostile.ckpt", "run"]
+    if script == "train.py":
+        assert json.loads((tmp_path / "run" / "metrics.json").read_text())["status"] == "failed"
+    only_the_records(tmp_path / "run", script.removesuffix(".py"))
+
+
+NOT_CHECKPOINTS = {
+    "/etc/passwd": (lambda tmp: Path("/etc/passwd"), "not a checkpoint, or a truncated one"),
+    "empty file": (lambda tmp: (tmp / "x.ckpt").write_bytes(b"") or tmp / "x.ckpt", "not a checkpoint"),
+    "text file": (lambda tmp: (tmp / "x.ckpt").write_text("hello\n") and tmp / "x.ckpt", "not a checkpoint"),
+    "bare tensor": (lambda tmp: torch.save(torch.ones(3), tmp / "x.ckpt") or tmp / "x.ckpt", "Tensor without"),
+    "dict without hyperparameters": (lambda tmp: torch.save({"state_dict": {}}, tmp / "x.ckpt") or tmp / "x.ckpt",
+                                     "without hyper_parameters"),
+    "list": (lambda tmp: torch.save([1, 2], tmp / "x.ckpt") or tmp / "x.ckpt", "list without"),
+    "a directory": (lambda tmp: (tmp / "d.ckpt").mkdir() or tmp / "d.ckpt", "ckpt_path"),
+}
+
+
+@pytest.mark.parametrize("script", ["eval.py", "train.py"])
+@pytest.mark.parametrize("name", NOT_CHECKPOINTS)
+def test_a_file_that_is_not_a_checkpoint(name, script, monkeypatch, capsys, tmp_path):
+    make, words = NOT_CHECKPOINTS[name]
+    files = tmp_path / "files"
+    files.mkdir()
+    path = make(files)
+    before = sorted(p.name for p in files.iterdir())
+    args = [f"ckpt_path={path}"] + ([*FAST] if script == "train.py" else [])
+    code, lines = run(script, args, monkeypatch, capsys, tmp_path / "run")
+    one_line(code, lines, 2, str(path), words)
+    assert sorted(p.name for p in files.iterdir()) == before
+    only_the_records(tmp_path / "run", script.removesuffix(".py"))
+
+
+def test_a_truncated_checkpoint(good_checkpoint, monkeypatch, capsys, tmp_path):
+    path = tmp_path / "cut.ckpt"
+    path.write_bytes(good_checkpoint.read_bytes()[:5000])
+    code, lines = run("eval.py", [f"ckpt_path={path}"], monkeypatch, capsys, tmp_path / "run")
+    one_line(code, lines, 2, str(path), "truncated")
+
+
+def test_weights_of_another_shape_than_the_hyperparameters_say(good_checkpoint, monkeypatch, capsys, tmp_path):
+    def grow(checkpoint):
+        checkpoint["state_dict"]["net.output.weight"] = torch.zeros(10, 48)
+
+    path = edited(good_checkpoint, tmp_path, grow)
+    code, lines = run("eval.py", [f"ckpt_path={path}"], monkeypatch, capsys, tmp_path / "run")
+    one_line(code, lines, 2, str(path), "weights do not fit", "net.output.weight")
+
+
+@pytest.mark.parametrize("override, words", [
+    ([], "model.hidden_sizes: [32] in the checkpoint, [64, 64, 64] in this run"),
+    (["model.hidden_sizes=[32]", "activation=prelu", "activation.num_parameters=per_unit"],
+     "activation._target_: 'torch.nn.ReLU' in the checkpoint, 'torch.nn.PReLU' in this run"),
+    (["model.hidden_sizes=[32]", "optimizer=sgd"], "optimizer: torch.optim.Adam in the checkpoint, torch.optim.SGD"),
+])
+def test_resuming_from_another_architecture(override, words, good_checkpoint, monkeypatch, capsys, tmp_path):
+    code, lines = run("train.py", [*FAST, f"ckpt_path={good_checkpoint}", *override], monkeypatch, capsys,
+                      tmp_path / "run")
+    one_line(code, lines, 2, f"ckpt_path={good_checkpoint} was made for another network", words)
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["status"] == "failed"
+    only_the_records(tmp_path / "run")
+
+
+def test_eval_without_a_checkpoint(monkeypatch, capsys, tmp_path):
+    code, lines = run("eval.py", [], monkeypatch, capsys, tmp_path / "run")
+    one_line(code, lines, 2, "ckpt_path is required")
+
+
+# ---------------------------------------------------------------- 3. damaged data files
+
+
+def flip(data: bytes, at: int) -> bytes:
+    return data[:at] + bytes([data[at] ^ 0xFF]) + data[at + 1:]
+
+
+def unpacked(name: str) -> bytes:
+    return gzip.decompress((ROOT / "data" / "mnist" / f"{name}.gz").read_bytes())
+
+
+DAMAGE = {  # file as it lies in data.root -> its damaged bytes
+    "deflate stream": ("train-labels-idx1-ubyte.gz", lambda b: flip(b, len(b) // 2)),
+    "gzip CRC": ("t10k-labels-idx1-ubyte.gz", lambda b: flip(b, len(b) - 6)),
+    "gzip magic": ("t10k-labels-idx1-ubyte.gz", lambda b: b"\x00\x00" + b[2:]),
+    "truncated gzip": ("t10k-images-idx3-ubyte.gz", lambda b: b[: len(b) // 3]),
+    "empty gzip": ("t10k-labels-idx1-ubyte.gz", lambda b: b""),
+    "unpacked, wrong magic": ("t10k-labels-idx1-ubyte", lambda b: unpacked("t10k-labels-idx1-ubyte")[:2] + b"\x09"
+                              + unpacked("t10k-labels-idx1-ubyte")[3:]),
+    "unpacked, wrong count": ("t10k-labels-idx1-ubyte", lambda b: flip(unpacked("t10k-labels-idx1-ubyte"), 7)),
+    "unpacked, truncated": ("t10k-labels-idx1-ubyte", lambda b: unpacked("t10k-labels-idx1-ubyte")[:-10]),
+    "unpacked, one label changed (only the MD5 sees it)": ("train-labels-idx1-ubyte",
+                                                           lambda b: flip(unpacked("train-labels-idx1-ubyte"), 100)),
+}
+
+
+@pytest.mark.parametrize("name", DAMAGE)
+def test_a_damaged_data_file(name, monkeypatch, capsys, tmp_path):
+    target, damage = DAMAGE[name]
+    root = tmp_path / "mnist"
+    root.mkdir()
+    for f in (ROOT / "data" / "mnist").glob("*.gz"):
+        if f.name.removesuffix(".gz") != target.removesuffix(".gz"):
+            shutil.copyfile(f, root / f.name)
+    original = (ROOT / "data" / "mnist" / f"{target.removesuffix('.gz')}.gz").read_bytes()
+    (root / target).write_bytes(damage(original))
+    code, lines = run("train.py", [*FAST, f"data.root={root}", "data.download=false"], monkeypatch, capsys,
+                      tmp_path / "run")
+    one_line(code, lines, 2, f"{root / target}: checksum failed", "restore it")
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["status"] == "failed"
+    only_the_records(tmp_path / "run")
+
+
+def test_a_missing_data_file_without_download(monkeypatch, capsys, tmp_path):
+    root = tmp_path / "mnist"
+    root.mkdir()
+    for f in (ROOT / "data" / "mnist").glob("t10k*.gz"):
+        shutil.copyfile(f, root / f.name)
+    code, lines = run("train.py", [*FAST, f"data.root={root}", "data.download=false"], monkeypatch, capsys,
+                      tmp_path / "run")
+    one_line(code, lines, 2, f"data.root={root} lacks train-images-idx3-ubyte")
+    assert sorted(os.listdir(root)) == ["t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"]

@@ -1,0 +1,65 @@
+"""A run's parts come from its config groups: Lightning's own callbacks and loggers, built as configured."""
+
+from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint, RichProgressBar
+from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+
+from conftest import compose_config
+from experiments.diagnostics import DeadUnitMonitor, GradNormMonitor, HistogramMonitor
+from experiments.training import build_callbacks, build_datamodule, build_loggers, build_module, flat_hparams
+
+
+def by_type(callbacks: list) -> dict[str, list]:
+    out: dict[str, list] = {}
+    for c in callbacks:
+        out.setdefault(type(c).__name__, []).append(c)
+    return out
+
+
+def test_default_callbacks_are_lightnings_own_as_configured(tmp_path):
+    cfg = compose_config(["callbacks.progress_bar.refresh_rate=7"], output_dir=str(tmp_path))
+    found = by_type(build_callbacks(cfg))
+    (bar,) = found["RichProgressBar"]
+    assert isinstance(bar, RichProgressBar) and bar.refresh_rate == 7
+    best, last = sorted(found["ModelCheckpoint"], key=lambda c: c.monitor is None)
+    assert best.monitor == "val/acc" and best.mode == "max" and best.save_top_k == 1
+    assert last.monitor is None and last.filename == "last" and last.dirpath == str(tmp_path / "checkpoints")
+    assert {type(c) for c in found["DeadUnitMonitor"] + found["GradNormMonitor"] + found["HistogramMonitor"]} == {
+        DeadUnitMonitor, GradNormMonitor, HistogramMonitor}
+
+
+def test_step_checkpoints_and_early_stopping_are_options_of_the_callbacks_group(tmp_path):
+    cfg = compose_config(["callbacks=[step_checkpoint,early_stopping]", "callbacks.step_checkpoint.every_n_train_steps=9",
+                          "callbacks.early_stopping.patience=4"], output_dir=str(tmp_path))
+    found = by_type(build_callbacks(cfg))
+    steps = [c for c in found["ModelCheckpoint"] if "'every_n_train_steps': 9" in c.state_key]
+    assert len(found["ModelCheckpoint"]) == 3 and len(steps) == 1 and steps[0].filename == "last"
+    (stop,) = found["EarlyStopping"]
+    assert isinstance(stop, EarlyStopping) and stop.monitor == "val/acc" and stop.patience == 4
+
+
+def test_no_callbacks_and_no_diagnostics_build_nothing(tmp_path):
+    cfg = compose_config(["callbacks=none", "diagnostics=none"], output_dir=str(tmp_path))
+    assert build_callbacks(cfg) == []
+
+
+def test_loggers_write_into_the_run_directory(tmp_path):
+    (tb,) = build_loggers(compose_config([], output_dir=str(tmp_path)))
+    assert isinstance(tb, TensorBoardLogger) and tb.log_dir.rstrip("/") == str(tmp_path / "tensorboard")
+    (csv,) = build_loggers(compose_config(["logger=csv"], output_dir=str(tmp_path)))
+    assert isinstance(csv, CSVLogger) and csv.log_dir.rstrip("/") == str(tmp_path / "csv")
+    assert build_loggers(compose_config(["logger=none"], output_dir=str(tmp_path))) == []
+
+
+def test_model_and_data_are_built_from_their_targets():
+    cfg = compose_config(["model.hidden_sizes=[8,4]", "data.batch_size=32"])
+    data = build_datamodule(cfg)
+    module = build_module(cfg, data)
+    assert type(data).__name__ == "MNISTDataModule" and data.batch_size == 32
+    assert [h.linear.out_features for h in module.net.hidden] == [8, 4]
+
+
+def test_hparams_for_tensorboard_hold_the_choices_and_their_numbers():
+    cfg = compose_config(["optimizer=momentum"])
+    params = flat_hparams(cfg, {"optimizer": "momentum", "hydra/launcher": "basic"})
+    assert params["optimizer"] == "momentum" and params["optimizer.momentum"] == 0.9
+    assert params["model.hidden_sizes"] == "[64, 64, 64]" and "hydra/launcher" not in params
