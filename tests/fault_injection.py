@@ -13,9 +13,15 @@ import lightning as L
 
 
 class SignalAtStep(L.Callback):
-    def __init__(self, step: int, signal_name: str = "SIGINT") -> None:
+    """``step``: a training step; ``step: test`` sends the signal in the final test instead."""
+
+    def __init__(self, step: int | str, signal_name: str = "SIGINT") -> None:
         self.step, self.signum = step, getattr(signal, signal_name)
 
     def on_before_optimizer_step(self, trainer, pl_module, optimizer) -> None:
         if trainer.global_step == self.step:  # the step that will be number step + 1
+            os.kill(os.getpid(), self.signum)
+
+    def on_test_batch_start(self, trainer, pl_module, batch, batch_idx, dataloader_idx=0) -> None:
+        if self.step == "test":
             os.kill(os.getpid(), self.signum)

@@ -18,7 +18,7 @@ SMALL = ["print_config=false", "callbacks.progress_bar=null", "deterministic=tru
          "data.limit_train=2560", "diagnostics=none", "trainer.limit_val_batches=1", "trainer.limit_test_batches=1"]
 
 
-def inject(step: int, signal_name: str) -> list[str]:
+def inject(step: int | str, signal_name: str) -> list[str]:
     return ["+diagnostics.inject._target_=fault_injection.SignalAtStep", f"+diagnostics.inject.step={step}",
             f"+diagnostics.inject.signal_name={signal_name}"]
 
@@ -142,3 +142,11 @@ def test_deterministic_runs_give_identical_metrics(tmp_path):
         results.append({k: v for k, v in m.items() if k not in ("run_dir", "best_ckpt", "wall_seconds", "overrides")
                         and not k.startswith("history")})
     assert results[0] == results[1]
+
+
+def test_ctrl_c_during_the_final_test_is_recorded_as_an_interruption(tmp_path):
+    proc = run_script([*SMALL, *inject("test", "SIGINT")], tmp_path, extra_paths=[TESTS])
+    assert proc.returncode == 130, proc.stderr[-2000:]
+    metrics = read_metrics(run_dirs(tmp_path)[0])
+    assert metrics["status"] == "interrupted" and "during the test" in metrics["error"]
+    assert len(metrics["history"]["val/acc"]) == 3  # training had completed

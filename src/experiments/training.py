@@ -121,23 +121,27 @@ def best_checkpoint(trainer: L.Trainer) -> str | None:
     return scored[0].best_model_path or None if scored else None
 
 
-def fit_and_test(built: Built, ckpt_path: str | None) -> dict[str, Any]:
-    """Train, then test the best checkpoint; the outcome's part of ``metrics.json``."""
-    trainer, module, datamodule = built.trainer, built.module, built.datamodule
+def fit(built: Built, ckpt_path: str | None) -> dict[str, Any]:
+    """Train; the outcome's part of ``metrics.json``: ``trained`` with the history, or ``diverged``."""
     try:
-        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
+        built.trainer.fit(built.module, datamodule=built.datamodule, ckpt_path=ckpt_path, weights_only=True)
     except Diverged as exc:
         return {"status": "diverged", "error": str(exc), "diverged_epoch": exc.epoch, "diverged_step": exc.step}
-    # taken now: testing a checkpoint restores every callback's state from it, the history's too
+    # a copy: testing a checkpoint restores every callback's state from it, the history's too
     history = {name: list(values) for name, values in built.history.history.items()}
     out = {name: values[-1] for name, values in history.items() if name in FINAL_KEYS and values}
-    out["history"] = history
+    return {**out, "status": "trained", "history": history}
+
+
+def evaluate_best(built: Built) -> dict[str, Any]:
+    """Test the best checkpoint (the last weights where no checkpoint is monitored)."""
+    trainer = built.trainer
     best = best_checkpoint(trainer)
-    test = trainer.test(module, datamodule=datamodule, ckpt_path=best, verbose=False, weights_only=True)[0]
-    out.update({k: float(v) for k, v in test.items() if k in FINAL_KEYS})
+    result = trainer.test(built.module, datamodule=built.datamodule, ckpt_path=best, verbose=False,
+                          weights_only=True)[0]
     scores = [c.best_model_score for c in trainer.checkpoint_callbacks if getattr(c, "best_model_score", None) is not None]
-    out.update(status="completed", best_ckpt=best, best_val_acc=float(scores[0]) if scores else None)
-    return out
+    return {**{k: float(v) for k, v in result.items() if k in FINAL_KEYS}, "status": "completed", "best_ckpt": best,
+            "best_val_acc": float(scores[0]) if scores else None}
 
 
 def flat_hparams(cfg: DictConfig, choices: dict[str, str]) -> dict[str, Any]:
@@ -190,9 +194,12 @@ def run(cfg: DictConfig, run_dir: Path, choices: dict[str, str], overrides: list
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     built = build(cfg, run_dir, record)
     try:
-        outcome = fit_and_test(built, cfg.ckpt_path)
+        outcome = fit(built, cfg.ckpt_path)
+        if outcome["status"] == "trained":
+            record.data.update(outcome)  # kept should the test be interrupted
+            outcome = evaluate_best(built)
     except (KeyboardInterrupt, SystemExit) as exc:  # Ctrl-C or SIGTERM: exit as a process they end does
-        if record.data["status"] == "running":  # stopped outside training (the final test): no checkpoint
+        if record.data["status"] in ("running", "trained"):  # stopped outside training (the final test)
             record.update(status="interrupted", error="interrupted after training, during the test")
         by = built.interrupts.signal or (signal.SIGTERM if isinstance(exc, SIGTERMException) else signal.SIGINT)
         raise SystemExit(128 + by) from None
