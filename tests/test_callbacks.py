@@ -51,6 +51,7 @@ def interrupt_and_resume(tmp_path: Path, step: int, signal_name: str, exit_code:
     assert saved["global_step"] == step + 1
     before = next(v for k, v in saved["callbacks"].items() if k.startswith("EpochHistory"))["elapsed"]
     assert "Resume with:" in proc.stdout and metrics["resume_command"] in proc.stdout
+    assert "`weights_only` was not set" not in proc.stderr + (run_dir / "train.log").read_text()
     original = (run_dir / ".hydra" / "config.yaml").read_text()
     args = shlex.split(metrics["resume_command"])[2:]  # drop "python train.py"
     proc = run_script(args, tmp_path, extra_paths=[TESTS])

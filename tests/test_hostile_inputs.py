@@ -139,6 +139,8 @@ NOT_CHECKPOINTS = {
     "dict without hyperparameters": (lambda tmp: torch.save({"state_dict": {}}, tmp / "x.ckpt") or tmp / "x.ckpt",
                                      "without hyper_parameters"),
     "list": (lambda tmp: torch.save([1, 2], tmp / "x.ckpt") or tmp / "x.ckpt", "list without"),
+    "random bytes (no pickle at all)": (lambda tmp: (tmp / "x.ckpt").write_bytes(bytes(range(256))) and tmp / "x.ckpt",
+                                        "not a checkpoint, or a truncated one (UnpicklingError"),
     "a directory": (lambda tmp: (tmp / "d.ckpt").mkdir() or tmp / "d.ckpt", "ckpt_path"),
 }
 
