@@ -51,9 +51,9 @@ class Classifier(L.LightningModule):
         verdict = check_output_activation(model.get("output_activation", "none"), loss["_target_"])
         if verdict and verdict.startswith("warn: "):  # the refusals are config checks, made before this
             warnings.warn(verdict.removeprefix("warn: "), UserWarning, stacklevel=2)
-        # the epoch's running training metrics go into checkpoints (persistent), so an epoch interrupted
-        # and resumed ends with the means over all its batches, as an uninterrupted one does
-        # no per-step input checks: they cost a host sync per step on a GPU (DivergenceGuard watches for NaN)
+        # No per-step input checks: they cost a host sync per step on a GPU (DivergenceGuard watches for NaN).
+        # The running sums go into checkpoints (persistent), so an epoch interrupted and resumed ends with
+        # the means over all its batches, as an uninterrupted one does.
         self.train_acc = MulticlassAccuracy(num_classes, average="micro", validate_args=False)
         self.train_loss = MeanMetric(nan_strategy="disable")
         for metric in (self.train_acc, self.train_loss):
