@@ -102,3 +102,30 @@ def test_invalid_parameters_are_refused_with_the_key_named(cfg, key):
 def test_valid_parameters_pass():
     assert problems(OmegaConf.create({"activation": {"negative_slope": 0.01, "alpha": 1.0}})) == []
     assert math.isfinite(build("elu", alpha=0.5)(X).sum().item())
+
+
+XS = torch.linspace(-4, 4, 81, dtype=torch.float64)
+
+
+@pytest.mark.parametrize("name, overrides, formula", [
+    ("elu", {}, lambda x: torch.where(x > 0, x, torch.exp(x) - 1)),
+    ("elu", {"alpha": 0.5}, lambda x: torch.where(x > 0, x, 0.5 * (torch.exp(x) - 1))),
+    ("mish", {}, lambda x: x * torch.tanh(torch.log1p(torch.exp(x)))),
+    ("relu6", {}, lambda x: x.clamp(0, 6)),
+    ("softplus", {}, lambda x: torch.log1p(torch.exp(x))),
+    ("softplus", {"beta": 2.0}, lambda x: torch.log1p(torch.exp(2 * x)) / 2),
+    ("gelu", {}, lambda x: x * 0.5 * (1 + torch.erf(x / 2**0.5))),
+    ("leaky_relu", {}, lambda x: torch.where(x > 0, x, 0.01 * x)),
+    ("prelu", {}, lambda x: torch.where(x > 0, x, 0.25 * x)),
+    ("rrelu", {}, lambda x: torch.where(x > 0, x, (1 / 8 + 1 / 3) / 2 * x)),  # eval: the mean slope
+])
+def test_each_activation_yaml_builds_the_documented_function(name, overrides, formula):
+    assert torch.allclose(build(name, **overrides)(XS), formula(XS), atol=1e-6), name
+
+
+def test_relu6_is_flat_above_six_and_rrelu_draws_slopes_in_training():
+    big = torch.tensor([5.0, 7.0, 100.0], dtype=torch.float64)
+    assert build("relu6")(big).tolist() == [5.0, 6.0, 6.0]
+    rrelu = build("rrelu").train()
+    slopes = rrelu(-torch.ones(10_000, dtype=torch.float64)).neg()
+    assert 1 / 8 <= slopes.min() and slopes.max() <= 1 / 3 and slopes.std() > 0.03

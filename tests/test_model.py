@@ -61,3 +61,19 @@ def test_identity_network_collapses_to_one_linear_layer():
 def test_collapse_refuses_a_non_linear_network():
     with pytest.raises(ValueError, match="activation=identity"):
         collapse_linear(mlp())
+
+
+@pytest.mark.parametrize("init, std", [("kaiming_normal", (2 / 784) ** 0.5), ("xavier_normal", (2 / (784 + 64)) ** 0.5),
+                                       ("lecun_normal", 784 ** -0.5)])
+def test_each_normal_init_gives_its_scale_and_differs_from_pytorchs_default(init, std):
+    torch.manual_seed(0)
+    weight = mlp(init=init).hidden[0].linear.weight
+    assert weight.std().item() == pytest.approx(std, rel=0.03)
+    torch.manual_seed(0)
+    default = mlp().hidden[0].linear.weight  # PyTorch's U(+-1/sqrt(fan_in)): std 1/sqrt(3 * 784)
+    assert default.std().item() == pytest.approx((3 * 784) ** -0.5, rel=0.03)
+
+
+def test_orthogonal_init_gives_orthonormal_rows():
+    weight = mlp(init="orthogonal").hidden[1].linear.weight
+    assert torch.allclose(weight @ weight.T, torch.eye(64), atol=1e-5)

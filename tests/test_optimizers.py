@@ -86,3 +86,20 @@ def test_onecycle_warms_up_to_the_optimizers_lr_then_anneals_over_the_run():
 def test_no_scheduler():
     cfg = OmegaConf.to_container(compose_config([]).scheduler)
     assert build_scheduler(cfg, torch.optim.SGD([torch.zeros(1)], lr=1), 5, 1) is None
+
+
+@pytest.mark.parametrize("name, cls, expected", [
+    ("gd", "SGD", {"lr": 0.5, "momentum": 0.0, "nesterov": False}),
+    ("sgd", "SGD", {"lr": 0.1, "momentum": 0.0, "nesterov": False}),
+    ("momentum", "SGD", {"lr": 0.05, "momentum": 0.9, "nesterov": False}),
+    ("nesterov", "SGD", {"lr": 0.05, "momentum": 0.9, "nesterov": True}),
+    ("adam", "Adam", {"lr": 0.003, "betas": (0.9, 0.999), "weight_decay": 0.0}),
+    ("adamw", "AdamW", {"lr": 0.003, "weight_decay": 0.01}),
+    ("rmsprop", "RMSprop", {"lr": 0.001, "alpha": 0.99}),
+    ("adagrad", "Adagrad", {"lr": 0.01}),
+])
+def test_each_optimizer_has_the_documented_defaults(name, cls, expected):
+    optimizer = build_optimizer(opt_cfg(name), [torch.nn.Parameter(torch.zeros(2))])
+    group = optimizer.param_groups[0]
+    assert type(optimizer).__name__ == cls
+    assert {k: tuple(group[k]) if isinstance(group[k], (list, tuple)) else group[k] for k in expected} == expected
