@@ -110,3 +110,11 @@ def test_a_log_file_linked_outside_the_run_directory_is_never_written(tmp_path, 
     proc = run_script([*args, f"hydra.run.dir={run_dir}"], tmp_path, script=script)
     refused(proc, "holds symbolic links")
     assert outside.read_text() == "keep" and sorted(p.name for p in run_dir.iterdir()) == [f"{script[:-3]}.log"]
+
+
+def test_an_unwritable_sweep_directory_fails_at_start_naming_the_path(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    proc = run_script(["-m", "seed=0,1", *FAST, f"hydra.sweep.dir={blocker}/sweep"], tmp_path)
+    refused(proc, f"hydra.sweep.dir={blocker}/sweep: not writable")
+    assert blocker.read_text() == "not a directory"

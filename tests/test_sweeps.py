@@ -3,6 +3,7 @@
 import os
 
 import pytest
+import yaml
 
 from conftest import FAST, read_metrics, run_script
 
@@ -73,3 +74,16 @@ def test_ddp_inside_a_multirun_is_refused_before_any_rank_starts(tmp_path):
     assert all("run it without -m" in read_metrics(j)["error"] for j in jobs)
     assert not any((j / "train_ddp_process_1.log").exists() for j in jobs)
     assert len(list(tmp_path.glob("outputs/multirun/*/*"))) == 1
+
+
+def test_the_optuna_preset_searches_and_ranks_by_the_validation_accuracy(tmp_path):
+    proc = run_script(["hparams_search=lr_width", "hydra.sweeper.n_trials=2", *FAST, "diagnostics=none"], tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    jobs = jobs_of(tmp_path)
+    assert len(jobs) == 2 and all(read_metrics(j)["status"] == "completed" for j in jobs)
+    (optimization,) = tmp_path.glob("outputs/multirun/*/*/optimization_results.yaml")
+    best = yaml.safe_load(optimization.read_text())["best_value"]
+    assert best == pytest.approx(max(read_metrics(j)["val/acc"] for j in jobs))
+    lrs = [float(next(o for o in read_metrics(j)["overrides"] if o.startswith("optimizer.lr=")).split("=")[1])
+           for j in jobs]
+    assert all(0.0003 <= lr <= 0.03 for lr in lrs)  # the preset's log-uniform range
