@@ -67,7 +67,7 @@ def test_schedules_step_at_their_interval():
 
 def test_epoch_metrics_are_the_means_over_every_example():
     module = classifier()
-    losses, hits = [], []
+    losses = []
 
     class Watch(L.Callback):
         def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):

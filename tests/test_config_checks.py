@@ -3,7 +3,6 @@
 import copy
 import functools
 import importlib.util
-import json
 import sys
 
 import pytest

@@ -1,6 +1,6 @@
 """A run's parts come from its config groups: Lightning's own callbacks and loggers, built as configured."""
 
-from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint, RichProgressBar
+from lightning.pytorch.callbacks import EarlyStopping, RichProgressBar
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
 from conftest import compose_config

@@ -11,16 +11,17 @@ from __future__ import annotations
 import logging
 import math
 import os
-import sys
 import time
 import traceback
 import warnings
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
+
+from experiments.errors import exit_with
 
 log = logging.getLogger("experiments")
 
@@ -72,11 +73,6 @@ def _parallel_jobs(hc: Any) -> int:
     return os.cpu_count() or 1 if n_jobs < 0 else int(n_jobs)
 
 
-def _fail(message: str, code: int = 2) -> NoReturn:
-    print(f"Error: {message}", file=sys.stderr, flush=True)
-    sys.exit(code)
-
-
 def _record_failure(run_dir: Path, error: str, overrides: list[str]) -> None:
     """The one place that records ``failed``: what the run recorded so far, plus the error."""
     from experiments.run_dir import is_main_process, read_json, write_json
@@ -110,7 +106,7 @@ def train_main(cfg: DictConfig) -> float:
         if os.environ.get("HYDRA_FULL_ERROR") == "1":
             raise
         if not multirun:
-            _fail(str(exc))
+            exit_with(str(exc))
         log.error("job %s failed: %s", run_dir.name, exc)  # the sweep goes on; its report shows the job
         return math.nan
     except Exception as exc:  # a bug or an environment problem: the traceback is kept
@@ -130,7 +126,7 @@ def train_main(cfg: DictConfig) -> float:
     if multirun:
         log.error(message)
         return math.nan
-    _fail(message, code=1)
+    exit_with(message, code=1)
 
 
 def eval_main(cfg: DictConfig) -> float:
@@ -154,7 +150,7 @@ def eval_main(cfg: DictConfig) -> float:
     except ExperimentError as exc:
         if os.environ.get("HYDRA_FULL_ERROR") == "1":
             raise
-        _fail(str(exc))
+        exit_with(str(exc))
     trainer = L.Trainer(accelerator=cfg.accelerator, devices=1, logger=False, enable_checkpointing=False,
                         enable_progress_bar=cfg.progress_bar, enable_model_summary=False)
     result = {k: float(v) for k, v in trainer.test(module, datamodule=datamodule, verbose=False)[0].items()}

@@ -3,6 +3,15 @@
 Anything else raised during a run is a bug or an environment problem and keeps its traceback.
 """
 
+import sys
+from typing import NoReturn
+
+
+def exit_with(message: str, code: int = 2) -> NoReturn:
+    """The one-line form of an error a user can fix: ``Error: <message>`` on stderr, then exit."""
+    print(f"Error: {message}", file=sys.stderr, flush=True)
+    sys.exit(code)
+
 
 class ExperimentError(Exception):
     """Base of every error a user can fix by changing a value, a file or a directory."""

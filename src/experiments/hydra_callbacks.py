@@ -15,7 +15,7 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, read_write
 
-from experiments.errors import RunDirectoryError
+from experiments.errors import RunDirectoryError, exit_with
 from experiments.run_dir import check_writable, is_main_process, read_json
 
 RESULTS = (".hydra/config.yaml", "metrics.json", "eval.json")
@@ -38,16 +38,11 @@ class OutputGuard(Callback):
     def __init__(self, allow_resume: bool = True) -> None:
         self.allow_resume = allow_resume
 
-    @staticmethod
-    def _refuse(message: str) -> None:
-        print(f"Error: {message}", file=sys.stderr, flush=True)
-        sys.exit(2)
-
     def _writable(self, path: Path, key: str) -> None:
         try:
             check_writable(path, key)
         except RunDirectoryError as exc:
-            self._refuse(str(exc))
+            exit_with(str(exc))
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
         if not is_main_process():  # a DDP rank started by Lightning, into its job's own directory
@@ -55,16 +50,16 @@ class OutputGuard(Callback):
         run_dir = Path(config.hydra.run.dir)
         links = sorted(p.name for p in run_dir.iterdir() if p.is_symlink()) if run_dir.is_dir() else []
         if links:  # Hydra's log file, metrics.json, ... would be written through it, outside the run
-            self._refuse(f"hydra.run.dir={run_dir} holds symbolic links ({', '.join(links[:3])}): a run never "
+            exit_with(f"hydra.run.dir={run_dir} holds symbolic links ({', '.join(links[:3])}): a run never "
                          f"writes through links; remove them or choose another directory")
         found = earlier_results(run_dir)
         resuming = self.allow_resume and config.get("ckpt_path") is not None
         if found and not resuming:
-            self._refuse(f"hydra.run.dir={run_dir} already holds a run ({', '.join(found[:3])}): refusing to "
+            exit_with(f"hydra.run.dir={run_dir} already holds a run ({', '.join(found[:3])}): refusing to "
                          f"overwrite it; drop the override for a fresh directory"
                          + (", or add ckpt_path=... to resume it" if self.allow_resume else ""))
         if resuming and read_json(run_dir / "metrics.json").get("status") == "completed":
-            self._refuse(f"hydra.run.dir={run_dir} holds a completed run: refusing to resume into it and "
+            exit_with(f"hydra.run.dir={run_dir} holds a completed run: refusing to resume into it and "
                          f"overwrite its record; drop hydra.run.dir to continue from ckpt_path in a new directory")
         subdir = config.hydra.output_subdir
         if subdir is not None and (run_dir / subdir / "config.yaml").exists():
@@ -79,6 +74,6 @@ class OutputGuard(Callback):
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
         if sweep_dir.is_dir() and any(sweep_dir.iterdir()):
-            self._refuse(f"hydra.sweep.dir={sweep_dir} is not empty: refusing to overwrite an earlier sweep; "
+            exit_with(f"hydra.sweep.dir={sweep_dir} is not empty: refusing to overwrite an earlier sweep; "
                          f"drop the override for a fresh directory")
         self._writable(sweep_dir, "hydra.sweep.dir")

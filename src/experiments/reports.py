@@ -17,13 +17,14 @@ import csv
 import json
 import math
 import statistics
-import sys
 from pathlib import Path
 from typing import Any
 
 import yaml
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
+
+from experiments.errors import exit_with
 
 METRICS = ("test/acc", "test/loss", "val/acc", "val/loss", "train/loss")
 SUMMARY_DIAG = ("diag/dead_frac/total", "diag/inactive_frac/total", "diag/saturated_frac/total",
@@ -201,8 +202,7 @@ class SweepReport(Callback):
         print(Path(paths["md"]).read_text(), flush=True)
         print(f"Sweep report: {paths['md']}", flush=True)
         if problem := incomplete_summary(config.hydra.sweep.dir):
-            print(f"Error: {problem}: see {paths['md']}", file=sys.stderr, flush=True)
-            sys.exit(1)
+            exit_with(f"{problem}: see {paths['md']}", code=1)
 
 
 def main() -> None:

@@ -115,12 +115,6 @@ def build(cfg: DictConfig, run_dir: Path, record: Record) -> Built:
     return Built(datamodule, module, trainer, history, interrupts, monitors)
 
 
-def best_checkpoint(trainer: L.Trainer) -> str | None:
-    """The checkpoint with the best monitored score, or ``None`` (then the last weights are tested)."""
-    scored = [c for c in trainer.checkpoint_callbacks if isinstance(c, ModelCheckpoint) and c.monitor]
-    return scored[0].best_model_path or None if scored else None
-
-
 def fit(built: Built, ckpt_path: str | None) -> dict[str, Any]:
     """Train; the outcome's part of ``metrics.json``: ``trained`` with the history, or ``diverged``."""
     try:
@@ -134,14 +128,16 @@ def fit(built: Built, ckpt_path: str | None) -> dict[str, Any]:
 
 
 def evaluate_best(built: Built) -> dict[str, Any]:
-    """Test the best checkpoint (the last weights where no checkpoint is monitored)."""
+    """Test the best checkpoint by the monitored metric (the last weights where none is monitored)."""
     trainer = built.trainer
-    best = best_checkpoint(trainer)
-    result = trainer.test(built.module, datamodule=built.datamodule, ckpt_path=best, verbose=False,
+    monitored = [c for c in trainer.checkpoint_callbacks if isinstance(c, ModelCheckpoint) and c.monitor]
+    best = monitored[0] if monitored else None
+    path = (best.best_model_path or None) if best else None
+    result = trainer.test(built.module, datamodule=built.datamodule, ckpt_path=path, verbose=False,
                           weights_only=True)[0]
-    scores = [c.best_model_score for c in trainer.checkpoint_callbacks if getattr(c, "best_model_score", None) is not None]
-    return {**{k: float(v) for k, v in result.items() if k in FINAL_KEYS}, "status": "completed", "best_ckpt": best,
-            "best_val_acc": float(scores[0]) if scores else None}
+    score = best.best_model_score if best else None
+    return {**{k: float(v) for k, v in result.items() if k in FINAL_KEYS}, "status": "completed", "best_ckpt": path,
+            "best_val_acc": float(score) if score is not None else None}
 
 
 def flat_hparams(cfg: DictConfig, choices: dict[str, str]) -> dict[str, Any]:
