@@ -49,6 +49,7 @@ BAD = [  # (override, text the error must contain)
     ("activation=prelu activation.num_parameters=7", "activation.num_parameters"),
     ("loss.label_smoothing=1.0", "loss.label_smoothing"),
     ("optimizer=gd data.batch_size=64", "data.batch_size"),
+    ("+trainer.enable_checkpointing=false", "trainer.enable_checkpointing=false with checkpoint callbacks"),
     ("loss=mse model.output_activation=log_softmax", "model.output_activation=log_softmax with SoftmaxMSELoss"),
     ("loss=bce model.output_activation=softmax", "model.output_activation=softmax with OneHotBCELoss"),
     ("trainer.gradient_clip_algorithm=clip", "trainer.gradient_clip_algorithm"),

@@ -135,15 +135,14 @@ def eval_main(cfg: DictConfig) -> float:
     from hydra.utils import instantiate
 
     from experiments.classifier import load_classifier
-    from experiments.config_checks import existing_file, validate
+    from experiments.config_checks import boolean, existing_file, validate
     from experiments.errors import ExperimentError
     from experiments.run_dir import write_json
 
     _quiet_lightning()
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     try:
-        validate(cfg, extra={"ckpt_path": existing_file, "progress_bar": lambda v: None if isinstance(v, bool)
-                             else "true or false"})
+        validate(cfg, extra={"ckpt_path": existing_file, "progress_bar": boolean})
         module = load_classifier(cfg.ckpt_path)
         datamodule = instantiate(cfg.data)
         datamodule.prepare_data()

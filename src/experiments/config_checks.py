@@ -1,7 +1,7 @@
 """Every config value checked before anything is built, each problem as one line: key, value, valid range.
 
 One mechanism: the ``RULES`` table (a key, ``*`` matching any name at its level, and the check of its
-value) plus the ``DOMAIN_RULES`` that relate keys to each other or to the machine (full batch with
+value) plus ``domain_problems``, the rules that relate keys to each other or to the machine (full batch with
 ``optimizer=gd``, devices that exist). Hydra already refuses unknown keys and unknown group options
 (listing the valid ones); this catches values that compose fine but cannot train.
 """
@@ -275,6 +275,11 @@ def domain_problems(cfg: DictConfig, choices: dict[str, Any], multirun: bool = F
     trainer = cfg.get("trainer") or {}
     if trainer:
         found += _machine_problems(trainer)
+    checkpointing = [name for name, c in (cfg.get("callbacks") or {}).items()
+                     if c and str(c.get("_target_", "")).endswith("ModelCheckpoint")]
+    if trainer.get("enable_checkpointing") is False and checkpointing:
+        found.append(f"trainer.enable_checkpointing=false with checkpoint callbacks ({', '.join(checkpointing)}): "
+                     f"use callbacks=none, or drop them with callbacks.<name>=null")
     if multirun and str(trainer.get("strategy", "")).startswith("ddp"):
         found.append(f"trainer.strategy={trainer.strategy!r} in a multirun: DDP runs as a single run only "
                      f"(Lightning starts each extra rank by re-running the command); run it without -m")

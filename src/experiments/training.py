@@ -109,7 +109,9 @@ def build(cfg: DictConfig, run_dir: Path, record: Record) -> Built:
     callbacks = [*configured, history, DivergenceGuard(cfg.trainer.log_every_n_steps), interrupts]
     trainer: L.Trainer = instantiate(
         cfg.trainer, callbacks=callbacks, logger=build_loggers(cfg) or False, deterministic=cfg.deterministic,
-        enable_checkpointing=any(isinstance(c, Checkpoint) for c in callbacks),
+        # on only where a checkpoint callback is configured: Lightning would otherwise add one of its own
+        enable_checkpointing=cfg.trainer.get("enable_checkpointing", True)
+        and any(isinstance(c, Checkpoint) for c in callbacks),
         enable_progress_bar=any(isinstance(c, ProgressBar) for c in callbacks),
         default_root_dir=str(run_dir), plugins=[AtomicCheckpointIO()])
     return Built(datamodule, module, trainer, history, interrupts, monitors)
