@@ -22,6 +22,8 @@ BAD = [  # (override, text the error must contain)
     ("optimizer.lr=0", "optimizer.lr"), ("optimizer.lr=-0.1", "optimizer.lr"), ("optimizer.lr=abc", "optimizer.lr"),
     ("optimizer.lr=1e300", "optimizer.lr"), ("optimizer.lr=nan", "optimizer.lr"), ("optimizer.lr=inf", "optimizer.lr"),
     ("optimizer=momentum optimizer.momentum=1.5", "optimizer.momentum"),
+    ("optimizer=momentum_lecture optimizer.momentum=1.0", "optimizer.momentum"),
+    ("data.normalize=minmax", "data.normalize"), ("data.normalize=null", "data.normalize"),
     ("optimizer=momentum optimizer.momentum=-0.1", "optimizer.momentum"),
     ("optimizer.betas=[0.9]", "optimizer.betas"), ("optimizer.betas=[1.0,0.9]", "optimizer.betas"),
     ("optimizer.weight_decay=-1", "optimizer.weight_decay"),

@@ -90,3 +90,14 @@ def test_full_batch_setting_resolves_to_the_training_split():
     assert MNISTDataModule(batch_size="full").resolved_batch_size() == 55_000
     assert MNISTDataModule(batch_size="full", limit_train=300).resolved_batch_size() == 300
     assert MNISTDataModule(batch_size=256).resolved_batch_size() == 256
+
+
+@pytest.mark.parametrize("mode, low, high", [("unit", 0.0, 1.0), ("standardize", -0.4243, 2.8215)])
+def test_batches_and_probes_are_scaled_as_data_normalize_says(mode, low, high):
+    dm = MNISTDataModule(batch_size=500, limit_train=1000, normalize=mode)
+    dm.setup("fit")
+    x, _ = next(iter(dm.train_dataloader()))
+    probe = dm.images("val", 200)
+    for t in (x, probe):
+        assert t.min().item() == pytest.approx(low, abs=1e-3) and t.max().item() == pytest.approx(high, abs=1e-3)
+    assert dm.hparams["normalize"] == mode  # saved in checkpoints, for eval.py

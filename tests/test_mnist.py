@@ -67,3 +67,14 @@ def test_normalize_matches_the_published_statistics():
     expected = (pixels.double() / 255 - MEAN) / STD
     assert torch.allclose(normalize(pixels).double(), expected, atol=1e-6)
     assert normalize(pixels).dtype == torch.float32 and pixels.dtype == torch.uint8
+
+
+def test_unit_normalisation_maps_pixels_to_zero_one():
+    pixels = torch.tensor([[0, 51, 255]], dtype=torch.uint8)
+    assert torch.allclose(normalize(pixels, "unit"), torch.tensor([[0.0, 0.2, 1.0]]))
+    assert torch.allclose(normalize(pixels, "standardize"), normalize(pixels))  # the default
+
+
+def test_an_unknown_normalisation_is_refused_by_name():
+    with pytest.raises(ValueError, match="data.normalize='minmax'"):
+        normalize(torch.zeros(1, 3, dtype=torch.uint8), "minmax")

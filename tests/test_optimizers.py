@@ -32,7 +32,7 @@ def test_momentum_follows_the_course_update_step_by_step():
 
 @pytest.mark.parametrize("name, cls", [("gd", "SGD"), ("sgd", "SGD"), ("momentum", "SGD"), ("nesterov", "SGD"),
                                        ("adam", "Adam"), ("adamw", "AdamW"), ("rmsprop", "RMSprop"),
-                                       ("adagrad", "Adagrad")])
+                                       ("adagrad", "Adagrad"), ("momentum_lecture", "LectureMomentum")])
 def test_every_optimizer_builds(name, cls):
     optimizer = build_optimizer(opt_cfg(name), [torch.nn.Parameter(torch.zeros(2))])
     assert type(optimizer).__name__ == cls and optimizer.param_groups[0]["lr"] > 0
@@ -97,9 +97,63 @@ def test_no_scheduler():
     ("adamw", "AdamW", {"lr": 0.003, "weight_decay": 0.01}),
     ("rmsprop", "RMSprop", {"lr": 0.001, "alpha": 0.99}),
     ("adagrad", "Adagrad", {"lr": 0.01}),
+    ("momentum_lecture", "LectureMomentum", {"lr": 0.05, "momentum": 0.9, "weight_decay": 0.0}),
 ])
 def test_each_optimizer_has_the_documented_defaults(name, cls, expected):
     optimizer = build_optimizer(opt_cfg(name), [torch.nn.Parameter(torch.zeros(2))])
     group = optimizer.param_groups[0]
     assert type(optimizer).__name__ == cls
     assert {k: tuple(group[k]) if isinstance(group[k], (list, tuple)) else group[k] for k in expected} == expected
+
+
+def quadratic_run(name: str, steps: int, schedule: bool) -> torch.Tensor:
+    """theta after ``steps`` steps on f(theta) = sum(a theta^2), the lr halved every 3 steps when ``schedule``."""
+    a = torch.tensor([1.0, 3.0, -0.5, 2.0])
+    theta = torch.nn.Parameter(torch.tensor([1.0, -2.0, 0.5, 0.3]))
+    optimizer = build_optimizer(opt_cfg(name), [theta])
+    sched = torch.optim.lr_scheduler.StepLR(optimizer, step_size=3, gamma=0.5) if schedule else None
+    for _ in range(steps):
+        optimizer.zero_grad()
+        (a * theta**2).sum().backward()
+        optimizer.step()
+        if sched:
+            sched.step()
+    return theta.detach()
+
+
+def test_lecture_momentum_equals_pytorchs_at_a_constant_learning_rate():
+    assert torch.allclose(quadratic_run("momentum_lecture", 12, False), quadratic_run("momentum", 12, False),
+                          atol=1e-6)
+
+
+def test_lecture_momentum_follows_its_formula_under_a_step_schedule_and_pytorchs_does_not():
+    """Lecture: v <- beta v + lr_t g; theta <- theta - v. PyTorch: b <- beta b + g; theta <- theta - lr_t b."""
+    a = torch.tensor([1.0, 3.0, -0.5, 2.0])
+    cfg = opt_cfg("momentum_lecture")
+    beta, lr0 = cfg["momentum"], cfg["lr"]
+    lecture, pytorch = torch.tensor([1.0, -2.0, 0.5, 0.3]), torch.tensor([1.0, -2.0, 0.5, 0.3])
+    v, b = torch.zeros(4), torch.zeros(4)
+    for step in range(12):
+        lr = lr0 * 0.5 ** (step // 3)
+        v = beta * v + lr * 2 * a * lecture
+        lecture = lecture - v
+        b = beta * b + 2 * a * pytorch
+        pytorch = pytorch - lr * b
+    assert torch.allclose(quadratic_run("momentum_lecture", 12, True), lecture, atol=1e-6)
+    assert torch.allclose(quadratic_run("momentum", 12, True), pytorch, atol=1e-6)
+    assert (lecture - pytorch).abs().max() > 1e-3  # the schedule makes the two forms part
+
+
+def test_lecture_momentum_weight_decay_adds_to_the_gradient():
+    theta = torch.nn.Parameter(torch.tensor([2.0]))
+    optimizer = build_optimizer(opt_cfg("momentum_lecture", "optimizer.weight_decay=0.1", "optimizer.lr=0.5"), [theta])
+    (theta * 0).sum().backward()  # zero gradient: only the decay moves theta
+    optimizer.step()
+    assert torch.allclose(theta.detach(), torch.tensor([2.0 - 0.5 * 0.1 * 2.0]))
+
+
+@pytest.mark.parametrize("kwargs", [{"lr": 0.0}, {"momentum": 1.0}, {"momentum": -0.1}, {"weight_decay": -1.0}])
+def test_lecture_momentum_refuses_values_outside_its_range(kwargs):
+    from experiments.optimizers import LectureMomentum
+    with pytest.raises(ValueError, match="LectureMomentum needs"):
+        LectureMomentum([torch.nn.Parameter(torch.zeros(1))], **kwargs)

@@ -86,6 +86,22 @@ def test_eval_tests_the_best_checkpoint_not_the_last(tmp_path):
     assert sorted(e["test/acc"] for e in evaluated) == pytest.approx(sorted(results.values()), abs=1e-4)
 
 
+def test_eval_scales_the_pixels_as_the_run_was_trained(tmp_path):
+    proc = run_script([*FAST, "data.normalize=unit", "trainer.limit_test_batches=null"], tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    run_dir = only_run_dir(tmp_path)
+    metrics = read_metrics(run_dir)
+    ckpt = Path(metrics["best_ckpt"])
+    assert torch.load(ckpt, weights_only=True)["datamodule_hyper_parameters"]["normalize"] == "unit"
+    accs = {}
+    for extra in ([], ["data.normalize=standardize"]):  # as trained, then deliberately otherwise
+        proc = run_script([f"ckpt_path={ckpt}", "progress_bar=false", *extra], tmp_path, script="eval.py")
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        accs[bool(extra)] = float(proc.stdout.strip().splitlines()[-1].split()[0].removeprefix("test/acc="))
+    assert accs[False] == pytest.approx(metrics["test/acc"], abs=1e-4)
+    assert accs[True] != pytest.approx(metrics["test/acc"], abs=1e-3)
+
+
 def test_sgd_with_the_courses_override(tmp_path):
     proc = run_script([*FAST, "activation=relu", "optimizer=sgd", "optimizer.lr=0.1"], tmp_path)
     assert proc.returncode == 0, proc.stderr[-2000:]

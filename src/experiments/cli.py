@@ -134,16 +134,20 @@ def eval_main(cfg: DictConfig) -> float:
     import lightning as L
     from hydra.utils import instantiate
 
-    from experiments.classifier import load_classifier
+    from experiments.classifier import load_classifier, read_checkpoint
     from experiments.config_checks import boolean, existing_file, validate
     from experiments.errors import ExperimentError
     from experiments.run_dir import write_json
 
     _quiet_lightning()
-    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    hc = HydraConfig.get()
+    run_dir = Path(hc.runtime.output_dir)
     try:
         validate(cfg, extra={"ckpt_path": existing_file, "progress_bar": boolean})
         module = load_classifier(cfg.ckpt_path)
+        trained = (read_checkpoint(cfg.ckpt_path).get("datamodule_hyper_parameters") or {}).get("normalize")
+        if trained and not any(o.startswith("data.normalize=") for o in hc.overrides.task):
+            cfg.data.normalize = trained  # the pixels scaled as in training, unless asked otherwise
         datamodule = instantiate(cfg.data)
         datamodule.prepare_data()
     except ExperimentError as exc:

@@ -19,7 +19,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from experiments.errors import ConfigError
 from experiments.losses import OUTPUT_ACTIVATIONS, check_output_activation
-from experiments.mnist import TRAIN_SIZE
+from experiments.mnist import NORMALIZATIONS, TRAIN_SIZE
 from experiments.model import INITS
 
 __all__ = ["ConfigError", "RULES", "problems", "validate"]
@@ -115,6 +115,7 @@ RULES: dict[str, Check] = {
     "data.on_device": boolean,
     "data.download": boolean,
     "data.limit_train": optional(integer(1, TRAIN_SIZE)),
+    "data.normalize": one_of(*NORMALIZATIONS),
     "model.hidden_sizes": hidden_sizes,
     "model.init": one_of(*INITS),
     "model.bias_init": optional(number(-math.inf, math.inf)),

@@ -8,6 +8,7 @@ only ever used by ``test_dataloader``.
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Callable, Iterator
 
 import lightning as L
@@ -99,9 +100,10 @@ class MNISTDataModule(L.LightningDataModule):
 
     def __init__(self, root: str | None = None, batch_size: int | str = 256, eval_batch_size: int = 5000,
                  val_size: int = 5000, split_seed: int = 0, shuffle_seed: int = 0, on_device: bool = True,
-                 download: bool = True, limit_train: int | None = None) -> None:
+                 download: bool = True, limit_train: int | None = None, normalize: str = "standardize") -> None:
         super().__init__()
-        self.root, self.download = root, download
+        self.save_hyperparameters(logger=False)  # in checkpoints: eval.py scales the pixels as training did
+        self.root, self.download, self.normalize = root, download, normalize
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
         self.val_size, self.split_seed, self.shuffle_seed = val_size, split_seed, shuffle_seed
         self.on_device, self.limit_train = on_device, limit_train
@@ -140,12 +142,13 @@ class MNISTDataModule(L.LightningDataModule):
         assert self.tensors is not None
         rank, world = (self.trainer.global_rank, self.trainer.world_size) if self.trainer else (0, 1)
         return TensorBatches(self.tensors[f"{part}_x"], self.tensors[f"{part}_y"], batch_size, shuffle,
-                             seed=self.shuffle_seed, rank=rank, world_size=world, transform=normalize)
+                             seed=self.shuffle_seed, rank=rank, world_size=world,
+                             transform=partial(normalize, mode=self.normalize))
 
     def images(self, part: str, n: int | None = None) -> torch.Tensor:
         """The first ``n`` normalised images of ``train``, ``val`` or ``test``: probes for diagnostics."""
         assert self.tensors is not None
-        return normalize(self.tensors[f"{part}_x"][:n])
+        return normalize(self.tensors[f"{part}_x"][:n], self.normalize)
 
     def train_dataloader(self) -> TensorBatches:
         return self._loader("train", self.resolved_batch_size(), shuffle=True)

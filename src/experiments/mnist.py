@@ -79,10 +79,23 @@ def _damaged(path: Path, why: str) -> str:
     )
 
 
-def normalize(images: torch.Tensor) -> torch.Tensor:
-    """uint8 pixels to float32 with the published mean and standard deviation."""
+NORMALIZATIONS = ("standardize", "unit")
+
+
+def normalize(images: torch.Tensor, mode: str = "standardize") -> torch.Tensor:
+    """uint8 pixels to float32: ``standardize`` with the published mean and standard deviation (mean 0,
+    std 1 over the training set), or ``unit``, pixels in [0, 1] (as Keras examples and the SNN tutorial do).
+
+    The scaling is part of an experiment, not a detail: with [0, 1] inputs every first-layer pre-activation
+    is a sum of non-negative pixels times weights, and ReLUs die at a different rate than with standardised ones.
+    """
+    images = images.to(torch.float32, copy=True)
+    if mode == "unit":
+        return images.mul_(1 / 255)
+    if mode != "standardize":
+        raise ValueError(f"data.normalize={mode!r}: must be one of {', '.join(NORMALIZATIONS)}")
     # one multiply-add after the conversion: a third of the time of divide, subtract, divide
-    return images.to(torch.float32, copy=True).mul_(1 / (255 * STD)).add_(-MEAN / STD)
+    return images.mul_(1 / (255 * STD)).add_(-MEAN / STD)
 
 
 def load_mnist(root: str | Path | None = None, download: bool = True, raw: bool = False) -> dict[str, torch.Tensor]:

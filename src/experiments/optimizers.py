@@ -8,10 +8,45 @@ need the run's total number of steps, which only the trainer knows, so they are 
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 import torch
 from hydra.utils import instantiate
+
+
+class LectureMomentum(torch.optim.Optimizer):
+    """Momentum as the lecture writes it: ``v <- beta v + lr g; theta <- theta - v``.
+
+    PyTorch's ``SGD(momentum=beta)`` keeps ``v <- beta v + g; theta <- theta - lr v`` instead. At a constant
+    learning rate the two take identical steps (the lecture's ``v`` is ``lr`` times PyTorch's). Under a
+    schedule they differ: PyTorch applies a new ``lr`` to the whole accumulated velocity at once, while here
+    only new gradients are scaled by it and the velocity keeps the step sizes it was built with.
+    """
+
+    def __init__(self, params: Iterable[Any], lr: float = 0.05, momentum: float = 0.9,
+                 weight_decay: float = 0.0) -> None:
+        if not lr > 0 or not 0 <= momentum < 1 or weight_decay < 0:
+            raise ValueError(f"LectureMomentum needs lr > 0, 0 <= momentum < 1 and weight_decay >= 0; "
+                             f"got lr={lr}, momentum={momentum}, weight_decay={weight_decay}")
+        super().__init__(params, {"lr": lr, "momentum": momentum, "weight_decay": weight_decay})
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], torch.Tensor] | None = None) -> torch.Tensor | None:
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                grad = p.grad if group["weight_decay"] == 0 else p.grad.add(p, alpha=group["weight_decay"])
+                state = self.state[p]
+                if "velocity" not in state:
+                    state["velocity"] = torch.zeros_like(p)
+                velocity = state["velocity"].mul_(group["momentum"]).add_(grad, alpha=group["lr"])
+                p.sub_(velocity)
+        return loss
 
 
 def build_optimizer(cfg: dict[str, Any], params: Iterable[torch.nn.Parameter]) -> torch.optim.Optimizer:
