@@ -12,7 +12,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from conftest import ROOT, compose_config
 from experiments.cli import register_resolvers
-from experiments.config_checks import ConfigError, problems, validate
+from experiments.config_checks import ConfigError, advice, problems, validate
 
 spec = importlib.util.spec_from_file_location("train_script", ROOT / "train.py")
 train_script = importlib.util.module_from_spec(spec)
@@ -196,3 +196,19 @@ def test_defaults_and_every_group_option_are_valid():
                                  "use auto or cpu"]
                 continue
             assert found == [], (group, path.stem)
+
+
+@pytest.mark.parametrize("overrides, warned", [
+    (["activation=selu"], True),
+    (["activation=selu", "model.init=lecun_normal"], True),          # PyTorch's uniform biases remain
+    (["activation=selu", "model.bias_init=0"], True),
+    (["activation=selu", "model.init=lecun_normal", "model.bias_init=0"], False),
+    (["experiment=snn"], False),
+    (["experiment=snn", "activation=relu"], False),
+    (["activation=relu"], False),
+])
+def test_selu_without_lecun_normal_weights_and_zero_biases_is_warned_about(overrides, warned):
+    found = advice(compose_config(overrides))
+    assert bool(found) == warned
+    if warned:
+        assert "model.init=lecun_normal model.bias_init=0" in found[0]

@@ -86,7 +86,7 @@ def _record_failure(run_dir: Path, error: str, overrides: list[str]) -> None:
 
 def train_main(cfg: DictConfig) -> float:
     """Run one job; returns ``optimized_metric`` for sweepers (NaN when the job did not complete)."""
-    from experiments.config_checks import validate
+    from experiments.config_checks import advice, validate
     from experiments.errors import ExperimentError
     from experiments.run_dir import is_main_process
     from experiments.training import run
@@ -98,6 +98,8 @@ def train_main(cfg: DictConfig) -> float:
     _quiet_lightning()
     try:
         validate(cfg, choices=dict(hc.runtime.choices), multirun=multirun)
+        for warning in advice(cfg):
+            log.warning(warning)
         if cfg.print_config and not multirun and is_main_process():
             _print_config(cfg)
         result = run(cfg, run_dir, dict(hc.runtime.choices), overrides, _parallel_jobs(hc))

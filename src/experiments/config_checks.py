@@ -287,6 +287,19 @@ def domain_problems(cfg: DictConfig, choices: dict[str, Any], multirun: bool = F
     return found
 
 
+def advice(cfg: DictConfig) -> list[str]:
+    """Settings that train but miss what the chosen parts need: warnings, not refusals."""
+    found = []
+    model = cfg.get("model") or {}
+    if str((cfg.get("activation") or {}).get("_target_", "")).endswith(".SELU"):
+        init, bias = model.get("init"), model.get("bias_init")
+        if init != "lecun_normal" or bias != 0:
+            found.append(f"activation=selu self-normalises only with LeCun-normal weights and zero biases "
+                         f"(model.init={init}, model.bias_init={bias}): add model.init=lecun_normal "
+                         f"model.bias_init=0, or use experiment=snn")
+    return found
+
+
 def validate(cfg: DictConfig, extra: dict[str, Check] | None = None, choices: dict[str, Any] | None = None,
              multirun: bool = False) -> None:
     if found := problems(cfg, extra, choices, multirun):
