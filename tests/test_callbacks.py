@@ -15,7 +15,8 @@ pytestmark = pytest.mark.slow
 TESTS = Path(__file__).parent
 # 3 epochs of 10 batches; deterministic
 SMALL = ["print_config=false", "callbacks.progress_bar=null", "deterministic=true", "trainer.max_epochs=3",
-         "data.limit_train=2560", "diagnostics=none", "trainer.limit_val_batches=1", "trainer.limit_test_batches=1"]
+         "data.limit_train=2560", "diagnostics.histograms=null", "trainer.limit_val_batches=1", "trainer.limit_test_batches=1",
+         "trainer.log_every_n_steps=3"]  # gradient norms read inside every epoch
 
 
 def inject(step: int | str, signal_name: str) -> list[str]:
@@ -67,7 +68,8 @@ def assert_same_run(run_dir: Path, reference: tuple[dict, dict], step: int, befo
     for key in ("test/acc", "test/loss", "val/acc", "val/loss", "train/loss", "train/acc", "global_step", "epochs"):
         assert resumed[key] == expected[key], (key, step)
     history = resumed["history"]
-    for key in ("train/loss", "train/acc", "val/loss", "val/acc"):  # one entry per epoch, the same values
+    assert set(history) == set(expected["history"]) and {"diag/dead_frac/layer1", "diag/grad_norm/layer1"} <= set(history)
+    for key in set(history) - {"epoch_seconds"}:  # metrics and diagnostics: one entry per epoch, the same values
         assert history[key] == expected["history"][key], (key, step)
     assert len(history["epoch_seconds"]) == 3
     if step % 10 == 9:  # stopped once that epoch had ended: nothing of the next one was done

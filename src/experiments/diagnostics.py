@@ -79,11 +79,16 @@ def born_dead(net: MLP, probe: torch.Tensor) -> bool:
 
 
 class DeadUnitMonitor(L.Callback):
-    """Dead / inactive / saturated fractions at the start of training (born dead) and after every epoch."""
+    """Dead / inactive / saturated fractions at the start of training (born dead) and after every epoch.
+
+    ``latest`` holds the last measurement, ``history`` one entry per epoch of each fraction (for
+    ``metrics.json`` and the sweep report's plots); the history travels in checkpoints.
+    """
 
     def __init__(self, probe_size: int = 1000, saturation_threshold: float = 1e-2) -> None:
         self.probe_size, self.saturation_threshold = probe_size, saturation_threshold
         self.latest: dict[str, float] = {}
+        self.history: dict[str, list[float]] = {}
         self.probe: torch.Tensor | None = None
 
     def _measure(self, trainer: L.Trainer, pl_module: L.LightningModule, prefix: str = "") -> dict[str, float]:
@@ -100,18 +105,43 @@ class DeadUnitMonitor(L.Callback):
             self.latest.update({k: v for k, v in born.items() if "/total" in k or "dead" in k})
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self.latest.update(self._measure(trainer, pl_module))
+        stats = self._measure(trainer, pl_module)
+        self.latest.update(stats)
+        for key, value in stats.items():
+            self.history.setdefault(key, []).append(value)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"history": {k: list(v) for k, v in self.history.items()}}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.history = {k: list(v) for k, v in state_dict.get("history", {}).items()}
 
 
 class GradNormMonitor(L.Callback):
     """Per-layer L2 norms of the weight gradients every ``every_n_steps`` (Lightning's ``grad_norm``).
 
-    Read only at the interval: each read of a GPU value costs a host synchronisation.
+    Read only at the interval: each read of a GPU value costs a host synchronisation. ``history`` has,
+    per epoch, the mean of each norm over the epoch's readings.
     """
 
     def __init__(self, every_n_steps: int = 50) -> None:
         self.every_n_steps = every_n_steps
         self.latest: dict[str, float] = {}
+        self.history: dict[str, list[float]] = {}
+        self.epoch_readings: dict[str, list[float]] = {}
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        for key, values in self.epoch_readings.items():
+            self.history.setdefault(key, []).append(sum(values) / len(values))
+        self.epoch_readings = {}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"history": {k: list(v) for k, v in self.history.items()},
+                "epoch_readings": {k: list(v) for k, v in self.epoch_readings.items()}}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.history = {k: list(v) for k, v in state_dict.get("history", {}).items()}
+        self.epoch_readings = {k: list(v) for k, v in state_dict.get("epoch_readings", {}).items()}
 
     def on_before_optimizer_step(self, trainer: L.Trainer, pl_module: L.LightningModule, optimizer: Any) -> None:
         if trainer.global_step % self.every_n_steps:
@@ -124,6 +154,8 @@ class GradNormMonitor(L.Callback):
                  if k.split("norm/", 1)[-1] in names}
         stats["grad_norm/total"] = float(norms["grad_2.0_norm_total"])
         self.latest = {f"diag/{k}": v for k, v in stats.items()}
+        for key, value in self.latest.items():
+            self.epoch_readings.setdefault(key, []).append(value)
         _log(trainer, stats)
 
 

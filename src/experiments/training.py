@@ -122,11 +122,20 @@ def fit(built: Built, ckpt_path: str | None) -> dict[str, Any]:
     try:
         built.trainer.fit(built.module, datamodule=built.datamodule, ckpt_path=ckpt_path, weights_only=True)
     except Diverged as exc:
-        return {"status": "diverged", "error": str(exc), "diverged_epoch": exc.epoch, "diverged_step": exc.step}
-    # a copy: testing a checkpoint restores every callback's state from it, the history's too
-    history = {name: list(values) for name, values in built.history.history.items()}
+        return {"status": "diverged", "error": str(exc), "diverged_epoch": exc.epoch, "diverged_step": exc.step,
+                "history": history_of(built)}
+    history = history_of(built)
     out = {name: values[-1] for name, values in history.items() if name in FINAL_KEYS and values}
     return {**out, "status": "trained", "history": history}
+
+
+def history_of(built: Built) -> dict[str, list[float]]:
+    """Per-epoch metrics and diagnostics, copied: testing a checkpoint restores every callback's state
+    from it, the histories' too."""
+    history = {name: list(values) for name, values in built.history.history.items()}
+    for monitor in built.monitors:
+        history.update({name: list(values) for name, values in getattr(monitor, "history", {}).items()})
+    return history
 
 
 def evaluate_best(built: Built) -> dict[str, Any]:
@@ -206,9 +215,9 @@ def run(cfg: DictConfig, run_dir: Path, choices: dict[str, str], overrides: list
         for key in ("resume_command", "interrupted_ckpt", "error"):
             record.data.pop(key, None)
     record.data.update(outcome)
+    record.data.setdefault("history", history_of(built))  # a run that did not complete: as far as it got
     for monitor in built.monitors:
         record.data.update(monitor.latest)
-    record.data.setdefault("history", built.history.history)  # a run that did not complete: as far as it got
     result = record.update(epochs=trainer.current_epoch, global_step=trainer.global_step,
                            threads=torch.get_num_threads(),
                            deterministic_algorithms=torch.are_deterministic_algorithms_enabled(),
