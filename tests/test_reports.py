@@ -103,3 +103,107 @@ def test_seed_aggregation_mean_and_std_and_failures_are_kept():
 def test_build_report_refuses_an_empty_directory(tmp_path):
     with pytest.raises(FileNotFoundError, match="no job directories"):
         build_report(tmp_path)
+
+
+def test_labels_keep_only_swept_keys_shortened_and_numbers_rounded():
+    jobs = [job(["optimizer.lr=0.005873669160363897", "activation=relu", "trainer.max_epochs=2", "seed=0"]),
+            job(["optimizer.lr=0.0123456", "activation=elu", "trainer.max_epochs=2", "seed=1"])]
+    assert label_configs(jobs) == ["trainer.max_epochs=2"]
+    assert [j["config"] for j in jobs] == ["activation=relu,lr=0.00587", "activation=elu,lr=0.0123"]
+    assert jobs[0]["swept"] == {"activation": "relu", "optimizer.lr": "0.005873669160363897"}  # the CSV keeps all
+
+
+def test_labels_keep_the_full_key_where_two_swept_keys_share_a_last_part():
+    jobs = [job(["optimizer.momentum=0.9", "scheduler.momentum=1", "width=64"]),
+            job(["optimizer.momentum=0.5", "scheduler.momentum=2", "width=128"])]
+    label_configs(jobs)
+    assert jobs[0]["config"] == "optimizer.momentum=0.9,scheduler.momentum=1,width=64"
+
+
+@pytest.mark.parametrize("value, text", [(0.000123, "1.23e-04"), (0.9531, "0.9531"), (0.0, "0.0000"), (2.5e-9, "2.50e-09")])
+def test_small_values_print_in_scientific_notation_not_as_zero(value, text):
+    from experiments.reports import _fmt
+    assert _fmt((value, 0.0)) == text
+
+
+def test_an_optuna_sweep_ranks_by_its_optimised_metric_and_a_grid_by_test_accuracy(tmp_path):
+    from experiments.reports import sweep_settings
+    (tmp_path / "multirun.yaml").write_text(
+        "hydra:\n  sweeper:\n    _target_: hydra_plugins.hydra_optuna_sweeper.optuna_sweeper.OptunaSweeper\n"
+        "optimized_metric: val/acc\n")
+    assert sweep_settings(tmp_path)["rank_by"] == "val/acc"
+    (tmp_path / "multirun.yaml").write_text(
+        "hydra:\n  sweeper:\n    _target_: hydra._internal.core_plugins.basic_sweeper.BasicSweeper\n"
+        "optimized_metric: val/acc\n")
+    assert sweep_settings(tmp_path)["rank_by"] == "test/acc"
+    jobs = [job(["lr=1"], acc=0.95), job(["lr=2"], acc=0.90)]
+    jobs[0]["val/acc"], jobs[1]["val/acc"] = 0.80, 0.85
+    jobs[0]["val/loss"], jobs[1]["val/loss"] = 0.3, 0.4
+    label_configs(jobs)
+    assert [g["config"] for g in group_configs(jobs)] == ["lr=1", "lr=2"]
+    assert [g["config"] for g in group_configs(jobs, "val/acc")] == ["lr=2", "lr=1"]
+    assert [g["config"] for g in group_configs(jobs, "val/loss")] == ["lr=1", "lr=2"]  # a loss: lowest first
+
+
+def history_job(activation: str, lr: str, seed: int, dead: list[float], grads: list[float]) -> dict:
+    """A completed job's record as a run writes it: per-epoch history of dead fractions and gradient norms."""
+    layers = range(1, len(dead) + 1)
+    history = {"val/acc": [0.5, 0.8], **{f"diag/dead_frac/layer{i}": [d / 2, d] for i, d in zip(layers, dead)},
+               **{f"diag/grad_norm/layer{i}": [g, g] for i, g in zip(layers, grads)}}
+    return {"job": f"{activation}{lr}{seed}", "status": "completed", "test/acc": 0.9, "val/acc": 0.9,
+            "history": history, **{f"diag/dead_frac/layer{i}": d for i, d in zip(layers, dead)},
+            **{f"diag/born_dead_frac/layer{i}": 0.0 for i in layers},
+            "_overrides": {"activation": activation, "optimizer.lr": lr, "seed": str(seed)}}
+
+
+@pytest.fixture
+def drawn(tmp_path, monkeypatch):
+    """The plots of a hand-made 2 x 2 x 2 sweep, and each figure as it was about to be saved."""
+    import experiments.report_plots as plots
+    jobs = [history_job(a, lr, s, [0.9, 0.5, 0.1] if a == "relu" else [0, 0, 0], [1e-6, 1e-3, 1.0])
+            for a in ("relu", "leaky_relu") for lr in ("0.001", "0.1") for s in (0, 1)]
+    label_configs(jobs)
+    groups = group_configs(jobs)
+    figures = {}
+    save = plots._save
+    monkeypatch.setattr(plots, "_save", lambda fig, path: figures.setdefault(path.name, fig) and save(fig, path))
+    return plots.write_plots(jobs, groups, tmp_path), figures
+
+
+def test_every_picture_is_drawn_with_a_readable_size(drawn):
+    import matplotlib.image
+    paths, _ = drawn
+    assert set(paths) == {"curves", "bars", "dead_units", "grad_norms", "dead_vs_lr"}
+    for path in paths.values():
+        height, width = matplotlib.image.imread(path).shape[:2]
+        assert 300 <= width <= 2500 and 200 <= height <= 2000, (path.name, width, height)
+
+
+def test_the_accuracy_axis_starts_at_zero_with_the_chance_level_marked(drawn):
+    _, figures = drawn
+    ax = figures["test_acc.png"].axes[0]
+    assert ax.get_xlim()[0] == 0
+    assert any(list(line.get_xdata()) == [0.1, 0.1] for line in ax.lines)  # the chance line
+
+
+def test_gradient_norms_are_on_a_log_scale_per_layer_and_dead_units_per_epoch_from_initialisation(drawn):
+    _, figures = drawn
+    ax = figures["grad_norms.png"].axes[0]
+    assert ax.get_yscale() == "log" and [t.get_text() for t in ax.get_xticklabels()] == ["1", "2", "3"]
+    assert list(ax.lines[0].get_ydata()) == pytest.approx([1e-6, 1e-3, 1.0])
+    panels = [a for a in figures["dead_units.png"].axes if a.get_visible()]
+    assert len(panels) == 4  # one per configuration
+    relu = next(a for a in panels if a.get_title().startswith("activation=relu, lr=0.001"))
+    assert [list(line.get_ydata()) for line in relu.lines] == [[0.0, 0.45, 0.9], [0.0, 0.25, 0.5],
+                                                               [0.0, pytest.approx(0.05), pytest.approx(0.1)]]
+    ticks = figures["dead_vs_lr.png"].axes[0]
+    assert ticks.get_xscale() == "log"
+
+
+def test_the_csv_has_one_column_per_swept_key(tmp_path):
+    from experiments.reports import write_csv
+    jobs = [job(["optimizer.lr=0.01", "activation=relu", "seed=0"]), job(["optimizer.lr=0.1", "activation=elu", "seed=0"])]
+    label_configs(jobs)
+    write_csv(jobs, tmp_path / "summary.csv")
+    rows = list(csv.DictReader(open(tmp_path / "summary.csv")))
+    assert [(r["activation"], r["optimizer.lr"]) for r in rows] == [("relu", "0.01"), ("elu", "0.1")]

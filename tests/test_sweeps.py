@@ -87,3 +87,5 @@ def test_the_optuna_preset_searches_and_ranks_by_the_validation_accuracy(tmp_pat
     lrs = [float(next(o for o in read_metrics(j)["overrides"] if o.startswith("optimizer.lr=")).split("=")[1])
            for j in jobs]
     assert all(0.0003 <= lr <= 0.03 for lr in lrs)  # the preset's log-uniform range
+    (summary,) = tmp_path.glob("outputs/multirun/*/*/summary.md")
+    assert "ranked by val/acc, the metric the search optimised" in summary.read_text()

@@ -1,4 +1,5 @@
-"""Sweep reports: one table and two plots that answer "which configuration won, and by how much?".
+"""Sweep reports: a table that answers "which configuration won, and by how much?", and the pictures
+of ``report_plots.py`` that show why.
 
 Written into the sweep directory at the end of every multirun (``SweepReport``, a Hydra callback),
 and rebuilt at any time, also for an interrupted sweep, with::
@@ -53,15 +54,32 @@ def read_job(job_dir: Path) -> dict[str, Any]:
             "_overrides": dict(o.split("=", 1) for o in overrides if "=" in o)}
 
 
+def _short(value: str) -> str:
+    """A swept value as a label shows it: numbers to 3 significant digits, the rest as typed."""
+    try:
+        number = float(value)
+    except ValueError:
+        return value
+    if number.is_integer() and "e" not in value.lower() and "." not in value:
+        return value
+    return f"{number:.3g}"
+
+
 def label_configs(jobs: list[dict[str, Any]]) -> list[str]:
     """Name each job's configuration by the overrides that vary across the sweep (seed excluded).
 
-    Returns the overrides common to every job, for the report's header.
+    A key is shortened to its last part (``optimizer.lr`` -> ``lr``) where no other swept key shares it,
+    and numbers are rounded to 3 significant digits, so labels stay short enough to read in a plot.
+    ``job["swept"]`` keeps the full keys and values (the CSV's columns). Returns the overrides common to
+    every job, for the report's header.
     """
     keys = {k for j in jobs for k in j["_overrides"] if k != "seed"}
     varying = sorted(k for k in keys if len({j["_overrides"].get(k) for j in jobs}) > 1)
+    tails = [k.rpartition(".")[2] for k in varying]
+    names = {k: t if tails.count(t) == 1 else k for k, t in zip(varying, tails)}
     for job in jobs:
-        job["config"] = ",".join(f"{k}={job['_overrides'].get(k, '(default)')}" for k in varying) or "(all alike)"
+        job["swept"] = {k: job["_overrides"].get(k, "(default)") for k in varying}
+        job["config"] = ",".join(f"{names[k]}={_short(v)}" for k, v in job["swept"].items()) or "(all alike)"
     return sorted(f"{k}={v}" for k, v in jobs[0]["_overrides"].items() if k in keys and k not in varying)
 
 
@@ -72,8 +90,8 @@ def _mean_std(values: list[float]) -> tuple[float, float]:
     return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
 
 
-def group_configs(jobs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Seeds aggregated per configuration, best mean test accuracy first."""
+def group_configs(jobs: list[dict[str, Any]], rank_by: str = "test/acc") -> list[dict[str, Any]]:
+    """Seeds aggregated per configuration, best first by ``rank_by`` (a loss: lowest first)."""
     groups: dict[str, list[dict[str, Any]]] = {}
     for job in jobs:
         groups.setdefault(job["config"], []).append(job)
@@ -81,43 +99,68 @@ def group_configs(jobs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for config, members in groups.items():
         done = [j for j in members if j.get("status") == "completed"]
         row: dict[str, Any] = {"config": config, "jobs": len(members), "completed": len(done),
-                               "statuses": ",".join(sorted({j.get("status", "?") for j in members}))}
-        for key in (*METRICS, *SUMMARY_DIAG, "wall_seconds"):
+                               "statuses": ",".join(sorted({j.get("status", "?") for j in members})),
+                               "members": members}
+        for key in {*METRICS, *SUMMARY_DIAG, rank_by, "wall_seconds"}:
             row[key] = _mean_std([j[key] for j in done if key in j])
         rows.append(row)
-    return sorted(rows, key=lambda r: -r["test/acc"][0] if math.isfinite(r["test/acc"][0]) else math.inf)
+    sign = 1 if "loss" in rank_by else -1
+    return sorted(rows, key=lambda r: sign * r[rank_by][0] if math.isfinite(r[rank_by][0]) else math.inf)
+
+
+def _number(value: float, digits: int = 4) -> str:
+    """Fixed point, or scientific notation where fixed point would print a small value as 0.000."""
+    if value != 0 and abs(value) < 1e-3:
+        return f"{value:.2e}"
+    return f"{value:.{digits}f}"
 
 
 def _fmt(mean_std: tuple[float, float], digits: int = 4) -> str:
     mean, std = mean_std
     if not math.isfinite(mean):
         return "-"
-    return f"{mean:.{digits}f} ± {std:.{digits}f}" if std else f"{mean:.{digits}f}"
+    return f"{_number(mean, digits)} ± {_number(std, digits)}" if std else _number(mean, digits)
+
+
+def sweep_settings(sweep_dir: Path) -> dict[str, Any]:
+    """What the sweep optimised, from Hydra's ``multirun.yaml``: an optimizing sweeper (Optuna) ranks by
+    ``optimized_metric``, a grid by test accuracy."""
+    try:
+        cfg = yaml.safe_load((sweep_dir / "multirun.yaml").read_text()) or {}
+    except (OSError, yaml.YAMLError):
+        cfg = {}
+    sweeper = str(((cfg.get("hydra") or {}).get("sweeper") or {}).get("_target_", ""))
+    metric = cfg.get("optimized_metric") if "optuna" in sweeper.lower() else None
+    return {"rank_by": metric if metric in (*METRICS, "train/acc") else "test/acc", "optimizing": bool(metric)}
 
 
 def write_csv(jobs: list[dict[str, Any]], path: Path) -> None:
+    """One row per job; one column per swept key (its full name), beside the joined overrides."""
+    swept = list(jobs[0].get("swept", {}))
     diag = sorted({k for j in jobs for k in j if k.startswith(("diag/", "collapse/"))})
-    columns = ["job", "config", "seed", "overrides", "status", *METRICS, "train/acc", "epochs", *diag,
+    columns = ["job", "config", *swept, "seed", "overrides", "status", *METRICS, "train/acc", "epochs", *diag,
                "wall_seconds", "error"]
     with open(path, "w", newline="") as f:
         writer = csv.DictWriter(f, columns, extrasaction="ignore")
         writer.writeheader()
-        writer.writerows(jobs)
+        writer.writerows({**j, **j.get("swept", {})} for j in jobs)
 
 
 def write_markdown(jobs: list[dict[str, Any]], groups: list[dict[str, Any]], path: Path, title: str,
-                   common: list[str]) -> None:
+                   common: list[str], rank_by: str = "test/acc") -> None:
     diag = [k for k in SUMMARY_DIAG if any(math.isfinite(g[k][0]) for g in groups)]
-    head = ["#", "configuration", "seeds ok", "test/acc", "val/acc", "test/loss", *diag, "wall s", "status"]
+    metrics = [rank_by, *(m for m in ("test/acc", "val/acc", "test/loss") if m != rank_by)]
+    head = ["#", "configuration", "seeds ok", *metrics, *diag, "wall s", "status"]
+    why = (f"ranked by {rank_by}, the metric the search optimised (test accuracy beside it)"
+           if rank_by != "test/acc" else "best test accuracy first")
     lines = [f"# Sweep report: {title}", "",
              f"{len(jobs)} jobs, {sum(j.get('status') == 'completed' for j in jobs)} completed. "
-             "Mean ± standard deviation over the seeds that completed; best test accuracy first.", "",
+             f"Mean ± standard deviation over the seeds that completed; {why}.", "",
              f"Common to every job: `{' '.join(common) or '(no overrides)'}`", "",
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for rank, g in enumerate(groups, 1):
-        cells = [str(rank), f"`{g['config']}`", f"{g['completed']}/{g['jobs']}", _fmt(g["test/acc"]),
-                 _fmt(g["val/acc"]), _fmt(g["test/loss"]), *(_fmt(g[k], 3) for k in diag),
-                 _fmt(g["wall_seconds"], 1), g["statuses"]]
+        cells = [str(rank), f"`{g['config']}`", f"{g['completed']}/{g['jobs']}", *(_fmt(g[m]) for m in metrics),
+                 *(_fmt(g[k], 3) for k in diag), _fmt(g["wall_seconds"], 1), g["statuses"]]
         lines.append("| " + " | ".join(cells) + " |")
     bad = [j for j in jobs if j.get("status") != "completed"]
     if bad:
@@ -126,61 +169,23 @@ def write_markdown(jobs: list[dict[str, Any]], groups: list[dict[str, Any]], pat
     path.write_text("\n".join(lines) + "\n")
 
 
-def write_plots(jobs: list[dict[str, Any]], groups: list[dict[str, Any]], sweep_dir: Path) -> list[Path]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from matplotlib.ticker import MaxNLocator
-
-    fig, ax = plt.subplots(figsize=(8, 5))
-    for g in groups:
-        curves = [j["history"]["val/acc"] for j in jobs if j["config"] == g["config"] and j.get("history", {}).get("val/acc")]
-        if curves:
-            n = min(map(len, curves))
-            mean = [statistics.fmean(c[i] for c in curves) for i in range(n)]
-            ax.plot(range(1, n + 1), mean, marker="o", label=g["config"])
-    ax.set(xlabel="epoch", ylabel="validation accuracy", title="Validation accuracy per epoch (mean over seeds)")
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.grid(alpha=0.3)
-    if ax.lines:
-        ax.legend(fontsize=7)
-    fig.tight_layout()
-    curves_png = sweep_dir / "val_acc_per_epoch.png"
-    fig.savefig(curves_png, dpi=120)
-    plt.close(fig)
-
-    done = [g for g in groups if math.isfinite(g["test/acc"][0])]
-    fig, ax = plt.subplots(figsize=(8, max(2.5, 0.4 * len(done) + 1)))
-    ax.barh([g["config"] for g in done][::-1], [g["test/acc"][0] for g in done][::-1],
-            xerr=[g["test/acc"][1] for g in done][::-1], color="tab:blue", alpha=0.8)
-    if done:
-        low = min(g["test/acc"][0] for g in done)
-        ax.set_xlim(max(0.0, low - 0.05), 1.0)
-    ax.set(xlabel="test accuracy (mean ± std over seeds)", title="Final test accuracy per configuration")
-    ax.tick_params(axis="y", labelsize=7)
-    fig.tight_layout()
-    bars_png = sweep_dir / "test_acc.png"
-    fig.savefig(bars_png, dpi=120)
-    plt.close(fig)
-    return [curves_png, bars_png]
-
-
 def build_report(sweep_dir: str | Path) -> dict[str, Path]:
     """Write ``summary.csv``, ``summary.md`` and the plots into ``sweep_dir``; returns their paths."""
+    from experiments.report_plots import write_plots
+
     sweep_dir = Path(sweep_dir)
     if not sweep_dir.is_dir():
         raise FileNotFoundError(f"{sweep_dir} is not a directory: pass the sweep directory (outputs/multirun/...)")
     jobs = [read_job(d) for d in _job_dirs(sweep_dir)]
     if not jobs:
         raise FileNotFoundError(f"{sweep_dir} has no job directories (expected <n>_<overrides>/ with .hydra/ inside)")
+    rank_by = sweep_settings(sweep_dir)["rank_by"]
     common = label_configs(jobs)
-    groups = group_configs(jobs)
+    groups = group_configs(jobs, rank_by)
     paths = {"csv": sweep_dir / "summary.csv", "md": sweep_dir / "summary.md"}
     write_csv(jobs, paths["csv"])
-    write_markdown(jobs, groups, paths["md"], str(sweep_dir), common)
-    paths["curves"], paths["bars"] = write_plots(jobs, groups, sweep_dir)
-    return paths
+    write_markdown(jobs, groups, paths["md"], str(sweep_dir), common, rank_by)
+    return {**paths, **write_plots(jobs, groups, sweep_dir, rank_by)}
 
 
 def incomplete_summary(sweep_dir: str | Path) -> str | None:
