@@ -122,14 +122,25 @@ def _fmt(mean_std: tuple[float, float], digits: int = 4) -> str:
     return f"{_number(mean, digits)} ± {_number(std, digits)}" if std else _number(mean, digits)
 
 
-def sweep_settings(sweep_dir: Path) -> dict[str, Any]:
-    """What the sweep optimised, from Hydra's ``multirun.yaml``: an optimizing sweeper (Optuna) ranks by
-    ``optimized_metric``, a grid by test accuracy."""
+def _yaml(path: Path) -> dict[str, Any]:
     try:
-        cfg = yaml.safe_load((sweep_dir / "multirun.yaml").read_text()) or {}
+        data = yaml.safe_load(path.read_text())
     except (OSError, yaml.YAMLError):
-        cfg = {}
-    sweeper = str(((cfg.get("hydra") or {}).get("sweeper") or {}).get("_target_", ""))
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def sweep_settings(sweep_dir: Path) -> dict[str, Any]:
+    """What the sweep optimised: an optimizing sweeper (Optuna) ranks by ``optimized_metric``, a grid by
+    test accuracy. Read from Hydra's ``multirun.yaml``, or (the Optuna sweeper writes none) from the
+    first job's ``.hydra/hydra.yaml`` and ``.hydra/config.yaml``."""
+    cfg = _yaml(sweep_dir / "multirun.yaml")
+    hydra_cfg = cfg.get("hydra") or {}
+    if not cfg:
+        jobs = _job_dirs(sweep_dir)
+        hydra_cfg = _yaml(jobs[0] / ".hydra" / "hydra.yaml").get("hydra") or {} if jobs else {}
+        cfg = _yaml(jobs[0] / ".hydra" / "config.yaml") if jobs else {}
+    sweeper = str((hydra_cfg.get("sweeper") or {}).get("_target_", ""))
     metric = cfg.get("optimized_metric") if "optuna" in sweeper.lower() else None
     return {"rank_by": metric if metric in (*METRICS, "train/acc") else "test/acc", "optimizing": bool(metric)}
 
