@@ -217,3 +217,24 @@ def test_no_logger_still_records_metrics_json(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     run_dir = only_run_dir(tmp_path)
     assert read_metrics(run_dir)["status"] == "completed" and not (run_dir / "tensorboard").exists()
+
+
+def test_every_key_that_differs_between_sweep_jobs_is_in_the_hparams_tab(tmp_path):
+    from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
+    import yaml
+
+    proc = run_script(["-m", "scheduler=step", "scheduler.scheduler.gamma=0.5,0.9", "trainer.gradient_clip_val=null,0.5",
+                       *FAST, "trainer.limit_train_batches=5", "diagnostics=none"], tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    sessions = []
+    for tb in sorted(tmp_path.glob("outputs/multirun/*/*/*/tensorboard")):
+        events = EventAccumulator(str(tb)).Reload()
+        content = events.summary_metadata["_hparams_/session_start_info"].plugin_data.content
+        hparams = HParamsPluginData.FromString(content).session_start_info.hparams
+        values = {k: getattr(v, v.WhichOneof("kind")) for k, v in hparams.items()}
+        sessions.append((values["scheduler.scheduler.gamma"], values["trainer.gradient_clip_val"]))
+        assert values["scheduler"] == "step" and values["seed"] == 42
+        saved = yaml.safe_load((tb / "hparams.yaml").read_text())
+        assert saved["scheduler.scheduler.gamma"] == values["scheduler.scheduler.gamma"]
+        assert {"final/test_acc", "final/val_acc"} <= set(events.Tags()["scalars"])
+    assert sorted(sessions, key=str) == [(0.5, "None"), (0.5, 0.5), (0.9, "None"), (0.9, 0.5)]

@@ -18,9 +18,10 @@ import lightning as L
 import torch
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import Checkpoint, ModelCheckpoint, ProgressBar
+from lightning.pytorch.core.saving import save_hparams_to_yaml
 from lightning.pytorch.loggers import Logger, TensorBoardLogger
 from lightning.pytorch.utilities.exceptions import SIGTERMException
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from experiments.callbacks import Diverged, DivergenceGuard, EpochHistory, Interrupts
 from experiments.classifier import GROUPS, Classifier, read_checkpoint, resume_mismatches
@@ -151,26 +152,48 @@ def evaluate_best(built: Built) -> dict[str, Any]:
             "best_val_acc": float(score) if score is not None else None}
 
 
-def flat_hparams(cfg: DictConfig, choices: dict[str, str]) -> dict[str, Any]:
-    """The swept-over choices and the numbers inside them, flat, for TensorBoard's HParams tab."""
+HPARAM_GROUPS = ("model", "activation", "loss", "optimizer", "scheduler", "data", "trainer", "search")
+
+
+def _flatten(value: Any, key: str, out: dict[str, Any]) -> None:
+    if isinstance(value, dict):
+        for name, inner in value.items():
+            if not str(name).startswith("_"):
+                _flatten(inner, f"{key}.{name}" if key else str(name), out)
+    elif isinstance(value, (int, float, str, bool)):
+        out[key] = value
+    else:  # lists and nulls: as text, so that a sweep's values stay comparable
+        out[key] = str(value)
+
+
+def flat_hparams(cfg: DictConfig, choices: dict[str, str], overrides: list[str] = ()) -> dict[str, Any]:
+    """Every setting a sweep could vary, flat, for TensorBoard's HParams tab: the group choices, every
+    key of the groups (nested ones dotted: ``scheduler.scheduler.gamma``), the top-level settings, and
+    whatever an override set, wherever it lives."""
     out: dict[str, Any] = {k: v for k, v in choices.items() if not k.startswith("hydra") and v is not None}
-    for group in ("model", "activation", "loss", "optimizer", "data"):
-        for key, value in (plain(cfg.get(group)) or {}).items():
-            if not key.startswith("_") and isinstance(value, (int, float, str, bool)):
-                out[f"{group}.{key}"] = value
-            elif isinstance(value, list):
-                out[f"{group}.{key}"] = str(value)
-    out.update(seed=cfg.seed, max_epochs=cfg.trainer.max_epochs)
+    for group in HPARAM_GROUPS:
+        _flatten(plain(cfg.get(group)) or {}, group, out)
+    for key, value in cfg.items():
+        if key not in HPARAM_GROUPS and not isinstance(value, DictConfig):
+            _flatten(plain(value) if isinstance(value, ListConfig) else value, str(key), out)
+    for override in overrides:
+        key = override.lstrip("+~").split("=", 1)[0]
+        if "/" not in key and not key.startswith("hydra"):
+            value = OmegaConf.select(cfg, key, default=None)
+            _flatten(plain(value) if isinstance(value, (DictConfig, ListConfig)) else value, key, out)
     return out
 
 
-def log_final(trainer: L.Trainer, cfg: DictConfig, choices: dict[str, str], result: dict[str, Any]) -> None:
+def log_final(trainer: L.Trainer, cfg: DictConfig, choices: dict[str, str], result: dict[str, Any],
+              overrides: list[str] = ()) -> None:
     """Hyperparameters with the final metrics: TensorBoard's HParams tab, and every other logger."""
     final = {f"final/{k.replace('/', '_')}": v for k, v in result.items() if k in FINAL_KEYS}
-    params = flat_hparams(cfg, choices)
+    params = flat_hparams(cfg, choices, overrides)
     for logger in trainer.loggers:
         if isinstance(logger, TensorBoardLogger):
             logger.log_hyperparams(params, metrics=final)
+            # the logger writes hparams.yaml only once, at its first save (empty then): rewrite it whole
+            save_hparams_to_yaml(Path(logger.log_dir) / "hparams.yaml", params)
         else:
             logger.log_hyperparams(params)
             logger.log_metrics(final, step=trainer.global_step)
@@ -223,5 +246,5 @@ def run(cfg: DictConfig, run_dir: Path, choices: dict[str, str], overrides: list
                            deterministic_algorithms=torch.are_deterministic_algorithms_enabled(),
                            device=str(trainer.strategy.root_device))
     if result["status"] == "completed" and trainer.is_global_zero:
-        log_final(trainer, cfg, choices, result)
+        log_final(trainer, cfg, choices, result, overrides)
     return result
