@@ -162,3 +162,22 @@ def eval_main(cfg: DictConfig) -> float:
     write_json(run_dir / "eval.json", {**result, "ckpt_path": str(Path(cfg.ckpt_path).resolve())})
     print(f"test/acc={result['test/acc']:.4f} test/loss={result['test/loss']:.4f} ckpt={cfg.ckpt_path}", flush=True)
     return result["test/acc"]
+
+
+def _hydra_entry(task: Any, config_name: str) -> None:
+    import hydra
+
+    from experiments.catalogue import CONF_DIR
+
+    register_resolvers()
+    hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name=config_name)(task)()
+
+
+def train() -> None:
+    """Console script ``mlp-train``: ``python train.py`` under another name, the same arguments."""
+    _hydra_entry(train_main, "config")
+
+
+def evaluate() -> None:
+    """Console script ``mlp-eval``: ``python eval.py`` under another name, the same arguments."""
+    _hydra_entry(eval_main, "eval")

@@ -66,7 +66,9 @@ def resume_command(ckpt: Path, run_dir: Path, overrides: list[str]) -> str:
     """The same run, continued in the same directory; Hydra's copy of the resumed config goes beside
     the original (``.hydra/resumed-<time>``), so the first one is kept. Quoted for the shell and Hydra."""
     kept = [o for o in overrides if not o.startswith(("ckpt_path=", "hydra.run.dir=", "hydra.output_subdir="))]
-    args = ["python", sys.argv[0] or "train.py", *kept, f"ckpt_path={hydra_value(str(ckpt))}",
+    script = sys.argv[0] or "train.py"  # a console script (mlp-train) runs as itself, train.py through python
+    command = ["python", script] if script.endswith(".py") else [Path(script).name]
+    args = [*command, *kept, f"ckpt_path={hydra_value(str(ckpt))}",
             f"hydra.run.dir={hydra_value(str(run_dir))}",
             f"hydra.output_subdir=.hydra/resumed-{time.strftime('%Y%m%d-%H%M%S')}"]
     return " ".join(shlex.quote(a) for a in args)

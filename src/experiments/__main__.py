@@ -1,0 +1,34 @@
+"""``python -m experiments``: what there is to run, and every config group with its options."""
+
+from __future__ import annotations
+
+from experiments.catalogue import CONF_DIR
+
+COMMANDS = [
+    ("python train.py [group=option ...] [key=value ...]", "mlp-train", "train one configuration (-m: a sweep)"),
+    ("python eval.py ckpt_path=<file>", "mlp-eval", "test a checkpoint on the 10,000 test images"),
+    ("python -m experiments.reports <sweep_dir>", "mlp-report", "rebuild a sweep's report"),
+]
+SCRIPTS = [
+    ("scripts/benchmark.py", "the framework against a plain PyTorch loop"),
+    ("scripts/born_dead.py", "P(a random narrow deep ReLU net is dead at birth)"),
+    ("scripts/activation_gallery.py", "every activation and its derivative in one PNG"),
+    ("scripts/keras_lecture.py", "the lecture's Keras program on PyTorch (extra: keras)"),
+    ("scripts/plain_mnist.py", "the framework-free reference loop"),
+]
+
+
+def overview() -> str:
+    lines = ["Commands (console script in brackets):"]
+    lines += [f"  {command:<52} {'[' + script + ']':<13} {what}" for command, script, what in COMMANDS]
+    lines += ["", "Scripts:"] + [f"  python {path:<32} {what}" for path, what in SCRIPTS]
+    lines += ["", f"Config groups ({CONF_DIR}), choose with group=option:"]
+    for group in sorted(p for p in CONF_DIR.iterdir() if p.is_dir()):
+        options = sorted(p.stem for p in group.glob("*.yaml"))
+        lines.append(f"  {group.name + '=':<16} {', '.join(options)}")
+    lines += ["", "python train.py --help lists every key; README.md explains each group."]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    print(overview())
