@@ -44,8 +44,8 @@ def _mean_curve(curves: list[list[float]]) -> list[float]:
 
 
 def _layers(jobs: list[dict[str, Any]], prefix: str) -> list[str]:
-    """``layer1``, ``layer2``, ... (and ``output``) found under ``prefix`` in the jobs' histories, in order."""
-    found = {k.removeprefix(prefix) for j in jobs for k in j.get("history", {}) if k.startswith(prefix)}
+    """``layer1``, ``layer2``, ... (and ``output``) found under ``prefix`` in the jobs' records, in order."""
+    found = {k.removeprefix(prefix) for j in jobs for k in [*j.get("history", {}), *j] if k.startswith(prefix)}
     numbered = sorted((n for n in found if re.fullmatch(r"layer\d+", n)), key=lambda n: int(n[5:]))
     return numbered + (["output"] if "output" in found else [])
 
