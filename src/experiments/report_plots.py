@@ -24,13 +24,13 @@ from typing import Any
 CHANCE = 0.1  # ten balanced classes
 
 
-def _plt() -> Any:
-    import matplotlib
+def _figure(rows: int = 1, cols: int = 1, **kwargs: Any) -> tuple[Any, Any]:
+    """A figure that belongs to no pyplot state: drawing a report neither needs nor changes the caller's
+    matplotlib backend (a notebook keeps showing its own plots inline)."""
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
+    fig = Figure(figsize=kwargs.pop("figsize"))
+    return fig, fig.subplots(rows, cols, **kwargs)
 
 
 def _wrap(label: str, width: int = 28) -> str:
@@ -62,7 +62,6 @@ def _swept_order(job: dict[str, Any]) -> tuple[Any, ...]:
 
 def _save(fig: Any, path: Path) -> Path:
     fig.savefig(path, dpi=110, bbox_inches="tight")
-    _plt().close(fig)
     return path
 
 
@@ -72,8 +71,7 @@ def _legend(ax: Any, n: int) -> None:
 
 
 def val_acc_curves(jobs: list[dict[str, Any]], groups: list[dict[str, Any]], path: Path) -> Path | None:
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=(8, 4.5))
+    fig, ax = _figure(figsize=(8, 4.5))
     longest = 0
     for g in groups:
         curves = [j["history"]["val/acc"] for j in g["members"] if j.get("history", {}).get("val/acc")]
@@ -82,7 +80,6 @@ def val_acc_curves(jobs: list[dict[str, Any]], groups: list[dict[str, Any]], pat
             longest = max(longest, len(mean))
             ax.plot(range(1, len(mean) + 1), mean, marker="o", label=_wrap(g["config"], 40))
     if not longest:
-        plt.close(fig)
         return None
     ax.set_xticks(range(1, longest + 1) if longest <= 20 else range(1, longest + 1, math.ceil(longest / 10)))
     ax.set_xlim(0.5, longest + 0.5)
@@ -96,10 +93,9 @@ def accuracy_bars(groups: list[dict[str, Any]], path: Path, rank_by: str = "test
     done = [g for g in groups if math.isfinite(g["test/acc"][0])]
     if not done:
         return None
-    plt = _plt()
     labels = [_wrap(g["config"]) for g in done][::-1]
     height = sum(label.count("\n") + 1 for label in labels) * 0.28 + 1.4
-    fig, ax = plt.subplots(figsize=(8, max(2.5, height)))
+    fig, ax = _figure(figsize=(8, max(2.5, height)))
     means, stds = [g["test/acc"][0] for g in done][::-1], [g["test/acc"][1] for g in done][::-1]
     bars = ax.barh(labels, means, xerr=stds if any(stds) else None, color="tab:blue", alpha=0.8, capsize=3)
     ax.bar_label(bars, labels=[f"{m:.3f}" for m in means], padding=4, fontsize=7)
@@ -120,12 +116,13 @@ def dead_units(groups: list[dict[str, Any]], path: Path, limit: int = 16) -> Pat
     if not layers or not shown:
         return None
     shown = sorted(shown[:limit], key=lambda g: _swept_order(g["members"][0]))  # panels in the sweep's order
-    plt = _plt()
     cols = min(4, len(shown))
     rows = math.ceil(len(shown) / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols + 1.5, 2.6 * rows + 0.6), sharex=True, sharey=True,
-                             squeeze=False)
-    colours = plt.get_cmap("viridis")
+    fig, axes = _figure(rows, cols, figsize=(3.2 * cols + 1.5, 2.6 * rows + 0.6), sharex=True, sharey=True,
+                        squeeze=False)
+    from matplotlib import colormaps
+
+    colours = colormaps["viridis"]
     for ax, g in zip(axes.flat, shown):
         for i, layer in enumerate(layers):
             curves = []
@@ -162,8 +159,7 @@ def grad_norms(groups: list[dict[str, Any]], path: Path) -> Path | None:
     layers = _layers(members, "diag/grad_norm/")
     if not layers:
         return None
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=(max(6, 0.6 * len(layers) + 3), 4.5))
+    fig, ax = _figure(figsize=(max(6, 0.6 * len(layers) + 3), 4.5))
     for g in groups:
         points = []
         for layer in layers:
@@ -174,7 +170,6 @@ def grad_norms(groups: list[dict[str, Any]], path: Path) -> Path | None:
             ax.plot(range(len(layers)), [p if p > 0 else math.nan for p in points], marker="o",
                     label=_wrap(g["config"], 40))
     if not ax.lines:
-        plt.close(fig)
         return None
     ax.set_yscale("log")
     ax.set_xticks(range(len(layers)), [n.replace("layer", "") if n != "output" else "out" for n in layers])
@@ -199,8 +194,7 @@ def dead_vs_lr(jobs: list[dict[str, Any]], path: Path) -> Path | None:
     for job in done:
         name = ",".join(f"{k.rpartition('.')[2]}={job['swept'][k]}" for k in others) or "all"
         series.setdefault(name, {}).setdefault(float(job["swept"]["optimizer.lr"]), []).append(job)
-    plt = _plt()
-    fig, axes = plt.subplots(1, len(layers), figsize=(3.4 * len(layers) + 1.5, 3.6), sharey=True, squeeze=False)
+    fig, axes = _figure(1, len(layers), figsize=(3.4 * len(layers) + 1.5, 3.6), sharey=True, squeeze=False)
     for ax, layer in zip(axes[0], layers):
         for name, by_lr in sorted(series.items()):
             lrs = sorted(by_lr)
