@@ -212,3 +212,11 @@ def test_selu_without_lecun_normal_weights_and_zero_biases_is_warned_about(overr
     assert bool(found) == warned
     if warned:
         assert "model.init=lecun_normal model.bias_init=0" in found[0]
+
+
+@pytest.mark.parametrize("preset, normalize", [("dying_relu", "standardize"), ("dying_relu_lr", "unit")])
+def test_the_dying_relu_presets_state_their_pixel_scaling(preset, normalize):
+    import yaml
+    text = (ROOT / "conf" / "experiment" / f"{preset}.yaml").read_text()
+    assert yaml.safe_load(text)["data"]["normalize"] == normalize  # in the file, not inherited
+    assert compose_config([f"experiment={preset}"]).data.normalize == normalize

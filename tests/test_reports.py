@@ -25,8 +25,10 @@ def sweep(tmp_path_factory):
 @pytest.mark.slow
 def test_report_is_written_at_the_end_of_the_multirun(sweep):
     sweep_dir, proc = sweep
-    for name in ("summary.csv", "summary.md", "val_acc_per_epoch.png", "test_acc.png"):
-        assert (sweep_dir / name).stat().st_size > 0, name
+    for name in ("summary.csv", "summary.md", "val_acc_per_epoch.png", "test_acc.png", "dead_units.png",
+                 "grad_norms.png"):
+        assert (sweep_dir / name).stat().st_size > (10_000 if name.endswith(".png") else 500), name
+    assert not (sweep_dir / "dead_vs_lr.png").exists()  # the learning rate was not swept
     assert (sweep_dir / "test_acc.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "Sweep report" in proc.stdout
 
@@ -40,7 +42,7 @@ def test_csv_has_one_row_per_job_with_its_metrics(sweep):
         job = json.loads((sweep_dir / row["job"] / "metrics.json").read_text())
         assert float(row["test/acc"]) == pytest.approx(job["test/acc"])
         assert row["status"] == "completed" and float(row["wall_seconds"]) > 0
-        assert "diag/dead_frac/total" in row
+        assert "diag/dead_frac/total" in row and row["activation"] in ("relu", "alrelu")
 
 
 @pytest.mark.slow
@@ -156,8 +158,8 @@ def history_job(activation: str, lr: str, seed: int, dead: list[float], grads: l
             "_overrides": {"activation": activation, "optimizer.lr": lr, "seed": str(seed)}}
 
 
-@pytest.fixture
-def drawn(tmp_path, monkeypatch):
+@pytest.fixture(scope="module")
+def drawn(tmp_path_factory):
     """The plots of a hand-made 2 x 2 x 2 sweep, and each figure as it was about to be saved."""
     import experiments.report_plots as plots
     jobs = [history_job(a, lr, s, [0.9, 0.5, 0.1] if a == "relu" else [0, 0, 0], [1e-6, 1e-3, 1.0])
@@ -166,8 +168,9 @@ def drawn(tmp_path, monkeypatch):
     groups = group_configs(jobs)
     figures = {}
     save = plots._save
-    monkeypatch.setattr(plots, "_save", lambda fig, path: figures.setdefault(path.name, fig) and save(fig, path))
-    return plots.write_plots(jobs, groups, tmp_path), figures
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(plots, "_save", lambda fig, path: figures.setdefault(path.name, fig) and save(fig, path))
+        return plots.write_plots(jobs, groups, tmp_path_factory.mktemp("plots")), figures
 
 
 def test_every_picture_is_drawn_with_a_readable_size(drawn):
