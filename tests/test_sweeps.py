@@ -23,6 +23,10 @@ def test_joblib_runs_in_parallel_with_threads_per_job_and_no_leaks(tmp_path):
     metrics = [read_metrics(j) for j in jobs_of(tmp_path)]
     assert [m["deterministic_algorithms"] for m in metrics] == [True, False, True]
     assert all(m["threads"] == os.cpu_count() for m in metrics)  # one job at a time: every core
+    # jobs 0 and 2 are the same configuration in the same worker: seeded afresh, they train identically
+    first, third = metrics[0], metrics[2]
+    assert first["history"] == {**third["history"], "epoch_seconds": first["history"]["epoch_seconds"]}
+    assert first["test/acc"] == third["test/acc"] and first["diag/born_dead_frac/total"] == third["diag/born_dead_frac/total"]
 
 
 def test_joblib_parallel_jobs_share_the_cores(tmp_path):

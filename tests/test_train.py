@@ -100,6 +100,14 @@ def test_eval_scales_the_pixels_as_the_run_was_trained(tmp_path):
         accs[bool(extra)] = float(proc.stdout.strip().splitlines()[-1].split()[0].removeprefix("test/acc="))
     assert accs[False] == pytest.approx(metrics["test/acc"], abs=1e-4)
     assert accs[True] != pytest.approx(metrics["test/acc"], abs=1e-3)
+    # eval.py tests on all 10,000 official test images: the accuracy counted by hand over them
+    from experiments.classifier import load_classifier
+    from experiments.mnist import load_mnist, normalize
+    test = load_mnist(raw=True)
+    with torch.no_grad():
+        predicted = load_classifier(ckpt).eval()(normalize(test["test_x"], "unit")).argmax(1)
+    assert len(test["test_y"]) == 10_000
+    assert accs[False] == pytest.approx((predicted == test["test_y"]).float().mean().item(), abs=1e-4)
 
 
 def test_sgd_with_the_courses_override(tmp_path):

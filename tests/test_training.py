@@ -1,5 +1,6 @@
 """A run's parts come from its config groups: Lightning's own callbacks and loggers, built as configured."""
 
+import pytest
 from lightning.pytorch.callbacks import EarlyStopping, RichProgressBar
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
@@ -63,3 +64,23 @@ def test_hparams_for_tensorboard_hold_the_choices_and_their_numbers():
     params = flat_hparams(cfg, {"optimizer": "momentum", "hydra/launcher": "basic"})
     assert params["optimizer"] == "momentum" and params["optimizer.momentum"] == 0.9
     assert params["model.hidden_sizes"] == "[64, 64, 64]" and "hydra/launcher" not in params
+
+
+@pytest.mark.parametrize("overrides, present, absent", [
+    (["diagnostics=none"], [], ["diag/dead_frac/total", "diag/grad_norm/layer1", "weights/layer1"]),
+    (["diagnostics.histograms=null"], ["diag/dead_frac/total", "diag/grad_norm/layer1"], ["weights/layer1"]),
+    (["diagnostics.dead_units=null"], ["diag/grad_norm/layer1", "weights/layer1"], ["diag/dead_frac/total"]),
+    (["diagnostics.grad_norms=null"], ["diag/dead_frac/total", "weights/layer1"], ["diag/grad_norm/layer1"]),
+])
+def test_diagnostics_switch_off_as_a_group_and_one_by_one(tmp_path, overrides, present, absent):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from experiments.training import run
+    args = ["trainer.limit_train_batches=4", "trainer.limit_val_batches=1", "trainer.limit_test_batches=1",
+            "trainer.max_epochs=1", "trainer.log_every_n_steps=2", "callbacks.progress_bar=null", *overrides]
+    cfg = compose_config(args, output_dir=str(tmp_path))
+    result = run(cfg, tmp_path, {"optimizer": "adam"}, args)
+    events = EventAccumulator(str(tmp_path / "tensorboard")).Reload()
+    written = set(result) | set(result["history"]) | set(events.Tags()["histograms"])
+    assert result["status"] == "completed"
+    assert all(k in written for k in present) and not any(k in written for k in absent), written
