@@ -1,10 +1,11 @@
+import functools
 import math
 
 import pytest
 import torch
 from torch import nn
 
-from conftest import compose_config
+from conftest import ROOT, compose_config
 from omegaconf import OmegaConf
 
 from experiments.activations import ALReLU, activation_factory
@@ -129,3 +130,36 @@ def test_relu6_is_flat_above_six_and_rrelu_draws_slopes_in_training():
     rrelu = build("rrelu").train()
     slopes = rrelu(-torch.ones(10_000, dtype=torch.float64)).neg()
     assert 1 / 8 <= slopes.min() and slopes.max() <= 1 / 3 and slopes.std() > 0.03
+
+
+# ---------------------------------------------------------------- properties (hypothesis)
+
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+CONF_ACTIVATIONS = ROOT / "conf" / "activation"
+KINKS = {"relu": [0.0], "relu6": [0.0, 6.0], "leaky_relu": [0.0], "alrelu": [0.0], "prelu": [0.0], "rrelu": [0.0],
+         "elu": [0.0], "selu": [0.0]}  # where f' jumps: finite differences do not apply there
+
+
+@functools.cache
+def built(name: str) -> nn.Module:
+    """The activation as a run builds it from its YAML, in float64; rrelu in eval mode (its mean slope)."""
+    module = activation_factory(OmegaConf.to_container(compose_config([f"activation={name}"]).activation))(1)
+    return module.double().eval()
+
+
+@pytest.mark.parametrize("name", sorted(p.stem for p in CONF_ACTIVATIONS.glob("*.yaml")))
+@settings(max_examples=40, deadline=None)
+@given(points=st.lists(st.floats(-8, 8, allow_nan=False), min_size=1, max_size=16))
+def test_autograd_derivative_matches_finite_differences_on_random_inputs(name, points):
+    kinks = KINKS.get(name, [])
+    points = [p for p in points if all(abs(p - k) > 1e-3 for k in kinks)]
+    if not points:
+        return
+    module = built(name)
+    x = torch.tensor(points, dtype=torch.float64).unsqueeze(1).requires_grad_(True)
+    (autograd,) = torch.autograd.grad(module(x).sum(), x)
+    h = 1e-6
+    with torch.no_grad():
+        numeric = (module(x + h) - module(x - h)) / (2 * h)
+    assert torch.allclose(autograd, numeric, atol=1e-5, rtol=1e-4), (name, points)

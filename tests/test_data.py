@@ -101,3 +101,37 @@ def test_batches_and_probes_are_scaled_as_data_normalize_says(mode, low, high):
     for t in (x, probe):
         assert t.min().item() == pytest.approx(low, abs=1e-3) and t.max().item() == pytest.approx(high, abs=1e-3)
     assert dm.hparams["normalize"] == mode  # saved in checkpoints, for eval.py
+
+
+# ---------------------------------------------------------------- properties (hypothesis)
+
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+
+@settings(max_examples=80, deadline=None)
+@given(rows=st.integers(1, 300), batch=st.integers(1, 64), world=st.integers(1, 4), seed=st.integers(0, 2**31),
+       epoch=st.integers(0, 50), shuffle=st.booleans(), data=st.data())
+def test_every_index_once_per_epoch_across_ranks_and_resumable_anywhere(rows, batch, world, seed, epoch, shuffle, data):
+    x = torch.arange(rows, dtype=torch.float32).unsqueeze(1)
+    y = torch.arange(rows)
+
+    def loader(rank: int) -> TensorBatches:
+        batches = TensorBatches(x, y, batch, shuffle=shuffle, seed=seed, rank=rank, world_size=world)
+        batches.sampler.set_epoch(epoch)
+        return batches
+
+    shares = [[int(v) for xb, yb in loader(rank) for v in yb] for rank in range(world)]
+    seen = [v for share in shares for v in share]
+    assert len(seen) == len(set(seen)) == rows - rows % world  # each once; DDP drops the remainder (< world)
+    assert all(len(share) == rows // world for share in shares)  # equal shares: no rank waits
+    assert all(len(loader(r)) == -(-(rows // world) // batch) for r in range(world))
+    # stop after any number of batches, save, resume in a fresh loader: the unseen batches, in order
+    rank = data.draw(st.integers(0, world - 1))
+    first = loader(rank)
+    stop = data.draw(st.integers(0, len(first)))
+    it = iter(first)
+    before = [int(v) for _ in range(stop) for v in next(it)[1]]
+    resumed = TensorBatches(x, y, batch, shuffle=shuffle, seed=seed, rank=rank, world_size=world)
+    resumed.load_state_dict(first.state_dict())
+    resumed.sampler.set_epoch(epoch)
+    assert before + [int(v) for _, yb in resumed for v in yb] == shares[rank]

@@ -65,3 +65,44 @@ def test_output_activation_pairs(out, name, verdict):
 
 def test_log_softmax_before_cross_entropy_really_is_harmless():
     assert torch.allclose(F.cross_entropy(F.log_softmax(LOGITS, 1), TARGET), F.cross_entropy(LOGITS, TARGET))
+
+
+# ---------------------------------------------------------------- properties (hypothesis)
+
+from hypothesis import given, settings, strategies as st  # noqa: E402
+from hypothesis.extra.numpy import arrays  # noqa: E402
+import numpy as np  # noqa: E402
+
+
+def course_formula(name: str, z: np.ndarray, y: np.ndarray) -> float:
+    """The course's formulas, written out element by element (float64, no torch)."""
+    n, c = z.shape
+    onehot = np.eye(c)[y]
+    shifted = z - z.max(axis=1, keepdims=True)
+    softmax = np.exp(shifted) / np.exp(shifted).sum(axis=1, keepdims=True)
+    if name in ("cross_entropy", "nll"):  # -log softmax(z)_y, averaged over the batch
+        return float(np.mean(-np.log(softmax[np.arange(n), y])))
+    if name == "mse":  # mean over batch and classes of (softmax - onehot)^2
+        return float(np.mean((softmax - onehot) ** 2))
+    sigmoid = 1 / (1 + np.exp(-z))  # bce: per class, -(t log s + (1 - t) log(1 - s)), averaged
+    return float(np.mean(-(onehot * np.log(sigmoid) + (1 - onehot) * np.log(1 - sigmoid))))
+
+
+@st.composite
+def batches(draw):
+    n, c = draw(st.integers(1, 12)), draw(st.integers(2, 10))
+    z = draw(arrays(np.float64, (n, c), elements=st.floats(-8, 8, allow_nan=False)))
+    y = draw(arrays(np.int64, (n,), elements=st.integers(0, c - 1)))
+    return z, y
+
+
+@pytest.mark.parametrize("name", ["cross_entropy", "nll", "mse", "bce"])
+@settings(max_examples=60, deadline=None)
+@given(batch=batches())
+def test_each_loss_equals_the_courses_formula_on_random_batches(name, batch):
+    z, y = batch
+    value = LOSSES[name](torch.from_numpy(z), torch.from_numpy(y)).item()
+    assert value == pytest.approx(course_formula(name, z, y), rel=1e-6, abs=1e-9)
+
+
+LOSSES = {name: loss(name) for name in ("cross_entropy", "nll", "mse", "bce")}
