@@ -71,7 +71,8 @@ def test_write_json_replaces_a_link_instead_of_following_it(tmp_path):
 
 @pytest.mark.parametrize("name", ["plain", "with space", "it's", 'say "hi"', "a(b)", "back`tick`", "x=y,z", "${nope}",
                                   "tab\there", "back\\slash", "end\\", "q\\'x", "[1,2]"])
-def test_the_resume_command_survives_the_shell_and_hydras_parser_for_any_directory_name(tmp_path, name):
+def test_the_resume_command_survives_the_shell_and_hydras_parser_for_any_directory_name(tmp_path, name, monkeypatch):
+    monkeypatch.setattr(sys, "argv", ["train.py"])
     run_dir = tmp_path / name
     ckpt = run_dir / "checkpoints" / "interrupted.ckpt"
     command = resume_command(ckpt, run_dir, ["optimizer=sgd", "optimizer.lr=0.1"])
@@ -98,3 +99,10 @@ def test_an_unwritable_or_full_directory_is_named(tmp_path, monkeypatch):
     monkeypatch.setattr(Path, "write_bytes", full)
     with pytest.raises(RunDirectoryError, match="not writable .No space left on device"):
         check_writable(tmp_path)
+
+
+@pytest.mark.parametrize("argv0, head", [("train.py", ["python", "train.py"]), ("/x/bin/mlp-train", ["mlp-train"])])
+def test_the_resume_command_starts_the_way_the_run_was_started(monkeypatch, tmp_path, argv0, head):
+    monkeypatch.setattr(sys, "argv", [argv0])
+    command = shlex.split(resume_command(tmp_path / "c.ckpt", tmp_path, ["seed=1"]))
+    assert command[: len(head)] == head and command[len(head)] == "seed=1"
