@@ -121,3 +121,17 @@ def test_linear_collapse_preset_tests_the_single_layer(tmp_path):
     assert metrics["collapse/max_abs_diff"] < 1e-3
     assert metrics["collapse/test_acc"] == pytest.approx(metrics["test/acc"], abs=2e-4)
     assert metrics["collapse/parameters_single"] == 784 * 10 + 10
+
+
+@pytest.mark.parametrize("activation", ["identity", "relu"])
+def test_linear_collapse_check_in_process_tests_the_single_layer_only_without_non_linearity(tmp_path, activation):
+    from experiments.training import run
+    args = ["experiment=linear_collapse", f"activation={activation}", "trainer.limit_train_batches=5",
+            "trainer.limit_val_batches=1", "trainer.max_epochs=1", "callbacks.progress_bar=null",
+            "diagnostics.histograms=null"]
+    result = run(compose_config(args, output_dir=str(tmp_path)), tmp_path, {"activation": activation}, args)
+    if activation == "relu":  # nothing to collapse: no collapse/* keys
+        assert not any(k.startswith("collapse/") for k in result)
+        return
+    assert result["collapse/max_abs_diff"] < 1e-3 and result["collapse/parameters_single"] == 784 * 10 + 10
+    assert result["collapse/test_acc"] == pytest.approx(result["test/acc"], abs=2e-4)  # all 10,000 test images

@@ -78,3 +78,35 @@ def test_unit_normalisation_maps_pixels_to_zero_one():
 def test_an_unknown_normalisation_is_refused_by_name():
     with pytest.raises(ValueError, match="data.normalize='minmax'"):
         normalize(torch.zeros(1, 3, dtype=torch.uint8), "minmax")
+
+
+def test_missing_files_are_fetched_with_torchvision_and_a_failed_fetch_is_named(tmp_path, monkeypatch):
+    import torchvision.datasets
+
+    calls = []
+
+    class Offline:
+        def __init__(self, root, train, download):
+            calls.append((root, train, download))
+            raise RuntimeError("Network is unreachable")
+
+    monkeypatch.setattr(torchvision.datasets, "MNIST", Offline)
+    with pytest.raises(DataError) as error:
+        load_mnist(tmp_path, download=True)
+    message = str(error.value)
+    assert message.startswith(f"data.root={tmp_path}: MNIST files are missing and torchvision could not download them")
+    assert "Network is unreachable" in message and str(BUNDLED_ROOT) in message
+    assert calls == [(str(tmp_path), True, True)]
+
+    class Fetches:  # what torchvision leaves: the raw files under MNIST/raw
+        def __init__(self, root, train, download):
+            calls.append((root, train, download))
+            raw = tmp_path / "MNIST" / "raw"
+            raw.mkdir(parents=True, exist_ok=True)
+            for name in MD5:
+                (raw / name).write_bytes(gzip.decompress((BUNDLED_ROOT / f"{name}.gz").read_bytes()))
+
+    calls.clear()
+    monkeypatch.setattr(torchvision.datasets, "MNIST", Fetches)
+    assert load_mnist(tmp_path, download=True)["test_y"].shape == (10_000,)
+    assert calls == [(str(tmp_path), True, True), (str(tmp_path), False, True)]

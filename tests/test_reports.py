@@ -210,3 +210,85 @@ def test_the_csv_has_one_column_per_swept_key(tmp_path):
     write_csv(jobs, tmp_path / "summary.csv")
     rows = list(csv.DictReader(open(tmp_path / "summary.csv")))
     assert [(r["activation"], r["optimizer.lr"]) for r in rows] == [("relu", "0.01"), ("elu", "0.1")]
+
+
+def fake_sweep(root) -> "Path":
+    """A sweep directory as Hydra and train.py leave it: job dirs with .hydra/overrides.yaml and metrics.json
+    (two seeds of relu, one of elu that diverged, one job killed before writing, one still 'running')."""
+    import yaml
+    records = [(["activation=relu", "seed=0"], {"status": "completed", "test/acc": 0.91, "val/acc": 0.90,
+                                                "test/loss": 0.3, "wall_seconds": 2.0, "diag/grad_norm/layer1": 2e-5}),
+               (["activation=relu", "seed=1"], {"status": "completed", "test/acc": 0.93, "val/acc": 0.92,
+                                                "test/loss": 0.25, "wall_seconds": 4.0, "diag/grad_norm/layer1": 4e-5}),
+               (["activation=elu", "seed=0"], {"status": "diverged", "error": "diverged at epoch 0, step 5"}),
+               (["activation=elu", "seed=1"], None),
+               (["activation=tanh", "seed=0"], {"status": "running"})]
+    for i, (overrides, metrics) in enumerate(records):
+        job = root / f"{i}_{','.join(overrides)}"
+        (job / ".hydra").mkdir(parents=True)
+        (job / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(overrides))
+        if metrics is not None:
+            (job / "metrics.json").write_text(json.dumps({**metrics, "overrides": overrides}))
+    return root
+
+
+def test_jobs_are_read_with_their_seed_overrides_and_unfinished_status(tmp_path):
+    from experiments.reports import _job_dirs, read_job
+    jobs = [read_job(d) for d in _job_dirs(fake_sweep(tmp_path))]
+    assert [j["job"].split("_")[0] for j in jobs] == ["0", "1", "2", "3", "4"]  # in job-number order
+    assert [j["status"] for j in jobs] == ["completed", "completed", "diverged", "incomplete", "incomplete"]
+    assert [j["seed"] for j in jobs] == ["0", "1", "0", "1", "0"]
+    assert jobs[0]["overrides"] == "activation=relu seed=0"
+    assert jobs[0]["_overrides"] == {"activation": "relu", "seed": "0"} and jobs[0]["test/acc"] == 0.91
+
+
+def test_the_markdown_report_ranks_aggregates_and_lists_what_did_not_complete(tmp_path):
+    from experiments.reports import build_report, incomplete_summary
+    sweep = fake_sweep(tmp_path)
+    md = build_report(sweep)["md"].read_text().splitlines()
+    assert md[0] == f"# Sweep report: {sweep}"
+    assert md[2].startswith("5 jobs, 2 completed. Mean ± standard deviation over the seeds that completed; best test")
+    header = next(l for l in md if l.startswith("| # |"))
+    assert header.split(" | ")[:6] == ["| #", "configuration", "seeds ok", "test/acc", "val/acc", "test/loss"]
+    rows = [l for l in md if l.startswith("| 1 |") or l.startswith("| 2 |") or l.startswith("| 3 |")]
+    assert rows[0].startswith("| 1 | `activation=relu` | 2/2 | 0.9200 ± 0.0141 | 0.9100 ± 0.0141 | 0.2750 ± 0.0354 |")
+    assert "3.00e-05 ± 1.41e-05" in rows[0] and "| 3.0 ± 1.4 | completed |" in rows[0]
+    assert rows[1].split(" | ")[1:3] == ["`activation=elu`", "0/2"] and "diverged,incomplete" in rows[1]
+    assert md[md.index("## Jobs that did not complete") + 2:] == [
+        "- `2_activation=elu,seed=0`: **diverged** diverged at epoch 0, step 5",
+        "- `3_activation=elu,seed=1`: **incomplete**", "- `4_activation=tanh,seed=0`: **incomplete**"]
+    assert incomplete_summary(sweep) == "3 of 5 jobs did not complete (1 diverged, 2 incomplete)"
+
+
+def test_a_sweep_that_completed_has_nothing_to_report_missing(tmp_path):
+    from experiments.reports import build_report, incomplete_summary
+    sweep = fake_sweep(tmp_path)
+    for job in sorted(sweep.iterdir())[2:]:
+        import shutil
+        shutil.rmtree(job)
+    assert incomplete_summary(sweep) is None
+    assert "Jobs that did not complete" not in build_report(sweep)["md"].read_text()
+
+
+def test_the_hydra_callback_writes_the_report_and_exits_1_when_jobs_did_not_complete(tmp_path, capsys):
+    from omegaconf import OmegaConf
+    from experiments.reports import SweepReport
+    sweep = fake_sweep(tmp_path)
+    with pytest.raises(SystemExit) as stop:
+        SweepReport().on_multirun_end(OmegaConf.create({"hydra": {"sweep": {"dir": str(sweep)}}}))
+    assert stop.value.code == 1
+    out, err = capsys.readouterr()
+    assert f"Sweep report: {sweep / 'summary.md'}" in out and "`activation=relu`" in out
+    assert err.strip() == f"Error: 3 of 5 jobs did not complete (1 diverged, 2 incomplete): see {sweep / 'summary.md'}"
+
+
+def test_the_report_command_rebuilds_in_process(tmp_path, monkeypatch, capsys):
+    from experiments.reports import main
+    sweep = fake_sweep(tmp_path)
+    monkeypatch.setattr(sys, "argv", ["report", str(sweep)])
+    main()
+    out = capsys.readouterr().out
+    assert out.startswith(f"# Sweep report: {sweep}") and f"wrote {sweep / 'summary.csv'}" in out
+    monkeypatch.setattr(sys, "argv", ["report", str(tmp_path / "missing")])
+    with pytest.raises(SystemExit, match="missing is not a directory"):
+        main()

@@ -50,7 +50,8 @@ def read_job(job_dir: Path) -> dict[str, Any]:
         metrics["status"] = "incomplete"
     overrides = overrides or metrics.get("overrides", [])
     seed = next((o.split("=", 1)[1] for o in overrides if o.startswith("seed=")), "")
-    return {"job": job_dir.name, "seed": seed, "overrides": " ".join(overrides), **metrics,
+    # after the record's own keys: its "overrides" is a list, the report's a string
+    return {**metrics, "job": job_dir.name, "seed": seed, "overrides": " ".join(overrides),
             "_overrides": dict(o.split("=", 1) for o in overrides if "=" in o)}
 
 
