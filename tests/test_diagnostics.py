@@ -135,3 +135,26 @@ def test_linear_collapse_check_in_process_tests_the_single_layer_only_without_no
         return
     assert result["collapse/max_abs_diff"] < 1e-3 and result["collapse/parameters_single"] == 784 * 10 + 10
     assert result["collapse/test_acc"] == pytest.approx(result["test/acc"], abs=2e-4)  # all 10,000 test images
+
+
+def test_monitor_histories_are_epoch_means_and_survive_a_checkpoint_round_trip():
+    from experiments.diagnostics import DeadUnitMonitor, GradNormMonitor
+    grads = GradNormMonitor(every_n_steps=1)
+    grads.epoch_readings = {"diag/grad_norm/layer1": [1.0, 3.0]}
+    grads.on_train_epoch_end(None, None)
+    grads.epoch_readings = {"diag/grad_norm/layer1": [5.0]}
+    assert grads.history == {"diag/grad_norm/layer1": [2.0]}  # the epoch's mean
+    state = grads.state_dict()
+    restored = GradNormMonitor(every_n_steps=1)
+    restored.load_state_dict(state)
+    assert restored.history == {"diag/grad_norm/layer1": [2.0]}
+    assert restored.epoch_readings == {"diag/grad_norm/layer1": [5.0]}  # a mid-epoch resume keeps them
+    restored.on_train_epoch_end(None, None)
+    assert restored.history == {"diag/grad_norm/layer1": [2.0, 5.0]} and restored.epoch_readings == {}
+    state["history"]["diag/grad_norm/layer1"].append(9.0)  # copies, not shared lists
+    assert restored.history["diag/grad_norm/layer1"] == [2.0, 5.0]
+    dead = DeadUnitMonitor()
+    dead.history = {"diag/dead_frac/layer1": [0.1, 0.2]}
+    again = DeadUnitMonitor()
+    again.load_state_dict(dead.state_dict())
+    assert again.history == {"diag/dead_frac/layer1": [0.1, 0.2]} and again.latest == {}

@@ -292,3 +292,36 @@ def test_the_report_command_rebuilds_in_process(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(sys, "argv", ["report", str(tmp_path / "missing")])
     with pytest.raises(SystemExit, match="missing is not a directory"):
         main()
+
+
+def test_without_multirun_yaml_the_ranking_comes_from_the_first_jobs_hydra_config(tmp_path):
+    from experiments.reports import sweep_settings
+    sweep = fake_sweep(tmp_path)
+    first = sorted(sweep.iterdir())[0] / ".hydra"
+    (first / "hydra.yaml").write_text("hydra:\n  sweeper:\n    _target_: hydra_plugins.hydra_optuna_sweeper."
+                                      "optuna_sweeper.OptunaSweeper\n")
+    (first / "config.yaml").write_text("optimized_metric: val/loss\n")
+    assert sweep_settings(sweep) == {"rank_by": "val/loss", "optimizing": True}
+    (first / "config.yaml").write_text("optimized_metric: not/a_metric\n")  # unknown: test accuracy
+    assert sweep_settings(sweep)["rank_by"] == "test/acc"
+    (first / "hydra.yaml").write_text("hydra:\n  sweeper:\n    _target_: BasicSweeper\n")
+    (first / "config.yaml").write_text("optimized_metric: val/loss\n")
+    assert sweep_settings(sweep) == {"rank_by": "test/acc", "optimizing": False}
+    assert sweep_settings(tmp_path / "empty") == {"rank_by": "test/acc", "optimizing": False}
+
+
+def test_the_csv_lists_every_job_with_its_columns_in_order(tmp_path):
+    from experiments.reports import build_report
+    sweep = fake_sweep(tmp_path)
+    with open(build_report(sweep)["csv"]) as f:
+        reader = csv.DictReader(f)
+        rows, header = list(reader), reader.fieldnames
+    assert header[:9] == ["job", "config", "activation", "seed", "overrides", "status", "test/acc", "test/loss",
+                          "val/acc"]
+    assert header[-2:] == ["wall_seconds", "error"] and "diag/grad_norm/layer1" in header
+    assert [(r["job"][:1], r["config"], r["seed"], r["status"]) for r in rows] == [
+        ("0", "activation=relu", "0", "completed"), ("1", "activation=relu", "1", "completed"),
+        ("2", "activation=elu", "0", "diverged"), ("3", "activation=elu", "1", "incomplete"),
+        ("4", "activation=tanh", "0", "incomplete")]
+    assert rows[0]["overrides"] == "activation=relu seed=0" and float(rows[1]["test/acc"]) == 0.93
+    assert rows[2]["error"] == "diverged at epoch 0, step 5" and rows[0]["diag/grad_norm/layer1"] == "2e-05"
