@@ -127,6 +127,7 @@ def test_linear_collapse_preset_tests_the_single_layer(tmp_path):
 def test_linear_collapse_check_in_process_tests_the_single_layer_only_without_non_linearity(tmp_path, activation):
     from experiments.training import run
     args = ["experiment=linear_collapse", f"activation={activation}", "trainer.limit_train_batches=5",
+            "trainer.log_every_n_steps=5",
             "trainer.limit_val_batches=1", "trainer.max_epochs=1", "callbacks.progress_bar=null",
             "diagnostics.histograms=null"]
     result = run(compose_config(args, output_dir=str(tmp_path)), tmp_path, {"activation": activation}, args)
