@@ -149,7 +149,7 @@ def built(name: str) -> nn.Module:
 
 
 @pytest.mark.parametrize("name", sorted(p.stem for p in CONF_ACTIVATIONS.glob("*.yaml")))
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=25, deadline=None)
 @given(points=st.lists(st.floats(-8, 8, allow_nan=False), min_size=1, max_size=16))
 def test_autograd_derivative_matches_finite_differences_on_random_inputs(name, points):
     kinks = KINKS.get(name, [])

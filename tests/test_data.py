@@ -108,7 +108,7 @@ def test_batches_and_probes_are_scaled_as_data_normalize_says(mode, low, high):
 from hypothesis import given, settings, strategies as st  # noqa: E402
 
 
-@settings(max_examples=80, deadline=None)
+@settings(max_examples=50, deadline=None)
 @given(rows=st.integers(1, 300), batch=st.integers(1, 64), world=st.integers(1, 4), seed=st.integers(0, 2**31),
        epoch=st.integers(0, 50), shuffle=st.booleans(), data=st.data())
 def test_every_index_once_per_epoch_across_ranks_and_resumable_anywhere(rows, batch, world, seed, epoch, shuffle, data):

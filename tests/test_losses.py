@@ -97,7 +97,7 @@ def batches(draw):
 
 
 @pytest.mark.parametrize("name", ["cross_entropy", "nll", "mse", "bce"])
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=40, deadline=None)
 @given(batch=batches())
 def test_each_loss_equals_the_courses_formula_on_random_batches(name, batch):
     z, y = batch
