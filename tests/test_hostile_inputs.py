@@ -181,6 +181,7 @@ def test_weights_of_another_shape_than_the_hyperparameters_say(good_checkpoint, 
     (["model.hidden_sizes=[32]", "activation=prelu", "activation.num_parameters=per_unit"],
      "activation._target_: 'torch.nn.ReLU' in the checkpoint, 'torch.nn.PReLU' in this run"),
     (["model.hidden_sizes=[32]", "optimizer=sgd"], "optimizer: torch.optim.Adam in the checkpoint, torch.optim.SGD"),
+    (["model.hidden_sizes=[32]", "data.normalize=unit"], "data.normalize: 'standardize' in the checkpoint, 'unit' in this run"),
 ])
 def test_resuming_from_another_architecture(override, words, good_checkpoint, monkeypatch, capsys, tmp_path):
     code, lines = run("train.py", [*FAST, f"ckpt_path={good_checkpoint}", *override], monkeypatch, capsys,

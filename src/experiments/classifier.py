@@ -164,8 +164,8 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
 
 
 def resume_mismatches(checkpoint: dict[str, Any], hparams: dict[str, Any]) -> list[str]:
-    """What of the network or its optimizer differs between a checkpoint and the run that would resume it:
-    the weights or the optimizer state would not fit."""
+    """What of the network, its optimizer or its input scaling differs between a checkpoint and the run that
+    would resume it: the weights or the optimizer state would not fit, or would meet other inputs."""
     saved = checkpoint["hyper_parameters"]
     found = []
     for group in ("model", "activation"):
@@ -177,6 +177,11 @@ def resume_mismatches(checkpoint: dict[str, Any], hparams: dict[str, Any]) -> li
         was, now = (saved.get(group) or {}).get("_target_"), (hparams.get(group) or {}).get("_target_")
         if was != now:
             found.append(f"{group}: {was} in the checkpoint, {now} in this run")
+    # weights trained on pixels scaled one way do not continue on pixels scaled another
+    data = checkpoint.get("datamodule_hyper_parameters") or {}
+    if "normalize" in data and "data" in hparams and data["normalize"] != (hparams["data"] or {}).get("normalize"):
+        found.append(f"data.normalize: {data['normalize']!r} in the checkpoint, "
+                     f"{(hparams['data'] or {}).get('normalize')!r} in this run")
     return found
 
 

@@ -209,10 +209,12 @@ def run(cfg: DictConfig, run_dir: Path, choices: dict[str, str], overrides: list
     data: dict[str, Any] = {"status": "running", "run_dir": str(run_dir), "overrides": overrides,
                             "choices": {k: v for k, v in choices.items() if not k.startswith("hydra")}}
     if cfg.ckpt_path is not None:  # unsafe, damaged or foreign checkpoints are refused before anything is built
-        mismatches = resume_mismatches(read_checkpoint(cfg.ckpt_path), {g: plain(cfg[g]) for g in GROUPS})
+        mismatches = resume_mismatches(read_checkpoint(cfg.ckpt_path),
+                                       {g: plain(cfg[g]) for g in (*GROUPS, "data")})
         if mismatches:
-            raise CheckpointError(f"ckpt_path={cfg.ckpt_path} was made for another network or optimizer than this "
-                                  f"run's ({'; '.join(mismatches)}): resume with the overrides it was trained with")
+            raise CheckpointError(f"ckpt_path={cfg.ckpt_path} was made for another network, optimizer or input "
+                                  f"scaling than this run's ({'; '.join(mismatches)}): resume with the overrides "
+                                  f"it was trained with")
         earlier = read_json(metrics_path)  # an interrupted run's way back stays on record until this one ends
         data.update({k: earlier[k] for k in ("resume_command", "interrupted_ckpt") if k in earlier},
                     resumed_from=str(cfg.ckpt_path))
