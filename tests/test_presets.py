@@ -41,9 +41,9 @@ def test_every_preset_is_covered_here():
 @pytest.mark.parametrize("preset", sorted(PARAMETERS))
 def test_each_preset_sets_what_it_promises_and_sweeps_its_comparison(preset):
     from omegaconf import OmegaConf
-    cfg = compose_config([f"experiment={preset}"])
+    cfg = OmegaConf.to_container(compose_config([f"experiment={preset}"]), resolve=True)
     for key, value in PARAMETERS[preset].items():
-        found = OmegaConf.to_container(cfg, resolve=True)
+        found = cfg
         for part in key.split("."):
             found = found[part]
         assert found == value, (preset, key, found)

@@ -178,16 +178,20 @@ def resume_mismatches(checkpoint: dict[str, Any], hparams: dict[str, Any]) -> li
         if was != now:
             found.append(f"{group}: {was} in the checkpoint, {now} in this run")
     # weights trained on pixels scaled one way do not continue on pixels scaled another
-    data = checkpoint.get("datamodule_hyper_parameters") or {}
-    if "normalize" in data and "data" in hparams and data["normalize"] != (hparams["data"] or {}).get("normalize"):
-        found.append(f"data.normalize: {data['normalize']!r} in the checkpoint, "
-                     f"{(hparams['data'] or {}).get('normalize')!r} in this run")
+    was = (checkpoint.get("datamodule_hyper_parameters") or {}).get("normalize")
+    now = (hparams.get("data") or {}).get("normalize")
+    if was is not None and "data" in hparams and was != now:
+        found.append(f"data.normalize: {was!r} in the checkpoint, {now!r} in this run")
     return found
 
 
-def load_classifier(path: str | Path) -> Classifier:
-    """The model of a checkpoint, rebuilt from its saved hyperparameters once they pass the catalogue."""
-    read_checkpoint(path)
+def load_classifier(path: str | Path, checkpoint: dict[str, Any] | None = None) -> Classifier:
+    """The model of a checkpoint, rebuilt from its saved hyperparameters once they pass the catalogue.
+
+    ``checkpoint``: the file as ``read_checkpoint`` returned it, where the caller has read it already.
+    """
+    if checkpoint is None:
+        read_checkpoint(path)
     try:
         return Classifier.load_from_checkpoint(path, map_location="cpu", weights_only=True)
     except RuntimeError as exc:  # weights of another shape than the hyperparameters describe

@@ -146,8 +146,9 @@ def eval_main(cfg: DictConfig) -> float:
     run_dir = Path(hc.runtime.output_dir)
     try:
         validate(cfg, extra={"ckpt_path": existing_file, "progress_bar": boolean})
-        module = load_classifier(cfg.ckpt_path)
-        trained = (read_checkpoint(cfg.ckpt_path).get("datamodule_hyper_parameters") or {}).get("normalize")
+        checkpoint = read_checkpoint(cfg.ckpt_path)
+        module = load_classifier(cfg.ckpt_path, checkpoint)
+        trained = (checkpoint.get("datamodule_hyper_parameters") or {}).get("normalize")
         if trained and not any(o.startswith("data.normalize=") for o in hc.overrides.task):
             cfg.data.normalize = trained  # the pixels scaled as in training, unless asked otherwise
         datamodule = instantiate(cfg.data)

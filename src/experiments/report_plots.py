@@ -21,6 +21,8 @@ import textwrap
 from pathlib import Path
 from typing import Any
 
+from experiments.reports import describe, short_keys
+
 CHANCE = 0.1  # ten balanced classes
 
 
@@ -190,9 +192,10 @@ def dead_vs_lr(jobs: list[dict[str, Any]], path: Path) -> Path | None:
     if not layers:
         return None
     others = [k for k in swept if k != "optimizer.lr"]
+    names = short_keys(others)
     series: dict[str, dict[float, list[dict[str, Any]]]] = {}
     for job in done:
-        name = ",".join(f"{k.rpartition('.')[2]}={job['swept'][k]}" for k in others) or "all"
+        name = describe({k: job["swept"][k] for k in others}, names) or "all"
         series.setdefault(name, {}).setdefault(float(job["swept"]["optimizer.lr"]), []).append(job)
     fig, axes = _figure(1, len(layers), figsize=(3.4 * len(layers) + 1.5, 3.6), sharey=True, squeeze=False)
     for ax, layer in zip(axes[0], layers):

@@ -66,6 +66,17 @@ def _short(value: str) -> str:
     return f"{number:.3g}"
 
 
+def short_keys(keys: list[str]) -> dict[str, str]:
+    """Each key by its last part (``optimizer.lr`` -> ``lr``) where no other of ``keys`` shares that part."""
+    tails = [k.rpartition(".")[2] for k in keys]
+    return {k: t if tails.count(t) == 1 else k for k, t in zip(keys, tails)}
+
+
+def describe(settings: dict[str, str], names: dict[str, str]) -> str:
+    """``lr=0.00587,width=32``: settings by their short names, numbers to 3 significant digits."""
+    return ",".join(f"{names[k]}={_short(v)}" for k, v in settings.items())
+
+
 def label_configs(jobs: list[dict[str, Any]]) -> list[str]:
     """Name each job's configuration by the overrides that vary across the sweep (seed excluded).
 
@@ -76,11 +87,10 @@ def label_configs(jobs: list[dict[str, Any]]) -> list[str]:
     """
     keys = {k for j in jobs for k in j["_overrides"] if k != "seed"}
     varying = sorted(k for k in keys if len({j["_overrides"].get(k) for j in jobs}) > 1)
-    tails = [k.rpartition(".")[2] for k in varying]
-    names = {k: t if tails.count(t) == 1 else k for k, t in zip(varying, tails)}
+    names = short_keys(varying)
     for job in jobs:
         job["swept"] = {k: job["_overrides"].get(k, "(default)") for k in varying}
-        job["config"] = ",".join(f"{names[k]}={_short(v)}" for k, v in job["swept"].items()) or "(all alike)"
+        job["config"] = describe(job["swept"], names) or "(all alike)"
     return sorted(f"{k}={v}" for k, v in jobs[0]["_overrides"].items() if k in keys and k not in varying)
 
 

@@ -156,6 +156,8 @@ HPARAM_GROUPS = ("model", "activation", "loss", "optimizer", "scheduler", "data"
 
 
 def _flatten(value: Any, key: str, out: dict[str, Any]) -> None:
+    if isinstance(value, (DictConfig, ListConfig)):
+        value = plain(value)
     if isinstance(value, dict):
         for name, inner in value.items():
             if not str(name).startswith("_"):
@@ -172,15 +174,14 @@ def flat_hparams(cfg: DictConfig, choices: dict[str, str], overrides: list[str] 
     whatever an override set, wherever it lives."""
     out: dict[str, Any] = {k: v for k, v in choices.items() if not k.startswith("hydra") and v is not None}
     for group in HPARAM_GROUPS:
-        _flatten(plain(cfg.get(group)) or {}, group, out)
+        _flatten(cfg.get(group) or {}, group, out)
     for key, value in cfg.items():
         if key not in HPARAM_GROUPS and not isinstance(value, DictConfig):
-            _flatten(plain(value) if isinstance(value, ListConfig) else value, str(key), out)
+            _flatten(value, str(key), out)
     for override in overrides:
         key = override.lstrip("+~").split("=", 1)[0]
         if "/" not in key and not key.startswith("hydra"):
-            value = OmegaConf.select(cfg, key, default=None)
-            _flatten(plain(value) if isinstance(value, (DictConfig, ListConfig)) else value, key, out)
+            _flatten(OmegaConf.select(cfg, key, default=None), key, out)
     return out
 
 
@@ -239,8 +240,7 @@ def run(cfg: DictConfig, run_dir: Path, choices: dict[str, str], overrides: list
     if outcome["status"] == "completed":  # the way back from an interruption is no longer needed
         for key in ("resume_command", "interrupted_ckpt", "error"):
             record.data.pop(key, None)
-    record.data.update(outcome)
-    record.data.setdefault("history", history_of(built))  # a run that did not complete: as far as it got
+    record.data.update(outcome)  # the history came with fit's outcome, trained or diverged
     for monitor in built.monitors:
         record.data.update(monitor.latest)
     result = record.update(epochs=trainer.current_epoch, global_step=trainer.global_step,
