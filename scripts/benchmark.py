@@ -7,8 +7,9 @@ steady-state epoch (the first epoch is warm-up) of each and their ratio. Then, o
 
 - ``--whole``: wall time and peak memory of ``python train.py`` (defaults) against
   ``python scripts/plain_mnist.py`` doing the same work, each run ``--repeats`` times, alternating;
-- ``--sweep``: a 12-job sweep (4 activations x 3 optimizers, 2 epochs) with the joblib launcher
-  against Hydra's basic launcher;
+- ``--sweep``: a sweep (``--sweep-jobs`` 12: 4 activations x 3 Adam learning rates; 36: x 3 seeds; 48:
+  4 x 4 x 3; 2 epochs each) under Hydra's basic launcher and under ``hydra/launcher=fused`` (and joblib
+  with ``--n-jobs``), alternating ``--repeats`` times, beside one job of it alone;
 - ``--diagnostics-cost``: the time spent inside the diagnostics callbacks, as a share of the epochs;
 - ``--sync-debug`` (CUDA): every host synchronisation of a framework run, by source line.
 
@@ -19,6 +20,7 @@ so that what the project adds on top of it shows on its own.
     python scripts/benchmark.py                      # CPU or the GPU, batch 256, 6 epochs
     python scripts/benchmark.py --batch-size full    # full-batch gradient descent (optimizer=gd)
     python scripts/benchmark.py --device cuda --compile --whole --sweep
+    python scripts/benchmark.py --sweep --sweep-jobs 36 --repeats 2 --rounds 1 --epochs 2
 
 Results are printed as a table and written to ``outputs/benchmark/<time>/benchmark.json``.
 Uses only the standard library, PyTorch and the project; not part of the test suite.
@@ -145,16 +147,36 @@ def whole_process(device: str, repeats: int) -> dict:
     return out
 
 
-def sweep(n_jobs: int) -> dict:
-    base = [sys.executable, str(ROOT / "train.py"), "-m", "activation=relu,leaky_relu,alrelu,elu",
-            "optimizer=sgd,momentum,adam", "callbacks.progress_bar=null"]
-    out = {}
+SWEEPS = {  # the sweeps of the fused-launcher issue: activations x Adam learning rates (x seeds)
+    12: ["activation=relu,leaky_relu,alrelu,elu", "optimizer.lr=0.001,0.003,0.01"],
+    36: ["activation=relu,leaky_relu,alrelu,elu", "optimizer.lr=0.001,0.003,0.01", "seed=0,1,2"],
+    48: ["activation=relu,leaky_relu,alrelu,elu", "optimizer.lr=0.0003,0.001,0.003,0.01", "seed=0,1,2"],
+}
+
+
+def sweep(jobs: int, device: str, repeats: int, n_jobs: int | None) -> dict:
+    """The same sweep under Hydra's basic launcher, the fused launcher (and joblib with ``n_jobs``),
+    alternating; and one job of it alone (``python train.py``), whole processes all."""
+    accel = "gpu" if device.startswith("cuda") else "cpu"
+    train = [sys.executable, str(ROOT / "train.py"), "callbacks.progress_bar=null", f"trainer.accelerator={accel}"]
+    variants = {"one job alone": train + ["print_config=false"], "basic": train + ["-m", *SWEEPS[jobs]],
+                "fused": train + ["-m", *SWEEPS[jobs], "hydra/launcher=fused"]}
+    if n_jobs:
+        variants[f"joblib (n_jobs={n_jobs})"] = variants["basic"] + ["hydra/launcher=joblib", f"hydra.launcher.n_jobs={n_jobs}"]
+    walls: dict[str, list[float]] = {name: [] for name in variants}
     with tempfile.TemporaryDirectory() as tmp:
-        for name, extra in (("basic", []), ("joblib", ["hydra/launcher=joblib", f"hydra.launcher.n_jobs={n_jobs}"])):
-            start = time.perf_counter()
-            subprocess.run(base + extra, cwd=tmp, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            out[name] = time.perf_counter() - start
-    out["joblib_over_basic"] = out["joblib"] / out["basic"]
+        for _ in range(repeats):  # alternating, so drift in machine speed hits every launcher alike
+            for name, cmd in variants.items():
+                start = time.perf_counter()
+                subprocess.run(cmd, cwd=tmp, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                walls[name].append(time.perf_counter() - start)
+    out: dict = {"jobs": jobs, "overrides": SWEEPS[jobs], "repeats": repeats}
+    for name, values in walls.items():
+        n = 1 if name == "one job alone" else jobs
+        out[name] = {"wall_median": statistics.median(values), "wall_min": min(values), "wall_max": max(values),
+                     "per_job": statistics.median(values) / n}
+    out["basic_over_fused"] = out["basic"]["wall_median"] / out["fused"]["wall_median"]
+    out["fused_over_one_job"] = out["fused"]["wall_median"] / out["one job alone"]["wall_median"]
     return out
 
 
@@ -221,8 +243,9 @@ def main() -> None:
     parser.add_argument("--compile", action="store_true", help="also time the framework with compile=true")
     parser.add_argument("--whole", action="store_true", help="whole-process time and peak memory")
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--sweep", action="store_true", help="12-job sweep, joblib against basic launcher")
-    parser.add_argument("--n-jobs", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--sweep", action="store_true", help="a sweep under the basic and the fused launcher")
+    parser.add_argument("--sweep-jobs", type=int, choices=sorted(SWEEPS), default=12)
+    parser.add_argument("--n-jobs", type=int, default=None, help="also time the joblib launcher with this many jobs")
     parser.add_argument("--diagnostics-cost", action="store_true",
                         help="time spent in the diagnostics callbacks as a share of the epochs")
     parser.add_argument("--sync-debug", action="store_true", help="warn on every host synchronisation (CUDA)")
@@ -277,10 +300,14 @@ def main() -> None:
                   f" | {w[name]['peak_mib']:.0f} |")
         print(f"| ratio | {w['wall_ratio']:.2f} | {w['memory_ratio']:.2f} |")
     if args.sweep:
-        s = report["sweep"] = sweep(args.n_jobs)
-        print("\n## 12-job sweep (4 activations x 3 optimizers, 2 epochs)\n")
-        print(f"| launcher | wall s |\n|---|---|\n| basic | {s['basic']:.1f} |\n"
-              f"| joblib (n_jobs={args.n_jobs}) | {s['joblib']:.1f} |")
+        s = report["sweep"] = sweep(args.sweep_jobs, args.device, args.repeats, args.n_jobs)
+        print(f"\n## {args.sweep_jobs}-job sweep, 2 epochs each ({args.device}; median of {args.repeats}, min-max)\n")
+        print(f"`python train.py -m {' '.join(SWEEPS[args.sweep_jobs])} [hydra/launcher=...]`\n")
+        print("| launcher | wall s | s per job |\n|---|---|---|")
+        for name in (k for k in s if isinstance(s[k], dict)):
+            r = s[name]
+            print(f"| {name} | {r['wall_median']:.1f} ({r['wall_min']:.1f}-{r['wall_max']:.1f}) | {r['per_job']:.2f} |")
+        print(f"\nbasic / fused: {s['basic_over_fused']:.2f}x; fused sweep / one job alone: {s['fused_over_one_job']:.2f}x")
     if args.device.startswith("cuda"):
         report["cuda_peak_allocated_mib"] = torch.cuda.max_memory_allocated() / 2**20
 

@@ -84,3 +84,20 @@ def test_diagnostics_switch_off_as_a_group_and_one_by_one(tmp_path, overrides, p
     written = set(result) | set(result["history"]) | set(events.Tags()["histograms"])
     assert result["status"] == "completed"
     assert all(k in written for k in present) and not any(k in written for k in absent), written
+
+
+def test_a_weights_only_checkpoint_is_refused_for_resuming_before_anything_is_built(tmp_path):
+    import torch
+
+    from experiments.errors import CheckpointError
+    from experiments.training import run
+
+    cfg = compose_config([], output_dir=str(tmp_path))
+    module = build_module(cfg, build_datamodule(cfg))
+    weights = {"state_dict": module.state_dict(), "hyper_parameters": dict(module.hparams), "epoch": 1,
+               "global_step": 10, "pytorch-lightning_version": "2.6.0"}  # what a fused sweep member saves
+    torch.save(weights, tmp_path / "member.ckpt")
+    cfg.ckpt_path = str(tmp_path / "member.ckpt")
+    with pytest.raises(CheckpointError, match="holds weights only .* eval.py tests it, but a run cannot resume"):
+        run(cfg, tmp_path / "run", {}, [])
+    assert not (tmp_path / "run" / "metrics.json").exists()

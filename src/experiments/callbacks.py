@@ -107,10 +107,11 @@ class Interrupts(L.Callback):
     validation, if one is due) and calls ``on_exception``. A first Ctrl-C is turned into the same
     graceful stop, so both end where weights, optimizer, loop counters, running epoch metrics and the
     loader's position all agree; a second Ctrl-C stops at once. ``on_exception`` saves the checkpoint
-    and calls ``on_interrupt(trainer, checkpoint)``; ``signal`` says which signal stopped the run.
+    and calls ``on_interrupt(trainer, checkpoint)``; ``signal`` says which signal stopped the run. Without a
+    ``ckpt_dir`` (a fused sweep's members save their own) no checkpoint is written and ``checkpoint`` is None.
     """
 
-    def __init__(self, ckpt_dir: Path, on_interrupt: Callable[[L.Trainer, Path], None]) -> None:
+    def __init__(self, ckpt_dir: Path | None, on_interrupt: Callable[[L.Trainer, Path | None], None]) -> None:
         self.ckpt_dir, self.on_interrupt = ckpt_dir, on_interrupt
         self.signal: signal.Signals | None = None
         self.previous: Any = None
@@ -142,6 +143,8 @@ class Interrupts(L.Callback):
             return
         if self.signal is None:
             self.signal = signal.SIGINT if isinstance(exception, KeyboardInterrupt) else signal.SIGTERM
-        ckpt = self.ckpt_dir / "interrupted.ckpt"
-        trainer.save_checkpoint(ckpt, weights_only=False)  # the full state: resumable
+        ckpt = None
+        if self.ckpt_dir is not None:
+            ckpt = self.ckpt_dir / "interrupted.ckpt"
+            trainer.save_checkpoint(ckpt, weights_only=False)  # the full state: resumable
         self.on_interrupt(trainer, ckpt)

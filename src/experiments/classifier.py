@@ -101,24 +101,25 @@ class Classifier(L.LightningModule):
 
     def configure_optimizers(self) -> Any:
         optimizer = build_optimizer(self.hparams.optimizer, self.parameters())
-        scheduler = build_scheduler(self.hparams.scheduler, optimizer, *self._run_length())
+        scheduler = build_scheduler(self.hparams.scheduler, optimizer, *run_length(self.trainer))
         return optimizer if scheduler is None else {"optimizer": optimizer, "lr_scheduler": scheduler}
 
-    def _run_length(self) -> tuple[int, int]:
-        """Optimizer steps and epochs in the whole run, for schedules that span it.
 
-        Not ``trainer.estimated_stepping_batches``: called here it builds the trainer's train loader
-        before a checkpoint is restored, and a mid-epoch resume then loses the loader's position.
-        """
-        trainer = self.trainer
-        per_epoch, limit = len(trainer.datamodule.train_dataloader()), trainer.limit_train_batches
-        if isinstance(limit, int):
-            per_epoch = min(per_epoch, limit)
-        elif limit is not None and limit < 1.0:
-            per_epoch = max(1, int(per_epoch * limit))
-        epochs = max(trainer.max_epochs or 1, 1)
-        steps = per_epoch * epochs
-        return (min(steps, trainer.max_steps) if trainer.max_steps > 0 else steps), epochs
+def run_length(trainer: L.Trainer) -> tuple[int, int]:
+    """Optimizer steps and epochs in the whole run, for schedules that span it.
+
+    Not ``trainer.estimated_stepping_batches``: called from ``configure_optimizers`` it builds the
+    trainer's train loader before a checkpoint is restored, and a mid-epoch resume then loses the
+    loader's position.
+    """
+    per_epoch, limit = len(trainer.datamodule.train_dataloader()), trainer.limit_train_batches
+    if isinstance(limit, int):
+        per_epoch = min(per_epoch, limit)
+    elif limit is not None and limit < 1.0:
+        per_epoch = max(1, int(per_epoch * limit))
+    epochs = max(trainer.max_epochs or 1, 1)
+    steps = per_epoch * epochs
+    return (min(steps, trainer.max_steps) if trainer.max_steps > 0 else steps), epochs
 
 
 def _names_objects(path: str | Path) -> bool:

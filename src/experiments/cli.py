@@ -73,7 +73,7 @@ def _parallel_jobs(hc: Any) -> int:
     return os.cpu_count() or 1 if n_jobs < 0 else int(n_jobs)
 
 
-def _record_failure(run_dir: Path, error: str, overrides: list[str]) -> None:
+def record_failure(run_dir: Path, error: str, overrides: list[str]) -> None:
     """The one place that records ``failed``: what the run recorded so far, plus the error."""
     from experiments.run_dir import is_main_process, read_json, write_json
 
@@ -84,9 +84,17 @@ def _record_failure(run_dir: Path, error: str, overrides: list[str]) -> None:
                       "overrides": overrides})
 
 
+def _check(cfg: DictConfig, hc: Any, multirun: bool) -> None:
+    """The config checks (one line per problem, before anything is built) and the advice they give."""
+    from experiments.config_checks import advice, validate
+
+    validate(cfg, choices=dict(hc.runtime.choices), multirun=multirun)
+    for warning in advice(cfg):
+        log.warning(warning)
+
+
 def train_main(cfg: DictConfig) -> float:
     """Run one job; returns ``optimized_metric`` for sweepers (NaN when the job did not complete)."""
-    from experiments.config_checks import advice, validate
     from experiments.errors import ExperimentError
     from experiments.run_dir import is_main_process
     from experiments.training import run
@@ -97,14 +105,12 @@ def train_main(cfg: DictConfig) -> float:
     overrides = OmegaConf.to_container(hc.overrides.task, resolve=False)  # as typed, ${...} included
     _quiet_lightning()
     try:
-        validate(cfg, choices=dict(hc.runtime.choices), multirun=multirun)
-        for warning in advice(cfg):
-            log.warning(warning)
+        _check(cfg, hc, multirun)
         if cfg.print_config and not multirun and is_main_process():
             _print_config(cfg)
         result = run(cfg, run_dir, dict(hc.runtime.choices), overrides, _parallel_jobs(hc))
     except ExperimentError as exc:
-        _record_failure(run_dir, str(exc), overrides)
+        record_failure(run_dir, str(exc), overrides)
         if os.environ.get("HYDRA_FULL_ERROR") == "1":
             raise
         if not multirun:
@@ -112,14 +118,19 @@ def train_main(cfg: DictConfig) -> float:
         log.error("job %s failed: %s", run_dir.name, exc)  # the sweep goes on; its report shows the job
         return math.nan
     except Exception as exc:  # a bug or an environment problem: the traceback is kept
-        _record_failure(run_dir, f"{type(exc).__name__}: {exc}", overrides)
+        record_failure(run_dir, f"{type(exc).__name__}: {exc}", overrides)
         if not multirun:
             raise
         log.error("job %s crashed:\n%s", run_dir.name, traceback.format_exc())
         return math.nan
-    status = result["status"]
     if not is_main_process():
         return float(result.get(cfg.optimized_metric, math.nan))
+    return finish(cfg, result, run_dir, multirun)
+
+
+def finish(cfg: DictConfig, result: dict[str, Any], run_dir: Path, multirun: bool = True) -> float:
+    """A job's one line of outcome; ``optimized_metric`` for a sweeper (NaN where it did not complete)."""
+    status = result["status"]
     if status == "completed":
         print(f"test/acc={result['test/acc']:.4f} test/loss={result['test/loss']:.4f} "
               f"epochs={result['epochs']} wall={result['wall_seconds']:.1f}s run_dir={run_dir}", flush=True)
@@ -129,6 +140,29 @@ def train_main(cfg: DictConfig) -> float:
         log.error(message)
         return math.nan
     exit_with(message, code=1)
+
+
+def prepare_member(cfg: DictConfig) -> Any:
+    """A fused launcher's job before it trains with others: ``train_main``'s checks, and the job's
+    config resolved while its Hydra context is set. A job that fails them is recorded ``failed``."""
+    from experiments.errors import ExperimentError
+    from experiments.fused_runs import Member
+
+    hc = HydraConfig.get()
+    run_dir = Path(hc.runtime.output_dir)
+    overrides = OmegaConf.to_container(hc.overrides.task, resolve=False)
+    _quiet_lightning()
+    try:
+        _check(cfg, hc, multirun=True)
+    except ExperimentError as exc:
+        record_failure(run_dir, str(exc), overrides)
+        if os.environ.get("HYDRA_FULL_ERROR") == "1":
+            raise
+        log.error("job %s failed: %s", run_dir.name, exc)
+        return math.nan
+    resolved = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))
+    return Member(job=int(hc.job.num), cfg=resolved, run_dir=run_dir, choices=dict(hc.runtime.choices),
+                  overrides=overrides)
 
 
 def eval_main(cfg: DictConfig) -> float:

@@ -185,16 +185,20 @@ class HistogramMonitor(L.Callback):
         writers = [lg.experiment for lg in trainer.loggers if isinstance(lg, TensorBoardLogger)]
         if not writers or trainer.current_epoch % self.every_n_epochs:
             return
-        writer = writers[0]
         if self.probe is None:  # built once, not every epoch
             self.probe = _probe(trainer, pl_module, self.probe_size)
-        net, step, x = _net(pl_module), trainer.global_step, self.probe
-        with torch.no_grad():
-            for i, layer in enumerate(net.hidden, start=1):
-                add_histogram(writer, f"weights/layer{i}", layer.linear.weight, step, self.bins)
-                x = layer(x)
-                add_histogram(writer, f"activations/layer{i}", x, step, self.bins)
-            add_histogram(writer, "weights/output", net.output.weight, step, self.bins)
+        log_histograms(writers[0], _net(pl_module), self.probe, trainer.global_step, self.bins)
+
+
+@torch.no_grad()
+def log_histograms(writer: Any, net: MLP, probe: torch.Tensor, step: int, bins: int = 64) -> None:
+    """Each layer's weights, and its activations on ``probe``, as TensorBoard histograms."""
+    x = probe
+    for i, layer in enumerate(net.hidden, start=1):
+        add_histogram(writer, f"weights/layer{i}", layer.linear.weight, step, bins)
+        x = layer(x)
+        add_histogram(writer, f"activations/layer{i}", x, step, bins)
+    add_histogram(writer, "weights/output", net.output.weight, step, bins)
 
 
 class LinearCollapseCheck(L.Callback):

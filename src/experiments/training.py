@@ -185,19 +185,19 @@ def flat_hparams(cfg: DictConfig, choices: dict[str, str], overrides: list[str] 
     return out
 
 
-def log_final(trainer: L.Trainer, cfg: DictConfig, choices: dict[str, str], result: dict[str, Any],
+def log_final(loggers: list[Logger], step: int, cfg: DictConfig, choices: dict[str, str], result: dict[str, Any],
               overrides: list[str] = ()) -> None:
     """Hyperparameters with the final metrics: TensorBoard's HParams tab, and every other logger."""
     final = {f"final/{k.replace('/', '_')}": v for k, v in result.items() if k in FINAL_KEYS}
     params = flat_hparams(cfg, choices, overrides)
-    for logger in trainer.loggers:
+    for logger in loggers:
         if isinstance(logger, TensorBoardLogger):
             logger.log_hyperparams(params, metrics=final)
             # the logger writes hparams.yaml only once, at its first save (empty then): rewrite it whole
             save_hparams_to_yaml(Path(logger.log_dir) / "hparams.yaml", params)
         else:
             logger.log_hyperparams(params)
-            logger.log_metrics(final, step=trainer.global_step)
+            logger.log_metrics(final, step=step)
         logger.finalize("success")
 
 
@@ -210,8 +210,12 @@ def run(cfg: DictConfig, run_dir: Path, choices: dict[str, str], overrides: list
     data: dict[str, Any] = {"status": "running", "run_dir": str(run_dir), "overrides": overrides,
                             "choices": {k: v for k, v in choices.items() if not k.startswith("hydra")}}
     if cfg.ckpt_path is not None:  # unsafe, damaged or foreign checkpoints are refused before anything is built
-        mismatches = resume_mismatches(read_checkpoint(cfg.ckpt_path),
-                                       {g: plain(cfg[g]) for g in (*GROUPS, "data")})
+        checkpoint = read_checkpoint(cfg.ckpt_path)
+        if not checkpoint.get("optimizer_states") or "loops" not in checkpoint:
+            raise CheckpointError(f"ckpt_path={cfg.ckpt_path} holds weights only (a fused sweep member's, or one "
+                                  f"saved without its training state): eval.py tests it, but a run cannot resume "
+                                  f"from it; train the job again without ckpt_path")
+        mismatches = resume_mismatches(checkpoint, {g: plain(cfg[g]) for g in (*GROUPS, "data")})
         if mismatches:
             raise CheckpointError(f"ckpt_path={cfg.ckpt_path} was made for another network, optimizer or input "
                                   f"scaling than this run's ({'; '.join(mismatches)}): resume with the overrides "
@@ -248,5 +252,5 @@ def run(cfg: DictConfig, run_dir: Path, choices: dict[str, str], overrides: list
                            deterministic_algorithms=torch.are_deterministic_algorithms_enabled(),
                            device=str(trainer.strategy.root_device))
     if result["status"] == "completed" and trainer.is_global_zero:
-        log_final(trainer, cfg, choices, result, overrides)
+        log_final(trainer.loggers, trainer.global_step, cfg, choices, result, overrides)
     return result

@@ -1,0 +1,275 @@
+"""Many sweep jobs trained as one stacked model: the arithmetic behind ``hydra/launcher=fused``.
+
+A sweep of this course's MLP spends its time on per-job overhead (a process, a Trainer, data loading)
+rather than on arithmetic, so jobs that share the network's shape and the data settings train together:
+member ``k``'s weights are slice ``k`` of stacked tensors, every layer is one batched matmul
+(``baddbmm``) for all members, and each member's activation runs on its own slice. The loss is the sum
+of the members' losses, so each member's gradient is exactly its own. Members with the same optimizer
+settings share a parameter group of stacked tensors; members with other settings get a group of their
+own in one optimizer of the shared class: every optimizer allowed here updates element by element, so
+each member's update is what its own optimizer would make. Each member sees its own seed's shuffle of
+the same training split (``StackedBatches``) and starts from the weights its own run would build.
+
+Which jobs may fuse, and how each member's run directory is written: ``fused_runs.py``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterator
+
+import lightning as L
+import torch
+from torch import nn
+
+from experiments.classifier import Classifier, run_length
+from experiments.data import EpochOrder, MNISTDataModule
+from experiments.mnist import normalize
+
+
+class StackedBatches:
+    """Every member's batch ``i`` at once: ``x`` of shape ``[members, batch, 784]`` and ``y`` of
+    ``[members, batch]``, each member's rows in its own seed's order (the order its own run's
+    ``TensorBatches`` would give). ``x`` is normalised already: one gather per batch, nothing more."""
+
+    batch_sampler = None
+
+    class _Epochs:
+        def __init__(self, orders: list[EpochOrder]) -> None:
+            self.orders = orders
+
+        def set_epoch(self, epoch: int) -> None:  # Lightning calls it at the start of every epoch
+            for order in self.orders:
+                order.set_epoch(epoch)
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor, batch_size: int, seeds: list[int]) -> None:
+        self.x, self.y, self.batch_size = x, y, batch_size
+        self.sampler = self._Epochs([EpochOrder(len(x), True, seed) for seed in seeds])
+        self.num_batches = -(-len(x) // batch_size)
+
+    def __len__(self) -> int:
+        return self.num_batches
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        order = torch.stack([o.indices(self.x.device) for o in self.sampler.orders])  # [members, rows]
+        members = len(order)
+        for i in range(self.num_batches):
+            idx = order[:, i * self.batch_size:(i + 1) * self.batch_size].reshape(-1)
+            yield self.x.index_select(0, idx).view(members, -1, self.x.shape[1]), self.y.index_select(0, idx).view(members, -1)
+
+
+class MembersData(MNISTDataModule):
+    """The members' data: one split for all (their data settings are equal), and per member its own
+    training order (``shuffle_seeds``). The training images are normalised once, not per batch: the
+    same values (one formula per pixel), gathered for many members at a time."""
+
+    def __init__(self, shuffle_seeds: list[int], **settings: Any) -> None:
+        super().__init__(**settings)
+        self.shuffle_seeds = list(shuffle_seeds)
+        self.train_x: torch.Tensor | None = None
+
+    def train_dataloader(self) -> StackedBatches:  # type: ignore[override]
+        assert self.tensors is not None
+        if self.train_x is None or self.train_x.device != self.tensors["train_x"].device:
+            self.train_x = normalize(self.tensors["train_x"], self.normalize)
+        return StackedBatches(self.train_x, self.tensors["train_y"], self.resolved_batch_size(), self.shuffle_seeds)
+
+
+class FusedClassifier(L.LightningModule):
+    """The members' classifiers as one module under Lightning's automatic optimization.
+
+    ``members`` are built as their own runs would build them (seeded); their weights are copied into
+    stacked parameters, which train. ``opt_groups``: consecutive ranges of members that share an
+    optimizer parameter group (equal optimizer settings). ``member(k)`` writes the stacked weights back
+    into member ``k``'s own ``Classifier`` (for diagnostics and checkpoints).
+    """
+
+    def __init__(self, members: list[Classifier], opt_groups: list[range]) -> None:
+        super().__init__()
+        self.members = members  # a plain list: their own parameters are not trained, the stacks are
+        self.opt_groups = opt_groups
+        nets = [m.net for m in members]
+        self.n_layers = len(nets[0].hidden) + 1
+        self.stacks = nn.ParameterList()  # group g, layer l: weight at 2 * (g * n_layers + l), bias after it
+        for group in opt_groups:
+            for layer in range(self.n_layers):
+                linears = [self._linears(nets[k])[layer] for k in group]
+                self.stacks.append(nn.Parameter(torch.stack([lin.weight.detach() for lin in linears]).clone()))
+                self.stacks.append(nn.Parameter(torch.stack([lin.bias.detach() for lin in linears]).clone()))
+        # activations with parameters (PReLU) stay the members' own modules, trained in their member's group
+        self.member_activations = nn.ModuleList([h.activation for net in nets for h in net.hidden])
+        self.runs = [self._activation_runs(nets, layer) for layer in range(self.n_layers - 1)]
+        self.output_activation = nets[0].output_activation
+        self.loss_fn = members[0].loss_fn
+        n = len(members)
+        self.register_buffer("alive", torch.ones(n, dtype=torch.bool), persistent=False)
+        self.frozen: dict[int, list[torch.Tensor]] = {}
+        self.sums: dict[str, torch.Tensor] = {}
+        self.last_losses: torch.Tensor | None = None
+
+    def on_fit_start(self) -> None:
+        for member in self.members:  # their nets take the stacks' weights for diagnostics and checkpoints
+            member.to(self.device)
+
+    @staticmethod
+    def _linears(net: nn.Module) -> list[nn.Linear]:
+        return [*(h.linear for h in net.hidden), net.output]
+
+    def _activation_runs(self, nets: list[nn.Module], layer: int) -> list[tuple[int, int, nn.Module]]:
+        """Consecutive members with equal parameter-free activations share one call on their slice."""
+        runs: list[tuple[int, int, nn.Module]] = []
+        for k, net in enumerate(nets):
+            act = net.hidden[layer].activation
+            shareable = not any(True for _ in act.parameters())
+            if runs and shareable and runs[-1][1] == k and repr(runs[-1][2]) == repr(act) \
+                    and type(runs[-1][2]) is type(act) and not any(True for _ in runs[-1][2].parameters()):
+                runs[-1] = (runs[-1][0], k + 1, runs[-1][2])
+            else:
+                runs.append((k, k + 1, act))
+        return runs
+
+    def stack(self, group: int, layer: int) -> tuple[nn.Parameter, nn.Parameter]:
+        i = 2 * (group * self.n_layers + layer)
+        return self.stacks[i], self.stacks[i + 1]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``x``: ``[members, batch, in]`` (each member its own batch) or ``[batch, in]`` (one for all)."""
+        shared = x.dim() == 2
+        for layer in range(self.n_layers):
+            inputs = ([x.expand(len(g), *x.shape) for g in self.opt_groups] if shared
+                      else x.split([len(g) for g in self.opt_groups]))
+            parts = []
+            for g, xg in enumerate(inputs):
+                weight, bias = self.stack(g, layer)
+                parts.append(torch.baddbmm(bias.unsqueeze(1), xg, weight.transpose(1, 2)))
+            x = parts[0] if len(parts) == 1 else torch.cat(parts)
+            shared = False
+            if layer < self.n_layers - 1:  # split, not slices: a slice's backward fills a whole stack
+                runs = self.runs[layer]
+                parts = x.split([b - a for a, b, _ in runs]) if len(runs) > 1 else (x,)
+                # as [rows, width]: an activation with a parameter per unit (PReLU) reads dim 1 as units
+                acts = [act(part.flatten(0, 1)).view_as(part) for part, (_, _, act) in zip(parts, runs)]
+                x = acts[0] if len(acts) == 1 else torch.cat(acts)
+        if isinstance(self.output_activation, nn.Identity):
+            return x
+        return torch.stack([self.output_activation(out) for out in x.unbind()])
+
+    def member_losses(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Each member's loss, by its own loss function on its own outputs."""
+        targets = y.unbind() if y.dim() == 2 else [y] * len(out)
+        return torch.stack([self.loss_fn(o, t) for o, t in zip(out.unbind(), targets)])
+
+    def _accumulate(self, stage: str, out: torch.Tensor, y: torch.Tensor, losses: torch.Tensor) -> None:
+        n = y.shape[-1]
+        correct = (out.argmax(-1) == (y if y.dim() == 2 else y.unsqueeze(0))).sum(-1)
+        losses = torch.where(self.alive, losses, torch.zeros_like(losses))
+        if stage not in self.sums:
+            self.sums[stage] = torch.zeros(3, len(self.members), device=out.device, dtype=torch.float64)
+        self.sums[stage] += torch.stack([losses.double() * n, correct.double(),
+                                         torch.full_like(losses, n, dtype=torch.float64)])
+
+    def epoch_means(self, stage: str) -> tuple[list[float], list[float]]:
+        """Per member: the loss averaged over examples and the accuracy, since the stage's last reset."""
+        loss_sum, correct, count = self.sums.pop(stage).tolist()
+        return ([s / c for s, c in zip(loss_sum, count)], [a / c for a, c in zip(correct, count)])
+
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        x, y = batch
+        out = self(x)
+        losses = self.member_losses(out, y)
+        self.last_losses = losses.detach()
+        self._accumulate("train", out.detach(), y, losses.detach())
+        if self.frozen:  # a diverged member leaves the sum: its NaN would reach no other member's gradient,
+            return losses[self.alive.nonzero().squeeze(1)].sum()  # but keeps Lightning's loss finite
+        return losses.sum()
+
+    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        x, y = batch
+        out = self(x)
+        self._accumulate("val", out, y, self.member_losses(out, y))
+
+    def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        x, y = batch
+        out = self(x)
+        self._accumulate("test", out, y, self.member_losses(out, y))
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        """One optimizer of the members' class; each group built by its own member's config, so it has
+        exactly the defaults and checks of that member's own optimizer."""
+        from experiments.optimizers import build_optimizer, build_scheduler
+
+        optimizer: torch.optim.Optimizer | None = None
+        for g, group in enumerate(self.opt_groups):
+            params = [p for layer in range(self.n_layers) for p in self.stack(g, layer)]
+            params += [p for k in group for h in self.members[k].net.hidden for p in h.activation.parameters()]
+            built = build_optimizer(self.members[group.start].hparams.optimizer, params)
+            if optimizer is None:
+                optimizer = built
+            else:
+                optimizer.add_param_group(built.param_groups[0])
+        assert optimizer is not None
+        schedule = self.members[0].hparams.scheduler  # equal for all members
+        if not schedule or not schedule.get("scheduler"):
+            return optimizer
+        return {"optimizer": optimizer, "lr_scheduler": build_scheduler(schedule, optimizer, *run_length(self.trainer))}
+
+    def _slot(self, k: int) -> tuple[int, int]:
+        g = next(i for i, group in enumerate(self.opt_groups) if k in group)
+        return g, k - self.opt_groups[g].start
+
+    @torch.no_grad()
+    def member(self, k: int) -> Classifier:
+        """Member ``k``'s own classifier, holding the stacked weights' slice ``k``."""
+        g, i = self._slot(k)
+        module = self.members[k]
+        for layer, linear in enumerate(self._linears(module.net)):
+            weight, bias = self.stack(g, layer)
+            linear.weight.copy_(weight[i])
+            linear.bias.copy_(bias[i])
+        return module
+
+    @torch.no_grad()
+    def load_member(self, k: int, state: dict[str, torch.Tensor]) -> None:
+        """Put weights saved from ``member(k)`` back into the stacks (the best epoch's, for the test)."""
+        g, i = self._slot(k)
+        module = self.members[k]
+        module.load_state_dict(state)
+        for layer, linear in enumerate(self._linears(module.net)):
+            weight, bias = self.stack(g, layer)
+            weight[i].copy_(linear.weight)
+            bias[i].copy_(linear.bias)
+
+    def member_grad_norms(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per member the L2 norm of each layer's weight gradient ``[members, layers]`` and of all its
+        gradients ``[members]``: what ``lightning.pytorch.utilities.grad_norm`` reports for one net."""
+        layers, squares = [], []
+        for g, group in enumerate(self.opt_groups):
+            per_layer, total = [], torch.zeros(len(group), device=self.device)
+            for layer in range(self.n_layers):
+                weight, bias = self.stack(g, layer)
+                wg = weight.grad if weight.grad is not None else torch.zeros_like(weight)
+                bg = bias.grad if bias.grad is not None else torch.zeros_like(bias)
+                w2 = wg.flatten(1).square().sum(1)
+                per_layer.append(w2.sqrt())
+                total = total + w2 + bg.square().sum(1)
+            for i, k in enumerate(group):
+                for h in self.members[k].net.hidden:
+                    for p in h.activation.parameters():
+                        if p.grad is not None:
+                            total[i] = total[i] + p.grad.square().sum()
+            layers.append(torch.stack(per_layer, 1))
+            squares.append(total)
+        return torch.cat(layers), torch.cat(squares).sqrt()
+
+    @torch.no_grad()
+    def freeze(self, k: int) -> None:
+        """Stop member ``k`` where it is: its slices are put back after every later optimizer step."""
+        g, i = self._slot(k)
+        self.alive[k] = False
+        self.frozen[k] = [self.stack(g, layer)[j][i].clone() for layer in range(self.n_layers) for j in (0, 1)]
+
+    @torch.no_grad()
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        for k, saved in self.frozen.items():
+            g, i = self._slot(k)
+            for n, value in enumerate(saved):
+                self.stack(g, n // 2)[n % 2][i].copy_(value)

@@ -1,0 +1,1 @@
+"""Hydra's launcher ``fused`` (``hydra/launcher=fused``): see ``fused_launcher.py``."""

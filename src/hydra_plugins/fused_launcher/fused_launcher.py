@@ -1,0 +1,142 @@
+"""``hydra/launcher=fused``: a sweep's compatible jobs trained together as one stacked model.
+
+Hydra finds this plugin in its ``hydra_plugins`` namespace. For each job the launcher composes the
+config as the basic launcher does. Jobs whose configs agree in all but seed, activation, weight
+initialisation and optimizer hyper-parameters (``experiments.fused.fusion_key``) form a group; Hydra's
+own ``run_job`` prepares each member (its directory, ``.hydra/`` files, logging, job callbacks, the
+config checks) and the group then trains in one loop (``experiments.fused.train_members``). A job
+that cannot fuse (``fusion_problem`` says why, in the log) runs exactly as under the basic launcher.
+Groups larger than ``max_members``, or than ``memory_fraction`` of the free memory allows, are split.
+"""
+
+
+import logging
+import math
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+from hydra.core.config_store import ConfigStore
+from hydra.core.utils import JobReturn, JobStatus, configure_log, filter_overrides, run_job, setup_globals
+from hydra.plugins.launcher import Launcher
+from hydra.types import HydraContext, TaskFunction
+from omegaconf import DictConfig, open_dict
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class FusedLauncherConf:
+    _target_: str = "hydra_plugins.fused_launcher.fused_launcher.FusedLauncher"
+    max_members: int = 64          # members per stacked model at most
+    memory_fraction: float = 0.5   # of the free accelerator memory (or RAM) a group may take
+
+
+ConfigStore.instance().store(group="hydra/launcher", name="fused", node=FusedLauncherConf, provider="experiments")
+
+
+class FusedLauncher(Launcher):
+    def __init__(self, max_members: int = 64, memory_fraction: float = 0.5) -> None:
+        if max_members < 1 or not 0 < memory_fraction <= 1:
+            raise ValueError(f"hydra.launcher.max_members={max_members} must be >= 1 and hydra.launcher."
+                             f"memory_fraction={memory_fraction} in (0, 1]")
+        self.max_members, self.memory_fraction = max_members, memory_fraction
+        self.config: DictConfig | None = None
+        self.task_function: TaskFunction | None = None
+        self.hydra_context: HydraContext | None = None
+
+    def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
+        self.config, self.hydra_context, self.task_function = config, hydra_context, task_function
+
+    def _run(self, config: DictConfig, task: TaskFunction) -> JobReturn:
+        assert self.hydra_context is not None and self.config is not None
+        ret = run_job(hydra_context=self.hydra_context, task_function=task, config=config,
+                      job_dir_key="hydra.sweep.dir", job_subdir_key="hydra.sweep.subdir")
+        configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
+        return ret
+
+    def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
+        from experiments.fused_runs import fusion_key, fusion_problem
+
+        setup_globals()
+        assert self.hydra_context is not None and self.config is not None and self.task_function is not None
+        configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
+        Path(str(self.config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
+        log.info(f"Launching {len(job_overrides)} jobs, fused where they can share a training loop")
+        groups: dict[str, list[tuple[int, DictConfig]]] = {}
+        for idx, overrides in enumerate(job_overrides, start=initial_job_idx):
+            config = self.hydra_context.config_loader.load_sweep_config(self.config, list(overrides))
+            with open_dict(config):
+                config.hydra.job.id = config.hydra.job.num = idx
+            log.info(f"\t#{idx} : {' '.join(filter_overrides(overrides))}")
+            try:
+                task = _task_part(config)
+                problem = fusion_problem(task)
+                key = fusion_key(task) if problem is None else f"alone-{idx}"
+            except Exception as exc:  # a config that cannot even be read: its own run reports the error
+                problem, key = f"its config does not resolve ({type(exc).__name__})", f"alone-{idx}"
+            if problem:
+                log.info(f"\t#{idx} runs on its own: {problem}")
+            groups.setdefault(key, []).append((idx, config))
+        returns: dict[int, JobReturn] = {}
+        for number, (key, jobs) in enumerate(groups.items()):
+            if len(jobs) == 1:  # nothing to fuse with: as under the basic launcher
+                idx, config = jobs[0]
+                returns[idx] = self._run(config, self.task_function)
+            else:
+                returns.update(self._fused(jobs, number))
+        return [returns[i] for i in sorted(returns)]
+
+    def _fused(self, jobs: list[tuple[int, DictConfig]], number: int) -> dict[int, JobReturn]:
+        from experiments.cli import finish, prepare_member, record_failure
+        from experiments.fused_runs import Member, member_bytes, memory_budget, split_group, train_members
+
+        returns, members = {}, []
+        for idx, config in jobs:
+            ret = self._run(config, prepare_member)
+            returns[idx] = ret
+            if ret.status == JobStatus.COMPLETED and isinstance(ret.return_value, Member):
+                members.append(ret.return_value)
+        if not members:
+            return returns
+        cfg = members[0].cfg
+        device = torch.device("cuda" if torch.cuda.is_available() and cfg.trainer.accelerator in ("auto", "gpu", "cuda")
+                              else "cpu")
+        chunks = split_group(len(members), member_bytes(cfg), memory_budget(device, self.memory_fraction),
+                             self.max_members)
+        for part, chunk in enumerate(chunks):
+            group = [members[i] for i in chunk]
+            name = f"fused-{number}" + (f".{part}" if len(chunks) > 1 else "")
+            log.info(f"{name}: training jobs {', '.join(f'#{m.job}' for m in group)} as one stacked model")
+            try:
+                results = train_members(group, name)
+            except Exception as exc:  # a bug: every member records it, the sweep goes on
+                for member in group:
+                    record_failure(member.run_dir, f"{type(exc).__name__}: {exc}", member.overrides)
+                    returns[member.job].return_value = math.nan
+                log.error("%s crashed:\n%s", name, traceback.format_exc())
+                continue
+            for member in group:
+                returns[member.job].return_value = finish(member.cfg, results[member.job], member.run_dir)
+        return returns
+
+
+def _task_part(config: DictConfig) -> dict[str, Any]:
+    """The job's own config, resolved (so ``${repeat:...}`` widths compare by value), without Hydra's
+    node; its directory is not chosen yet, so paths under it resolve to one placeholder for all jobs."""
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import OmegaConf
+
+    probe = config.copy()
+    with open_dict(probe):
+        probe.hydra.runtime.output_dir = "<job dir>"
+    before = HydraConfig.instance().cfg
+    HydraConfig.instance().set_config(probe)
+    try:
+        task = OmegaConf.to_container(probe, resolve=True)
+    finally:
+        HydraConfig.instance().cfg = before
+    task.pop("hydra", None)
+    return task

@@ -1,0 +1,173 @@
+"""The stacked model: each member computes, learns and sees data exactly as its own run would."""
+
+import pytest
+import torch
+from lightning.pytorch.utilities import grad_norm
+
+from experiments.classifier import Classifier
+from experiments.data import TensorBatches
+from experiments.fused import FusedClassifier, MembersData, StackedBatches
+from experiments.mnist import normalize
+from experiments.optimizers import build_optimizer
+
+MLP = {"_target_": "experiments.model.MLP", "hidden_sizes": [16, 12]}
+CE = {"_target_": "torch.nn.CrossEntropyLoss"}
+ACTS = {"relu": {"_target_": "torch.nn.ReLU"}, "tanh": {"_target_": "torch.nn.Tanh"},
+        "alrelu": {"_target_": "experiments.activations.ALReLU", "alpha": 0.01},
+        "prelu": {"_target_": "torch.nn.PReLU", "num_parameters": "per_unit", "init": 0.25}}
+
+
+def adam(lr: float, **extra) -> dict:
+    return {"_target_": "torch.optim.Adam", "_partial_": True, "lr": lr, **extra}
+
+
+def member(act: str, optimizer: dict, seed: int, **model) -> Classifier:
+    torch.manual_seed(seed)
+    return Classifier(model={**MLP, **model}, activation=ACTS[act], loss=CE, optimizer=optimizer,
+                      input_size=20, num_classes=5)
+
+
+def group(specs: list[tuple[str, dict, int]]) -> tuple[FusedClassifier, list[Classifier]]:
+    """The fused model of ``specs`` (consecutive equal optimizers share a group), and fresh copies of
+    each member built the same way, to train alone."""
+    members, alone = [member(*s) for s in specs], [member(*s) for s in specs]
+    ranges, start = [], 0
+    for i in range(1, len(specs) + 1):
+        if i == len(specs) or specs[i][1] != specs[start][1]:
+            ranges.append(range(start, i))
+            start = i
+    return FusedClassifier(members, ranges), alone
+
+
+SPECS = [("relu", adam(1e-2), 0), ("relu", adam(1e-2), 1), ("tanh", adam(1e-2), 2), ("prelu", adam(1e-3), 3),
+         ("alrelu", adam(1e-3), 4), ("relu", adam(3e-2, weight_decay=0.1), 5)]
+
+
+def test_the_stacked_forward_is_each_members_own_forward():
+    fused, alone = group(SPECS)
+    shared = torch.randn(7, 20)
+    own = torch.randn(len(SPECS), 7, 20)
+    out_shared, out_own = fused(shared), fused(own)
+    for k, module in enumerate(alone):
+        torch.testing.assert_close(out_shared[k], module(shared), rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(out_own[k], module(own[k]), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("optimizer", [
+    [adam(1e-2), adam(1e-2), adam(1e-3, betas=(0.8, 0.9)), adam(3e-2, weight_decay=0.1)],
+    [{"_target_": "torch.optim.SGD", "_partial_": True, "lr": lr, "momentum": 0.9, "nesterov": nest}
+     for lr, nest in ((0.1, True), (0.1, True), (0.05, False), (0.2, True))],
+    [{"_target_": "experiments.optimizers.LectureMomentum", "_partial_": True, "lr": lr, "momentum": 0.9}
+     for lr in (0.1, 0.05, 0.05, 0.02)],
+    [{"_target_": "torch.optim.RMSprop", "_partial_": True, "lr": lr} for lr in (1e-3, 1e-3, 1e-2, 3e-3)],
+], ids=["adam", "nesterov", "lecture_momentum", "rmsprop"])
+def test_each_members_updates_are_those_of_its_own_optimizer(optimizer):
+    specs = [(act, opt, seed) for (act, seed), opt in zip([("relu", 0), ("prelu", 1), ("tanh", 2), ("relu", 3)], optimizer)]
+    fused, alone = group(specs)
+    fused_opt = fused.configure_optimizers()
+    own_opts = [build_optimizer(m.hparams.optimizer, m.parameters()) for m in alone]
+    torch.manual_seed(9)
+    for _ in range(5):
+        x, y = torch.randn(len(specs), 8, 20), torch.randint(0, 5, (len(specs), 8))
+        fused_opt.zero_grad()
+        fused.training_step((x, y), 0).backward()
+        fused_opt.step()
+        for k, (module, opt) in enumerate(zip(alone, own_opts)):
+            opt.zero_grad()
+            module.loss_fn(module(x[k]), y[k]).backward()
+            opt.step()
+    for k, module in enumerate(alone):
+        mine = fused.member(k).net.state_dict()
+        for name, value in module.net.state_dict().items():
+            torch.testing.assert_close(mine[name], value, rtol=1e-4, atol=1e-6, msg=f"member {k} {name}")
+
+
+def test_a_frozen_member_stays_put_and_the_others_train_as_without_it():
+    specs = [("relu", adam(1e-2), 0), ("tanh", adam(1e-2), 1), ("relu", adam(1e-3), 2)]
+    fused, _ = group(specs)
+    without, _ = group([specs[0], specs[2]])
+    opt, opt_without = fused.configure_optimizers(), without.configure_optimizers()
+    fused.freeze(1)
+    frozen = {n: t.clone() for n, t in fused.member(1).net.state_dict().items()}
+    torch.manual_seed(3)
+    for _ in range(4):
+        x, y = torch.randn(3, 8, 20), torch.randint(0, 5, (3, 8))
+        x[1] = float("nan")  # the frozen member's loss is NaN: it must reach no other member
+        for model, optim, xb, yb in ((fused, opt, x, y), (without, opt_without, x[[0, 2]], y[[0, 2]])):
+            optim.zero_grad()
+            loss = model.training_step((xb, yb), 0)
+            assert torch.isfinite(loss)
+            loss.backward()
+            optim.step()
+            model.on_train_batch_end(None, None, 0)
+    for name, value in fused.member(1).net.state_dict().items():
+        assert torch.equal(value, frozen[name]), name
+    for k, j in ((0, 0), (2, 1)):
+        for name, value in fused.member(k).net.state_dict().items():
+            torch.testing.assert_close(value, without.member(j).net.state_dict()[name], rtol=1e-5, atol=1e-7)
+
+
+def test_gradient_norms_are_lightnings_for_each_members_own_net():
+    fused, alone = group(SPECS)
+    x, y = torch.randn(len(SPECS), 8, 20), torch.randint(0, 5, (len(SPECS), 8))
+    fused.training_step((x, y), 0).backward()
+    layers, totals = fused.member_grad_norms()
+    for k, module in enumerate(alone):
+        module.loss_fn(module(x[k]), y[k]).backward()
+        norms = grad_norm(module.net, norm_type=2)
+        expect = [norms["grad_2.0_norm/hidden.0.linear.weight"], norms["grad_2.0_norm/hidden.1.linear.weight"],
+                  norms["grad_2.0_norm/output.weight"]]
+        torch.testing.assert_close(layers[k], torch.stack(expect), rtol=1e-3, atol=1e-6)
+        torch.testing.assert_close(totals[k], norms["grad_2.0_norm_total"], rtol=1e-3, atol=1e-6)
+
+
+def test_member_weights_round_trip_through_a_state_dict():
+    fused, _ = group(SPECS)
+    saved = {n: t.clone() for n, t in fused.member(2).state_dict().items()}
+    with torch.no_grad():
+        for p in fused.stacks:
+            p.add_(1.0)
+    assert not torch.equal(fused.member(2).net.output.weight, saved["net.output.weight"])
+    fused.load_member(2, saved)
+    assert torch.equal(fused.member(2).net.output.weight, saved["net.output.weight"])
+    assert torch.equal(fused.stack(0, 2)[0][2], saved["net.output.weight"])  # group 0 holds members 0-2
+
+
+def test_each_member_gets_the_batches_of_its_own_seed_every_epoch():
+    x = torch.randint(0, 256, (103, 6), dtype=torch.uint8)
+    y = torch.arange(103)
+    seeds = [0, 7, 7, 3]
+    stacked = StackedBatches(normalize(x), y, 10, seeds)
+    for epoch in (0, 1):
+        stacked.sampler.set_epoch(epoch)
+        own = []
+        for seed in seeds:
+            batches = TensorBatches(x, y, 10, shuffle=True, seed=seed, transform=normalize)
+            batches.sampler.set_epoch(epoch)
+            own.append(list(batches))
+        got = list(stacked)
+        assert len(got) == len(stacked) == len(own[0]) == 11  # the last batch is the 3 left over
+        for i, (xb, yb) in enumerate(got):
+            for k in range(len(seeds)):
+                assert torch.equal(yb[k], own[k][i][1]) and torch.equal(xb[k], own[k][i][0])
+    first_epoch = torch.cat([yb[0] for _, yb in stacked]).sort().values
+    assert torch.equal(first_epoch, y)  # every row once
+
+
+def test_members_data_normalises_the_training_images_once_as_the_loaders_do():
+    data = MembersData([1, 2], limit_train=300, batch_size=100, normalize="unit")
+    data.prepare_data()
+    xb, yb = next(iter(data.train_dataloader()))
+    assert xb.shape == (2, 100, 784) and yb.shape == (2, 100)
+    assert 0.0 <= float(xb.min()) and float(xb.max()) <= 1.0
+    own = first_batch_of_own_run(data, seed=2)
+    assert torch.equal(xb[1], own[0]) and torch.equal(yb[1], own[1])
+
+
+def first_batch_of_own_run(data: MembersData, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The first batch that a separate run with this ``shuffle_seed`` would train on."""
+    from experiments.data import MNISTDataModule
+
+    own = MNISTDataModule(limit_train=300, batch_size=100, normalize="unit", shuffle_seed=seed)
+    own.prepare_data()
+    return next(iter(own.train_dataloader()))

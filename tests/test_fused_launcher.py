@@ -1,0 +1,125 @@
+"""``hydra/launcher=fused`` end to end, as users run it: the results of separate runs, failures isolated."""
+
+import json
+import math
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import yaml
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from conftest import FAST, ROOT, read_metrics, run_script, subprocess_env
+from experiments.classifier import read_checkpoint
+
+pytestmark = pytest.mark.slow
+
+# 8 configurations: two activations x two learning rates x two seeds; 16 steps per epoch, 2 epochs
+SWEEP = ["activation=relu,tanh", "optimizer.lr=0.003,0.01", "seed=0,1", "data.limit_train=4096",
+         "trainer.max_epochs=2", "trainer.log_every_n_steps=4", "deterministic=true", "callbacks.progress_bar=null"]
+
+
+def jobs_in(sweep_dir) -> list:
+    return sorted((p for p in sweep_dir.iterdir() if p.is_dir() and p.name[0].isdigit()),
+                  key=lambda p: int(p.name.split("_")[0]))
+
+
+def test_fused_members_agree_with_separate_runs_and_keep_their_outputs(tmp_path):
+    fused_dir, basic_dir = tmp_path / "fused", tmp_path / "basic"
+    fused = run_script(["-m", "hydra/launcher=fused", *SWEEP, f"hydra.sweep.dir={fused_dir}"], tmp_path)
+    assert fused.returncode == 0, fused.stderr[-3000:]
+    assert "training jobs #0, #1, #2, #3, #4, #5, #6, #7 as one stacked model" in fused.stdout
+    basic = run_script(["-m", *SWEEP, f"hydra.sweep.dir={basic_dir}"], tmp_path)
+    assert basic.returncode == 0, basic.stderr[-3000:]
+    pairs = list(zip(jobs_in(fused_dir), jobs_in(basic_dir)))
+    assert len(pairs) == 8 and all(f.name == b.name for f, b in pairs)
+    for fused_job, basic_job in pairs:
+        f, b = read_metrics(fused_job), read_metrics(basic_job)
+        assert f["status"] == b["status"] == "completed", fused_job.name
+        assert f["fused_group"]["members"] == 8 and "fused_group" not in b
+        assert set(f) - set(b) == {"fused_group", "group_seconds"} and set(b) <= set(f)
+        assert set(f["history"]) == set(b["history"])
+        for key in ("val/acc", "test/acc", "best_val_acc"):
+            assert abs(f[key] - b[key]) <= 0.002, (fused_job.name, key, f[key], b[key])
+        for name in ("train/loss", "val/loss"):
+            assert f["history"][name] == pytest.approx(b["history"][name], abs=1e-3), (fused_job.name, name)
+        for name in ("diag/dead_frac/total", "diag/inactive_frac/total", "diag/born_dead_frac/total"):
+            assert f[name] == pytest.approx(b[name], abs=0.01), (fused_job.name, name)
+        assert f["diag/grad_norm/layer1"] == pytest.approx(b["diag/grad_norm/layer1"], rel=0.02)
+        assert f["history"]["diag/grad_norm/total"] == pytest.approx(b["history"]["diag/grad_norm/total"], rel=0.02)
+        names = sorted(p.name for p in (fused_job / "checkpoints").iterdir())
+        assert names == sorted(p.name for p in (basic_job / "checkpoints").iterdir())
+        assert f["best_ckpt"].startswith(str(fused_job)) and f["best_ckpt"].endswith(names[0])
+        events = EventAccumulator(str(fused_job / "tensorboard")).Reload()
+        assert len(events.Scalars("val/acc")) == 2 and events.Scalars("test/acc")[-1].value == pytest.approx(f["test/acc"])
+        assert len(events.Scalars("diag/dead_frac/layer1")) == 2 and events.Scalars("grad_norm/layer1")
+        assert "optimizer.lr" in yaml.safe_load((fused_job / "tensorboard" / "hparams.yaml").read_text())
+    # the best checkpoint of a member is an ordinary checkpoint: eval.py tests it to the same accuracy
+    member = read_metrics(pairs[5][0])
+    assert read_checkpoint(member["best_ckpt"])["fused_group"]["members"] == 8
+    proc = run_script([f"ckpt_path='{member['best_ckpt']}'", f"hydra.run.dir={tmp_path / 'eval'}"], tmp_path,
+                      script="eval.py")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert json.loads((tmp_path / "eval" / "eval.json").read_text())["test/acc"] == pytest.approx(member["test/acc"], abs=1e-6)
+    assert "8 jobs, 8 completed" in (fused_dir / "summary.md").read_text()
+
+
+def test_a_diverging_and_an_invalid_member_leave_the_others_training(tmp_path):
+    sweep_dir = tmp_path / "sweep"
+    proc = run_script(["-m", "hydra/launcher=fused", "optimizer=sgd", "optimizer.lr=0.05,1e4,-1",
+                       "model.batch_norm=false,true", "data.limit_train=2048", "trainer.max_epochs=2",
+                       "trainer.log_every_n_steps=2", "callbacks.progress_bar=null", f"hydra.sweep.dir={sweep_dir}"],
+                      tmp_path)
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    assert "Error: 4 of 6 jobs did not complete (2 diverged, 2 failed)" in proc.stderr
+    jobs = {job.name.split("_")[0]: read_metrics(job) for job in jobs_in(sweep_dir)}
+    # batch norm does not fuse: jobs 1, 3 and 5 ran as under the basic launcher, and the log says why
+    assert proc.stdout.count("runs on its own: model.batch_norm=true") == 3
+    assert all("fused_group" not in jobs[n] for n in "135")
+    good, diverged, invalid = jobs["0"], jobs["2"], jobs["4"]
+    assert good["status"] == "completed" and good["fused_group"]["jobs"] == [0, 2]
+    assert diverged["status"] == "diverged" and "train loss is nan" in diverged["error"]
+    assert diverged["diverged_step"] % 2 == 0 and diverged["diverged_step"] < 16  # at a logging step of epoch 0
+    assert invalid["status"] == "failed" and invalid["error"].startswith("optimizer.lr=-1 is invalid")
+    assert len(good["history"]["train/loss"]) == 2 and good["global_step"] == 16
+    assert all(math.isfinite(v) for v in good["history"]["train/loss"])
+
+
+def test_ctrl_c_leaves_every_member_with_a_record_and_a_checkpoint(tmp_path):
+    sweep_dir = tmp_path / "sweep"
+    cmd = [sys.executable, str(ROOT / "train.py"), "-m", "hydra/launcher=fused", "seed=0,1,2", "trainer.max_epochs=20",
+           "callbacks.progress_bar=null", "diagnostics=none", f"hydra.sweep.dir={sweep_dir}"]
+    proc = subprocess.Popen(cmd, cwd=tmp_path, env=subprocess_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    deadline = time.time() + 120
+    while time.time() < deadline:  # until every member is training, and has saved one epoch
+        records = [p for p in sweep_dir.glob("*/metrics.json")]
+        if len(records) == 3 and all((p.parent / "checkpoints" / "last.ckpt").exists() for p in records):
+            break
+        time.sleep(0.2)
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130, stderr[-3000:]
+    for job in jobs_in(sweep_dir):
+        record = read_metrics(job)
+        assert record["status"] == "interrupted" and "does not resume" in record["error"]
+        checkpoint = read_checkpoint(record["interrupted_ckpt"])
+        assert checkpoint["global_step"] == record["global_step"] > 0
+        assert len(record["history"]["val/acc"]) >= 1
+
+
+def test_optuna_hands_its_trials_to_the_fused_launcher(tmp_path):
+    proc = run_script(["hparams_search=lr_width", "hydra/launcher=fused", "hydra.sweeper.n_trials=4",
+                       "hydra.sweeper.n_jobs=2", "search.width=32", "search.depth=1",  # the search over lr alone:
+                       "hydra.sweeper.params={optimizer.lr:'tag(log, interval(0.0003, 0.03))'}",
+                       *FAST, "diagnostics=none"], tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.count("as one stacked model") == 2  # two batches of two trials, each trained at once
+    jobs = sorted(tmp_path.glob("outputs/multirun/*/*/[0-9]*_*"), key=lambda p: int(p.name.split("_")[0]))
+    assert len(jobs) == 4 and all(read_metrics(j)["status"] == "completed" for j in jobs)
+    (optimization,) = tmp_path.glob("outputs/multirun/*/*/optimization_results.yaml")
+    best = yaml.safe_load(optimization.read_text())["best_value"]
+    assert best == pytest.approx(max(read_metrics(j)["val/acc"] for j in jobs))

@@ -1,0 +1,89 @@
+"""Which jobs fuse, how groups are split, and what a fused member records."""
+
+import json
+from functools import lru_cache
+
+import pytest
+import yaml
+
+from conftest import compose_config
+from experiments.fused_runs import fusion_key, fusion_problem, member_bytes, split_group
+from experiments.training import plain
+
+
+@lru_cache(maxsize=None)
+def _composed(groups: tuple[str, ...]) -> str:
+    return json.dumps(plain(compose_config(list(groups))))
+
+
+def task(overrides: list[str]) -> dict:
+    """The resolved config ``train.py`` would compose: group choices composed by Hydra (cached), values
+    set on the result (composing once per value would take a second per ten cases)."""
+    groups = tuple(o for o in overrides if "." not in o.split("=", 1)[0] and not o.startswith("+"))
+    cfg = json.loads(_composed(groups))
+    for override in overrides:
+        key, value = override.lstrip("+").split("=", 1)
+        if "." in key:
+            *path, last = key.split(".")
+            node = cfg
+            for part in path:
+                node = node.setdefault(part, {})
+            node[last] = yaml.safe_load(value)
+    return cfg
+
+
+def test_the_default_job_fuses():
+    assert fusion_problem(task([])) is None
+    assert fusion_problem(task(["experiment=dying_relu"])) is None
+
+
+@pytest.mark.parametrize("override, reason", [
+    ("model.dropout=0.1", "model.dropout"),
+    ("model.batch_norm=true", "batch_norm"),
+    ("activation=rrelu", "rrelu"),
+    ("optimizer._target_=torch.optim.LBFGS", "LBFGS"),
+    ("trainer.gradient_clip_val=1.0", "gradient_clip_val"),
+    ("trainer=ddp", "more than one device"),
+    ("trainer.devices=2", "more than one device"),
+    ("+trainer.accumulate_grad_batches=2", "accumulate_grad_batches"),
+    ("callbacks=early_stopping", "callbacks.early_stopping"),
+    ("callbacks=step_checkpoint", "callbacks.step_checkpoint"),
+    ("callbacks.model_checkpoint.save_top_k=3", "callbacks.model_checkpoint"),
+    ("callbacks.model_checkpoint.monitor=train/loss", "callbacks.model_checkpoint"),
+    ("callbacks.last_checkpoint.every_n_epochs=2", "callbacks.last_checkpoint"),
+    ("+diagnostics.collapse._target_=experiments.diagnostics.LinearCollapseCheck", "diagnostics.collapse"),
+    ("ckpt_path=/some/last.ckpt", "ckpt_path"),
+    ("compile=true", "compile"),
+])
+def test_what_cannot_fuse_says_why(override, reason):
+    problem = fusion_problem(task([override]))
+    assert problem is not None and reason in problem
+
+
+@pytest.mark.parametrize("override", ["seed=3", "activation=tanh", "activation=prelu", "model.init=kaiming_normal",
+                                      "model.bias_init=0", "optimizer.lr=0.1", "optimizer.betas=[0.8,0.9]",
+                                      "optimizer.weight_decay=0.01", "logger=csv", "data.shuffle_seed=5"])
+def test_members_may_differ_in_seed_activation_init_and_optimizer_settings(override):
+    assert fusion_key(task([override])) == fusion_key(task([]))
+
+
+@pytest.mark.parametrize("override", ["model.hidden_sizes=[32,32]", "data.batch_size=64", "optimizer=sgd",
+                                      "trainer.max_epochs=3", "loss=mse", "data.normalize=unit", "scheduler=step",
+                                      "deterministic=true", "diagnostics=none", "data.val_size=1000",
+                                      "model.output_activation=log_softmax", "data.split_seed=1"])
+def test_what_shapes_the_loop_keeps_jobs_apart(override):
+    assert fusion_key(task([override])) != fusion_key(task([]))
+
+
+def test_groups_split_at_the_member_limit_and_the_memory_budget():
+    assert split_group(10, 100, 10_000, 64) == [range(0, 10)]
+    assert split_group(10, 100, 10_000, 4) == [range(0, 4), range(4, 8), range(8, 10)]
+    assert split_group(10, 100, 350, 64) == [range(0, 3), range(3, 6), range(6, 9), range(9, 10)]
+    assert split_group(3, 100, 10, 64) == [range(0, 1), range(1, 2), range(2, 3)]  # one member always trains
+
+
+def test_a_members_memory_grows_with_its_width_and_batch():
+    base = member_bytes(compose_config([]))
+    assert member_bytes(compose_config(["model.hidden_sizes=[256,256,256]"])) > 2 * base
+    assert member_bytes(compose_config(["data.batch_size=1024"])) > 2 * base
+    assert member_bytes(compose_config(["data.batch_size=full"])) > member_bytes(compose_config(["data.batch_size=1024"]))
