@@ -25,16 +25,22 @@ def group(name: str, option: str):
 
 
 @pytest.fixture(scope="module")
+def base():
+    """The composed config the combinations start from (each test sets all three groups on it)."""
+    return compose_config(["model.hidden_sizes=[16,16]"])
+
+
+@pytest.fixture(scope="module")
 def batch() -> tuple[torch.Tensor, torch.Tensor]:
     data = load_mnist()
     return data["train_x"][:128], data["train_y"][:128]
 
 
 @pytest.mark.parametrize("activation", ACTIVATIONS)
-def test_every_combination_trains(activation, batch):
+def test_every_combination_trains(activation, batch, base):
     x, y = batch
     dm = MNISTDataModule()
-    cfg = compose_config(["model.hidden_sizes=[16,16]"])
+    cfg = base
     for loss, opt in itertools.product(LOSSES, OPTIMIZERS):
         torch.manual_seed(0)
         cfg.activation, cfg.loss, cfg.optimizer = group("activation", activation), group("loss", loss), group(

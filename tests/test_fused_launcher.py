@@ -89,8 +89,8 @@ def test_a_diverging_and_an_invalid_member_leave_the_others_training(tmp_path):
 
 def test_ctrl_c_leaves_every_member_with_a_record_and_a_checkpoint(tmp_path):
     sweep_dir = tmp_path / "sweep"
-    cmd = [sys.executable, str(ROOT / "train.py"), "-m", "hydra/launcher=fused", "seed=0,1,2", "trainer.max_epochs=20",
-           "callbacks.progress_bar=null", "diagnostics=none", f"hydra.sweep.dir={sweep_dir}"]
+    cmd = [sys.executable, str(ROOT / "train.py"), "-m", "hydra/launcher=fused", "seed=0,1,2", "trainer.max_epochs=1000",
+           "data.limit_train=8192", "callbacks.progress_bar=null", "diagnostics=none", f"hydra.sweep.dir={sweep_dir}"]
     proc = subprocess.Popen(cmd, cwd=tmp_path, env=subprocess_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 120

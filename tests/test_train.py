@@ -64,50 +64,37 @@ def test_train_writes_metrics_tensorboard_and_checkpoints(tmp_path):
     assert (run_dir / ".hydra" / "config.yaml").is_file() and (run_dir / "train.log").is_file()
 
 
-def test_eval_tests_the_best_checkpoint_not_the_last(tmp_path):
-    # "best" by the lowest val/acc: the first epoch's weights, while training improves the later ones
-    proc = run_script([*FAST, "trainer.max_epochs=3", "callbacks.model_checkpoint.mode=min",
+def test_eval_tests_the_best_checkpoint_as_it_was_trained(tmp_path):
+    # "best" by the lowest val/acc: the first epoch's weights, while training improves the later ones;
+    # trained on [0, 1] pixels, which eval.py must use too, unless told otherwise
+    proc = run_script([*FAST, "trainer.max_epochs=3", "callbacks.model_checkpoint.mode=min", "data.normalize=unit",
                        "trainer.limit_val_batches=null", "trainer.limit_test_batches=null"], tmp_path)
     assert proc.returncode == 0, proc.stderr[-2000:]
     run_dir = only_run_dir(tmp_path)
     metrics = read_metrics(run_dir)
     best = Path(metrics["best_ckpt"])
     assert best.name.startswith("best-epoch00") and metrics["best_val_acc"] == min(metrics["history"]["val/acc"])
+    assert torch.load(best, weights_only=True)["datamodule_hyper_parameters"]["normalize"] == "unit"
     results = {}
-    for name in (best.name, "last.ckpt"):
-        proc = run_script([f"ckpt_path={run_dir / 'checkpoints' / name}", "progress_bar=false"], tmp_path,
-                          script="eval.py")
+    for name, extra in ((best.name, []), ("last.ckpt", []), ("standardized", ["data.normalize=standardize"])):
+        ckpt = run_dir / "checkpoints" / (best.name if extra else name)
+        proc = run_script([f"ckpt_path={ckpt}", "progress_bar=false", *extra], tmp_path, script="eval.py")
         assert proc.returncode == 0, proc.stderr[-2000:]
         results[name] = float(proc.stdout.strip().splitlines()[-1].split()[0].removeprefix("test/acc="))
     # the run tested its best checkpoint on the full test set: eval of that file gives the same number
     assert results[best.name] == pytest.approx(metrics["test/acc"], abs=1e-4)
     assert results["last.ckpt"] != pytest.approx(metrics["test/acc"], abs=1e-4)
+    assert results["standardized"] != pytest.approx(metrics["test/acc"], abs=1e-3)  # pixels scaled otherwise
     evaluated = [json.loads(p.read_text()) for p in tmp_path.glob("outputs/eval/*/*/eval.json")]
     assert sorted(e["test/acc"] for e in evaluated) == pytest.approx(sorted(results.values()), abs=1e-4)
-
-
-def test_eval_scales_the_pixels_as_the_run_was_trained(tmp_path):
-    proc = run_script([*FAST, "data.normalize=unit", "trainer.limit_test_batches=null"], tmp_path)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    run_dir = only_run_dir(tmp_path)
-    metrics = read_metrics(run_dir)
-    ckpt = Path(metrics["best_ckpt"])
-    assert torch.load(ckpt, weights_only=True)["datamodule_hyper_parameters"]["normalize"] == "unit"
-    accs = {}
-    for extra in ([], ["data.normalize=standardize"]):  # as trained, then deliberately otherwise
-        proc = run_script([f"ckpt_path={ckpt}", "progress_bar=false", *extra], tmp_path, script="eval.py")
-        assert proc.returncode == 0, proc.stderr[-2000:]
-        accs[bool(extra)] = float(proc.stdout.strip().splitlines()[-1].split()[0].removeprefix("test/acc="))
-    assert accs[False] == pytest.approx(metrics["test/acc"], abs=1e-4)
-    assert accs[True] != pytest.approx(metrics["test/acc"], abs=1e-3)
     # eval.py tests on all 10,000 official test images: the accuracy counted by hand over them
     from experiments.classifier import load_classifier
     from experiments.mnist import load_mnist, normalize
     test = load_mnist(raw=True)
     with torch.no_grad():
-        predicted = load_classifier(ckpt).eval()(normalize(test["test_x"], "unit")).argmax(1)
+        predicted = load_classifier(best).eval()(normalize(test["test_x"], "unit")).argmax(1)
     assert len(test["test_y"]) == 10_000
-    assert accs[False] == pytest.approx((predicted == test["test_y"]).float().mean().item(), abs=1e-4)
+    assert results[best.name] == pytest.approx((predicted == test["test_y"]).float().mean().item(), abs=1e-4)
 
 
 def test_sgd_with_the_courses_override(tmp_path):
