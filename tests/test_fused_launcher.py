@@ -1,6 +1,5 @@
 """``hydra/launcher=fused`` end to end, as users run it: the results of separate runs, failures isolated."""
 
-import json
 import math
 import signal
 import subprocess
@@ -56,13 +55,10 @@ def test_fused_members_agree_with_separate_runs_and_keep_their_outputs(tmp_path)
         assert len(events.Scalars("val/acc")) == 2 and events.Scalars("test/acc")[-1].value == pytest.approx(f["test/acc"])
         assert len(events.Scalars("diag/dead_frac/layer1")) == 2 and events.Scalars("grad_norm/layer1")
         assert "optimizer.lr" in yaml.safe_load((fused_job / "tensorboard" / "hparams.yaml").read_text())
-    # the best checkpoint of a member is an ordinary checkpoint: eval.py tests it to the same accuracy
+    # the best checkpoint of a member is an ordinary checkpoint of this project (eval.py's loading of it:
+    # test_fused_runs.py), marked with the group it trained in
     member = read_metrics(pairs[5][0])
     assert read_checkpoint(member["best_ckpt"])["fused_group"]["members"] == 8
-    proc = run_script([f"ckpt_path='{member['best_ckpt']}'", f"hydra.run.dir={tmp_path / 'eval'}"], tmp_path,
-                      script="eval.py")
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert json.loads((tmp_path / "eval" / "eval.json").read_text())["test/acc"] == pytest.approx(member["test/acc"], abs=1e-6)
     assert "8 jobs, 8 completed" in (fused_dir / "summary.md").read_text()
 
 

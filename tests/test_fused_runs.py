@@ -84,6 +84,51 @@ def test_groups_split_at_the_member_limit_and_the_memory_budget():
 
 def test_a_members_memory_grows_with_its_width_and_batch():
     base = member_bytes(compose_config([]))
-    assert member_bytes(compose_config(["model.hidden_sizes=[256,256,256]"])) > 2 * base
-    assert member_bytes(compose_config(["data.batch_size=1024"])) > 2 * base
+    assert member_bytes(compose_config(["model.hidden_sizes=[256,256,256]"])) > 1.5 * base
+    assert member_bytes(compose_config(["data.batch_size=1024"])) > 1.3 * base
+    assert member_bytes(compose_config(["data.eval_batch_size=10000"])) > 1.3 * base
     assert member_bytes(compose_config(["data.batch_size=full"])) > member_bytes(compose_config(["data.batch_size=1024"]))
+
+
+def members_of(tmp_path, overrides: list[str], sweep: list[list[str]]) -> list:
+    """Fused members as the launcher prepares them: each config resolved in its own job directory."""
+    from omegaconf import OmegaConf
+
+    from experiments.fused_runs import Member
+
+    members = []
+    for job, extra in enumerate(sweep):
+        run_dir = tmp_path / f"{job}_job"
+        cfg = compose_config([*overrides, *extra], output_dir=str(run_dir))
+        members.append(Member(job=job, cfg=OmegaConf.create(OmegaConf.to_container(cfg, resolve=True)),
+                              run_dir=run_dir, choices={}, overrides=extra))
+        run_dir.mkdir()
+    return members
+
+
+@pytest.mark.slow
+def test_each_member_is_tested_on_its_best_checkpoint_not_its_last(tmp_path):
+    import torch
+
+    from experiments.classifier import load_classifier
+    from experiments.fused_runs import train_members
+    from experiments.mnist import load_mnist, normalize
+
+    # "best" by the lowest val/acc: the first epoch's weights, while training improves the later ones
+    members = members_of(tmp_path, ["data.limit_train=2048", "trainer.max_epochs=3", "callbacks.progress_bar=null",
+                                    "callbacks.model_checkpoint.mode=min", "diagnostics=none", "logger=none"],
+                         [["seed=0"], ["seed=1", "activation=tanh"]])
+    results = train_members(members, "test-group")
+    test = load_mnist(raw=True)
+    for member in members:
+        record = results[member.job]
+        assert record["status"] == "completed" and record["best_ckpt"].endswith(".ckpt")
+        assert "best-epoch00" in record["best_ckpt"] and record["best_val_acc"] == min(record["history"]["val/acc"])
+        accs = {}
+        for name in (record["best_ckpt"], str(member.run_dir / "checkpoints" / "last.ckpt")):
+            with torch.no_grad():
+                predicted = load_classifier(name).eval()(normalize(test["test_x"])).argmax(1)
+            accs[name] = (predicted == test["test_y"]).float().mean().item()
+        assert accs[record["best_ckpt"]] == pytest.approx(record["test/acc"], abs=1e-6)
+        assert accs[str(member.run_dir / "checkpoints" / "last.ckpt")] != pytest.approx(record["test/acc"], abs=1e-4)
+        assert json.loads((member.run_dir / "metrics.json").read_text()) == json.loads(json.dumps(record))

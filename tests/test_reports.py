@@ -1,6 +1,7 @@
 """The sweep report, from a small real sweep and from hand-made job records."""
 
 import csv
+from pathlib import Path
 import json
 import math
 import statistics
@@ -212,7 +213,7 @@ def test_the_csv_has_one_column_per_swept_key(tmp_path):
     assert [(r["activation"], r["optimizer.lr"]) for r in rows] == [("relu", "0.01"), ("elu", "0.1")]
 
 
-def fake_sweep(root) -> "Path":
+def fake_sweep(root: Path) -> Path:
     """A sweep directory as Hydra and train.py leave it: job dirs with .hydra/overrides.yaml and metrics.json
     (two seeds of relu, one of elu that diverged, one job killed before writing, one still 'running')."""
     import yaml

@@ -98,12 +98,12 @@ def fusion_key(cfg: DictConfig | dict[str, Any]) -> str:
 
 
 def member_bytes(cfg: DictConfig) -> int:
-    """Memory one member needs while training: weights, gradients and two optimizer states, and the
-    batch's inputs, activations and their gradients (float32)."""
+    """Memory one member needs, float32: weights, gradients and two optimizer states; a training batch's
+    inputs, activations and their gradients; an evaluation batch's activations."""
     sizes = [784, *cfg.model.hidden_sizes, 10]
     params = sum((a + 1) * b for a, b in zip(sizes[:-1], sizes[1:]))
     batch = 60_000 if str(cfg.data.batch_size) == "full" else int(cfg.data.batch_size)
-    return 4 * (4 * params + 3 * batch * sum(sizes))
+    return 4 * (4 * params + (3 * batch + int(cfg.data.eval_batch_size)) * sum(sizes))
 
 
 def memory_budget(device: torch.device, fraction: float) -> int:
