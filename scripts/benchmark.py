@@ -158,9 +158,10 @@ def sweep(jobs: int, device: str, repeats: int, n_jobs: int | None) -> dict:
     """The same sweep under Hydra's basic launcher, the fused launcher (and joblib with ``n_jobs``),
     alternating; and one job of it alone (``python train.py``), whole processes all."""
     accel = "gpu" if device.startswith("cuda") else "cpu"
-    train = [sys.executable, str(ROOT / "train.py"), "callbacks.progress_bar=null", f"trainer.accelerator={accel}"]
-    variants = {"one job alone": train + ["print_config=false"], "basic": train + ["-m", *SWEEPS[jobs]],
-                "fused": train + ["-m", *SWEEPS[jobs], "hydra/launcher=fused"]}
+    train = [sys.executable, str(ROOT / "train.py")]
+    common = ["callbacks.progress_bar=null", f"trainer.accelerator={accel}"]
+    variants = {"one job alone": train + [*common, "print_config=false"], "basic": train + ["-m", *common, *SWEEPS[jobs]],
+                "fused": train + ["-m", *common, *SWEEPS[jobs], "hydra/launcher=fused"]}
     if n_jobs:
         variants[f"joblib (n_jobs={n_jobs})"] = variants["basic"] + ["hydra/launcher=joblib", f"hydra.launcher.n_jobs={n_jobs}"]
     walls: dict[str, list[float]] = {name: [] for name in variants}
@@ -239,7 +240,7 @@ def main() -> None:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--batch-size", default="256", help="an integer, or full (full-batch gradient descent)")
     parser.add_argument("--epochs", type=int, default=6)
-    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds of plain and framework")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds of plain and framework (0: none)")
     parser.add_argument("--compile", action="store_true", help="also time the framework with compile=true")
     parser.add_argument("--whole", action="store_true", help="whole-process time and peak memory")
     parser.add_argument("--repeats", type=int, default=3)
@@ -263,33 +264,34 @@ def main() -> None:
         report["host_syncs"] = count_syncs(args.device, args.epochs, args.batch_size)
         return print(json.dumps(report["host_syncs"], indent=2))
 
-    # Rounds alternate plain and framework, so drift in the machine's speed hits both alike;
-    # each figure is the median over every steady-state epoch of every round.
-    variants = [("plain PyTorch loop", lambda: plain_mnist.train(args.device, args.epochs, batch, optimizer=optimizer)),
-                ("framework (defaults)", lambda: framework_epochs(args.device, args.epochs, args.batch_size, False, []))]
-    if batch != "full":
-        variants.append(("bare Lightning Trainer", lambda: bare_lightning_epochs(args.device, args.epochs, batch)))
-    if args.compile:
-        modes = [True, "reduce-overhead"] if args.device.startswith("cuda") else [True]
-        for mode in modes:
-            variants.append((f"framework, compile={str(mode).lower()}",
-                             lambda m=mode: framework_epochs(args.device, args.epochs, args.batch_size, m, [])))
-    epochs: dict[str, list[float]] = {name: [] for name, _ in variants}
-    accs: dict[str, float] = {}
-    for _ in range(args.rounds):
-        for name, fn in variants:
-            result = fn()
-            epochs[name] += result["epoch_seconds"][1:] if len(result["epoch_seconds"]) > 1 else result["epoch_seconds"]
-            accs[name] = result["test_acc"]
-    base = statistics.median(epochs[variants[0][0]])
-    report["per_epoch"] = [{"what": n, "median_epoch_s": statistics.median(e), "min": min(e), "max": max(e),
-                            "ratio": statistics.median(e) / base, "test_acc": accs[n]} for n, e in epochs.items()]
+    if args.rounds > 0:  # --rounds 0: only the --whole / --sweep figures
+        # Rounds alternate plain and framework, so drift in the machine's speed hits both alike;
+        # each figure is the median over every steady-state epoch of every round.
+        variants = [("plain PyTorch loop", lambda: plain_mnist.train(args.device, args.epochs, batch, optimizer=optimizer)),
+                    ("framework (defaults)", lambda: framework_epochs(args.device, args.epochs, args.batch_size, False, []))]
+        if batch != "full":
+            variants.append(("bare Lightning Trainer", lambda: bare_lightning_epochs(args.device, args.epochs, batch)))
+        if args.compile:
+            modes = [True, "reduce-overhead"] if args.device.startswith("cuda") else [True]
+            for mode in modes:
+                variants.append((f"framework, compile={str(mode).lower()}",
+                                 lambda m=mode: framework_epochs(args.device, args.epochs, args.batch_size, m, [])))
+        epochs: dict[str, list[float]] = {name: [] for name, _ in variants}
+        accs: dict[str, float] = {}
+        for _ in range(args.rounds):
+            for name, fn in variants:
+                result = fn()
+                epochs[name] += result["epoch_seconds"][1:] if len(result["epoch_seconds"]) > 1 else result["epoch_seconds"]
+                accs[name] = result["test_acc"]
+        base = statistics.median(epochs[variants[0][0]])
+        report["per_epoch"] = [{"what": n, "median_epoch_s": statistics.median(e), "min": min(e), "max": max(e),
+                                "ratio": statistics.median(e) / base, "test_acc": accs[n]} for n, e in epochs.items()]
 
-    print(f"\n## Per epoch ({args.device}, batch {args.batch_size}, epochs 2-{args.epochs} of {args.rounds} rounds)\n")
-    print("| run | median s/epoch (min-max) | ratio to plain | test acc |\n|---|---|---|---|")
-    for r in report["per_epoch"]:
-        print(f"| {r['what']} | {r['median_epoch_s']:.4f} ({r['min']:.4f}-{r['max']:.4f}) | {r['ratio']:.2f} "
-              f"| {r['test_acc']:.4f} |")
+        print(f"\n## Per epoch ({args.device}, batch {args.batch_size}, epochs 2-{args.epochs} of {args.rounds} rounds)\n")
+        print("| run | median s/epoch (min-max) | ratio to plain | test acc |\n|---|---|---|---|")
+        for r in report["per_epoch"]:
+            print(f"| {r['what']} | {r['median_epoch_s']:.4f} ({r['min']:.4f}-{r['max']:.4f}) | {r['ratio']:.2f} "
+                  f"| {r['test_acc']:.4f} |")
 
     if args.whole:
         w = report["whole_process"] = whole_process(args.device, args.repeats)

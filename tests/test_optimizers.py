@@ -83,6 +83,19 @@ def test_onecycle_warms_up_to_the_optimizers_lr_then_anneals_over_the_run():
     assert seen[peak] == pytest.approx(0.1, rel=1e-3) and seen[0] < 0.01 and seen[-1] < 1e-4
 
 
+def test_onecycle_peaks_at_each_parameter_groups_own_rate():
+    # a fused sweep's optimizer has one group per member learning rate: each must peak at its own
+    cfg = OmegaConf.to_container(compose_config(["scheduler=onecycle"]).scheduler)
+    optimizer = torch.optim.SGD([{"params": [torch.nn.Parameter(torch.zeros(1))], "lr": lr} for lr in (0.1, 0.01)])
+    sched = build_scheduler(cfg, optimizer, total_steps=100, total_epochs=2)["scheduler"]
+    peaks = [0.0, 0.0]
+    for _ in range(99):
+        optimizer.step()
+        sched.step()
+        peaks = [max(p, g["lr"]) for p, g in zip(peaks, optimizer.param_groups)]
+    assert peaks == pytest.approx([0.1, 0.01], rel=1e-3)
+
+
 def test_no_scheduler():
     cfg = OmegaConf.to_container(compose_config([]).scheduler)
     assert build_scheduler(cfg, torch.optim.SGD([torch.zeros(1)], lr=1), 5, 1) is None

@@ -71,4 +71,4 @@ def build_scheduler(cfg: dict[str, Any] | None, optimizer: torch.optim.Optimizer
         ctor["total_steps"] = span
     elif name == "CosineAnnealingLR" and ctor.get("T_max") is None:
         ctor["T_max"] = span
-    return {**cfg, "scheduler": instantiate(ctor, _partial_=True)(optimizer)}
+    return {**cfg, "scheduler": instantiate(ctor, _partial_=True, _convert_="all")(optimizer)}  # lists as lists
