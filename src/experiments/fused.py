@@ -89,12 +89,12 @@ class FusedClassifier(L.LightningModule):
         self.opt_groups = opt_groups
         nets = [m.net for m in members]
         self.n_layers = len(nets[0].hidden) + 1
-        self.stacks = nn.ParameterList()  # group g, layer l: weight at 2 * (g * n_layers + l), bias after it
-        for group in opt_groups:
-            for layer in range(self.n_layers):
-                linears = [self._linears(nets[k])[layer] for k in group]
-                self.stacks.append(nn.Parameter(torch.stack([lin.weight.detach() for lin in linears]).clone()))
-                self.stacks.append(nn.Parameter(torch.stack([lin.bias.detach() for lin in linears]).clone()))
+        # one flat parameter per optimizer group, row k a member's weights and biases of every layer in
+        # turn: the optimizer steps one tensor per group, and splitting it costs one gradient copy
+        self.shapes = [(lin.out_features, lin.in_features) for lin in self._linears(nets[0])]
+        self.sizes = [n for out, fan_in in self.shapes for n in (out * fan_in, out)]
+        self.stacks = nn.ParameterList([
+            nn.Parameter(torch.stack([self._flat(nets[k]) for k in group])) for group in opt_groups])
         # activations with parameters (PReLU) stay the members' own modules, trained in their member's group
         self.member_activations = nn.ModuleList([h.activation for net in nets for h in net.hidden])
         self.runs = [self._activation_runs(nets, layer) for layer in range(self.n_layers - 1)]
@@ -127,19 +127,29 @@ class FusedClassifier(L.LightningModule):
                 runs.append((k, k + 1, act))
         return runs
 
-    def stack(self, group: int, layer: int) -> tuple[nn.Parameter, nn.Parameter]:
-        i = 2 * (group * self.n_layers + layer)
-        return self.stacks[i], self.stacks[i + 1]
+    def _flat(self, net: nn.Module) -> torch.Tensor:
+        return torch.cat([t.detach().flatten() for lin in self._linears(net) for t in (lin.weight, lin.bias)])
+
+    def _layers(self, flat: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """``flat`` (a group's stack, or its gradient) as each layer's weights ``[members, out, in]`` and
+        biases ``[members, out]``: views, through ``split`` (whose backward is one concatenation)."""
+        parts = flat.split(self.sizes, dim=1)
+        return [(parts[2 * i].unflatten(1, shape), parts[2 * i + 1]) for i, shape in enumerate(self.shapes)]
+
+    def stack(self, group: int, layer: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Group ``group``'s weights and biases of layer ``layer``, for all its members (views)."""
+        return self._layers(self.stacks[group])[layer]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``x``: ``[members, batch, in]`` (each member its own batch) or ``[batch, in]`` (one for all)."""
         shared = x.dim() == 2
+        weights = [self._layers(flat) for flat in self.stacks]
         for layer in range(self.n_layers):
             inputs = ([x.expand(len(g), *x.shape) for g in self.opt_groups] if shared
                       else x.split([len(g) for g in self.opt_groups]))
             parts = []
-            for g, xg in enumerate(inputs):
-                weight, bias = self.stack(g, layer)
+            for xg, layers in zip(inputs, weights):
+                weight, bias = layers[layer]
                 parts.append(torch.baddbmm(bias.unsqueeze(1), xg, weight.transpose(1, 2)))
             x = parts[0] if len(parts) == 1 else torch.cat(parts)
             shared = False
@@ -199,8 +209,8 @@ class FusedClassifier(L.LightningModule):
 
         optimizer: torch.optim.Optimizer | None = None
         for g, group in enumerate(self.opt_groups):
-            params = [p for layer in range(self.n_layers) for p in self.stack(g, layer)]
-            params += [p for k in group for h in self.members[k].net.hidden for p in h.activation.parameters()]
+            params = [self.stacks[g]]
+            params += [p for k in group for p in self._activation_params(k)]
             built = build_optimizer(self.members[group.start].hparams.optimizer, params)
             if optimizer is None:
                 optimizer = built
@@ -243,33 +253,31 @@ class FusedClassifier(L.LightningModule):
         gradients ``[members]``: what ``lightning.pytorch.utilities.grad_norm`` reports for one net."""
         layers, squares = [], []
         for g, group in enumerate(self.opt_groups):
-            per_layer, total = [], torch.zeros(len(group), device=self.device)
-            for layer in range(self.n_layers):
-                weight, bias = self.stack(g, layer)
-                wg = weight.grad if weight.grad is not None else torch.zeros_like(weight)
-                bg = bias.grad if bias.grad is not None else torch.zeros_like(bias)
-                w2 = wg.flatten(1).square().sum(1)
-                per_layer.append(w2.sqrt())
-                total = total + w2 + bg.square().sum(1)
+            grad = self.stacks[g].grad if self.stacks[g].grad is not None else torch.zeros_like(self.stacks[g])
+            per_layer = [weight.flatten(1).square().sum(1).sqrt() for weight, _ in self._layers(grad)]
+            total = grad.square().sum(1)
             for i, k in enumerate(group):
-                for h in self.members[k].net.hidden:
-                    for p in h.activation.parameters():
-                        if p.grad is not None:
-                            total[i] = total[i] + p.grad.square().sum()
+                for p in self._activation_params(k):
+                    if p.grad is not None:
+                        total[i] = total[i] + p.grad.square().sum()
             layers.append(torch.stack(per_layer, 1))
             squares.append(total)
         return torch.cat(layers), torch.cat(squares).sqrt()
 
     @torch.no_grad()
     def freeze(self, k: int) -> None:
-        """Stop member ``k`` where it is: its slices are put back after every later optimizer step."""
+        """Stop member ``k`` where it is: its row is put back after every later optimizer step."""
         g, i = self._slot(k)
         self.alive[k] = False
-        self.frozen[k] = [self.stack(g, layer)[j][i].clone() for layer in range(self.n_layers) for j in (0, 1)]
+        self.frozen[k] = [self.stacks[g][i].clone(), *(p.clone() for p in self._activation_params(k))]
+
+    def _activation_params(self, k: int) -> list[torch.Tensor]:
+        return [p for h in self.members[k].net.hidden for p in h.activation.parameters()]
 
     @torch.no_grad()
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
-        for k, saved in self.frozen.items():
+        for k, (row, *activation) in self.frozen.items():
             g, i = self._slot(k)
-            for n, value in enumerate(saved):
-                self.stack(g, n // 2)[n % 2][i].copy_(value)
+            self.stacks[g][i].copy_(row)
+            for param, value in zip(self._activation_params(k), activation):
+                param.copy_(value)
