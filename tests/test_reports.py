@@ -261,6 +261,19 @@ def test_the_markdown_report_ranks_aggregates_and_lists_what_did_not_complete(tm
     assert incomplete_summary(sweep) == "3 of 5 jobs did not complete (1 diverged, 2 incomplete)"
 
 
+def test_fused_members_are_named_with_their_group_whose_wall_time_they_share(tmp_path):
+    from experiments.reports import build_report
+    sweep = fake_sweep(tmp_path)
+    assert "stacked model" not in build_report(sweep)["md"].read_text()  # a basic launcher's sweep
+    for job in sorted(sweep.iterdir())[:2]:
+        record = json.loads((job / "metrics.json").read_text())
+        record["fused_group"] = {"name": "fused-0", "members": 3, "jobs": [0, 1, 2]}
+        (job / "metrics.json").write_text(json.dumps(record))
+    md = build_report(sweep)["md"].read_text()
+    assert ("Trained together as one stacked model (`hydra/launcher=fused`; a member's wall s is its group's): "
+            "fused-0: jobs 0-2.") in md
+
+
 def test_a_sweep_that_completed_has_nothing_to_report_missing(tmp_path):
     from experiments.reports import build_report, incomplete_summary
     sweep = fake_sweep(tmp_path)

@@ -168,6 +168,17 @@ def write_csv(jobs: list[dict[str, Any]], path: Path) -> None:
         writer.writerows({**j, **j.get("swept", {})} for j in jobs)
 
 
+def _ranges(numbers: list[int]) -> str:
+    """``[0, 1, 2, 5, 7, 8]`` -> ``0-2, 5, 7-8``."""
+    runs: list[list[int]] = []
+    for n in sorted(numbers):
+        if runs and n == runs[-1][-1] + 1:
+            runs[-1].append(n)
+        else:
+            runs.append([n])
+    return ", ".join(f"{r[0]}-{r[-1]}" if len(r) > 1 else str(r[0]) for r in runs)
+
+
 def write_markdown(jobs: list[dict[str, Any]], groups: list[dict[str, Any]], path: Path, title: str,
                    common: list[str], rank_by: str = "test/acc") -> None:
     diag = [k for k in SUMMARY_DIAG if any(math.isfinite(g[k][0]) for g in groups)]
@@ -184,6 +195,13 @@ def write_markdown(jobs: list[dict[str, Any]], groups: list[dict[str, Any]], pat
         cells = [str(rank), f"`{g['config']}`", f"{g['completed']}/{g['jobs']}", *(_fmt(g[m]) for m in metrics),
                  *(_fmt(g[k], 3) for k in diag), _fmt(g["wall_seconds"], 1), g["statuses"]]
         lines.append("| " + " | ".join(cells) + " |")
+    fused: dict[str, list[int]] = {}
+    for j in jobs:
+        if isinstance(j.get("fused_group"), dict):
+            fused.setdefault(j["fused_group"].get("name", "?"), list(j["fused_group"].get("jobs", [])))
+    if fused:  # hydra/launcher=fused: a member's wall time is its group's
+        lines += ["", "Trained together as one stacked model (`hydra/launcher=fused`; a member's wall s is its "
+                  "group's): " + "; ".join(f"{name}: jobs {_ranges(members)}" for name, members in fused.items()) + "."]
     bad = [j for j in jobs if j.get("status") != "completed"]
     if bad:
         lines += ["", "## Jobs that did not complete", ""]
