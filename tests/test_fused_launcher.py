@@ -113,7 +113,10 @@ def test_optuna_hands_its_trials_to_the_fused_launcher(tmp_path):
                        "hydra.sweeper.params={optimizer.lr:'tag(log, interval(0.0003, 0.03))'}",
                        *FAST, "diagnostics=none"], tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert proc.stdout.count("as one stacked model") == 2  # two batches of two trials, each trained at once
+    # two batches of two trials, each trained at once, and the report says so
+    assert "fused-0: training jobs #0, #1 as one" in proc.stdout and "fused-2: training jobs #2, #3 as one" in proc.stdout
+    (summary,) = tmp_path.glob("outputs/multirun/*/*/summary.md")
+    assert "group's): jobs 0-1; jobs 2-3." in summary.read_text()
     jobs = sorted(tmp_path.glob("outputs/multirun/*/*/[0-9]*_*"), key=lambda p: int(p.name.split("_")[0]))
     assert len(jobs) == 4 and all(read_metrics(j)["status"] == "completed" for j in jobs)
     (optimization,) = tmp_path.glob("outputs/multirun/*/*/optimization_results.yaml")

@@ -132,3 +132,13 @@ def test_each_member_is_tested_on_its_best_checkpoint_not_its_last(tmp_path):
         assert accs[record["best_ckpt"]] == pytest.approx(record["test/acc"], abs=1e-6)
         assert accs[str(member.run_dir / "checkpoints" / "last.ckpt")] != pytest.approx(record["test/acc"], abs=1e-4)
         assert json.loads((member.run_dir / "metrics.json").read_text()) == json.loads(json.dumps(record))
+
+
+@pytest.mark.parametrize("kwargs, words", [({"max_members": 0}, "hydra.launcher.max_members=0 is invalid"),
+                                           ({"memory_fraction": 1.5}, "hydra.launcher.memory_fraction=1.5 is invalid"),
+                                           ({"memory_fraction": 0}, "hydra.launcher.memory_fraction=0 is invalid")])
+def test_the_launchers_own_settings_are_checked_with_their_key(kwargs, words):
+    from hydra_plugins.fused_launcher.fused_launcher import FusedLauncher
+
+    with pytest.raises(ValueError, match=words.replace(".", r"\.")):
+        FusedLauncher(**kwargs)

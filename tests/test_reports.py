@@ -271,7 +271,7 @@ def test_fused_members_are_named_with_their_group_whose_wall_time_they_share(tmp
         (job / "metrics.json").write_text(json.dumps(record))
     md = build_report(sweep)["md"].read_text()
     assert ("Trained together as one stacked model (`hydra/launcher=fused`; a member's wall s is its group's): "
-            "fused-0: jobs 0-2.") in md
+            "jobs 0-2.") in md
 
 
 def test_a_sweep_that_completed_has_nothing_to_report_missing(tmp_path):

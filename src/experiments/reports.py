@@ -195,13 +195,10 @@ def write_markdown(jobs: list[dict[str, Any]], groups: list[dict[str, Any]], pat
         cells = [str(rank), f"`{g['config']}`", f"{g['completed']}/{g['jobs']}", *(_fmt(g[m]) for m in metrics),
                  *(_fmt(g[k], 3) for k in diag), _fmt(g["wall_seconds"], 1), g["statuses"]]
         lines.append("| " + " | ".join(cells) + " |")
-    fused: dict[str, list[int]] = {}
-    for j in jobs:
-        if isinstance(j.get("fused_group"), dict):
-            fused.setdefault(j["fused_group"].get("name", "?"), list(j["fused_group"].get("jobs", [])))
+    fused = {tuple(j["fused_group"].get("jobs", [])) for j in jobs if isinstance(j.get("fused_group"), dict)}
     if fused:  # hydra/launcher=fused: a member's wall time is its group's
         lines += ["", "Trained together as one stacked model (`hydra/launcher=fused`; a member's wall s is its "
-                  "group's): " + "; ".join(f"{name}: jobs {_ranges(members)}" for name, members in fused.items()) + "."]
+                  "group's): " + "; ".join(f"jobs {_ranges(list(members))}" for members in sorted(fused)) + "."]
     bad = [j for j in jobs if j.get("status") != "completed"]
     if bad:
         lines += ["", "## Jobs that did not complete", ""]

@@ -39,9 +39,10 @@ ConfigStore.instance().store(group="hydra/launcher", name="fused", node=FusedLau
 
 class FusedLauncher(Launcher):
     def __init__(self, max_members: int = 64, memory_fraction: float = 0.5) -> None:
-        if max_members < 1 or not 0 < memory_fraction <= 1:
-            raise ValueError(f"hydra.launcher.max_members={max_members} must be >= 1 and hydra.launcher."
-                             f"memory_fraction={memory_fraction} in (0, 1]")
+        if not isinstance(max_members, int) or max_members < 1:
+            raise ValueError(f"hydra.launcher.max_members={max_members!r} is invalid: must be an integer >= 1")
+        if not isinstance(memory_fraction, (int, float)) or not 0 < memory_fraction <= 1:
+            raise ValueError(f"hydra.launcher.memory_fraction={memory_fraction!r} is invalid: must be a number in (0, 1]")
         self.max_members, self.memory_fraction = max_members, memory_fraction
         self.config: DictConfig | None = None
         self.task_function: TaskFunction | None = None
@@ -81,15 +82,15 @@ class FusedLauncher(Launcher):
                 log.info(f"\t#{idx} runs on its own: {problem}")
             groups.setdefault(key, []).append((idx, config))
         returns: dict[int, JobReturn] = {}
-        for number, (key, jobs) in enumerate(groups.items()):
+        for jobs in groups.values():
             if len(jobs) == 1:  # nothing to fuse with: as under the basic launcher
                 idx, config = jobs[0]
                 returns[idx] = self._run(config, self.task_function)
             else:
-                returns.update(self._fused(jobs, number))
+                returns.update(self._fused(jobs))
         return [returns[i] for i in sorted(returns)]
 
-    def _fused(self, jobs: list[tuple[int, DictConfig]], number: int) -> dict[int, JobReturn]:
+    def _fused(self, jobs: list[tuple[int, DictConfig]]) -> dict[int, JobReturn]:
         from experiments.cli import finish, prepare_member, record_failure
         from experiments.fused_runs import Member, member_bytes, memory_budget, split_group, train_members
 
@@ -106,9 +107,9 @@ class FusedLauncher(Launcher):
                               else "cpu")
         chunks = split_group(len(members), member_bytes(cfg), memory_budget(device, self.memory_fraction),
                              self.max_members)
-        for part, chunk in enumerate(chunks):
+        for chunk in chunks:
             group = [members[i] for i in chunk]
-            name = f"fused-{number}" + (f".{part}" if len(chunks) > 1 else "")
+            name = f"fused-{group[0].job}"  # by its first job: unique across the sweeper's batches
             log.info(f"{name}: training jobs {', '.join(f'#{m.job}' for m in group)} as one stacked model")
             try:
                 results = train_members(group, name)
