@@ -172,8 +172,11 @@ class MemberRecords(L.Callback):
         if not self.dead:
             return [{} for _ in self.members]
         probe = self._probe(trainer, module, int(self.dead.probe_size))
-        out = []
+        out: list[dict[str, float]] = []
         for k, member in enumerate(self.members):
+            if member.status != "running":  # a diverged member's frozen weights tell nothing new
+                out.append({})
+                continue
             stats = unit_stats(module.member(k).net, probe, float(self.dead.saturation_threshold))
             stats = {key.replace("diag/", f"diag/{prefix}"): v for key, v in stats.items()}
             self._log(member, stats, trainer.global_step)
