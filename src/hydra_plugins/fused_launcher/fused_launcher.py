@@ -2,13 +2,15 @@
 
 Hydra finds this plugin in its ``hydra_plugins`` namespace. For each job the launcher composes the
 config as the basic launcher does. Jobs whose configs agree in all but seed, activation, weight
-initialisation and optimizer hyper-parameters (``experiments.fused.fusion_key``) form a group; Hydra's
+initialisation and optimizer hyper-parameters (``experiments.fused_runs.fusion_key``) form a group; Hydra's
 own ``run_job`` prepares each member (its directory, ``.hydra/`` files, logging, job callbacks, the
-config checks) and the group then trains in one loop (``experiments.fused.train_members``). A job
+config checks) and the group then trains in one loop (``experiments.fused_runs.train_members``). A job
 that cannot fuse (``fusion_problem`` says why, in the log) runs exactly as under the basic launcher.
 Groups larger than ``max_members``, or than ``memory_fraction`` of the free memory allows, are split.
-"""
 
+(No ``from __future__ import annotations`` here: Hydra's plugin scan executes this module before it is
+in ``sys.modules``, where ``dataclasses`` cannot resolve annotations given as strings.)
+"""
 
 import logging
 import math
