@@ -119,9 +119,9 @@ class FusedClassifier(L.LightningModule):
         runs: list[tuple[int, int, nn.Module]] = []
         for k, net in enumerate(nets):
             act = net.hidden[layer].activation
-            shareable = not any(True for _ in act.parameters())
-            if runs and shareable and runs[-1][1] == k and repr(runs[-1][2]) == repr(act) \
-                    and type(runs[-1][2]) is type(act) and not any(True for _ in runs[-1][2].parameters()):
+            # equal type and settings as the previous member's, and no parameters (a PReLU is its own)
+            if runs and type(runs[-1][2]) is type(act) and repr(runs[-1][2]) == repr(act) \
+                    and not any(True for _ in act.parameters()):
                 runs[-1] = (runs[-1][0], k + 1, runs[-1][2])
             else:
                 runs.append((k, k + 1, act))

@@ -32,7 +32,8 @@ from experiments.classifier import Classifier
 from experiments.diagnostics import log_histograms, unit_stats
 from experiments.fused import FusedClassifier, MembersData
 from experiments.run_dir import AtomicCheckpointIO
-from experiments.training import Record, build_loggers, build_module, log_final, plain, set_threads
+from experiments.training import (Record, build_loggers, build_module, first_record, how_it_ran, log_final, plain,
+                                  set_threads)
 
 # Optimizers whose update of an element depends on that element's gradient and state only.
 ELEMENTWISE_OPTIMIZERS = {"torch.optim.SGD", "torch.optim.Adam", "torch.optim.AdamW", "torch.optim.RMSprop",
@@ -348,9 +349,8 @@ def train_members(members: list[Member], group_name: str) -> dict[int, dict[str,
     cfg = members[0].cfg
     group = {"name": group_name, "members": len(members), "jobs": [m.job for m in members]}
     for member in members:
-        member.record = Record(member.run_dir / "metrics.json", {
-            "status": "running", "run_dir": str(member.run_dir), "overrides": member.overrides,
-            "choices": {k: v for k, v in member.choices.items() if not k.startswith("hydra")}, "fused_group": group})
+        member.record = Record(member.run_dir / "metrics.json",
+                               {**first_record(member.run_dir, member.choices, member.overrides), "fused_group": group})
         member.record.update()
     set_threads(cfg.threads, 1)
     torch.use_deterministic_algorithms(bool(cfg.deterministic))
@@ -386,10 +386,7 @@ def train_members(members: list[Member], group_name: str) -> dict[int, dict[str,
     results = {}
     for k, member in enumerate(members):
         data_out: dict[str, Any] = {"history": member.history, **member.latest,
-                                    "epochs": trainer.current_epoch, "global_step": trainer.global_step,
-                                    "threads": torch.get_num_threads(), "group_seconds": seconds,
-                                    "deterministic_algorithms": torch.are_deterministic_algorithms_enabled(),
-                                    "device": str(trainer.strategy.root_device)}
+                                    **how_it_ran(trainer), "group_seconds": seconds}
         for name in ("train/loss", "train/acc", "val/loss", "val/acc"):
             if member.history.get(name):
                 data_out[name] = member.history[name][-1]

@@ -52,6 +52,19 @@ class Record:
         return self.data
 
 
+def first_record(run_dir: Path, choices: dict[str, str], overrides: list[str]) -> dict[str, Any]:
+    """What ``metrics.json`` says from a run's start: it is running, where, and as which choices and overrides."""
+    return {"status": "running", "run_dir": str(run_dir), "overrides": overrides,
+            "choices": {k: v for k, v in choices.items() if not k.startswith("hydra")}}
+
+
+def how_it_ran(trainer: L.Trainer) -> dict[str, Any]:
+    """The record's account of the loop: how far it got, on how many threads, on which device."""
+    return {"epochs": trainer.current_epoch, "global_step": trainer.global_step, "threads": torch.get_num_threads(),
+            "deterministic_algorithms": torch.are_deterministic_algorithms_enabled(),
+            "device": str(trainer.strategy.root_device)}
+
+
 @dataclass
 class Built:
     datamodule: MNISTDataModule
@@ -207,8 +220,7 @@ def run(cfg: DictConfig, run_dir: Path, choices: dict[str, str], overrides: list
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)  # Hydra made it already, unless run() is called directly
     metrics_path = run_dir / "metrics.json"
-    data: dict[str, Any] = {"status": "running", "run_dir": str(run_dir), "overrides": overrides,
-                            "choices": {k: v for k, v in choices.items() if not k.startswith("hydra")}}
+    data = first_record(run_dir, choices, overrides)
     if cfg.ckpt_path is not None:  # unsafe, damaged or foreign checkpoints are refused before anything is built
         checkpoint = read_checkpoint(cfg.ckpt_path)
         if not checkpoint.get("optimizer_states") or "loops" not in checkpoint:
@@ -247,10 +259,7 @@ def run(cfg: DictConfig, run_dir: Path, choices: dict[str, str], overrides: list
     record.data.update(outcome)  # the history came with fit's outcome, trained or diverged
     for monitor in built.monitors:
         record.data.update(monitor.latest)
-    result = record.update(epochs=trainer.current_epoch, global_step=trainer.global_step,
-                           threads=torch.get_num_threads(),
-                           deterministic_algorithms=torch.are_deterministic_algorithms_enabled(),
-                           device=str(trainer.strategy.root_device))
+    result = record.update(**how_it_ran(trainer))
     if result["status"] == "completed" and trainer.is_global_zero:
         log_final(trainer.loggers, trainer.global_step, cfg, choices, result, overrides)
     return result
