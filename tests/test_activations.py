@@ -163,3 +163,10 @@ def test_autograd_derivative_matches_finite_differences_on_random_inputs(name, p
     with torch.no_grad():
         numeric = (module(x + h) - module(x - h)) / (2 * h)
     assert torch.allclose(autograd, numeric, atol=1e-5, rtol=1e-4), (name, points)
+
+
+def test_alrelu_slope_at_zero_is_minus_alpha_and_its_default_is_its_configs():
+    x = torch.zeros(3, dtype=torch.double, requires_grad=True)
+    ALReLU(alpha=0.05)(x).sum().backward()
+    assert x.grad.tolist() == [-0.05] * 3  # the left slope, as Leaky ReLU's at 0: never 0, never dead
+    assert ALReLU().alpha == build("alrelu").alpha

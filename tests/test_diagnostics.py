@@ -159,3 +159,138 @@ def test_monitor_histories_are_epoch_means_and_survive_a_checkpoint_round_trip()
     again = DeadUnitMonitor()
     again.load_state_dict(dead.state_dict())
     assert again.history == {"diag/dead_frac/layer1": [0.1, 0.2]} and again.latest == {}
+
+
+class RecordingLogger:
+    """What a Lightning logger receives from the monitors' ``log_metrics`` calls."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[dict, int]] = []
+
+    def log_metrics(self, metrics: dict, step: int) -> None:
+        self.calls.append((dict(metrics), step))
+
+
+class ProbeData:
+    """A datamodule's ``images`` as the monitors call it; remembers the sizes asked for."""
+
+    def __init__(self, images: torch.Tensor) -> None:
+        self.images_, self.sizes = images, []
+
+    def images(self, split: str, size: int | None = None) -> torch.Tensor:
+        assert split == "val"  # the probe comes from the validation images, never the test set
+        self.sizes.append(size)
+        return self.images_[:size]
+
+
+def fake_trainer(step: int = 0, epoch: int = 0, loggers=None, data=None):
+    from types import SimpleNamespace
+    return SimpleNamespace(global_step=step, current_epoch=epoch, loggers=loggers or [RecordingLogger()],
+                           datamodule=data)
+
+
+def test_gradient_norms_are_each_layers_weight_gradient_norm_at_the_interval():
+    from types import SimpleNamespace
+
+    from experiments.diagnostics import GradNormMonitor
+    torch.manual_seed(0)
+    net = MLP(6, 3, [5, 4, 4], activation_factory({"_target_": "torch.nn.Tanh"}))
+    net(torch.randn(8, 6)).square().sum().backward()
+    module = SimpleNamespace(net=net)
+    monitor = GradNormMonitor(every_n_steps=4)
+    logger = RecordingLogger()
+    for step in (0, 3, 4, 6):
+        monitor.on_before_optimizer_step(fake_trainer(step, loggers=[logger]), module, None)
+    assert [step for _, step in logger.calls] == [0, 4]  # at multiples of the interval, at that step
+    weights = [h.linear.weight for h in net.hidden] + [net.output.weight]
+    expected = {f"grad_norm/layer{i}": w.grad.norm().item() for i, w in enumerate(weights[:-1], 1)}
+    expected["grad_norm/output"] = weights[-1].grad.norm().item()
+    every_grad = torch.cat([p.grad.flatten() for p in net.parameters()])  # biases too
+    expected["grad_norm/total"] = every_grad.norm().item()
+    assert logger.calls[0][0] == pytest.approx(expected, rel=1e-5)
+    assert monitor.latest == pytest.approx({f"diag/{k}": v for k, v in expected.items()}, rel=1e-5)
+    assert monitor.epoch_readings["diag/grad_norm/layer3"] == pytest.approx([expected["grad_norm/layer3"]] * 2)
+
+
+def test_born_dead_fractions_are_measured_once_before_the_first_step_on_the_probe():
+    from types import SimpleNamespace
+
+    from experiments.diagnostics import DeadUnitMonitor
+    net = hand_built("torch.nn.ReLU", BIASES, WEIGHTS)
+    data = ProbeData(torch.cat([PROBE, torch.full((10, 1), 99.0)]))  # images past the probe size would revive unit 4
+    monitor = DeadUnitMonitor(probe_size=41, saturation_threshold=0.3)
+    logger = RecordingLogger()
+    module = SimpleNamespace(net=net, device=torch.device("cpu"))
+    monitor.on_train_start(fake_trainer(7, loggers=[logger], data=data), module)  # a resumed run: not at birth
+    assert logger.calls == [] and monitor.latest == {}
+    monitor.on_train_start(fake_trainer(0, loggers=[logger], data=data), module)
+    assert data.sizes == [41]
+    (logged, step), = logger.calls
+    assert step == 0 and logged == pytest.approx({"diag/born_dead_frac/layer1": 0.6, "diag/born_inactive_frac/layer1": 0.6,
+                                                   "diag/born_dead_frac/total": 0.6, "diag/born_inactive_frac/total": 0.6})
+    # into metrics.json: every total and every layer's dead fraction
+    assert sorted(monitor.latest) == ["diag/born_dead_frac/layer1", "diag/born_dead_frac/total",
+                                      "diag/born_inactive_frac/total"]
+    net2 = hand_built("torch.nn.Sigmoid", [0.0, 8.0], [0.0, 0.0])  # derivative 0.25 (z = 0) and 3.4e-4
+    monitor = DeadUnitMonitor(probe_size=41, saturation_threshold=0.25)
+    monitor.on_train_start(fake_trainer(0, data=ProbeData(PROBE)), SimpleNamespace(net=net2, device="cpu"))
+    # saturated means |f'(z)| strictly below the threshold: the unit at exactly 0.25 is not
+    assert monitor.latest == {"diag/born_dead_frac/layer1": 0.0, "diag/born_dead_frac/total": 0.0,
+                              "diag/born_inactive_frac/total": 0.5, "diag/born_saturated_frac/total": 0.5}
+
+
+def test_histograms_are_written_every_n_epochs_at_the_step_with_the_configured_bins(tmp_path):
+    from types import SimpleNamespace
+
+    from lightning.pytorch.loggers import TensorBoardLogger
+
+    from experiments.diagnostics import HistogramMonitor
+    net = MLP(1, 2, [3, 3], activation_factory({"_target_": "torch.nn.ReLU"}))
+    data = ProbeData(PROBE)
+    module = SimpleNamespace(net=net, device=torch.device("cpu"))
+    HistogramMonitor(every_n_epochs=1).on_train_epoch_end(fake_trainer(0, data=data), module)  # no TensorBoard
+    assert data.sizes == []
+    logger = TensorBoardLogger(str(tmp_path), name="", version="")
+    monitor = HistogramMonitor(every_n_epochs=2, probe_size=30, bins=5)
+    for epoch, step in ((0, 10), (1, 20), (2, 30)):
+        monitor.on_train_epoch_end(fake_trainer(step, epoch, loggers=[logger], data=data), module)
+    logger.experiment.flush()
+    events = EventAccumulator(str(tmp_path), size_guidance={"histograms": 0}).Reload()  # 0: keep every event
+    assert sorted(events.Tags()["histograms"]) == ["activations/layer1", "activations/layer2", "weights/layer1",
+                                                   "weights/layer2", "weights/output"]
+    hist = events.Histograms("activations/layer1")
+    assert [e.step for e in hist] == [10, 30] and data.sizes == [30]  # the probe is drawn once
+    assert hist[0].histogram_value.num == 30 * 3 and len(hist[0].histogram_value.bucket) == 5
+
+
+def test_the_monitors_defaults_are_the_diagnostics_configs():
+    from omegaconf import OmegaConf
+
+    from conftest import CONF
+    from experiments.diagnostics import DeadUnitMonitor, GradNormMonitor, HistogramMonitor
+    cfg = OmegaConf.load(f"{CONF}/diagnostics/default.yaml")
+    dead, hist = DeadUnitMonitor(), HistogramMonitor()
+    assert (dead.probe_size, dead.saturation_threshold) == (cfg.dead_units.probe_size, cfg.dead_units.saturation_threshold)
+    assert (hist.every_n_epochs, hist.probe_size, hist.bins) == (cfg.histograms.every_n_epochs,
+                                                                 cfg.histograms.probe_size, cfg.histograms.bins)
+    trainer_cfg = OmegaConf.load(f"{CONF}/trainer/default.yaml")
+    assert GradNormMonitor().every_n_steps == trainer_cfg.log_every_n_steps and GradNormMonitor().latest == {}
+
+
+def test_totals_count_each_kind_over_every_hidden_unit_and_saturation_only_for_saturating_layers():
+    from torch import nn
+    net = MLP(1, 2, [2, 2], activation_factory({"_target_": "torch.nn.Tanh"}))
+    net.hidden[1].activation = nn.ReLU()  # a tanh layer, then a ReLU layer
+    with torch.no_grad():
+        # tanh layer: a saturated unit (z = 4: tanh' = 1.3e-3) and z = x; ReLU layer: z = -1 (dead) and z = tanh(x)
+        net.hidden[0].linear.weight.copy_(torch.tensor([[0.0], [1.0]]))
+        net.hidden[0].linear.bias.copy_(torch.tensor([4.0, 0.0]))
+        net.hidden[1].linear.weight.copy_(torch.tensor([[0.0, 0.0], [0.0, 1.0]]))
+        net.hidden[1].linear.bias.copy_(torch.tensor([-1.0, 0.0]))
+    stats = unit_stats(net, PROBE)
+    assert stats == pytest.approx({
+        "diag/dead_frac/layer1": 0.0, "diag/inactive_frac/layer1": 0.0, "diag/saturated_frac/layer1": 0.5,
+        "diag/dead_frac/layer2": 0.5, "diag/inactive_frac/layer2": 0.5,
+        "diag/dead_frac/total": 0.25, "diag/inactive_frac/total": 0.25, "diag/saturated_frac/total": 0.25})
+    relu_only = unit_stats(hand_built("torch.nn.ReLU", BIASES, WEIGHTS), PROBE)
+    assert not any("saturated" in key for key in relu_only)

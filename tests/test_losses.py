@@ -106,3 +106,12 @@ def test_each_loss_equals_the_courses_formula_on_random_batches(name, batch):
 
 
 LOSSES = {name: loss(name) for name in ("cross_entropy", "nll", "mse", "bce")}
+
+
+@pytest.mark.parametrize("name", ["mse", "nll", "cross_entropy", "bce"])
+def test_each_loss_runs_without_warnings_in_the_logits_dtype(name):
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # e.g. torch's "implicit dimension choice" for softmax
+        value = loss(name)(LOGITS.double(), TARGET)
+    assert value.dtype == torch.float64

@@ -110,3 +110,45 @@ def test_missing_files_are_fetched_with_torchvision_and_a_failed_fetch_is_named(
     monkeypatch.setattr(torchvision.datasets, "MNIST", Fetches)
     assert load_mnist(tmp_path, download=True)["test_y"].shape == (10_000,)
     assert calls == [(str(tmp_path), True, True), (str(tmp_path), False, True)]
+
+
+def test_an_idx_file_reads_with_the_shape_its_header_gives():
+    images, labels = read_idx(BUNDLED_ROOT / "t10k-images-idx3-ubyte.gz"), read_idx(BUNDLED_ROOT / "t10k-labels-idx1-ubyte.gz")
+    assert images.shape == (10_000, 28, 28) and labels.shape == (10_000,) and images.dtype == torch.uint8
+    raw = gzip.decompress((BUNDLED_ROOT / "t10k-images-idx3-ubyte.gz").read_bytes())
+    assert images[0].flatten().tolist() == list(raw[16:16 + 784])  # the first image, after the 16-byte header
+
+
+def test_a_damaged_file_names_what_is_wrong_with_it(tmp_path):
+    src = (BUNDLED_ROOT / "t10k-labels-idx1-ubyte.gz").read_bytes()
+    (tmp_path / "t10k-labels-idx1-ubyte.gz").write_bytes(src[: len(src) // 2])
+    with pytest.raises(DataError, match=r"checksum failed, it is not a valid gzip file \("):
+        read_idx(tmp_path / "t10k-labels-idx1-ubyte.gz")
+    raw = bytearray(gzip.decompress(src))
+    raw[100] ^= 0xFF
+    (tmp_path / "t10k-labels-idx1-ubyte").write_bytes(bytes(raw))
+    with pytest.raises(DataError, match=rf"its MD5 is [0-9a-f]{{32}}, expected {MD5['t10k-labels-idx1-ubyte']}\. "):
+        read_idx(tmp_path / "t10k-labels-idx1-ubyte")
+
+
+def test_missing_files_are_listed_and_fetched_unless_told_not_to(tmp_path, monkeypatch):
+    import torchvision.datasets
+
+    with pytest.raises(DataError, match="lacks train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images"):
+        load_mnist(tmp_path, download=False)
+    calls = []
+
+    class Offline:
+        def __init__(self, root, train, download):
+            calls.append(download)
+            raise RuntimeError("offline")
+
+    monkeypatch.setattr(torchvision.datasets, "MNIST", Offline)
+    with pytest.raises(DataError, match="could not download"):
+        load_mnist(tmp_path)  # downloading is the default, as data.download is
+    assert calls == [True]
+
+
+def test_an_unknown_normalisation_lists_the_valid_ones():
+    with pytest.raises(ValueError, match="must be one of standardize, unit$"):
+        normalize(torch.zeros(1, 3, dtype=torch.uint8), "minmax")

@@ -77,3 +77,15 @@ def test_each_normal_init_gives_its_scale_and_differs_from_pytorchs_default(init
 def test_orthogonal_init_gives_orthonormal_rows():
     weight = mlp(init="orthogonal").hidden[1].linear.weight
     assert torch.allclose(weight @ weight.T, torch.eye(64), atol=1e-5)
+
+
+def test_an_unknown_init_lists_every_valid_one():
+    from experiments.model import INITS, init_linear
+    with pytest.raises(ValueError, match=r"^model.init='he': must be one of " + ", ".join(INITS) + "$"):
+        init_linear(torch.nn.Linear(2, 2), "he", None)
+    assert INITS[:3] == ("default", "kaiming_normal", "kaiming_uniform")
+
+
+def test_no_dropout_module_without_dropout():
+    net = MLP(4, 2, [3, 3], activation_factory({"_target_": "torch.nn.ReLU"}), dropout=0.0)
+    assert not any(isinstance(m, torch.nn.Dropout | torch.nn.AlphaDropout) for m in net.modules())

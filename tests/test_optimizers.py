@@ -170,3 +170,38 @@ def test_lecture_momentum_refuses_values_outside_its_range(kwargs):
     from experiments.optimizers import LectureMomentum
     with pytest.raises(ValueError, match="LectureMomentum needs"):
         LectureMomentum([torch.nn.Parameter(torch.zeros(1))], **kwargs)
+
+
+def test_lecture_momentum_takes_momentum_zero_and_its_defaults_are_its_configs():
+    from experiments.optimizers import LectureMomentum
+    cfg = opt_cfg("momentum_lecture")
+    group = LectureMomentum([torch.nn.Parameter(torch.zeros(1))]).param_groups[0]
+    assert {k: group[k] for k in ("lr", "momentum", "weight_decay")} == {k: cfg[k] for k in ("lr", "momentum", "weight_decay")}
+    theta = torch.nn.Parameter(torch.tensor([1.0]))
+    plain = LectureMomentum([theta], lr=0.1, momentum=0.0)  # beta = 0: plain gradient descent
+    for _ in range(2):
+        plain.zero_grad()
+        (theta**2).sum().backward()
+        plain.step()
+    assert theta.item() == pytest.approx(1.0 * 0.8 * 0.8)
+
+
+def test_a_schedule_without_an_interval_is_stepped_per_epoch_as_lightning_does():
+    cfg = OmegaConf.to_container(compose_config(["scheduler=cosine"]).scheduler)
+    del cfg["interval"]
+    sched = build_scheduler(cfg, torch.optim.SGD([torch.zeros(1)], lr=1), total_steps=100, total_epochs=4)
+    assert sched["scheduler"].T_max == 4 and "interval" not in sched
+
+
+def test_a_span_given_in_the_config_is_kept():
+    cosine = OmegaConf.to_container(compose_config(["scheduler=cosine", "scheduler.scheduler.T_max=7"]).scheduler)
+    assert build_scheduler(cosine, torch.optim.SGD([torch.zeros(1)], lr=1), 100, 4)["scheduler"].T_max == 7
+    cycle = OmegaConf.to_container(compose_config(["scheduler=onecycle", "scheduler.scheduler.max_lr=0.5"]).scheduler)
+    optimizer = torch.optim.SGD([torch.zeros(1)], lr=0.01)
+    sched = build_scheduler(cycle, optimizer, 100, 4)["scheduler"]
+    peak = 0.0
+    for _ in range(99):
+        optimizer.step()
+        sched.step()
+        peak = max(peak, optimizer.param_groups[0]["lr"])
+    assert peak == pytest.approx(0.5, rel=1e-3)  # the configured peak, not the optimizer's rate

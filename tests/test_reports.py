@@ -339,3 +339,149 @@ def test_the_csv_lists_every_job_with_its_columns_in_order(tmp_path):
         ("4", "activation=tanh", "0", "incomplete")]
     assert rows[0]["overrides"] == "activation=relu seed=0" and float(rows[1]["test/acc"]) == 0.93
     assert rows[2]["error"] == "diverged at epoch 0, step 5" and rows[0]["diag/grad_norm/layer1"] == "2e-05"
+
+
+def rewrite(job_dir: Path, **changes) -> None:
+    """Change one job's metrics.json the way a different run would have written it."""
+    record = json.loads((job_dir / "metrics.json").read_text())
+    record.update(changes)
+    (job_dir / "metrics.json").write_text(json.dumps(record))
+
+
+def test_the_markdown_report_reads_exactly_as_documented(tmp_path):
+    import yaml
+    sweep = fake_sweep(tmp_path / "sweep")
+    jobs = sorted(sweep.iterdir())
+    for d in jobs:  # a setting every job shares is named once, in the header
+        overrides = [*yaml.safe_load((d / ".hydra" / "overrides.yaml").read_text()), "optimizer=sgd", "data.val_size=500"]
+        (d / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(overrides))
+    fused = {"name": "fused-0", "members": 6, "jobs": [0, 1, 2, 5, 7, 8]}
+    rewrite(jobs[0], fused_group=fused, **{"diag/dead_frac/total": 0.25})
+    rewrite(jobs[1], fused_group=fused, **{"diag/dead_frac/total": 0.5})
+    rewrite(jobs[4], status="completed", **{"test/acc": 0.95, "val/acc": 0.93, "test/loss": 0.001, "wall_seconds": 1.5})
+    md = build_report(sweep)["md"].read_text()
+    assert md == f"""# Sweep report: {sweep}
+
+5 jobs, 3 completed. Mean ± standard deviation over the seeds that completed; best test accuracy first.
+
+Common to every job: `data.val_size=500 optimizer=sgd`
+
+| # | configuration | seeds ok | test/acc | val/acc | test/loss | diag/dead_frac/total | diag/grad_norm/layer1 | wall s | status |
+|---|---|---|---|---|---|---|---|---|---|
+| 1 | `activation=tanh` | 1/1 | 0.9500 | 0.9300 | 0.0010 | - | - | 1.5 | completed |
+| 2 | `activation=relu` | 2/2 | 0.9200 ± 0.0141 | 0.9100 ± 0.0141 | 0.2750 ± 0.0354 | 0.375 ± 0.177 | 3.00e-05 ± 1.41e-05 | 3.0 ± 1.4 | completed |
+| 3 | `activation=elu` | 0/2 | - | - | - | - | - | - | diverged,incomplete |
+
+Trained together as one stacked model (`hydra/launcher=fused`; a member's wall s is its group's): jobs 0-2, 5, 7-8.
+
+## Jobs that did not complete
+
+- `2_activation=elu,seed=0`: **diverged** diverged at epoch 0, step 5
+- `3_activation=elu,seed=1`: **incomplete**
+"""
+
+
+def test_the_csv_reads_exactly_as_documented(tmp_path):
+    sweep = fake_sweep(tmp_path / "sweep")
+    jobs = sorted(sweep.iterdir())
+    rewrite(jobs[0], **{"collapse/max_abs_diff": 1e-6, "train/acc": 0.95, "epochs": 2})
+    text = build_report(sweep)["csv"].read_bytes().decode()
+    assert text.splitlines()[0] == ("job,config,activation,seed,overrides,status,test/acc,test/loss,val/acc,val/loss,"
+                                    "train/loss,train/acc,epochs,collapse/max_abs_diff,diag/grad_norm/layer1,"
+                                    "wall_seconds,error")
+    assert text.splitlines()[1] == '"0_activation=relu,seed=0",activation=relu,relu,0,activation=relu seed=0,' \
+                                   'completed,0.91,0.3,0.9,,,0.95,2,1e-06,2e-05,2.0,'
+    assert text.count("\r\n") == 6 and "\r\r" not in text  # csv's own line ends, not doubled
+
+
+def test_a_one_job_sweep_reports_its_settings_and_jobs_come_in_number_order(tmp_path):
+    from experiments.reports import _job_dirs, read_job
+    sweep = fake_sweep(tmp_path / "sweep")
+    for d in sorted(sweep.iterdir())[1:]:
+        import shutil
+        shutil.rmtree(d)
+    report = build_report(sweep)
+    md = report["md"].read_text()
+    assert "Common to every job: `activation=relu`" in md and "| 1 | `(all alike)` | 1/1 |" in md
+    assert report["csv"].read_text().splitlines()[0].startswith("job,config,seed,overrides,status,")
+    for name in ("10_activation=relu", "2_activation=relu", "notes"):  # notes: a record with no .hydra/ folder
+        (sweep / name).mkdir()
+        (sweep / name / "metrics.json").write_text(json.dumps({"status": "completed", "overrides": ["seed=4"]}))
+    dirs = _job_dirs(sweep)
+    assert [d.name for d in dirs] == ["0_activation=relu,seed=0", "2_activation=relu", "10_activation=relu", "notes"]
+    assert read_job(sweep / "notes")["seed"] == "4"  # the overrides come from the record where Hydra's are gone
+
+
+def test_a_job_missing_a_swept_setting_is_labelled_default_and_a_record_without_status_is_incomplete(tmp_path):
+    from experiments.reports import incomplete_summary
+    sweep = fake_sweep(tmp_path / "sweep")
+    jobs = sorted(sweep.iterdir())
+    (jobs[4] / ".hydra" / "overrides.yaml").write_text("- seed=0\n")  # the default activation
+    (jobs[4] / "metrics.json").write_text(json.dumps({"test/acc": 0.5, "val/loss": None}))
+    rewrite(jobs[1], **{"val/loss": None})  # null in a record is skipped, not a crash
+    md = build_report(sweep)["md"].read_text()
+    assert "| 3 | `activation=(default)` | 0/1 | - | - | - | - | - | incomplete |" in md
+    assert incomplete_summary(sweep) == "3 of 5 jobs did not complete (1 diverged, 2 incomplete)"
+
+
+def test_an_optuna_report_ranks_and_draws_by_the_optimised_metric(tmp_path, monkeypatch):
+    import experiments.report_plots as plots
+    sweep = fake_sweep(tmp_path / "sweep")
+    jobs = sorted(sweep.iterdir())
+    rewrite(jobs[2], status="completed", **{"test/acc": 0.80, "val/loss": 0.1, "wall_seconds": 1.0})
+    for d in jobs[:2]:
+        rewrite(d, **{"val/loss": 0.2})
+    (sweep / "multirun.yaml").write_text("hydra:\n  sweeper:\n    _target_: hydra_plugins.hydra_optuna_sweeper."
+                                         "optuna_sweeper.OptunaSweeper\noptimized_metric: val/loss\n")
+    drawn = []
+    bars = plots.accuracy_bars
+    monkeypatch.setattr(plots, "accuracy_bars", lambda groups, path, rank_by: drawn.append(rank_by) or bars(groups, path, rank_by))
+    md = build_report(sweep)["md"].read_text().splitlines()
+    assert "ranked by val/loss, the metric the search optimised (test accuracy beside it)" in md[2]
+    rows = [line for line in md if line.startswith("| 1 |") or line.startswith("| 2 |")]
+    assert rows[0].startswith("| 1 | `activation=elu` | 1/2 | 0.1000 | 0.8000 |")  # lowest val/loss first
+    assert rows[1].startswith("| 2 | `activation=relu` | 2/2 | 0.2000 | 0.9200 ± 0.0141 |")
+    assert drawn == ["val/loss"]
+
+
+def test_plots_are_drawn_from_the_jobs_histories(tmp_path):
+    sweep = fake_sweep(tmp_path / "sweep")
+    for i, d in enumerate(sorted(sweep.iterdir())[:2]):
+        rewrite(d, history={"val/acc": [0.5, 0.9]}, **{"diag/dead_frac/layer1": 0.1 * i})
+        (d / ".hydra" / "overrides.yaml").write_text(f"- optimizer.lr={0.01 * (i + 1)}\n- seed=0\n")
+    assert {"curves", "dead_vs_lr"} <= set(build_report(sweep))
+
+
+@pytest.mark.parametrize("value, text", [("1e3", "1e+03"), ("2.0", "2"), ("64", "64"), ("0.005873", "0.00587"),
+                                         ("relu", "relu"), ("1E3", "1e+03")])
+def test_a_swept_value_is_shown_as_typed_unless_a_rounded_number_is_shorter(value, text):
+    from experiments.reports import _short
+    assert _short(value) == text
+
+
+@pytest.mark.parametrize("value, text", [(1e-3, "0.0010"), (0.5, "0.5000"), (-2e-4, "-2.00e-04")])
+def test_numbers_at_the_notation_boundary(value, text):
+    from experiments.reports import _number
+    assert _number(value) == text
+
+
+def test_an_optuna_sweep_may_rank_by_training_accuracy_and_a_malformed_multirun_yaml_ranks_by_test_accuracy(tmp_path):
+    from experiments.reports import sweep_settings
+    (tmp_path / "multirun.yaml").write_text("hydra:\n  sweeper:\n    _target_: OptunaSweeper\noptimized_metric: train/acc\n")
+    assert sweep_settings(tmp_path) == {"rank_by": "train/acc", "optimizing": True}
+    (tmp_path / "multirun.yaml").write_text("- a list, not a mapping\n")
+    assert sweep_settings(tmp_path) == {"rank_by": "test/acc", "optimizing": False}
+
+
+def test_a_nan_ranking_metric_sorts_last_whatever_the_input_order():
+    jobs = [job(["lr=1"], acc=math.nan), job(["lr=2"], acc=0.90), job(["lr=3"], acc=0.95), job(["lr=4"], acc=0.5)]
+    label_configs(jobs)
+    assert [g["config"] for g in group_configs(jobs)] == ["lr=3", "lr=2", "lr=4", "lr=1"]
+
+
+def test_the_report_command_describes_itself(monkeypatch, capsys):
+    from experiments.reports import main
+    monkeypatch.setattr(sys, "argv", ["report", "--help"])
+    with pytest.raises(SystemExit) as stop:
+        main()
+    assert stop.value.code == 0 and "Rebuild the report of a sweep directory." in capsys.readouterr().out

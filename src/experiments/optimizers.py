@@ -66,8 +66,7 @@ def build_scheduler(cfg: dict[str, Any] | None, optimizer: torch.optim.Optimizer
     span = total_steps if cfg.get("interval", "epoch") == "step" else total_epochs
     if name == "OneCycleLR":
         if ctor.get("max_lr") is None:  # each parameter group's own rate (a fused sweep has one per member)
-            rates = [group["lr"] for group in optimizer.param_groups]
-            ctor["max_lr"] = rates[0] if len(rates) == 1 else rates
+            ctor["max_lr"] = [group["lr"] for group in optimizer.param_groups]
         ctor["total_steps"] = span
     elif name == "CosineAnnealingLR" and ctor.get("T_max") is None:
         ctor["T_max"] = span

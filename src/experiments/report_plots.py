@@ -72,7 +72,7 @@ def _legend(ax: Any, n: int) -> None:
         ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
 
 
-def val_acc_curves(jobs: list[dict[str, Any]], groups: list[dict[str, Any]], path: Path) -> Path | None:
+def val_acc_curves(groups: list[dict[str, Any]], path: Path) -> Path | None:
     fig, ax = _figure(figsize=(8, 4.5))
     longest = 0
     for g in groups:
@@ -220,7 +220,7 @@ def write_plots(jobs: list[dict[str, Any]], groups: list[dict[str, Any]], sweep_
                 rank_by: str = "test/acc") -> dict[str, Path]:
     """Every picture the sweep has data for; returns them by name."""
     made = {
-        "curves": val_acc_curves(jobs, groups, sweep_dir / "val_acc_per_epoch.png"),
+        "curves": val_acc_curves(groups, sweep_dir / "val_acc_per_epoch.png"),
         "bars": accuracy_bars(groups, sweep_dir / "test_acc.png", rank_by),
         "dead_units": dead_units(groups, sweep_dir / "dead_units.png"),
         "grad_norms": grad_norms(groups, sweep_dir / "grad_norms.png"),

@@ -46,7 +46,7 @@ def read_job(job_dir: Path) -> dict[str, Any]:
         metrics = json.loads((job_dir / "metrics.json").read_text())
     except (OSError, json.JSONDecodeError):
         metrics = {"status": "incomplete"}
-    if metrics.get("status") == "running":
+    if metrics.get("status") in (None, "running"):  # killed while it ran, or a record without a status
         metrics["status"] = "incomplete"
     overrides = overrides or metrics.get("overrides", [])
     seed = next((o.split("=", 1)[1] for o in overrides if o.startswith("seed=")), "")
@@ -108,9 +108,9 @@ def group_configs(jobs: list[dict[str, Any]], rank_by: str = "test/acc") -> list
         groups.setdefault(job["config"], []).append(job)
     rows = []
     for config, members in groups.items():
-        done = [j for j in members if j.get("status") == "completed"]
+        done = [j for j in members if j["status"] == "completed"]
         row: dict[str, Any] = {"config": config, "jobs": len(members), "completed": len(done),
-                               "statuses": ",".join(sorted({j.get("status", "?") for j in members})),
+                               "statuses": ",".join(sorted({j["status"] for j in members})),
                                "members": members}
         for key in {*METRICS, *SUMMARY_DIAG, rank_by, "wall_seconds"}:
             row[key] = _mean_std([j[key] for j in done if key in j])
@@ -158,14 +158,14 @@ def sweep_settings(sweep_dir: Path) -> dict[str, Any]:
 
 def write_csv(jobs: list[dict[str, Any]], path: Path) -> None:
     """One row per job; one column per swept key (its full name), beside the joined overrides."""
-    swept = list(jobs[0].get("swept", {}))
+    swept = list(jobs[0]["swept"])
     diag = sorted({k for j in jobs for k in j if k.startswith(("diag/", "collapse/"))})
     columns = ["job", "config", *swept, "seed", "overrides", "status", *METRICS, "train/acc", "epochs", *diag,
                "wall_seconds", "error"]
     with open(path, "w", newline="") as f:
         writer = csv.DictWriter(f, columns, extrasaction="ignore")
         writer.writeheader()
-        writer.writerows({**j, **j.get("swept", {})} for j in jobs)
+        writer.writerows({**j, **j["swept"]} for j in jobs)
 
 
 def _ranges(numbers: list[int]) -> str:
@@ -180,14 +180,14 @@ def _ranges(numbers: list[int]) -> str:
 
 
 def write_markdown(jobs: list[dict[str, Any]], groups: list[dict[str, Any]], path: Path, title: str,
-                   common: list[str], rank_by: str = "test/acc") -> None:
+                   common: list[str], rank_by: str) -> None:
     diag = [k for k in SUMMARY_DIAG if any(math.isfinite(g[k][0]) for g in groups)]
     metrics = [rank_by, *(m for m in ("test/acc", "val/acc", "test/loss") if m != rank_by)]
     head = ["#", "configuration", "seeds ok", *metrics, *diag, "wall s", "status"]
     why = (f"ranked by {rank_by}, the metric the search optimised (test accuracy beside it)"
            if rank_by != "test/acc" else "best test accuracy first")
     lines = [f"# Sweep report: {title}", "",
-             f"{len(jobs)} jobs, {sum(j.get('status') == 'completed' for j in jobs)} completed. "
+             f"{len(jobs)} jobs, {sum(j['status'] == 'completed' for j in jobs)} completed. "
              f"Mean ± standard deviation over the seeds that completed; {why}.", "",
              f"Common to every job: `{' '.join(common) or '(no overrides)'}`", "",
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
@@ -195,14 +195,14 @@ def write_markdown(jobs: list[dict[str, Any]], groups: list[dict[str, Any]], pat
         cells = [str(rank), f"`{g['config']}`", f"{g['completed']}/{g['jobs']}", *(_fmt(g[m]) for m in metrics),
                  *(_fmt(g[k], 3) for k in diag), _fmt(g["wall_seconds"], 1), g["statuses"]]
         lines.append("| " + " | ".join(cells) + " |")
-    fused = {tuple(j["fused_group"].get("jobs", [])) for j in jobs if isinstance(j.get("fused_group"), dict)}
+    fused = {tuple(j["fused_group"]["jobs"]) for j in jobs if isinstance(j.get("fused_group"), dict)}
     if fused:  # hydra/launcher=fused: a member's wall time is its group's
         lines += ["", "Trained together as one stacked model (`hydra/launcher=fused`; a member's wall s is its "
                   "group's): " + "; ".join(f"jobs {_ranges(list(members))}" for members in sorted(fused)) + "."]
-    bad = [j for j in jobs if j.get("status") != "completed"]
+    bad = [j for j in jobs if j["status"] != "completed"]
     if bad:
         lines += ["", "## Jobs that did not complete", ""]
-        lines += [f"- `{j['job']}`: **{j.get('status')}** {j.get('error', '')}".rstrip() for j in bad]
+        lines += [f"- `{j['job']}`: **{j['status']}** {j.get('error', '')}".rstrip() for j in bad]
     path.write_text("\n".join(lines) + "\n")
 
 
@@ -227,11 +227,11 @@ def build_report(sweep_dir: str | Path) -> dict[str, Path]:
 
 def incomplete_summary(sweep_dir: str | Path) -> str | None:
     """``'2 of 3 jobs did not complete (1 failed, 1 diverged)'``, or ``None`` when every job completed."""
-    statuses = [read_job(d).get("status") for d in _job_dirs(Path(sweep_dir))]
+    statuses = [read_job(d)["status"] for d in _job_dirs(Path(sweep_dir))]
     bad = [s for s in statuses if s != "completed"]
     if not bad:
         return None
-    counts = ", ".join(f"{bad.count(s)} {s}" for s in sorted(set(bad), key=str))
+    counts = ", ".join(f"{bad.count(s)} {s}" for s in sorted(set(bad)))
     return f"{len(bad)} of {len(statuses)} jobs did not complete ({counts})"
 
 
