@@ -111,6 +111,7 @@ def test_histograms_count_every_value_between_its_min_and_max(tmp_path):
     assert sum(h.bucket) == 2000 and len(h.bucket) == 10
     assert h.bucket[4] >= 500  # the zeros fall in the fifth of ten buckets over [-2, 3]
     assert h.sum == pytest.approx(float(values.sum()), abs=1e-3)
+    assert h.sum_squares == pytest.approx(float(values.square().sum()), rel=1e-5)
 
 
 @pytest.mark.slow
@@ -231,12 +232,15 @@ def test_born_dead_fractions_are_measured_once_before_the_first_step_on_the_prob
     # into metrics.json: every total and every layer's dead fraction
     assert sorted(monitor.latest) == ["diag/born_dead_frac/layer1", "diag/born_dead_frac/total",
                                       "diag/born_inactive_frac/total"]
-    net2 = hand_built("torch.nn.Sigmoid", [0.0, 8.0], [0.0, 0.0])  # derivative 0.25 (z = 0) and 3.4e-4
+    net2 = hand_built("torch.nn.Sigmoid", [0.0, 3.0], [0.0, 0.0])  # derivative 0.25 (z = 0) and 0.045 (z = 3)
     monitor = DeadUnitMonitor(probe_size=41, saturation_threshold=0.25)
     monitor.on_train_start(fake_trainer(0, data=ProbeData(PROBE)), SimpleNamespace(net=net2, device="cpu"))
-    # saturated means |f'(z)| strictly below the threshold: the unit at exactly 0.25 is not
+    # saturated means |f'(z)| strictly below the configured threshold: the unit at exactly 0.25 is not
     assert monitor.latest == {"diag/born_dead_frac/layer1": 0.0, "diag/born_dead_frac/total": 0.0,
                               "diag/born_inactive_frac/total": 0.5, "diag/born_saturated_frac/total": 0.5}
+    monitor.on_train_epoch_end(fake_trainer(5, data=ProbeData(PROBE)), SimpleNamespace(net=net2, device="cpu"))
+    monitor.on_train_epoch_end(fake_trainer(9, data=ProbeData(PROBE)), SimpleNamespace(net=net2, device="cpu"))
+    assert monitor.history["diag/saturated_frac/total"] == [0.5, 0.5] and monitor.history["diag/dead_frac/layer1"] == [0, 0]
 
 
 def test_histograms_are_written_every_n_epochs_at_the_step_with_the_configured_bins(tmp_path):

@@ -188,7 +188,7 @@ def test_lecture_momentum_takes_momentum_zero_and_its_defaults_are_its_configs()
 
 def test_a_schedule_without_an_interval_is_stepped_per_epoch_as_lightning_does():
     cfg = OmegaConf.to_container(compose_config(["scheduler=cosine"]).scheduler)
-    del cfg["interval"]
+    del cfg["interval"], cfg["scheduler"]["_partial_"]  # a user's schedule may leave both out
     sched = build_scheduler(cfg, torch.optim.SGD([torch.zeros(1)], lr=1), total_steps=100, total_epochs=4)
     assert sched["scheduler"].T_max == 4 and "interval" not in sched
 

@@ -249,6 +249,7 @@ def test_the_markdown_report_ranks_aggregates_and_lists_what_did_not_complete(tm
     md = build_report(sweep)["md"].read_text().splitlines()
     assert md[0] == f"# Sweep report: {sweep}"
     assert md[2].startswith("5 jobs, 2 completed. Mean ± standard deviation over the seeds that completed; best test")
+    assert md[4] == "Common to every job: `(no overrides)`"
     header = next(l for l in md if l.startswith("| # |"))
     assert header.split(" | ")[:6] == ["| #", "configuration", "seeds ok", "test/acc", "val/acc", "test/loss"]
     rows = [l for l in md if l.startswith("| 1 |") or l.startswith("| 2 |") or l.startswith("| 3 |")]
@@ -358,7 +359,8 @@ def test_the_markdown_report_reads_exactly_as_documented(tmp_path):
     fused = {"name": "fused-0", "members": 6, "jobs": [0, 1, 2, 5, 7, 8]}
     rewrite(jobs[0], fused_group=fused, **{"diag/dead_frac/total": 0.25})
     rewrite(jobs[1], fused_group=fused, **{"diag/dead_frac/total": 0.5})
-    rewrite(jobs[4], status="completed", **{"test/acc": 0.95, "val/acc": 0.93, "test/loss": 0.001, "wall_seconds": 1.5})
+    rewrite(jobs[4], status="completed", fused_group={"name": "fused-3", "members": 2, "jobs": [3, 4]},
+            **{"test/acc": 0.95, "val/acc": 0.93, "test/loss": 0.001, "wall_seconds": 1.5})
     md = build_report(sweep)["md"].read_text()
     assert md == f"""# Sweep report: {sweep}
 
@@ -372,7 +374,7 @@ Common to every job: `data.val_size=500 optimizer=sgd`
 | 2 | `activation=relu` | 2/2 | 0.9200 ± 0.0141 | 0.9100 ± 0.0141 | 0.2750 ± 0.0354 | 0.375 ± 0.177 | 3.00e-05 ± 1.41e-05 | 3.0 ± 1.4 | completed |
 | 3 | `activation=elu` | 0/2 | - | - | - | - | - | - | diverged,incomplete |
 
-Trained together as one stacked model (`hydra/launcher=fused`; a member's wall s is its group's): jobs 0-2, 5, 7-8.
+Trained together as one stacked model (`hydra/launcher=fused`; a member's wall s is its group's): jobs 0-2, 5, 7-8; jobs 3-4.
 
 ## Jobs that did not complete
 
@@ -410,6 +412,13 @@ def test_a_one_job_sweep_reports_its_settings_and_jobs_come_in_number_order(tmp_
     dirs = _job_dirs(sweep)
     assert [d.name for d in dirs] == ["0_activation=relu,seed=0", "2_activation=relu", "10_activation=relu", "notes"]
     assert read_job(sweep / "notes")["seed"] == "4"  # the overrides come from the record where Hydra's are gone
+    (sweep / "bare").mkdir()
+    (sweep / "bare" / "metrics.json").write_text("{}")  # no overrides anywhere, no status
+    assert {k: read_job(sweep / "bare")[k] for k in ("seed", "overrides", "_overrides", "status")} == {
+        "seed": "", "overrides": "", "_overrides": {}, "status": "incomplete"}
+    (sweep / "bare" / ".hydra").mkdir()
+    (sweep / "bare" / ".hydra" / "overrides.yaml").write_text("- data.root=/tmp/a=b\n- seed=3\n")
+    assert read_job(sweep / "bare")["_overrides"] == {"data.root": "/tmp/a=b", "seed": "3"}
 
 
 def test_a_job_missing_a_swept_setting_is_labelled_default_and_a_record_without_status_is_incomplete(tmp_path):
@@ -484,4 +493,4 @@ def test_the_report_command_describes_itself(monkeypatch, capsys):
     monkeypatch.setattr(sys, "argv", ["report", "--help"])
     with pytest.raises(SystemExit) as stop:
         main()
-    assert stop.value.code == 0 and "Rebuild the report of a sweep directory." in capsys.readouterr().out
+    assert stop.value.code == 0 and "\nRebuild the report of a sweep directory.\n" in capsys.readouterr().out

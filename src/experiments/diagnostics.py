@@ -53,13 +53,11 @@ def unit_stats(net: MLP, probe: torch.Tensor, saturation_threshold: float = 1e-2
             z = layer.pre(x.detach()).detach().requires_grad_(True)
             a = layer.activation(z)
             (deriv,) = torch.autograd.grad(a.sum(), z)
-            stats = {"dead": (deriv == 0).all(0), "inactive": (z <= 0).all(0),
-                     "saturated": (deriv.abs() < saturation_threshold).all(0)}
-            is_sat = isinstance(layer.activation, SATURATING)
-            saturating |= is_sat
+            stats = {"dead": (deriv == 0).all(0), "inactive": (z <= 0).all(0)}
+            if isinstance(layer.activation, SATURATING):
+                stats["saturated"] = (deriv.abs() < saturation_threshold).all(0)
+                saturating = True
             for name, mask in stats.items():
-                if name == "saturated" and not is_sat:
-                    continue
                 out[f"diag/{name}_frac/layer{i}"] = mask.float().mean().item()
                 counts[name] += int(mask.sum())
             total_units += z.shape[1]
@@ -114,7 +112,7 @@ class DeadUnitMonitor(L.Callback):
         return {"history": {k: list(v) for k, v in self.history.items()}}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        self.history = {k: list(v) for k, v in state_dict.get("history", {}).items()}
+        self.history = {k: list(v) for k, v in state_dict["history"].items()}
 
 
 class GradNormMonitor(L.Callback):
@@ -140,18 +138,17 @@ class GradNormMonitor(L.Callback):
                 "epoch_readings": {k: list(v) for k, v in self.epoch_readings.items()}}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        self.history = {k: list(v) for k, v in state_dict.get("history", {}).items()}
-        self.epoch_readings = {k: list(v) for k, v in state_dict.get("epoch_readings", {}).items()}
+        self.history = {k: list(v) for k, v in state_dict["history"].items()}
+        self.epoch_readings = {k: list(v) for k, v in state_dict["epoch_readings"].items()}
 
     def on_before_optimizer_step(self, trainer: L.Trainer, pl_module: L.LightningModule, optimizer: Any) -> None:
         if trainer.global_step % self.every_n_steps:
             return
         net = _net(pl_module)
         norms = grad_norm(net, norm_type=2)
-        names = {f"hidden.{i - 1}.linear.weight": f"layer{i}" for i in range(1, len(net.hidden) + 1)}
+        names = {f"hidden.{i}.linear.weight": f"layer{i + 1}" for i in range(len(net.hidden))}
         names["output.weight"] = "output"
-        stats = {f"grad_norm/{names[k.split('norm/', 1)[1]]}": float(v) for k, v in norms.items()
-                 if k.split("norm/", 1)[-1] in names}
+        stats = {f"grad_norm/{name}": float(norms[f"grad_2.0_norm/{param}"]) for param, name in names.items()}
         stats["grad_norm/total"] = float(norms["grad_2.0_norm_total"])
         self.latest = {f"diag/{k}": v for k, v in stats.items()}
         for key, value in self.latest.items():
@@ -159,7 +156,7 @@ class GradNormMonitor(L.Callback):
         _log(trainer, stats)
 
 
-def add_histogram(writer: Any, tag: str, values: torch.Tensor, step: int, bins: int = 64) -> None:
+def add_histogram(writer: Any, tag: str, values: torch.Tensor, step: int, bins: int) -> None:
     """``SummaryWriter.add_histogram`` with the counting done by ``torch.histc`` on the values' device.
 
     TensorBoard's own ``add_histogram`` copies the values to NumPy and bins them there, about ten times
@@ -191,7 +188,7 @@ class HistogramMonitor(L.Callback):
 
 
 @torch.no_grad()
-def log_histograms(writer: Any, net: MLP, probe: torch.Tensor, step: int, bins: int = 64) -> None:
+def log_histograms(writer: Any, net: MLP, probe: torch.Tensor, step: int, bins: int) -> None:
     """Each layer's weights, and its activations on ``probe``, as TensorBoard histograms."""
     x = probe
     for i, layer in enumerate(net.hidden, start=1):

@@ -63,7 +63,7 @@ def build_scheduler(cfg: dict[str, Any] | None, optimizer: torch.optim.Optimizer
         return None
     ctor = dict(cfg["scheduler"])
     name = ctor["_target_"].rpartition(".")[2]
-    span = total_steps if cfg.get("interval", "epoch") == "step" else total_epochs
+    span = total_steps if cfg.get("interval") == "step" else total_epochs  # Lightning's default: per epoch
     if name == "OneCycleLR":
         if ctor.get("max_lr") is None:  # each parameter group's own rate (a fused sweep has one per member)
             ctor["max_lr"] = [group["lr"] for group in optimizer.param_groups]

@@ -45,14 +45,14 @@ def read_job(job_dir: Path) -> dict[str, Any]:
     try:
         metrics = json.loads((job_dir / "metrics.json").read_text())
     except (OSError, json.JSONDecodeError):
-        metrics = {"status": "incomplete"}
+        metrics = {}
     if metrics.get("status") in (None, "running"):  # killed while it ran, or a record without a status
         metrics["status"] = "incomplete"
-    overrides = overrides or metrics.get("overrides", [])
-    seed = next((o.split("=", 1)[1] for o in overrides if o.startswith("seed=")), "")
+    overrides = overrides or metrics.get("overrides") or []
+    settings = dict(o.split("=", 1) for o in overrides if "=" in o)
     # after the record's own keys: its "overrides" is a list, the report's a string
-    return {**metrics, "job": job_dir.name, "seed": seed, "overrides": " ".join(overrides),
-            "_overrides": dict(o.split("=", 1) for o in overrides if "=" in o)}
+    return {**metrics, "job": job_dir.name, "seed": settings.get("seed", ""), "overrides": " ".join(overrides),
+            "_overrides": settings}
 
 
 def _short(value: str) -> str:
