@@ -205,3 +205,10 @@ def test_a_span_given_in_the_config_is_kept():
         sched.step()
         peak = max(peak, optimizer.param_groups[0]["lr"])
     assert peak == pytest.approx(0.5, rel=1e-3)  # the configured peak, not the optimizer's rate
+
+
+def test_an_optimizer_config_without_partial_is_bound_to_the_parameters_all_the_same():
+    cfg = opt_cfg("adam")
+    del cfg["_partial_"]
+    optimizer = build_optimizer(cfg, [torch.nn.Parameter(torch.zeros(2))])
+    assert type(optimizer).__name__ == "Adam" and optimizer.param_groups[0]["lr"] == 0.003

@@ -11,7 +11,7 @@ from typing import Any, Callable
 
 import torch
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 from torch import nn
 
 
@@ -39,7 +39,7 @@ SATURATING = (nn.Sigmoid, nn.Tanh, nn.Hardtanh, nn.Hardsigmoid, nn.Softsign)
 
 def activation_factory(cfg: DictConfig | dict[str, Any]) -> Callable[[int], nn.Module]:
     """A function ``width -> module``: a fresh activation per hidden layer, sized where it must be."""
-    plain = OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else dict(cfg)
+    plain = dict(cfg)  # a DictConfig's values resolve as they are read
 
     def build(width: int) -> nn.Module:
         kwargs = dict(plain)

@@ -47,22 +47,22 @@ LOSS_TRANSFORM = {
 
 # (output activation, loss transform) -> None (fine), "warn: ..." or "refuse: ...".
 _VERDICT = {
-    ("softmax", "log_softmax"): "warn: softmax is applied twice (the layer, then the loss's log-softmax); "
-    "the loss cannot reach 0 and gradients shrink. Set model.output_activation=none",
-    ("softmax", "softmax"): "warn: softmax is applied twice (the layer, then the loss's softmax). "
-    "Set model.output_activation=none",
-    ("softmax", "sigmoid"): "refuse: sigmoid of probabilities lies in (0.5, 0.73), so BCE can never fit a 0 target. "
-    "Set model.output_activation=none",
-    ("log_softmax", "softmax"): "refuse: the loss expects scores, not log-probabilities; MSE against one-hot targets "
-    "of log-probabilities is meaningless. Set model.output_activation=none",
-    ("log_softmax", "sigmoid"): "refuse: sigmoid of log-probabilities (all <= 0) is at most 0.5, so BCE can never fit "
-    "a 1 target. Set model.output_activation=none",
-    ("sigmoid", "log_softmax"): "warn: softmax over sigmoid outputs in (0, 1) caps every class probability "
-    "below 0.25; accuracy still works but the loss cannot fall. Set model.output_activation=none",
-    ("sigmoid", "softmax"): "warn: softmax over sigmoid outputs in (0, 1) keeps probabilities near 0.1. "
-    "Set model.output_activation=none",
-    ("sigmoid", "sigmoid"): "warn: sigmoid is applied twice (the layer, then the loss's sigmoid). "
-    "Set model.output_activation=none",
+    ("softmax", "log_softmax"): ("warn", "softmax is applied twice (the layer, then the loss's log-softmax); "
+    "the loss cannot reach 0 and gradients shrink. Set model.output_activation=none"),
+    ("softmax", "softmax"): ("warn", "softmax is applied twice (the layer, then the loss's softmax). "
+    "Set model.output_activation=none"),
+    ("softmax", "sigmoid"): ("refuse", "sigmoid of probabilities lies in (0.5, 0.73), so BCE can never fit a 0 target. "
+    "Set model.output_activation=none"),
+    ("log_softmax", "softmax"): ("refuse", "the loss expects scores, not log-probabilities; MSE against one-hot targets "
+    "of log-probabilities is meaningless. Set model.output_activation=none"),
+    ("log_softmax", "sigmoid"): ("refuse", "sigmoid of log-probabilities (all <= 0) is at most 0.5, so BCE can never fit "
+    "a 1 target. Set model.output_activation=none"),
+    ("sigmoid", "log_softmax"): ("warn", "softmax over sigmoid outputs in (0, 1) caps every class probability "
+    "below 0.25; accuracy still works but the loss cannot fall. Set model.output_activation=none"),
+    ("sigmoid", "softmax"): ("warn", "softmax over sigmoid outputs in (0, 1) keeps probabilities near 0.1. "
+    "Set model.output_activation=none"),
+    ("sigmoid", "sigmoid"): ("warn", "sigmoid is applied twice (the layer, then the loss's sigmoid). "
+    "Set model.output_activation=none"),
 }
 
 
@@ -73,11 +73,10 @@ def check_output_activation(output_activation: str, loss_target: str) -> str | N
     with the other config checks, before anything is built.
     """
     name = loss_target.rpartition(".")[2]
-    transform = LOSS_TRANSFORM.get(name)
-    if output_activation == "none" or transform is None:
+    # no entry: no output layer, a loss without a known transform, or log_softmax before a log-softmax
+    # loss (log_softmax is idempotent, so that pair is right)
+    verdict = _VERDICT.get((output_activation, LOSS_TRANSFORM.get(name)))
+    if verdict is None:
         return None
-    verdict = _VERDICT.get((output_activation, transform))
-    if verdict is None:  # log_softmax before a log-softmax loss: log_softmax is idempotent, so it is right
-        return None
-    kind, reason = verdict.split(": ", 1)
+    kind, reason = verdict
     return f"{kind}: model.output_activation={output_activation} with {name}: {reason}"
