@@ -25,8 +25,9 @@ def group(name: str, option: str) -> dict:
     """One group option's YAML as a plain dict (a ``# @package _global_`` file: its ``name`` key). Read
     directly, not composed: 28 compositions took 7 s; that every option composes is
     ``test_config_checks.py``'s test, this one is that every combination trains."""
-    cfg = OmegaConf.load(Path(CONF) / name / f"{option}.yaml")
-    return OmegaConf.to_container(cfg[name] if "_global_" in (Path(CONF) / name / f"{option}.yaml").read_text() else cfg)
+    text = (Path(CONF) / name / f"{option}.yaml").read_text()
+    cfg = OmegaConf.create(text)
+    return OmegaConf.to_container(cfg[name] if "# @package _global_" in text else cfg)
 
 
 @pytest.fixture(scope="module")

@@ -69,8 +69,7 @@ def test_report_rebuilds_from_the_command_line_also_when_interrupted(sweep, tmp_
     killed = next(copy.glob("1_*"))
     (killed / "metrics.json").unlink()  # as if the job was killed before writing anything
     running = next(copy.glob("2_*"))  # killed while training: its record still says running
-    record = json.loads((running / "metrics.json").read_text())
-    (running / "metrics.json").write_text(json.dumps({**record, "status": "running"}))
+    rewrite(running, status="running")
     proc = subprocess.run([sys.executable, "-m", "experiments.reports", str(copy)], capture_output=True, text=True,
                           cwd=ROOT, env=subprocess_env())
     assert proc.returncode == 0, proc.stderr
@@ -267,9 +266,7 @@ def test_fused_members_are_named_with_their_group_whose_wall_time_they_share(tmp
     from experiments.reports import build_report
     sweep = fake_sweep(tmp_path)
     for job in sorted(sweep.iterdir())[:2]:
-        record = json.loads((job / "metrics.json").read_text())
-        record["fused_group"] = {"name": "fused-0", "members": 3, "jobs": [0, 1, 2]}
-        (job / "metrics.json").write_text(json.dumps(record))
+        rewrite(job, fused_group={"name": "fused-0", "members": 3, "jobs": [0, 1, 2]})
     md = build_report(sweep)["md"].read_text()
     assert ("Trained together as one stacked model (`hydra/launcher=fused`; a member's wall s is its group's): "
             "jobs 0-2.") in md

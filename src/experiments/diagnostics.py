@@ -45,8 +45,8 @@ def unit_stats(net: MLP, probe: torch.Tensor, saturation_threshold: float = 1e-2
     was_training = net.training
     net.eval()
     out: dict[str, float] = {}
-    counts = {"dead": 0, "inactive": 0, "saturated": 0}
-    total_units, saturating = 0, False
+    counts: dict[str, int] = {}  # per kind measured: "saturated" only where a layer saturates
+    total_units = 0
     x = probe
     with torch.enable_grad():
         for i, layer in enumerate(net.hidden, start=1):
@@ -56,15 +56,13 @@ def unit_stats(net: MLP, probe: torch.Tensor, saturation_threshold: float = 1e-2
             stats = {"dead": (deriv == 0).all(0), "inactive": (z <= 0).all(0)}
             if isinstance(layer.activation, SATURATING):
                 stats["saturated"] = (deriv.abs() < saturation_threshold).all(0)
-                saturating = True
             for name, mask in stats.items():
                 out[f"diag/{name}_frac/layer{i}"] = mask.float().mean().item()
-                counts[name] += int(mask.sum())
+                counts[name] = counts.get(name, 0) + int(mask.sum())
             total_units += z.shape[1]
             x = layer.dropout(a.detach())
     for name, count in counts.items():
-        if name != "saturated" or saturating:
-            out[f"diag/{name}_frac/total"] = count / total_units
+        out[f"diag/{name}_frac/total"] = count / total_units
     net.train(was_training)
     return out
 

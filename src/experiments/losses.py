@@ -45,7 +45,7 @@ LOSS_TRANSFORM = {
     "OneHotBCELoss": "sigmoid",
 }
 
-# (output activation, loss transform) -> None (fine), "warn: ..." or "refuse: ...".
+# (output activation, loss transform) -> ("warn" or "refuse", why and the fix); a pair not listed is fine.
 _VERDICT = {
     ("softmax", "log_softmax"): ("warn", "softmax is applied twice (the layer, then the loss's log-softmax); "
     "the loss cannot reach 0 and gradients shrink. Set model.output_activation=none"),
