@@ -1,16 +1,18 @@
-"""The project's Lightning callbacks, end to end: Ctrl-C / SIGTERM resume exactly at any step, divergence
-stops the run, the per-epoch history survives a resume."""
+"""The project's Lightning callbacks: end to end (slow), Ctrl-C / SIGTERM resume exactly at any step, divergence
+stops the run, the per-epoch history survives a resume; in process, the progress bar reads metrics when they
+can have changed."""
 
 import random
 import shlex
 from pathlib import Path
 
+import lightning as L
 import pytest
 import torch
+from torch import nn
 
 from conftest import read_metrics, run_script
-
-pytestmark = pytest.mark.slow
+from experiments.callbacks import RichProgressBar
 
 TESTS = Path(__file__).parent
 # 3 epochs of 10 batches; deterministic
@@ -80,12 +82,14 @@ def assert_same_run(run_dir: Path, reference: tuple[dict, dict], step: int, befo
     assert all(torch.equal(state[k], weights[k]) for k in weights), step
 
 
+@pytest.mark.slow
 def test_ctrl_c_at_a_random_step_inside_an_epoch_then_resume_equals_an_uninterrupted_run(tmp_path, reference):
     step = random.choice([s for s in range(1, 29) if s % 10 not in (0, 9)])  # not an epoch's first or last step
     run_dir, before = interrupt_and_resume(tmp_path, step, "SIGINT", 130)
     assert_same_run(run_dir, reference, step, before)
 
 
+@pytest.mark.slow
 def test_ctrl_c_in_an_epochs_last_step_resumes_exactly_too(tmp_path, reference):
     # the run stops after that epoch's validation; in the final epoch's last step only the test is left
     step = random.choice([9, 19, 29])
@@ -93,12 +97,14 @@ def test_ctrl_c_in_an_epochs_last_step_resumes_exactly_too(tmp_path, reference):
     assert_same_run(run_dir, reference, step, before)
 
 
+@pytest.mark.slow
 def test_sigterm_saves_marks_and_resumes_exactly(tmp_path, reference):
     step = random.choice(range(11, 19))
     run_dir, before = interrupt_and_resume(tmp_path, step, "SIGTERM", 143)
     assert_same_run(run_dir, reference, step, before)
 
 
+@pytest.mark.slow
 def test_a_careless_resume_keeps_the_first_runs_hydra_config(tmp_path):
     proc = run_script([*SMALL, *inject(4, "SIGINT")], tmp_path, extra_paths=[TESTS])
     assert proc.returncode == 130
@@ -111,6 +117,7 @@ def test_a_careless_resume_keeps_the_first_runs_hydra_config(tmp_path):
     assert len(list(run_dir.glob(".hydra/resumed-*/config.yaml"))) == 1
 
 
+@pytest.mark.slow
 def test_kill_9_loses_at_most_the_steps_since_the_last_step_checkpoint(tmp_path):
     every = ["callbacks=step_checkpoint", "callbacks.step_checkpoint.every_n_train_steps=4"]
     proc = run_script([*SMALL, *every, *inject(14, "SIGKILL")], tmp_path, extra_paths=[TESTS])
@@ -126,6 +133,7 @@ def test_kill_9_loses_at_most_the_steps_since_the_last_step_checkpoint(tmp_path)
     assert read_metrics(run_dir)["status"] == "completed" and read_metrics(run_dir)["global_step"] == 30
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("log_every, step", [(5, 5), (50, 10)])
 def test_divergence_stops_the_run_at_the_next_logging_step_or_epoch_end(tmp_path, log_every, step):
     proc = run_script([*SMALL, "optimizer=sgd", "optimizer.lr=1e6", f"trainer.log_every_n_steps={log_every}"], tmp_path)
@@ -135,6 +143,7 @@ def test_divergence_stops_the_run_at_the_next_logging_step_or_epoch_end(tmp_path
     assert metrics["status"] == "diverged" and metrics["diverged_step"] == step
 
 
+@pytest.mark.slow
 def test_deterministic_runs_give_identical_metrics(tmp_path, reference):
     proc = run_script([*SMALL, f"hydra.run.dir={tmp_path / 'again'}"], tmp_path)  # the reference's settings
     assert proc.returncode == 0, proc.stderr[-2000:]
@@ -146,9 +155,59 @@ def test_deterministic_runs_give_identical_metrics(tmp_path, reference):
         {k: v for k, v in first["history"].items() if k != "epoch_seconds"}
 
 
+@pytest.mark.slow
 def test_ctrl_c_during_the_final_test_is_recorded_as_an_interruption(tmp_path):
     proc = run_script([*SMALL, *inject("test", "SIGINT")], tmp_path, extra_paths=[TESTS])
     assert proc.returncode == 130, proc.stderr[-2000:]
     metrics = read_metrics(run_dirs(tmp_path)[0])
     assert metrics["status"] == "interrupted" and "during the test" in metrics["error"]
     assert len(metrics["history"]["val/acc"]) == 3  # training had completed
+
+
+class LogsEveryStep(L.LightningModule):
+    """A progress-bar metric that changes at every step (the batch index), and one from validation."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.layer = nn.Linear(4, 1)
+
+    def training_step(self, batch, batch_idx):
+        self.log("batch", float(batch_idx), prog_bar=True)
+        return self.layer(batch[0]).pow(2).mean()
+
+    def validation_step(self, batch, batch_idx):
+        self.log("val_batch", float(batch_idx), prog_bar=True)
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.01)
+
+
+class SeenBar(RichProgressBar):
+    """Records what the bar shows after each training batch and after each validation."""
+
+    def __init__(self) -> None:
+        super().__init__(refresh_rate=1000)
+        self.shown_after: list[dict] = []
+        self.after_validation: list[dict] = []
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
+        self.shown_after.append(dict(self.shown))  # what its get_metrics gave the bar
+
+    def on_validation_end(self, trainer, pl_module):
+        super().on_validation_end(trainer, pl_module)
+        self.after_validation.append(dict(self.shown))
+
+
+def test_the_progress_bar_reads_metrics_at_logging_steps_epoch_ends_and_after_validation(tmp_path):
+    data = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(torch.randn(24, 4)), batch_size=2)
+    bar = SeenBar()
+    trainer = L.Trainer(max_epochs=1, accelerator="cpu", logger=False, enable_checkpointing=False,
+                        enable_model_summary=False, log_every_n_steps=5, num_sanity_val_steps=0,
+                        val_check_interval=6, limit_val_batches=1, callbacks=[bar], default_root_dir=tmp_path)
+    trainer.fit(LogsEveryStep(), train_dataloaders=data, val_dataloaders=data)
+    # 12 batches: read after the first, at steps 5 and 10, after the validation of step 6 (fresh: it shows
+    # batch 5 and the validation's metric) and after the epoch's last batch; in between, the last read
+    assert [m["batch"] for m in bar.shown_after] == [0, 0, 0, 0, 4, 4, 5, 5, 5, 9, 9, 11]
+    assert [(m["batch"], m["val_batch"]) for m in bar.after_validation] == [(5, 0), (11, 0)]
+    assert "val_batch" not in bar.shown_after[5] and bar.shown_after[6]["val_batch"] == 0

@@ -5,6 +5,7 @@ from lightning.pytorch.callbacks import EarlyStopping, RichProgressBar
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
 from conftest import compose_config
+from experiments import callbacks
 from experiments.diagnostics import DeadUnitMonitor, GradNormMonitor, HistogramMonitor
 from experiments.training import build_callbacks, build_datamodule, build_loggers, build_module, flat_hparams
 
@@ -21,6 +22,7 @@ def test_default_callbacks_are_lightnings_own_as_configured(tmp_path):
     found = by_type(build_callbacks(cfg))
     (bar,) = found["RichProgressBar"]
     assert isinstance(bar, RichProgressBar) and bar.refresh_rate == 7
+    assert type(bar) is callbacks.RichProgressBar  # Lightning's, reading metrics at logging steps
     best, last = sorted(found["ModelCheckpoint"], key=lambda c: c.monitor is None)
     assert best.monitor == "val/acc" and best.mode == "max" and best.save_top_k == 1
     assert last.monitor is None and last.filename == "last" and last.dirpath == str(tmp_path / "checkpoints")

@@ -41,7 +41,8 @@ ELEMENTWISE_OPTIMIZERS = {"torch.optim.SGD", "torch.optim.Adam", "torch.optim.Ad
 RANDOM_ACTIVATIONS = {"torch.nn.RReLU"}
 MONITORS = {"experiments.diagnostics.DeadUnitMonitor", "experiments.diagnostics.GradNormMonitor",
             "experiments.diagnostics.HistogramMonitor"}
-PROGRESS_BARS = {"lightning.pytorch.callbacks.RichProgressBar", "lightning.pytorch.callbacks.TQDMProgressBar"}
+PROGRESS_BARS = {"experiments.callbacks.RichProgressBar", "lightning.pytorch.callbacks.RichProgressBar",
+                 "lightning.pytorch.callbacks.TQDMProgressBar"}
 CHECKPOINT = "lightning.pytorch.callbacks.ModelCheckpoint"
 # What members of one group may differ in; everything else of their configs must be equal.
 MEMBER_KEYS = ("seed", "activation", "model.init", "model.bias_init", "data.shuffle_seed", "logger", "print_config")
