@@ -211,3 +211,13 @@ def test_the_progress_bar_reads_metrics_at_logging_steps_epoch_ends_and_after_va
     assert [m["batch"] for m in bar.shown_after] == [0, 0, 0, 0, 4, 4, 5, 5, 5, 9, 9, 11]
     assert [(m["batch"], m["val_batch"]) for m in bar.after_validation] == [(5, 0), (11, 0)]
     assert "val_batch" not in bar.shown_after[5] and bar.shown_after[6]["val_batch"] == 0
+
+
+def test_without_logging_steps_the_progress_bar_reads_metrics_at_the_epochs_end(tmp_path):
+    data = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(torch.randn(12, 4)), batch_size=2)
+    bar = SeenBar()
+    trainer = L.Trainer(max_epochs=2, accelerator="cpu", logger=False, enable_checkpointing=False,
+                        enable_model_summary=False, log_every_n_steps=0, limit_val_batches=0, callbacks=[bar],
+                        default_root_dir=tmp_path)
+    trainer.fit(LogsEveryStep(), train_dataloaders=data)
+    assert [m["batch"] for m in bar.shown_after] == [0, 0, 0, 0, 0, 5] + [5] * 6  # the first epoch's end, twice

@@ -170,8 +170,9 @@ class RichProgressBar(callbacks.RichProgressBar):
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
                            batch_idx: int) -> None:
-        self.between_logging_steps = (trainer.global_step % trainer.log_every_n_steps != 0
-                                      and batch_idx + 1 < trainer.num_training_batches)
+        every = trainer.log_every_n_steps  # 0: no logging steps, only epoch ends
+        at_logging_step = every > 0 and trainer.global_step % every == 0
+        self.between_logging_steps = not at_logging_step and batch_idx + 1 < trainer.num_training_batches
         try:
             super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
         finally:
