@@ -156,8 +156,8 @@ class RichProgressBar(callbacks.RichProgressBar):
     """Lightning's rich bar, with the logged metrics read at the logging interval, not after every batch.
 
     Lightning 2.6's bar reads ``trainer.progress_bar_metrics`` after every training batch: a pass over
-    the logged results and a ``.item()`` per metric, a tenth of an epoch of this MLP at batch 64 on two
-    CPU cores. Lightning's fix (PR #21032, in no release up to 2.6.6) reads them only when the bar
+    the logged results and a ``.item()`` per metric, about 2% of an epoch of this MLP at batch 64 on two
+    CPU cores (README, Performance). Lightning's fix (PR #21032, in no release up to 2.6.6) reads them only when the bar
     refreshes. Here they are read every ``trainer.log_every_n_steps`` steps (when the classifier logs
     ``train/loss`` and the loggers write), at an epoch's last batch, and fresh at every other call
     (after validation, at an epoch's end); in between, the bar keeps showing the last values read.
