@@ -219,5 +219,5 @@ def test_without_logging_steps_the_progress_bar_reads_metrics_at_the_epochs_end(
     trainer = L.Trainer(max_epochs=2, accelerator="cpu", logger=False, enable_checkpointing=False,
                         enable_model_summary=False, log_every_n_steps=0, limit_val_batches=0, callbacks=[bar],
                         default_root_dir=tmp_path)
-    trainer.fit(LogsEveryStep(), train_dataloaders=data)
+    trainer.fit(LogsEveryStep(), train_dataloaders=data, val_dataloaders=data)
     assert [m["batch"] for m in bar.shown_after] == [0, 0, 0, 0, 0, 5] + [5] * 6  # the first epoch's end, twice
