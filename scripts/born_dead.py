@@ -26,12 +26,13 @@ import torch
 
 from experiments.activations import activation_factory
 from experiments.mnist import load_mnist
-from experiments.diagnostics import born_dead
 from experiments.model import INITS, MLP
 
 
 def probability(width: int, depth: int, seeds: int, probe: torch.Tensor, init: str,
                 bias_init: float | None = None) -> float:
+    from experiments.diagnostics import born_dead  # with Lightning: seconds to import, so not for --help
+
     dead = 0
     for seed in range(seeds):
         torch.manual_seed(seed)

@@ -1,9 +1,14 @@
 """The project's Lightning callbacks: end to end (slow), Ctrl-C / SIGTERM resume exactly at any step, divergence
 stops the run, the per-epoch history survives a resume; in process, the progress bar reads metrics when they
-can have changed."""
+can have changed; the checkpoint writer leaves the previous checkpoint whole when a save is killed or fails."""
 
+import errno
 import random
 import shlex
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import lightning as L
@@ -11,8 +16,8 @@ import pytest
 import torch
 from torch import nn
 
-from conftest import read_metrics, run_script
-from experiments.callbacks import RichProgressBar
+from conftest import read_metrics, run_script, subprocess_env
+from experiments.callbacks import AtomicCheckpointIO, RichProgressBar
 
 TESTS = Path(__file__).parent
 # 3 epochs of 10 batches; deterministic
@@ -221,3 +226,46 @@ def test_without_logging_steps_the_progress_bar_reads_metrics_at_the_epochs_end(
                         default_root_dir=tmp_path)
     trainer.fit(LogsEveryStep(), train_dataloaders=data, val_dataloaders=data)
     assert [m["batch"] for m in bar.shown_after] == [0, 0, 0, 0, 0, 5] + [5] * 6  # the first epoch's end, twice
+
+
+SAVER = """
+import sys, torch
+from pathlib import Path
+from experiments.callbacks import AtomicCheckpointIO
+path, n = Path(sys.argv[1]), 0
+io = AtomicCheckpointIO()
+while True:
+    n += 1
+    io.save_checkpoint({"n": n, "w": torch.full((4_000_000,), float(n))}, path)  # 16 MB each
+    print(n, flush=True)
+"""
+
+
+@pytest.mark.slow
+def test_a_checkpoint_killed_mid_write_leaves_the_previous_one_whole(tmp_path):
+    path = tmp_path / "last.ckpt"
+    for delay in (0.05, 0.19, 0.43):
+        proc = subprocess.Popen([sys.executable, "-c", SAVER, str(path)], env=subprocess_env(), stdout=subprocess.PIPE,
+                                text=True)
+        assert proc.stdout.readline().strip()  # one save done: there is a previous checkpoint to protect
+        time.sleep(delay)  # then kill -9 at some point of a later save
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        saved = torch.load(path, weights_only=True)
+        assert torch.equal(saved["w"], torch.full((4_000_000,), float(saved["n"])))
+        for tmp in tmp_path.glob(".*.tmp"):  # what a killed save leaves is a stray temporary, never the file
+            tmp.unlink()
+
+
+def test_a_failed_write_leaves_the_earlier_checkpoint_untouched(tmp_path, monkeypatch):
+    path = tmp_path / "last.ckpt"
+    AtomicCheckpointIO().save_checkpoint({"w": torch.ones(2)}, path)
+
+    def half_written(obj, f, *args, **kwargs):
+        Path(f).write_bytes(b"PK\x03\x04 half")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(torch, "save", half_written)
+    with pytest.raises(OSError):
+        AtomicCheckpointIO().save_checkpoint({"w": torch.zeros(2)}, path)
+    assert torch.equal(torch.load(path, weights_only=True)["w"], torch.ones(2))

@@ -1,5 +1,5 @@
-"""The console scripts (mlp-train, mlp-eval, mlp-report) do what train.py, eval.py and the report do, and
-``python -m experiments`` lists what there is."""
+"""The console scripts (mlp-train, mlp-eval, mlp-report) do what train.py, eval.py and the report do,
+``python -m experiments`` lists what there is, and help, completion and refusals answer without Lightning."""
 
 import subprocess
 import sys
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import FAST, ROOT, read_metrics, subprocess_env
+from conftest import FAST, ROOT, read_metrics, run_script, subprocess_env
 from experiments.run_dir import hydra_value
 
 SCRIPTS = {"mlp-train": "experiments.cli:train", "mlp-eval": "experiments.cli:evaluate",
@@ -53,3 +53,29 @@ def test_mlp_train_eval_and_report_run_as_the_scripts_do(tmp_path):
     ckpt = read_metrics(jobs[0])["best_ckpt"]
     proc = run("mlp-eval", f"ckpt_path={hydra_value(ckpt)}", "progress_bar=false")  # quoted: the path has = and ,
     assert proc.returncode == 0 and proc.stdout.strip().splitlines()[-1].startswith("test/acc="), proc.stderr[-2000:]
+
+
+def imported_modules(stderr: str) -> set[str]:
+    """The modules a process imported, from what ``PYTHONPROFILEIMPORTTIME=1`` (``-X importtime``) printed."""
+    return {line.rsplit("|", 1)[1].strip() for line in stderr.splitlines() if line.startswith("import time:")}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("script, args, code, says, torch_allowed", [
+    ("train.py", ["--help"], 0, "activation: ", False),
+    ("train.py", ["-sc", "query=bash"], 0, "activation=", False),  # what each Tab press runs, completion installed
+    ("train.py", ["optimizer.lr=0", "hydra.run.dir=run"], 2, "optimizer.lr=0 is invalid", True),
+    ("eval.py", ["ckpt_path=missing.ckpt", "hydra.run.dir=eval"], 2, "ckpt_path='missing.ckpt' is invalid", True),
+    ("scripts/born_dead.py", ["--help"], 0, "--bias-init", True),
+])
+def test_help_completion_and_refusals_answer_without_importing_lightning(tmp_path, script, args, code, says,
+                                                                        torch_allowed):
+    """Lightning's import (with torchmetrics, which loads torchvision's models, torch._dynamo and matplotlib)
+    takes seconds: answers that need no training must not wait for it, and help and completion not for torch."""
+    proc = run_script(args, tmp_path, script=script, env={"PYTHONPROFILEIMPORTTIME": "1",
+                                                          "COMP_LINE": "python train.py acti", "COMP_POINT": "20"})
+    assert proc.returncode == code and says in proc.stdout + proc.stderr, proc.stderr[-2000:]
+    imported = imported_modules(proc.stderr)
+    assert "argparse" in imported or "hydra" in imported  # the record of imports is there to read
+    assert "lightning" not in imported and "torchmetrics" not in imported
+    assert torch_allowed or "torch" not in imported

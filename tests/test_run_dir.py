@@ -1,64 +1,16 @@
-"""Files of a run directory: atomic writes that survive kill -9, the resume command's quoting, the write probe."""
+"""Files of a run directory: atomic JSON writes, the resume command's quoting, the write probe."""
 
 import errno
 import os
 import shlex
-import signal
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
-import torch
 from hydra.core.override_parser.overrides_parser import OverridesParser
 
-from conftest import subprocess_env
 from experiments.errors import RunDirectoryError
-from experiments.run_dir import AtomicCheckpointIO, check_writable, hydra_value, resume_command, write_json
-
-SAVER = """
-import sys, torch
-from pathlib import Path
-from experiments.run_dir import AtomicCheckpointIO
-path, n = Path(sys.argv[1]), 0
-io = AtomicCheckpointIO()
-while True:
-    n += 1
-    io.save_checkpoint({"n": n, "w": torch.full((4_000_000,), float(n))}, path)  # 16 MB each
-    print(n, flush=True)
-"""
-
-
-@pytest.mark.slow
-def test_a_checkpoint_killed_mid_write_leaves_the_previous_one_whole(tmp_path):
-    path = tmp_path / "last.ckpt"
-    for delay in (0.05, 0.19, 0.43):
-        proc = subprocess.Popen([sys.executable, "-c", SAVER, str(path)], env=subprocess_env(), stdout=subprocess.PIPE,
-                                text=True)
-        assert proc.stdout.readline().strip()  # one save done: there is a previous checkpoint to protect
-        time.sleep(delay)  # then kill -9 at some point of a later save
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
-        saved = torch.load(path, weights_only=True)
-        assert torch.equal(saved["w"], torch.full((4_000_000,), float(saved["n"])))
-        for tmp in tmp_path.glob(".*.tmp"):  # what a killed save leaves is a stray temporary, never the file
-            tmp.unlink()
-
-
-def test_a_failed_write_leaves_the_earlier_checkpoint_untouched(tmp_path, monkeypatch):
-    path = tmp_path / "last.ckpt"
-    AtomicCheckpointIO().save_checkpoint({"w": torch.ones(2)}, path)
-
-    def half_written(obj, f, *args, **kwargs):
-        Path(f).write_bytes(b"PK\x03\x04 half")
-        raise OSError(errno.ENOSPC, "No space left on device")
-
-    monkeypatch.setattr(torch, "save", half_written)
-    with pytest.raises(OSError):
-        AtomicCheckpointIO().save_checkpoint({"w": torch.zeros(2)}, path)
-    assert torch.equal(torch.load(path, weights_only=True)["w"], torch.ones(2))
-
+from experiments.run_dir import check_writable, hydra_value, resume_command, write_json
 
 def test_write_json_replaces_a_link_instead_of_following_it(tmp_path):
     outside = tmp_path / "outside.json"

@@ -1,5 +1,6 @@
 """The project's Lightning callbacks: per-epoch history, divergence, interrupts that resume exactly, and
-Lightning's rich progress bar reading the metrics only when they can have changed.
+Lightning's rich progress bar reading the metrics only when they can have changed; and the checkpoint
+writer (a Lightning ``CheckpointIO`` plugin) that a kill -9 cannot leave half-written.
 
 Each keeps to Lightning's hooks and public state. What they record goes to ``metrics.json`` through
 the run (``training.py``); their state travels in checkpoints, so a resumed run continues them.
@@ -8,6 +9,7 @@ the run (``training.py``); their state travels in checkpoints, so a resumed run 
 from __future__ import annotations
 
 import math
+import os
 import signal
 import threading
 import time
@@ -16,6 +18,7 @@ from typing import Any, Callable
 
 import lightning as L
 import torch
+from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.pytorch import callbacks
 
 
@@ -182,3 +185,20 @@ class RichProgressBar(callbacks.RichProgressBar):
         if not self.between_logging_steps or self.shown is None:
             self.shown = super().get_metrics(trainer, pl_module)
         return self.shown
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Checkpoints written to a temporary file beside the target and renamed over it.
+
+    Lightning's own ``TorchCheckpointIO`` writes through an fsspec transaction whose temporary file
+    lies in the system's temp directory; where that is another filesystem (a tmpfs ``/tmp``), the final
+    move is a copy, and a kill -9 during it leaves a truncated checkpoint. A rename within one
+    directory is atomic: a kill -9 mid-save leaves the previous checkpoint whole.
+    """
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any = None) -> None:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        torch.save(checkpoint, tmp)
+        os.replace(tmp, path)

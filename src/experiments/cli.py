@@ -44,7 +44,9 @@ class _DropTips(logging.Filter):
 
 
 def _quiet_lightning() -> None:
-    """Route Lightning's messages through Hydra's logging only (console and ``<run_dir>/train.log``)."""
+    """Route Lightning's messages through Hydra's logging only (console and ``<run_dir>/train.log``).
+    Called once Lightning is imported: where the root logger has no handler (``hydra/job_logging=disabled``)
+    Lightning's import adds one of its own."""
     for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
         logger = logging.getLogger(name)
         for handler in list(logger.handlers):
@@ -97,17 +99,18 @@ def train_main(cfg: DictConfig) -> float:
     """Run one job; returns ``optimized_metric`` for sweepers (NaN when the job did not complete)."""
     from experiments.errors import ExperimentError
     from experiments.run_dir import is_main_process
-    from experiments.training import run
 
     hc = HydraConfig.get()
     run_dir = Path(hc.runtime.output_dir)
     multirun = hc.mode == RunMode.MULTIRUN
     overrides = OmegaConf.to_container(hc.overrides.task, resolve=False)  # as typed, ${...} included
-    _quiet_lightning()
     try:
         _check(cfg, hc, multirun)
         if cfg.print_config and not multirun and is_main_process():
             _print_config(cfg)
+        from experiments.training import run  # Lightning's import takes seconds: not for a refused config
+
+        _quiet_lightning()
         result = run(cfg, run_dir, dict(hc.runtime.choices), overrides, _parallel_jobs(hc))
     except ExperimentError as exc:
         record_failure(run_dir, str(exc), overrides)
@@ -167,19 +170,22 @@ def prepare_member(cfg: DictConfig) -> Any:
 
 def eval_main(cfg: DictConfig) -> float:
     """Test one checkpoint; prints the metrics and writes them to ``<run_dir>/eval.json``."""
-    import lightning as L
     from hydra.utils import instantiate
 
-    from experiments.classifier import load_classifier, read_checkpoint
     from experiments.config_checks import boolean, existing_file, validate
     from experiments.errors import ExperimentError
     from experiments.run_dir import write_json
 
-    _quiet_lightning()
     hc = HydraConfig.get()
     run_dir = Path(hc.runtime.output_dir)
     try:
         validate(cfg, extra={"ckpt_path": existing_file, "progress_bar": boolean})
+        import lightning as L  # after the checks: its import takes seconds
+
+        from experiments.classifier import load_classifier, read_checkpoint
+
+        _quiet_lightning()
+
         checkpoint = read_checkpoint(cfg.ckpt_path)
         module = load_classifier(cfg.ckpt_path, checkpoint)
         trained = (checkpoint.get("datamodule_hyper_parameters") or {}).get("normalize")

@@ -27,11 +27,10 @@ from lightning.pytorch.loggers import Logger, TensorBoardLogger
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig
 
-from experiments.callbacks import Interrupts
+from experiments.callbacks import AtomicCheckpointIO, Interrupts
 from experiments.classifier import Classifier
 from experiments.diagnostics import log_histograms, unit_stats
 from experiments.fused import FusedClassifier, MembersData
-from experiments.run_dir import AtomicCheckpointIO
 from experiments.training import (Record, build_loggers, build_module, first_record, how_it_ran, log_final, plain,
                                   set_threads)
 
@@ -106,6 +105,12 @@ def member_bytes(cfg: DictConfig) -> int:
     params = sum((a + 1) * b for a, b in zip(sizes[:-1], sizes[1:]))
     batch = 60_000 if str(cfg.data.batch_size) == "full" else int(cfg.data.batch_size)
     return 4 * (4 * params + (3 * batch + int(cfg.data.eval_batch_size)) * sum(sizes))
+
+
+def group_device(cfg: DictConfig) -> torch.device:
+    """Where a group trains: the GPU where the members' ``trainer.accelerator`` allows one and there is one."""
+    wants_gpu = cfg.trainer.accelerator in ("auto", "gpu", "cuda")
+    return torch.device("cuda" if wants_gpu and torch.cuda.is_available() else "cpu")
 
 
 def memory_budget(device: torch.device, fraction: float) -> int:

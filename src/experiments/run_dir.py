@@ -1,7 +1,8 @@
 """Files of a run directory: atomic writes, a writability probe, and the command that resumes a run.
 
-No Lightning or Hydra hooks here; the callbacks that use these live in ``callbacks.py`` and
-``hydra_callbacks.py``.
+No Lightning or Hydra hooks here, and no torch: the Hydra callbacks import this module when Hydra
+starts, before a config is checked, so a refused run answers without loading the training stack. The
+checkpoint writer is Lightning's plugin, in ``callbacks.py``.
 """
 
 from __future__ import annotations
@@ -14,9 +15,6 @@ import sys
 import time
 from pathlib import Path
 from typing import Any
-
-import torch
-from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 
 from experiments.errors import RunDirectoryError
 
@@ -72,20 +70,3 @@ def resume_command(ckpt: Path, run_dir: Path, overrides: list[str]) -> str:
             f"hydra.run.dir={hydra_value(str(run_dir))}",
             f"hydra.output_subdir=.hydra/resumed-{time.strftime('%Y%m%d-%H%M%S')}"]
     return " ".join(shlex.quote(a) for a in args)
-
-
-class AtomicCheckpointIO(TorchCheckpointIO):
-    """Checkpoints written to a temporary file beside the target and renamed over it.
-
-    Lightning's own ``TorchCheckpointIO`` writes through an fsspec transaction whose temporary file
-    lies in the system's temp directory; where that is another filesystem (a tmpfs ``/tmp``), the final
-    move is a copy, and a kill -9 during it leaves a truncated checkpoint. A rename within one
-    directory is atomic: a kill -9 mid-save leaves the previous checkpoint whole.
-    """
-
-    def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any = None) -> None:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        torch.save(checkpoint, tmp)
-        os.replace(tmp, path)

@@ -23,11 +23,11 @@ from lightning.pytorch.loggers import Logger, TensorBoardLogger
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from experiments.callbacks import Diverged, DivergenceGuard, EpochHistory, Interrupts
+from experiments.callbacks import AtomicCheckpointIO, Diverged, DivergenceGuard, EpochHistory, Interrupts
 from experiments.classifier import GROUPS, Classifier, read_checkpoint, resume_mismatches
 from experiments.data import MNISTDataModule
 from experiments.errors import CheckpointError
-from experiments.run_dir import AtomicCheckpointIO, is_main_process, read_json, resume_command, write_json
+from experiments.run_dir import is_main_process, read_json, resume_command, write_json
 
 FINAL_KEYS = ("test/acc", "test/loss", "val/acc", "val/loss", "train/loss", "train/acc")
 

@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-import torch
 from hydra.core.config_store import ConfigStore
 from hydra.core.utils import JobReturn, JobStatus, configure_log, filter_overrides, run_job, setup_globals
 from hydra.plugins.launcher import Launcher
@@ -94,7 +93,7 @@ class FusedLauncher(Launcher):
 
     def _fused(self, jobs: list[tuple[int, DictConfig]]) -> dict[int, JobReturn]:
         from experiments.cli import finish, prepare_member, record_failure
-        from experiments.fused_runs import Member, member_bytes, memory_budget, split_group, train_members
+        from experiments.fused_runs import Member, group_device, member_bytes, memory_budget, split_group, train_members
 
         returns, members = {}, []
         for idx, config in jobs:
@@ -105,9 +104,7 @@ class FusedLauncher(Launcher):
         if not members:
             return returns
         cfg = members[0].cfg
-        device = torch.device("cuda" if torch.cuda.is_available() and cfg.trainer.accelerator in ("auto", "gpu", "cuda")
-                              else "cpu")
-        chunks = split_group(len(members), member_bytes(cfg), memory_budget(device, self.memory_fraction),
+        chunks = split_group(len(members), member_bytes(cfg), memory_budget(group_device(cfg), self.memory_fraction),
                              self.max_members)
         for chunk in chunks:
             group = [members[i] for i in chunk]
