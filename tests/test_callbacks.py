@@ -3,6 +3,7 @@ stops the run, the per-epoch history survives a resume; in process, the progress
 can have changed; the checkpoint writer leaves the previous checkpoint whole when a save is killed or fails."""
 
 import errno
+import os
 import random
 import shlex
 import signal
@@ -231,9 +232,10 @@ def test_without_logging_steps_the_progress_bar_reads_metrics_at_the_epochs_end(
 SAVER = """
 import sys, torch
 from pathlib import Path
+from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from experiments.callbacks import AtomicCheckpointIO
 path, n = Path(sys.argv[1]), 0
-io = AtomicCheckpointIO()
+io = TorchCheckpointIO() if sys.argv[2:] == ["lightning"] else AtomicCheckpointIO()
 while True:
     n += 1
     io.save_checkpoint({"n": n, "w": torch.full((4_000_000,), float(n))}, path)  # 16 MB each
@@ -241,12 +243,24 @@ while True:
 """
 
 
+def _other_filesystem() -> str | None:
+    """A temp directory on another filesystem than pytest's (tmpfs ``/dev/shm`` on Linux), or None."""
+    import tempfile
+    shm = Path("/dev/shm")
+    if shm.is_dir() and os.access(shm, os.W_OK) and shm.stat().st_dev != Path(tempfile.gettempdir()).stat().st_dev:
+        return str(shm)
+    return None
+
+
+OTHER_FILESYSTEM = _other_filesystem()
+
+
 @pytest.mark.slow
 def test_a_checkpoint_killed_mid_write_leaves_the_previous_one_whole(tmp_path):
     path = tmp_path / "last.ckpt"
     for delay in (0.05, 0.19, 0.43):
-        proc = subprocess.Popen([sys.executable, "-c", SAVER, str(path)], env=subprocess_env(), stdout=subprocess.PIPE,
-                                text=True)
+        proc = subprocess.Popen([sys.executable, "-c", SAVER, str(path)], stdout=subprocess.PIPE, text=True,
+                                env=subprocess_env(env={"TMPDIR": OTHER_FILESYSTEM} if OTHER_FILESYSTEM else None))
         assert proc.stdout.readline().strip()  # one save done: there is a previous checkpoint to protect
         time.sleep(delay)  # then kill -9 at some point of a later save
         proc.send_signal(signal.SIGKILL)
@@ -255,6 +269,32 @@ def test_a_checkpoint_killed_mid_write_leaves_the_previous_one_whole(tmp_path):
         assert torch.equal(saved["w"], torch.full((4_000_000,), float(saved["n"])))
         for tmp in tmp_path.glob(".*.tmp"):  # what a killed save leaves is a stray temporary, never the file
             tmp.unlink()
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not OTHER_FILESYSTEM, reason="needs a temp directory on another filesystem (/dev/shm)")
+def test_lightnings_own_writer_is_not_atomic_where_the_temp_directory_is_another_filesystem(tmp_path):
+    """Why the project keeps its own writer: Lightning's ``TorchCheckpointIO`` writes to the system's temp
+    directory and moves the file into place; across filesystems that move is a copy into the target, and a
+    kill -9 during it leaves a torn checkpoint where a whole one was."""
+    path = tmp_path / "last.ckpt"
+    torn = False
+    for _ in range(3):  # the kill is sent when a copy has begun; it may land after the copy ends
+        proc = subprocess.Popen([sys.executable, "-c", SAVER, str(path), "lightning"], stdout=subprocess.PIPE,
+                                text=True, env=subprocess_env(env={"TMPDIR": OTHER_FILESYSTEM}))
+        assert proc.stdout.readline().strip()  # one save done: a whole checkpoint to protect
+        whole = path.stat().st_size
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and path.stat().st_size >= whole // 2:
+            pass  # watch the file until a later save has rewritten less than half of it
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        if path.stat().st_size < whole:
+            torn = True
+            break
+    assert torn
+    with pytest.raises(Exception):
+        torch.load(path, weights_only=True)
 
 
 def test_a_failed_write_leaves_the_earlier_checkpoint_untouched(tmp_path, monkeypatch):
