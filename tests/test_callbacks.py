@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from conftest import read_metrics, run_script, subprocess_env
-from experiments.callbacks import AtomicCheckpointIO, RichProgressBar
+from experiments.callbacks import AtomicCheckpointIO, Diverged, DivergenceGuard, RichProgressBar
 
 TESTS = Path(__file__).parent
 # 3 epochs of 10 batches; deterministic
@@ -309,3 +309,40 @@ def test_a_failed_write_leaves_the_earlier_checkpoint_untouched(tmp_path, monkey
     with pytest.raises(OSError):
         AtomicCheckpointIO().save_checkpoint({"w": torch.zeros(2)}, path)
     assert torch.equal(torch.load(path, weights_only=True)["w"], torch.ones(2))
+
+
+class DivergesAtStep(L.LightningModule):
+    """A loss that is NaN from training step ``at`` on, logged at every step as ``train/loss``."""
+
+    def __init__(self, at: int) -> None:
+        super().__init__()
+        self.layer = nn.Linear(4, 1)
+        self.at = at
+
+    def training_step(self, batch, batch_idx):
+        loss = self.layer(batch[0]).pow(2).mean()
+        if self.global_step >= self.at:
+            loss = loss * float("nan")
+        self.log("train/loss", loss)
+        return loss
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.01)
+
+
+def test_the_divergence_guard_stops_within_a_logging_interval_where_early_stopping_waits_for_the_epoch(tmp_path):
+    """The issue's choice between ``EarlyStopping(check_finite=True)`` and a guard: whichever stops within one
+    logging interval. 40 steps an epoch, logging every 5, the loss NaN from step 12."""
+    data = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(torch.randn(80, 4)), batch_size=2)
+
+    def trainer(callback: L.Callback) -> L.Trainer:
+        return L.Trainer(max_epochs=2, accelerator="cpu", logger=False, enable_checkpointing=False,
+                         enable_progress_bar=False, enable_model_summary=False, log_every_n_steps=5,
+                         callbacks=[callback], default_root_dir=tmp_path)
+
+    early = trainer(L.pytorch.callbacks.EarlyStopping(monitor="train/loss", check_finite=True))
+    early.fit(DivergesAtStep(at=12), data)
+    assert early.should_stop and early.global_step == 40  # the whole first epoch: 28 steps on a NaN loss
+    with pytest.raises(Diverged) as stopped:
+        trainer(DivergenceGuard(every_n_steps=5)).fit(DivergesAtStep(at=12), data)
+    assert stopped.value.epoch == 0 and stopped.value.step == 15  # the first logging step after the NaN
