@@ -152,3 +152,23 @@ def test_missing_files_are_listed_and_fetched_unless_told_not_to(tmp_path, monke
 def test_an_unknown_normalisation_lists_the_valid_ones():
     with pytest.raises(ValueError, match="must be one of standardize, unit$"):
         normalize(torch.zeros(1, 3, dtype=torch.uint8), "minmax")
+
+
+def test_a_process_unpacks_a_file_once_and_again_after_any_byte_of_it_changed(tmp_path, monkeypatch):
+    """Sweep jobs in one process share the decoded files; an altered file is checked again, however it changed."""
+    shutil.copy(BUNDLED_ROOT / "t10k-labels-idx1-ubyte.gz", tmp_path)
+    path = tmp_path / "t10k-labels-idx1-ubyte.gz"
+    first = read_idx(path)
+    expected = first.clone()
+    unpacked, decompress = [], gzip.decompress
+    monkeypatch.setattr(gzip, "decompress", lambda data: unpacked.append(len(data)) or decompress(data))
+    second = read_idx(path)
+    assert unpacked == [] and torch.equal(first, second)
+    second[0] = 99  # each call's tensor is its own: a caller that writes into it changes no later read
+    assert torch.equal(read_idx(path), expected) and torch.equal(first, expected)
+    stored = bytearray(path.read_bytes())
+    stored[-5] ^= 0xFF  # one byte of the gzip trailer's CRC: the same size, the same deflate data
+    path.write_bytes(bytes(stored))
+    with pytest.raises(DataError, match="t10k-labels-idx1-ubyte.gz: checksum failed"):
+        read_idx(path)
+    assert len(unpacked) == 1
