@@ -243,24 +243,28 @@ while True:
 """
 
 
-def _other_filesystem() -> str | None:
-    """A temp directory on another filesystem than pytest's (tmpfs ``/dev/shm`` on Linux), or None."""
+@pytest.fixture
+def other_tmpdir():
+    """A fresh temp directory on another filesystem than pytest's (tmpfs ``/dev/shm`` on Linux), removed
+    afterwards with what killed saves left in it; None where there is none with room for a few saves."""
+    import shutil
     import tempfile
     shm = Path("/dev/shm")
-    if shm.is_dir() and os.access(shm, os.W_OK) and shm.stat().st_dev != Path(tempfile.gettempdir()).stat().st_dev:
-        return str(shm)
-    return None
-
-
-OTHER_FILESYSTEM = _other_filesystem()
+    if not (shm.is_dir() and os.access(shm, os.W_OK)) or shm.stat().st_dev == Path(tempfile.gettempdir()).stat().st_dev \
+            or shutil.disk_usage(shm).free < 256 << 20:
+        yield None
+        return
+    path = tempfile.mkdtemp(prefix="checkpoint-io-", dir=shm)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.mark.slow
-def test_a_checkpoint_killed_mid_write_leaves_the_previous_one_whole(tmp_path):
+def test_a_checkpoint_killed_mid_write_leaves_the_previous_one_whole(tmp_path, other_tmpdir):
     path = tmp_path / "last.ckpt"
     for delay in (0.05, 0.19, 0.43):
         proc = subprocess.Popen([sys.executable, "-c", SAVER, str(path)], stdout=subprocess.PIPE, text=True,
-                                env=subprocess_env(env={"TMPDIR": OTHER_FILESYSTEM} if OTHER_FILESYSTEM else None))
+                                env=subprocess_env(env={"TMPDIR": other_tmpdir} if other_tmpdir else None))
         assert proc.stdout.readline().strip()  # one save done: there is a previous checkpoint to protect
         time.sleep(delay)  # then kill -9 at some point of a later save
         proc.send_signal(signal.SIGKILL)
@@ -272,16 +276,17 @@ def test_a_checkpoint_killed_mid_write_leaves_the_previous_one_whole(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not OTHER_FILESYSTEM, reason="needs a temp directory on another filesystem (/dev/shm)")
-def test_lightnings_own_writer_is_not_atomic_where_the_temp_directory_is_another_filesystem(tmp_path):
+def test_lightnings_own_writer_is_not_atomic_where_the_temp_directory_is_another_filesystem(tmp_path, other_tmpdir):
     """Why the project keeps its own writer: Lightning's ``TorchCheckpointIO`` writes to the system's temp
     directory and moves the file into place; across filesystems that move is a copy into the target, and a
     kill -9 during it leaves a torn checkpoint where a whole one was."""
+    if other_tmpdir is None:
+        pytest.skip("needs a temp directory on another filesystem (/dev/shm) with room for a few saves")
     path = tmp_path / "last.ckpt"
     torn = False
     for _ in range(3):  # the kill is sent when a copy has begun; it may land after the copy ends
         proc = subprocess.Popen([sys.executable, "-c", SAVER, str(path), "lightning"], stdout=subprocess.PIPE,
-                                text=True, env=subprocess_env(env={"TMPDIR": OTHER_FILESYSTEM}))
+                                text=True, env=subprocess_env(env={"TMPDIR": other_tmpdir}))
         assert proc.stdout.readline().strip()  # one save done: a whole checkpoint to protect
         whole = path.stat().st_size
         deadline = time.monotonic() + 10
