@@ -15,20 +15,17 @@ import re
 from pathlib import Path
 from typing import Any
 
-import torch
-from torch import nn
-
 from experiments.errors import CheckpointError, ConfigError
 
-CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
-# config group -> the base class of what its options build
-KINDS: dict[str, type] = {
-    "model": nn.Module,
-    "activation": nn.Module,
-    "loss": nn.Module,
-    "optimizer": torch.optim.Optimizer,
-    "scheduler": torch.optim.lr_scheduler.LRScheduler,
-}
+CONF_DIR = Path(__file__).resolve().parents[2] / "conf"  # the entry points import this: no torch at import
+
+
+def kind(group: str) -> type:
+    """The base class of what the options of config group ``group`` build."""
+    import torch
+
+    return {"model": torch.nn.Module, "activation": torch.nn.Module, "loss": torch.nn.Module,
+            "optimizer": torch.optim.Optimizer, "scheduler": torch.optim.lr_scheduler.LRScheduler}[group]
 _TARGET = re.compile(r"^\s*_target_:\s*([\w.]+)\s*$", re.MULTILINE)
 
 
@@ -63,8 +60,8 @@ def check(group: str, cfg: dict[str, Any], source: str = "config") -> None:
                     f"({', '.join(sorted(allowed))}); add a conf/{group}/<name>.yaml for it to use it")
     module, _, name = target.rpartition(".")
     cls = getattr(importlib.import_module(module), name, None)
-    if not (isinstance(cls, type) and issubclass(cls, KINDS[group])):
-        raise error(f"{where}{group}._target_={target!r} is not a {KINDS[group].__name__} class")
+    if not (isinstance(cls, type) and issubclass(cls, kind(group))):
+        raise error(f"{where}{group}._target_={target!r} is not a {kind(group).__name__} class")
     nested = [p for k, v in cfg.items() if k != "_target_" for p in _nested_targets(v, f"{group}.{k}")]
     if nested:
         raise error(f"{where}{nested[0]}: a value may not name a class to build; only {group}._target_ may")
