@@ -6,9 +6,11 @@ import errno
 import os
 import random
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -247,8 +249,6 @@ while True:
 def other_tmpdir():
     """A fresh temp directory on another filesystem than pytest's (tmpfs ``/dev/shm`` on Linux), removed
     afterwards with what killed saves left in it; None where there is none with room for a few saves."""
-    import shutil
-    import tempfile
     shm = Path("/dev/shm")
     if not (shm.is_dir() and os.access(shm, os.W_OK)) or shm.stat().st_dev == Path(tempfile.gettempdir()).stat().st_dev \
             or shutil.disk_usage(shm).free < 256 << 20:

@@ -112,8 +112,13 @@ def test_missing_files_are_fetched_with_torchvision_and_a_failed_fetch_is_named(
     assert calls == [(str(tmp_path), True, True), (str(tmp_path), False, True)]
 
 
-def test_an_idx_file_reads_with_the_shape_its_header_gives():
-    images, labels = read_idx(BUNDLED_ROOT / "t10k-images-idx3-ubyte.gz"), read_idx(BUNDLED_ROOT / "t10k-labels-idx1-ubyte.gz")
+def test_an_idx_file_reads_with_the_shape_its_header_gives(tmp_path):
+    # recompressed: other bytes than the bundled files', so they are decoded here, not taken from an earlier read
+    for name in ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"):
+        bundled = (BUNDLED_ROOT / f"{name}.gz").read_bytes()
+        (tmp_path / f"{name}.gz").write_bytes(gzip.compress(gzip.decompress(bundled), compresslevel=1, mtime=0))
+        assert (tmp_path / f"{name}.gz").read_bytes() != bundled
+    images, labels = read_idx(tmp_path / "t10k-images-idx3-ubyte.gz"), read_idx(tmp_path / "t10k-labels-idx1-ubyte.gz")
     assert images.shape == (10_000, 28, 28) and labels.shape == (10_000,) and images.dtype == torch.uint8
     raw = gzip.decompress((BUNDLED_ROOT / "t10k-images-idx3-ubyte.gz").read_bytes())
     assert images[0].flatten().tolist() == list(raw[16:16 + 784])  # the first image, after the 16-byte header
