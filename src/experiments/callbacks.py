@@ -85,6 +85,12 @@ class Diverged(RuntimeError):
         self.epoch, self.step = epoch, step
 
 
+def at_logging_step_or_epoch_end(trainer: L.Trainer, batch_idx: int, every: int) -> bool:
+    """After training batch ``batch_idx``: whether it completed a logging interval (``every`` optimizer
+    steps; 0: none) or its epoch. What the callbacks that watch the loss read it at."""
+    return (every > 0 and trainer.global_step % every == 0) or batch_idx + 1 >= trainer.num_training_batches
+
+
 class DivergenceGuard(L.Callback):
     """Stops training at the first logging step (or epoch end) whose loss is NaN or infinite.
 
@@ -98,8 +104,8 @@ class DivergenceGuard(L.Callback):
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
                            batch_idx: int) -> None:
-        if trainer.global_step % self.every_n_steps and batch_idx + 1 < trainer.num_training_batches:
-            return  # checked at the logging interval, and at the end of every epoch
+        if not at_logging_step_or_epoch_end(trainer, batch_idx, self.every_n_steps):
+            return
         loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
         if loss is not None and not math.isfinite(value := float(loss.detach())):
             raise Diverged(trainer.current_epoch, trainer.global_step, value)
@@ -173,9 +179,7 @@ class RichProgressBar(callbacks.RichProgressBar):
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
                            batch_idx: int) -> None:
-        every = trainer.log_every_n_steps  # 0: no logging steps, only epoch ends
-        at_logging_step = every > 0 and trainer.global_step % every == 0
-        self.between_logging_steps = not at_logging_step and batch_idx + 1 < trainer.num_training_batches
+        self.between_logging_steps = not at_logging_step_or_epoch_end(trainer, batch_idx, trainer.log_every_n_steps)
         try:
             super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
         finally:

@@ -26,6 +26,8 @@ def kind(group: str) -> type:
 
     return {"model": torch.nn.Module, "activation": torch.nn.Module, "loss": torch.nn.Module,
             "optimizer": torch.optim.Optimizer, "scheduler": torch.optim.lr_scheduler.LRScheduler}[group]
+
+
 _TARGET = re.compile(r"^\s*_target_:\s*([\w.]+)\s*$", re.MULTILINE)
 
 
@@ -60,8 +62,9 @@ def check(group: str, cfg: dict[str, Any], source: str = "config") -> None:
                     f"({', '.join(sorted(allowed))}); add a conf/{group}/<name>.yaml for it to use it")
     module, _, name = target.rpartition(".")
     cls = getattr(importlib.import_module(module), name, None)
-    if not (isinstance(cls, type) and issubclass(cls, kind(group))):
-        raise error(f"{where}{group}._target_={target!r} is not a {kind(group).__name__} class")
+    base = kind(group)
+    if not (isinstance(cls, type) and issubclass(cls, base)):
+        raise error(f"{where}{group}._target_={target!r} is not a {base.__name__} class")
     nested = [p for k, v in cfg.items() if k != "_target_" for p in _nested_targets(v, f"{group}.{k}")]
     if nested:
         raise error(f"{where}{nested[0]}: a value may not name a class to build; only {group}._target_ may")

@@ -185,7 +185,6 @@ def eval_main(cfg: DictConfig) -> float:
         from experiments.classifier import load_classifier, read_checkpoint
 
         _quiet_lightning()
-
         checkpoint = read_checkpoint(cfg.ckpt_path)
         module = load_classifier(cfg.ckpt_path, checkpoint)
         trained = (checkpoint.get("datamodule_hyper_parameters") or {}).get("normalize")

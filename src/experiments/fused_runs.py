@@ -27,7 +27,7 @@ from lightning.pytorch.loggers import Logger, TensorBoardLogger
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig
 
-from experiments.callbacks import AtomicCheckpointIO, Interrupts
+from experiments.callbacks import AtomicCheckpointIO, Interrupts, at_logging_step_or_epoch_end
 from experiments.classifier import Classifier
 from experiments.diagnostics import log_histograms, unit_stats
 from experiments.fused import FusedClassifier, MembersData
@@ -217,7 +217,7 @@ class MemberRecords(L.Callback):
                            batch_idx: int) -> None:
         """At the logging interval and each epoch's end (as ``DivergenceGuard``): log, and stop a member
         whose loss is no longer finite."""
-        if trainer.global_step % self.log_every and batch_idx + 1 < trainer.num_training_batches:
+        if not at_logging_step_or_epoch_end(trainer, batch_idx, self.log_every):
             return
         assert pl_module.last_losses is not None
         for k, (member, loss) in enumerate(zip(self.members, pl_module.last_losses.tolist())):
