@@ -10,6 +10,8 @@ steady-state epoch (the first epoch is warm-up) of each and their ratio. Then, o
 - ``--sweep``: a sweep (``--sweep-jobs`` 12: 4 activations x 3 Adam learning rates; 36: x 3 seeds; 48:
   4 x 4 x 3; 2 epochs each) under Hydra's basic launcher and under ``hydra/launcher=fused`` (and joblib
   with ``--n-jobs``), alternating ``--repeats`` times, beside one job of it alone;
+- ``--stacked-step``: the arithmetic alone: one training step of the ``--sweep-jobs`` sweep's members stacked
+  as the fused launcher trains them, against the same members stepped one after another as separate models;
 - ``--diagnostics-cost``: the time spent inside the diagnostics callbacks, as a share of the epochs;
 - ``--sync-debug`` (CUDA): every host synchronisation of a framework run, by source line.
 
@@ -21,6 +23,7 @@ so that what the project adds on top of it shows on its own.
     python scripts/benchmark.py --batch-size full    # full-batch gradient descent (optimizer=gd)
     python scripts/benchmark.py --device cuda --compile --whole --sweep
     python scripts/benchmark.py --sweep --sweep-jobs 36 --repeats 2 --rounds 1 --epochs 2
+    python scripts/benchmark.py --rounds 0 --stacked-step --sweep-jobs 36 --repeats 3
 
 Results are printed as a table and written to ``outputs/benchmark/<time>/benchmark.json``.
 Uses only the standard library, PyTorch and the project; not part of the test suite.
@@ -181,6 +184,68 @@ def sweep(jobs: int, device: str, repeats: int, n_jobs: int | None) -> dict:
     return out
 
 
+def stacked_step(jobs: int, device: str, repeats: int, steps: int = 40) -> dict:
+    """The arithmetic alone: one training step of the sweep's members stacked (``fused.FusedClassifier``,
+    as ``hydra/launcher=fused`` trains them) against the same members stepped one after another as separate
+    models (each its own network, loss and optimizer); the same batches (batch size from the config), each:
+    forward, loss, backward, the optimizer's step, and no Lightning. Alternating, ``repeats`` rounds of
+    ``steps`` steps; milliseconds a step for all members."""
+    import copy
+    import itertools
+
+    from hydra import compose, initialize_config_dir
+
+    from experiments.cli import register_resolvers
+    from experiments.fused import FusedClassifier
+    from experiments.fused_runs import Member, build_members, order_members
+    from experiments.optimizers import build_optimizer
+
+    register_resolvers()
+    swept = [[f"{key}={v}" for v in values.split(",")] for key, values in (o.split("=", 1) for o in SWEEPS[jobs])]
+    accel = "gpu" if device.startswith("cuda") else "cpu"
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        cfgs = [compose(config_name="config", overrides=[f"trainer.accelerator={accel}", *job])
+                for job in itertools.product(*swept)]
+    members, groups = order_members([Member(i, c, Path("."), {}, []) for i, c in enumerate(cfgs)])
+    data, classifiers = build_members(members)
+    data.setup("fit")
+    stacked = FusedClassifier(classifiers, groups).to(device)
+    optimizer = stacked.configure_optimizers()
+    separate = [copy.deepcopy(c.net).to(device) for c in classifiers]
+    optimizers = [build_optimizer(c.hparams.optimizer, net.parameters()) for c, net in zip(classifiers, separate)]
+    losses = [c.loss_fn for c in classifiers]
+    batches = [(x.to(device), y.to(device)) for x, y in itertools.islice(iter(data.train_dataloader()), steps)]
+
+    def run_stacked() -> None:
+        for x, y in batches:
+            stacked.member_losses(stacked(x), y).sum().backward()
+            optimizer.step()
+            optimizer.zero_grad()
+
+    def run_separate() -> None:
+        for x, y in batches:
+            for k, (net, opt, loss_fn) in enumerate(zip(separate, optimizers, losses)):
+                loss_fn(net(x[k]), y[k]).backward()
+                opt.step()
+                opt.zero_grad()
+
+    times: dict[str, list[float]] = {"stacked": [], "separate": []}
+    for _ in range(repeats + 1):  # the first round warms up
+        for name, fn in (("stacked", run_stacked), ("separate", run_separate)):
+            if device.startswith("cuda"):
+                torch.cuda.synchronize()
+            start = time.perf_counter()
+            fn()
+            if device.startswith("cuda"):
+                torch.cuda.synchronize()
+            times[name].append((time.perf_counter() - start) / steps * 1000)
+    out: dict = {"jobs": jobs, "members": len(members), "optimizer_groups": len(groups), "steps": steps}
+    for name, values in times.items():
+        out[name] = {"ms_median": statistics.median(values[1:]), "ms_min": min(values[1:]), "ms_max": max(values[1:])}
+    out["separate_over_stacked"] = out["separate"]["ms_median"] / out["stacked"]["ms_median"]
+    return out
+
+
 def diagnostics_cost(device: str, epochs: int, batch: str) -> dict:
     """Seconds spent inside the diagnostics callbacks, against the epochs' own seconds."""
     import functools
@@ -246,6 +311,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--sweep", action="store_true", help="a sweep under the basic and the fused launcher")
     parser.add_argument("--sweep-jobs", type=int, choices=sorted(SWEEPS), default=12)
+    parser.add_argument("--stacked-step", action="store_true",
+                        help="the --sweep-jobs members' training step stacked against separate models (arithmetic alone)")
     parser.add_argument("--n-jobs", type=int, default=None, help="also time the joblib launcher with this many jobs")
     parser.add_argument("--diagnostics-cost", action="store_true",
                         help="time spent in the diagnostics callbacks as a share of the epochs")
@@ -310,6 +377,14 @@ def main() -> None:
             r = s[name]
             print(f"| {name} | {r['wall_median']:.1f} ({r['wall_min']:.1f}-{r['wall_max']:.1f}) | {r['per_job']:.2f} |")
         print(f"\nbasic / fused: {s['basic_over_fused']:.2f}x; fused sweep / one job alone: {s['fused_over_one_job']:.2f}x")
+    if args.stacked_step:
+        t = report["stacked_step"] = stacked_step(args.sweep_jobs, args.device, args.repeats)
+        print(f"\n## One training step of the {t['members']} members ({args.device}; {t['optimizer_groups']} optimizer "
+              f"groups; median of {args.repeats} rounds of {t['steps']} steps, min-max)\n")
+        print("| how | ms a step, all members |\n|---|---|")
+        for name, label in (("stacked", "stacked (`hydra/launcher=fused`)"), ("separate", "separate models, one after another")):
+            print(f"| {label} | {t[name]['ms_median']:.2f} ({t[name]['ms_min']:.2f}-{t[name]['ms_max']:.2f}) |")
+        print(f"\nseparate / stacked: {t['separate_over_stacked']:.2f}x")
     if args.device.startswith("cuda"):
         report["cuda_peak_allocated_mib"] = torch.cuda.max_memory_allocated() / 2**20
 

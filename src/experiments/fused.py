@@ -1,9 +1,9 @@
 """Many sweep jobs trained as one stacked model: the arithmetic behind ``hydra/launcher=fused``.
 
-A sweep of this course's MLP spends its time on per-job overhead (a process, a Trainer, data loading)
-rather than on arithmetic, so jobs that share the network's shape and the data settings train together:
-member ``k``'s weights are slice ``k`` of stacked tensors, every layer is one batched matmul
-(``baddbmm``) for all members, and each member's activation runs on its own slice. The loss is the sum
+Separate runs of this course's MLP each pay for a Trainer, its loop and records, and for matmuls too
+small to keep a CPU's cores or a GPU busy, so jobs that share the network's shape and the data settings
+train together: member ``k``'s weights are slice ``k`` of stacked tensors, every layer is one batched
+matmul (``baddbmm``) for all members, and each member's activation runs on its own slice. The loss is the sum
 of the members' losses, so each member's gradient is exactly its own. Members with the same optimizer
 settings share a parameter group of stacked tensors; members with other settings get a group of their
 own in one optimizer of the shared class: every optimizer allowed here updates element by element, so
