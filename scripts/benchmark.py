@@ -5,6 +5,8 @@ defaults: rich progress bar, TensorBoard logging, diagnostics, checkpoints) and 
 of ``scripts/plain_mnist.py`` on the same data, model, batch and device, and prints the median
 steady-state epoch (the first epoch is warm-up) of each and their ratio. Then, optionally:
 
+- ``--ablation``: the framework also with ``diagnostics=none``, then also ``callbacks=none``, then also
+  ``logger=none``: what each default part costs an epoch;
 - ``--whole``: wall time and peak memory of ``python train.py`` (defaults) against
   ``python scripts/plain_mnist.py`` doing the same work, each run ``--repeats`` times, alternating;
 - ``--sweep``: a sweep (``--sweep-jobs`` 12: 4 activations x 3 Adam learning rates; 36: x 3 seeds; 48:
@@ -308,6 +310,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds of plain and framework (0: none)")
     parser.add_argument("--compile", action="store_true", help="also time the framework with compile=true")
     parser.add_argument("--whole", action="store_true", help="whole-process time and peak memory")
+    parser.add_argument("--ablation", action="store_true",
+                        help="also time the framework without diagnostics, callbacks and logger, one part after another")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--sweep", action="store_true", help="a sweep under the basic and the fused launcher")
     parser.add_argument("--sweep-jobs", type=int, choices=sorted(SWEEPS), default=12)
@@ -338,6 +342,11 @@ def main() -> None:
                     ("framework (defaults)", lambda: framework_epochs(args.device, args.epochs, args.batch_size, False, []))]
         if batch != "full":
             variants.append(("bare Lightning Trainer", lambda: bare_lightning_epochs(args.device, args.epochs, batch)))
+        if args.ablation:  # what each default part costs: the framework with parts switched off
+            for parts in (["diagnostics=none"], ["diagnostics=none", "callbacks=none"],
+                          ["diagnostics=none", "callbacks=none", "logger=none"]):
+                variants.append((f"framework, {' '.join(parts)}",
+                                 lambda p=parts: framework_epochs(args.device, args.epochs, args.batch_size, False, p)))
         if args.compile:
             modes = [True, "reduce-overhead"] if args.device.startswith("cuda") else [True]
             for mode in modes:
