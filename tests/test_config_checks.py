@@ -12,7 +12,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from conftest import ROOT, compose_config
 from experiments.cli import register_resolvers
-from experiments.config_checks import ConfigError, advice, problems, validate
+from experiments.config_checks import ConfigError, advice, parameters, problems, validate
 
 spec = importlib.util.spec_from_file_location("train_script", ROOT / "train.py")
 train_script = importlib.util.module_from_spec(spec)
@@ -78,6 +78,36 @@ BAD = [  # (override, text the error must contain)
      "callbacks.step_checkpoint.every_n_train_steps=0"),
     ("optimized_metric=accuracy", "optimized_metric='accuracy'"),
     ("print_config=maybe", "print_config='maybe'"),
+    # a key added with + composes, and would reach the constructor as an unexpected argument
+    ("+optimizer.lrr=0.1", "optimizer.lrr is not an argument of torch.optim.Adam: did you mean optimizer.lr?"),
+    ("optimizer=momentum_lecture +optimizer.nesterov=true",
+     "optimizer.nesterov is not an argument of experiments.optimizers.LectureMomentum"),
+    ("+model.foo=1", "model.foo is not an argument of experiments.model.MLP: it takes batch_norm, bias_init, dropout, "
+                     "hidden_sizes, init, output_activation"),
+    ("+model.activation=x", "model.activation is set by the project, not the config: use activation=<option>"),
+    ("+model.num_classes=3", "model.num_classes is set by the project"),
+    ("+optimizer.params=[]", "optimizer.params is set by the project"),
+    ("+trainer.deterministic=true",
+     "trainer.deterministic is set by the project, not the config: use deterministic=true"),
+    ("+trainer.callbacks=[]", "trainer.callbacks is set by the project"),
+    ("+trainer.max_epoch=3",
+     "trainer.max_epoch is not an argument of lightning.Trainer: did you mean trainer.max_epochs?"),
+    ("+data.batchsize=3", "data.batchsize is not an argument of experiments.data.MNISTDataModule: did you mean "
+                          "data.batch_size?"),
+    ("+activation.foo=1", "activation.foo is not an argument of torch.nn.ReLU: it takes inplace"),
+    ("loss=nll +loss.weight=1", "loss.weight is not an argument of experiments.losses.NLLOnLogSoftmax: it takes none"),
+    ("+callbacks.progress_bar.refresh=3",  # read through the project's bar to Lightning's arguments
+     "callbacks.progress_bar.refresh is not an argument of experiments.callbacks.RichProgressBar: did you mean "
+     "callbacks.progress_bar.refresh_rate?"),
+    ("+diagnostics.dead_units.probe=10", "did you mean diagnostics.dead_units.probe_size?"),
+    ("scheduler=step +scheduler.scheduler.setp_size=3", "did you mean scheduler.scheduler.step_size?"),
+    ("scheduler=step +scheduler.scheduler.optimizer=1", "scheduler.scheduler.optimizer is set by the project"),
+    ("activation._target_=no_such_module.Act", "activation._target_='no_such_module.Act' cannot be imported"),
+    # an entry of callbacks, diagnostics or logger must be off or a class to build
+    ("callbacks.progress_bar=5", "callbacks.progress_bar=5 is invalid: must be null (off) or a section whose "
+                                 "_target_ names a callback class"),
+    ("diagnostics.dead_units=abc", "diagnostics.dead_units='abc' is invalid"),
+    ("+logger.foo.x=1", "logger.foo={'x': 1} is invalid"),
 ]
 # Hydra's own refusals (unknown keys and options) come before this project's code runs
 HYDRA_BAD = [
@@ -220,3 +250,52 @@ def test_the_dying_relu_presets_state_their_pixel_scaling(preset, normalize):
     text = (ROOT / "conf" / "experiment" / f"{preset}.yaml").read_text()
     assert yaml.safe_load(text)["data"]["normalize"] == normalize  # in the file, not inherited
     assert compose_config([f"experiment={preset}"]).data.normalize == normalize
+
+
+@pytest.mark.parametrize("override", ["+logger.tensorboard.flush_secs=5", "+activation.inplace=false",
+                                      "optimizer=sgd +optimizer.maximize=false", "+trainer.benchmark=false"])
+def test_a_key_the_class_takes_may_be_added(override):
+    assert problems_of(override) == ""  # TensorBoardLogger passes any other keyword on to its writer
+
+
+def test_what_a_class_takes_is_read_through_inits_that_only_pass_arguments_on():
+    class Base:
+        def __init__(self, a: int, *, b: int = 1) -> None: ...
+
+    class PassesOn(Base):
+        def __init__(self, *args: object, **kwargs: object) -> None:
+            super().__init__(*args, **kwargs)
+
+    class TakesAny(Base):
+        def __init__(self, a: int, **kwargs: object) -> None: ...
+
+    class Bare(torch.nn.Module):
+        pass
+
+    assert parameters(Base) == parameters(PassesOn) == {"a", "b"}
+    assert parameters(TakesAny) is None
+    assert parameters(Bare) == set()  # nn.Module's own __init__ takes no settings
+
+
+@pytest.mark.parametrize("override, hint", [("+max_epochs=3", "(did you mean trainer.max_epochs?)"),
+                                            ("+seeds=3", "(did you mean seed?)"),
+                                            ("+lr=0.1", "(did you mean optimizer.lr?)")])
+def test_a_top_level_key_nothing_reads_is_a_warning_naming_the_likely_one(override, hint):
+    cfg, _ = with_overrides([override])
+    key = override[1:].split("=")[0]
+    assert advice(cfg) == [f"{key} is set but train.py does not read it {hint}; it is kept in the run's config only"]
+
+
+@pytest.mark.parametrize("overrides", [["+width=32", "model.hidden_sizes=[${width},${width}]"],
+                                       ["hparams_search=lr_width"], []])
+def test_a_top_level_key_an_interpolation_reads_is_no_warning(overrides):
+    cfg = compose_config(overrides)
+    assert advice(cfg) == [] and problems(cfg) == []
+
+
+def test_a_refused_argument_is_one_line_before_training(monkeypatch, tmp_path, capsys):
+    code = run_train(["+optimizer.lrr=0.1"], monkeypatch, tmp_path)
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err
+    assert "optimizer.lrr is not an argument of torch.optim.Adam: did you mean optimizer.lr?" in err
+    assert not (tmp_path / "run" / "checkpoints").exists()

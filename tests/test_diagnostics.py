@@ -39,6 +39,15 @@ def test_leaky_units_are_never_dead_but_can_be_inactive(act):
     assert stats["diag/inactive_frac/layer1"] == pytest.approx(3 / 5)
 
 
+@pytest.mark.parametrize("act", ["torch.nn.ReLU", "torch.nn.LeakyReLU", "torch.nn.ELU"])
+def test_an_in_place_activation_is_measured_as_its_out_of_place_twin(act):
+    # +activation.inplace=true: the activation may not overwrite the pre-activations it is differentiated at
+    stats = unit_stats(hand_built(act, BIASES, WEIGHTS), PROBE)
+    net = MLP(1, 2, [len(BIASES)], activation_factory({"_target_": act, "inplace": True}))
+    net.load_state_dict(hand_built(act, BIASES, WEIGHTS).state_dict())
+    assert unit_stats(net, PROBE) == stats
+
+
 def test_sigmoid_saturation():
     # unit 0: z = 10 (saturated), unit 1: z = -10 (saturated), unit 2: z = x (not)
     stats = unit_stats(hand_built("torch.nn.Sigmoid", [10.0, -10.0, 0.0], [0.0, 0.0, 1.0]), PROBE)

@@ -55,9 +55,10 @@ def test_the_default_job_fuses():
     ("+diagnostics.collapse._target_=experiments.diagnostics.LinearCollapseCheck", "diagnostics.collapse"),
     ("ckpt_path=/some/last.ckpt", "ckpt_path"),
     ("compile=true", "compile"),
+    ("activation=leaky_relu +activation.inplace=true", "activation.inplace"),
 ])
 def test_what_cannot_fuse_says_why(override, reason):
-    problem = fusion_problem(task([override]))
+    problem = fusion_problem(task(override.split()))
     assert problem is not None and reason in problem
 
 

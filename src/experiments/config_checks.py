@@ -3,13 +3,19 @@
 One mechanism: the ``RULES`` table (a key, ``*`` matching any name at its level, and the check of its
 value) plus ``domain_problems``, the rules that relate keys to each other or to the machine (full batch with
 ``optimizer=gd``, devices that exist). Hydra already refuses unknown keys and unknown group options
-(listing the valid ones); this catches values that compose fine but cannot train.
+(listing the valid ones); this catches values that compose fine but cannot train. A key added with ``+``
+composes too and would reach a constructor as an unexpected argument: ``argument_problems`` refuses
+those that the section's ``_target_`` does not take, or that the project passes it itself.
 """
 
 from __future__ import annotations
 
+import difflib
+import importlib
 import importlib.util
+import inspect
 import math
+import re
 import os
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -55,8 +61,10 @@ def boolean(v: Any) -> str | None:
 
 
 def one_of(*options: Any) -> Check:
+    shown = ", ".join(dict.fromkeys(map(str, options)))  # 32 and "32" read the same
+
     def check(v: Any) -> str | None:  # the same type too: 1 is not true, 0 is not false
-        return None if any(type(v) is type(o) and v == o for o in options) else f"one of {', '.join(map(str, options))}"
+        return None if any(type(v) is type(o) and v == o for o in options) else f"one of {shown}"
     return check
 
 
@@ -254,7 +262,7 @@ def problems(cfg: DictConfig, extra: dict[str, Check] | None = None, choices: di
         OmegaConf.to_container(cfg, resolve=True)
     except OmegaConfBaseException as exc:
         return [f"{getattr(exc, 'full_key', None) or 'config'} cannot be resolved: {str(exc).splitlines()[0]}"]
-    return domain_problems(cfg, choices or {}, multirun)
+    return entry_problems(cfg) or domain_problems(cfg, choices or {}, multirun) or argument_problems(cfg)
 
 
 def domain_problems(cfg: DictConfig, choices: dict[str, Any], multirun: bool = False) -> list[str]:
@@ -287,6 +295,127 @@ def domain_problems(cfg: DictConfig, choices: dict[str, Any], multirun: bool = F
     return found
 
 
+# Arguments the project passes to a section's class itself, and what a user sets instead.
+SUPPLIED: dict[str, dict[str, str]] = {
+    "model": {"input_size": "remove it (the data's image size)", "num_classes": "remove it (the data's classes)",
+              "activation": "use activation=<option>"},
+    "optimizer": {"params": "remove it (the model's parameters)"},
+    "scheduler.scheduler": {"optimizer": "remove it (the run's optimizer)"},
+    "trainer": {"callbacks": "use callbacks=<option> or diagnostics=<option>", "logger": "use logger=<option>",
+                "deterministic": "use deterministic=true", "default_root_dir": "use hydra.run.dir=<dir>",
+                "enable_progress_bar": "use callbacks.progress_bar=null", "plugins": "remove it"},
+}
+
+
+def _sections(cfg: DictConfig) -> Iterator[tuple[str, DictConfig]]:
+    """Every part of the config that names a class to build, by its dotted key."""
+    def built(node: Any) -> bool:
+        return isinstance(node, DictConfig) and isinstance(node.get("_target_"), str)
+
+    for name in ("data", "model", "activation", "loss", "optimizer", "trainer"):
+        if built(node := cfg.get(name)):
+            yield name, node
+    if isinstance(scheduler := cfg.get("scheduler"), DictConfig) and built(node := scheduler.get("scheduler")):
+        yield "scheduler.scheduler", node
+    for group in ("callbacks", "diagnostics", "logger"):
+        for name, node in (cfg.get(group) or {}).items():
+            if built(node):
+                yield f"{group}.{name}", node
+
+
+def parameters(cls: type) -> set[str] | None:
+    """The keyword arguments ``cls(...)`` takes; ``None`` where it takes any (``**kwargs`` beside named
+    ones). An ``__init__(*args, **kwargs)`` that only passes them on is read through to its base class."""
+    for klass in cls.__mro__:
+        init = klass.__dict__.get("__init__")
+        if init is None:
+            continue
+        params = list(inspect.signature(init).parameters.values())
+        named = {p.name for p in params[1:] if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+        if any(p.kind is p.VAR_KEYWORD for p in params):
+            if named:
+                return None
+            continue  # passes everything on: what its base takes
+        return named
+    return set()  # object's: none
+
+
+# Groups whose entries are each a class to build (a callback, a monitor, a logger) or null (off).
+BUILT_ENTRIES = {"callbacks": "a callback", "diagnostics": "a monitor callback", "logger": "a logger"}
+
+
+def entry_problems(cfg: DictConfig) -> list[str]:
+    """Entries of the callbacks, diagnostics and logger groups that are neither off nor a class to build."""
+    found = []
+    for group, what in BUILT_ENTRIES.items():
+        entries = cfg.get(group)
+        for name in entries.keys() if isinstance(entries, DictConfig) else []:
+            node = entries.get(name)
+            if node is not None and not (isinstance(node, DictConfig) and isinstance(node.get("_target_"), str)):
+                shown = OmegaConf.to_container(node) if isinstance(node, (DictConfig, ListConfig)) else node
+                found.append(f"{group}.{name}={shown!r} is invalid: must be null (off) or a section whose _target_ "
+                             f"names {what} class")
+    return found
+
+
+def argument_problems(cfg: DictConfig) -> list[str]:
+    """Keys of a section that its class does not take, or that the project passes it itself."""
+    found = []
+    for section, node in _sections(cfg):
+        keys = [k for k in node.keys() if isinstance(k, str) and not k.startswith("_")]
+        supplied = SUPPLIED.get(section, {})
+        for key in (k for k in keys if k in supplied):
+            found.append(f"{section}.{key} is set by the project, not the config: {supplied[key]}")
+        target = node["_target_"]
+        module, _, name = target.rpartition(".")
+        try:
+            cls = getattr(importlib.import_module(module), name, None)
+        except ImportError as exc:
+            found.append(f"{section}._target_={target!r} cannot be imported ({exc}): name a class that exists")
+            continue
+        if not isinstance(cls, type) or (takes := parameters(cls)) is None:
+            continue  # not a class (the catalogue refuses it where that matters), or it takes any argument
+        for key in (k for k in keys if k not in supplied and k not in takes):
+            settable = sorted(takes - supplied.keys())
+            close = difflib.get_close_matches(key, settable, n=1)
+            hint = f"did you mean {section}.{close[0]}?" if close else f"it takes {', '.join(settable) or 'none'}"
+            found.append(f"{section}.{key} is not an argument of {target}: {hint}")
+    return found
+
+
+# Top-level keys that train.py reads: its settings and its config groups' sections.
+READ_AT_TOP = {"seed", "deterministic", "compile", "threads", "ckpt_path", "print_config", "optimized_metric",
+               "data", "model", "activation", "loss", "optimizer", "scheduler", "callbacks", "trainer", "logger",
+               "diagnostics"}
+
+
+def _leaf_keys(node: Any, prefix: str = "") -> Iterator[str]:
+    """Every dotted key of a plain (unresolved) config that holds a value, not a section."""
+    if isinstance(node, dict):
+        for k, v in node.items():
+            yield from _leaf_keys(v, f"{prefix}{'.' if prefix else ''}{k}")
+    elif prefix:
+        yield prefix
+
+
+def unread_keys(cfg: DictConfig) -> list[str]:
+    """Top-level keys that nothing reads: neither train.py nor an interpolation (``+width=128`` used as
+    ``${width}`` is read); most likely a misplaced or misspelt setting."""
+    text = OmegaConf.to_yaml(cfg)  # unresolved: the interpolations as written
+    unread = [k for k in cfg.keys() if isinstance(k, str) and k not in READ_AT_TOP
+              and not re.search(r"\$\{" + re.escape(k) + r"[.}\[]", text)]
+    if not unread:
+        return []
+    leaves = {key.rpartition(".")[2]: key for key in _leaf_keys(OmegaConf.to_container(cfg, resolve=False))
+              if "." in key}
+    found = []
+    for key in unread:
+        close = difflib.get_close_matches(key, sorted(READ_AT_TOP | leaves.keys()), n=1)
+        hint = f" (did you mean {close[0] if close[0] in READ_AT_TOP else leaves[close[0]]}?)" if close else ""
+        found.append(f"{key} is set but train.py does not read it{hint}; it is kept in the run's config only")
+    return found
+
+
 def advice(cfg: DictConfig) -> list[str]:
     """Settings that train but miss what the chosen parts need: warnings, not refusals."""
     found = []
@@ -297,7 +426,7 @@ def advice(cfg: DictConfig) -> list[str]:
             found.append(f"activation=selu self-normalises only with LeCun-normal weights and zero biases "
                          f"(model.init={init}, model.bias_init={bias}): add model.init=lecun_normal "
                          f"model.bias_init=0, or use experiment=snn")
-    return found
+    return found + unread_keys(cfg)
 
 
 def validate(cfg: DictConfig, extra: dict[str, Check] | None = None, choices: dict[str, Any] | None = None,

@@ -51,7 +51,7 @@ def unit_stats(net: MLP, probe: torch.Tensor, saturation_threshold: float = 1e-2
     with torch.enable_grad():
         for i, layer in enumerate(net.hidden, start=1):
             z = layer.pre(x.detach()).detach().requires_grad_(True)
-            a = layer.activation(z)
+            a = layer.activation(z.clone())  # a copy: an in-place activation (inplace=true) may not overwrite a leaf
             (deriv,) = torch.autograd.grad(a.sum(), z)
             stats = {"dead": (deriv == 0).all(0), "inactive": (z <= 0).all(0)}
             if isinstance(layer.activation, SATURATING):

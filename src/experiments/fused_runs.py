@@ -1,11 +1,12 @@
 """A fused group's runs: which sweep jobs may train as one stacked model, and each member's record.
 
 ``fusion_problem`` names what leaves a job to a separate run: dropout and RReLU (random numbers drawn
-in another order than a separate run draws them), batch norm, gradient clipping (a norm over the whole
-stack), early stopping, step checkpoints, ``compile``, DDP and resuming. ``fusion_key`` is equal for jobs
-that may share a loop. ``train_members`` trains a group (``fused.FusedClassifier``) and writes each
-member's run directory through ``MemberRecords`` as a separate run would: ``metrics.json``, logger
-events, diagnostics, and best / last checkpoints that ``eval.py`` loads like any other.
+in another order than a separate run draws them), in-place activations, batch norm, gradient clipping
+(a norm over the whole stack), early stopping, step checkpoints, ``compile``, DDP and resuming.
+``fusion_key`` is equal for jobs that may share a loop. ``train_members`` trains a group
+(``fused.FusedClassifier``) and writes each member's run directory through ``MemberRecords`` as a
+separate run would: ``metrics.json``, logger events, diagnostics, and best / last checkpoints that
+``eval.py`` loads like any other.
 """
 
 from __future__ import annotations
@@ -57,6 +58,8 @@ def fusion_problem(cfg: DictConfig | dict[str, Any]) -> str | None:
         ((model.get("dropout") or 0) > 0, "model.dropout > 0 (its random masks would differ from a separate run's)"),
         (bool(model.get("batch_norm")), "model.batch_norm=true"),
         ((c.get("activation") or {}).get("_target_") in RANDOM_ACTIVATIONS, "activation=rrelu draws random slopes"),
+        (bool((c.get("activation") or {}).get("inplace")),
+         "activation.inplace=true (an in-place activation cannot overwrite a slice of the stacked outputs)"),
         ((c.get("optimizer") or {}).get("_target_") not in ELEMENTWISE_OPTIMIZERS,
          f"optimizer {(c.get('optimizer') or {}).get('_target_')} is not one that updates element by element"),
         (trainer.get("gradient_clip_val") is not None, "trainer.gradient_clip_val clips a norm over all members"),
