@@ -192,6 +192,19 @@ def test_resuming_from_another_architecture(override, words, good_checkpoint, mo
     only_the_records(tmp_path / "run")
 
 
+@pytest.mark.parametrize("accelerator, words", [
+    ("abc", "accelerator='abc' is invalid: must be one of auto, cpu, gpu, cuda, mps, tpu"),
+    ("tpu", "accelerator='tpu' is not available: torch_xla is not installed"),
+    *([("gpu", "accelerator='gpu' is not available: PyTorch sees no CUDA GPU here")]
+      if not torch.cuda.is_available() else []),
+])
+def test_eval_on_an_accelerator_this_machine_lacks(accelerator, words, good_checkpoint, monkeypatch, capsys, tmp_path):
+    code, lines = run("eval.py", [f"ckpt_path={good_checkpoint}", f"accelerator={accelerator}"], monkeypatch, capsys,
+                      tmp_path / "run")
+    one_line(code, lines, 2, words)
+    only_the_records(tmp_path / "run", "eval")
+
+
 def test_eval_without_a_checkpoint(monkeypatch, capsys, tmp_path):
     code, lines = run("eval.py", [], monkeypatch, capsys, tmp_path / "run")
     one_line(code, lines, 2, "ckpt_path is required")

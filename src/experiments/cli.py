@@ -172,14 +172,15 @@ def eval_main(cfg: DictConfig) -> float:
     """Test one checkpoint; prints the metrics and writes them to ``<run_dir>/eval.json``."""
     from hydra.utils import instantiate
 
-    from experiments.config_checks import boolean, existing_file, validate
+    from experiments.config_checks import RULES, boolean, existing_file, validate
     from experiments.errors import ExperimentError
     from experiments.run_dir import write_json
 
     hc = HydraConfig.get()
     run_dir = Path(hc.runtime.output_dir)
     try:
-        validate(cfg, extra={"ckpt_path": existing_file, "progress_bar": boolean})
+        validate(cfg, extra={"ckpt_path": existing_file, "progress_bar": boolean,
+                             "accelerator": RULES["trainer.accelerator"]})
         import lightning as L  # after the checks: its import takes seconds
 
         from experiments.classifier import load_classifier, read_checkpoint

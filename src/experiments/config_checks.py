@@ -215,18 +215,18 @@ def _value(cfg: DictConfig, key: str) -> Any:
     return OmegaConf.to_container(node, resolve=True) if isinstance(node, (DictConfig, ListConfig)) else node
 
 
-def _machine_problems(trainer: DictConfig) -> list[str]:
-    """Accelerators and device counts that this machine does not have."""
+def _machine_problems(trainer: DictConfig | dict[str, Any], key: str = "trainer.accelerator") -> list[str]:
+    """Accelerators and device counts that this machine does not have; ``key`` names the accelerator's."""
     import torch
 
     accelerator, n = trainer.get("accelerator"), trainer.get("devices")
     found = []
     if accelerator == "tpu" and importlib.util.find_spec("torch_xla") is None:
-        found.append("trainer.accelerator='tpu' is not available: torch_xla is not installed; use auto, cpu or gpu")
+        found.append(f"{key}='tpu' is not available: torch_xla is not installed; use auto, cpu or gpu")
     if accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
-        found.append(f"trainer.accelerator={accelerator!r} is not available: PyTorch sees no CUDA GPU here; use auto or cpu")
+        found.append(f"{key}={accelerator!r} is not available: PyTorch sees no CUDA GPU here; use auto or cpu")
     if accelerator == "mps" and not torch.backends.mps.is_available():
-        found.append("trainer.accelerator='mps' is not available on this machine; use auto or cpu")
+        found.append(f"{key}='mps' is not available on this machine; use auto or cpu")
     if not found and (_is_int(n) or isinstance(n, list)):
         count = n if _is_int(n) else len(n)
         uses_gpu = accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
@@ -284,6 +284,8 @@ def domain_problems(cfg: DictConfig, choices: dict[str, Any], multirun: bool = F
     trainer = cfg.get("trainer") or {}
     if trainer:
         found += _machine_problems(trainer)
+    elif isinstance(cfg.get("accelerator"), str):  # eval.py's config: one device
+        found += _machine_problems({"accelerator": cfg.accelerator, "devices": 1}, key="accelerator")
     checkpointing = [name for name, c in (cfg.get("callbacks") or {}).items()
                      if c and str(c.get("_target_", "")).endswith("ModelCheckpoint")]
     if trainer.get("enable_checkpointing") is False and checkpointing:
