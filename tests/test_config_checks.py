@@ -12,7 +12,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from conftest import ROOT, compose_config
 from experiments.cli import register_resolvers
-from experiments.config_checks import ConfigError, advice, parameters, problems, validate
+from experiments.config_checks import ConfigError, advice, parameters, problems, sweep_problems, validate
 
 spec = importlib.util.spec_from_file_location("train_script", ROOT / "train.py")
 train_script = importlib.util.module_from_spec(spec)
@@ -299,3 +299,19 @@ def test_a_refused_argument_is_one_line_before_training(monkeypatch, tmp_path, c
     assert code == 2 and "Traceback" not in err
     assert "optimizer.lrr is not an argument of torch.optim.Adam: did you mean optimizer.lr?" in err
     assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+@pytest.mark.parametrize("overrides, found", [
+    ([], []), (["hydra/launcher=fused"], []), (["hydra/launcher=joblib"], []),
+    (["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"], []), (["hparams_search=lr_width"], []),
+    (["hydra/launcher=joblib", "hydra.launcher.n_jobs=0"],
+     ["hydra.launcher.n_jobs=0 is invalid: must be a non-zero integer (-1: every core)"]),
+    (["hparams_search=lr_width", "hydra.sweeper.n_trials=0", "hydra.sweeper.n_jobs=-2"],
+     ["hydra.sweeper.n_trials=0 is invalid: must be an integer >= 1",
+      "hydra.sweeper.n_jobs=-2 is invalid: must be an integer >= 1"]),
+])
+def test_launcher_and_sweeper_settings_that_would_fail_mid_sweep(overrides, found):
+    from hydra.core.hydra_config import HydraConfig
+
+    compose_config(overrides)
+    assert sweep_problems(HydraConfig.get()) == found

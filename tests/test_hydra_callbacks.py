@@ -1,4 +1,5 @@
-"""The output guard: no run, resume, eval or sweep ever writes into a directory that holds earlier results."""
+"""The output guard: no run, resume, eval or sweep ever writes into a directory that holds earlier results;
+the sweep settings' check: a launcher or sweeper setting that would fail mid-sweep is refused first."""
 
 import os
 import pickle
@@ -110,6 +111,17 @@ def test_a_log_file_linked_outside_the_run_directory_is_never_written(tmp_path, 
     proc = run_script([*args, f"hydra.run.dir={run_dir}"], tmp_path, script=script)
     refused(proc, "holds symbolic links")
     assert outside.read_text() == "keep" and sorted(p.name for p in run_dir.iterdir()) == [f"{script[:-3]}.log"]
+
+
+@pytest.mark.parametrize("args, words", [
+    (["hydra/launcher=joblib", "hydra.launcher.n_jobs=0"], "hydra.launcher.n_jobs=0 is invalid"),
+    (["hparams_search=lr_width", "hydra.sweeper.n_trials=0"], "hydra.sweeper.n_trials=0 is invalid"),
+])
+def test_a_sweep_setting_that_would_fail_mid_sweep_is_refused_before_any_directory(tmp_path, args, words):
+    # joblib's own error for n_jobs=0, and Optuna's for no trials, are tracebacks after the sweep started
+    proc = run_script(["-m", "seed=0,1", *FAST, *args, f"hydra.sweep.dir={tmp_path / 'sweep'}"], tmp_path)
+    refused(proc, words)
+    assert not (tmp_path / "sweep").exists()
 
 
 def test_an_unwritable_sweep_directory_fails_at_start_naming_the_path(tmp_path):

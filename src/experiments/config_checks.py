@@ -237,6 +237,26 @@ def _machine_problems(trainer: DictConfig | dict[str, Any], key: str = "trainer.
     return found
 
 
+# Launcher and sweeper settings that fail only once a sweep has started, by the plugin's _target_.
+SWEEP_RULES: dict[str, dict[str, Check]] = {
+    "hydra_plugins.hydra_joblib_launcher.joblib_launcher.JoblibLauncher": {
+        "launcher.n_jobs": lambda v: None if _is_int(v) and v != 0 else "a non-zero integer (-1: every core)"},
+    "hydra_plugins.hydra_optuna_sweeper.optuna_sweeper.OptunaSweeper": {
+        "sweeper.n_trials": integer(1), "sweeper.n_jobs": integer(1)},
+}
+
+
+def sweep_problems(hydra: DictConfig) -> list[str]:
+    """Problems of Hydra's launcher and sweeper settings (``hydra`` is the config's ``hydra`` node)."""
+    found = []
+    for plugin in ("launcher", "sweeper"):
+        for key, check in SWEEP_RULES.get(str((hydra.get(plugin) or {}).get("_target_")), {}).items():
+            value = OmegaConf.select(hydra, key)
+            if (valid := check(value)) is not None:
+                found.append(f"hydra.{key}={value!r} is invalid: must be {valid}")
+    return found
+
+
 def problems(cfg: DictConfig, extra: dict[str, Check] | None = None, choices: dict[str, Any] | None = None,
              multirun: bool = False) -> list[str]:
     """All problems in ``cfg``, or an empty list. ``choices`` are Hydra's group choices (``optimizer: gd``)."""

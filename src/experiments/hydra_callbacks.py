@@ -1,4 +1,5 @@
-"""Hydra callbacks: the one place that refuses to write into a directory holding earlier results.
+"""Hydra callbacks: the one place that refuses to write into a directory holding earlier results, and
+the check of a sweep's launcher and sweeper settings.
 
 They run before Hydra writes its own ``.hydra/`` files, so a refused run touches nothing. Hydra turns
 exceptions raised in callbacks into warnings, so a refusal prints one line and exits itself.
@@ -77,3 +78,14 @@ class OutputGuard(Callback):
             exit_with(f"hydra.sweep.dir={sweep_dir} is not empty: refusing to overwrite an earlier sweep; "
                          f"drop the override for a fresh directory")
         self._writable(sweep_dir, "hydra.sweep.dir")
+
+
+class SweepSettings(Callback):
+    """Refuse launcher and sweeper settings that would fail only once the sweep has started (joblib's
+    ``n_jobs=0``, Optuna's ``n_trials=0``): one line naming the key, before the plugins are built."""
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        from experiments.config_checks import sweep_problems
+
+        if found := sweep_problems(config.hydra):
+            exit_with("\n".join(found))
