@@ -103,6 +103,14 @@ BAD = [  # (override, text the error must contain)
     ("scheduler=step +scheduler.scheduler.setp_size=3", "did you mean scheduler.scheduler.step_size?"),
     ("scheduler=step +scheduler.scheduler.optimizer=1", "scheduler.scheduler.optimizer is set by the project"),
     ("activation._target_=no_such_module.Act", "activation._target_='no_such_module.Act' cannot be imported"),
+    # a fraction of batches that leaves a stage none: Lightning refuses it only when the stage starts
+    ("trainer.limit_train_batches=0.0001", "trainer.limit_train_batches=0.0001 is too small: 0.0001 of the 215 "
+                                           "train batches is less than one; use at least 0.0047"),
+    ("trainer.limit_val_batches=0.5", "trainer.limit_val_batches=0.5 is too small: 0.5 of the 1 val batches"),
+    ("data.limit_train=1000 trainer.limit_train_batches=0.004", "0.004 of the 4 train batches"),
+    ("optimizer=gd data.batch_size=full trainer.limit_train_batches=0.5", "0.5 of the 1 train batches"),
+    ("data.eval_batch_size=100 trainer.limit_test_batches=0.001", "0.001 of the 100 test batches is less than one; "
+                                                                  "use at least 0.01"),
     # an entry of callbacks, diagnostics or logger must be off or a class to build
     ("callbacks.progress_bar=5", "callbacks.progress_bar=5 is invalid: must be null (off) or a section whose "
                                  "_target_ names a callback class"),
@@ -250,6 +258,12 @@ def test_the_dying_relu_presets_state_their_pixel_scaling(preset, normalize):
     text = (ROOT / "conf" / "experiment" / f"{preset}.yaml").read_text()
     assert yaml.safe_load(text)["data"]["normalize"] == normalize  # in the file, not inherited
     assert compose_config([f"experiment={preset}"]).data.normalize == normalize
+
+
+@pytest.mark.parametrize("override", ["trainer.limit_train_batches=0.0047", "trainer.limit_test_batches=0.5",
+                                      "data.eval_batch_size=100 trainer.limit_val_batches=0.02"])
+def test_a_fraction_that_leaves_a_stage_one_batch_is_enough(override):
+    assert problems_of(override) == ""
 
 
 @pytest.mark.parametrize("override", ["+logger.tensorboard.flush_secs=5", "+activation.inplace=false",

@@ -25,7 +25,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from experiments.errors import ConfigError
 from experiments.losses import OUTPUT_ACTIVATIONS, check_output_activation
-from experiments.mnist import NORMALIZATIONS, TRAIN_SIZE
+from experiments.mnist import NORMALIZATIONS, TEST_SIZE, TRAIN_SIZE
 from experiments.model import INITS
 
 __all__ = ["ConfigError", "RULES", "problems", "validate"]
@@ -306,6 +306,7 @@ def domain_problems(cfg: DictConfig, choices: dict[str, Any], multirun: bool = F
         found += _machine_problems(trainer)
     elif isinstance(cfg.get("accelerator"), str):  # eval.py's config: one device
         found += _machine_problems({"accelerator": cfg.accelerator, "devices": 1}, key="accelerator")
+    found += _batch_limit_problems(trainer, data)
     checkpointing = [name for name, c in (cfg.get("callbacks") or {}).items()
                      if c and str(c.get("_target_", "")).endswith("ModelCheckpoint")]
     if trainer.get("enable_checkpointing") is False and checkpointing:
@@ -435,6 +436,28 @@ def unread_keys(cfg: DictConfig) -> list[str]:
         close = difflib.get_close_matches(key, sorted(READ_AT_TOP | leaves.keys()), n=1)
         hint = f" (did you mean {close[0] if close[0] in READ_AT_TOP else leaves[close[0]]}?)" if close else ""
         found.append(f"{key} is set but train.py does not read it{hint}; it is kept in the run's config only")
+    return found
+
+
+def _batch_limit_problems(trainer: DictConfig | dict[str, Any], data: DictConfig | dict[str, Any]) -> list[str]:
+    """A fraction of batches (``trainer.limit_*_batches``) that leaves none of a stage's batches: Lightning
+    refuses it only when the stage starts, with a traceback."""
+    if not trainer or not data or not all(_is_int(data.get(k)) for k in ("val_size", "eval_batch_size")):
+        return []
+    val, evaluation = data.get("val_size"), data.get("eval_batch_size")
+    train = TRAIN_SIZE - val if not _is_int(data.get("limit_train")) else min(TRAIN_SIZE - val, data.get("limit_train"))
+    batch = train if data.get("batch_size") == "full" else data.get("batch_size")
+    world = trainer.get("devices") if _is_int(trainer.get("devices")) else 1
+    found = []
+    for stage, rows, size in (("train", train, batch), ("val", val, evaluation), ("test", TEST_SIZE, evaluation)):
+        limit = trainer.get(f"limit_{stage}_batches")
+        if not isinstance(limit, float) or limit >= 1 or not _is_int(size):
+            continue
+        batches = math.ceil(math.ceil(rows / world) / size)
+        if int(batches * limit) < 1:
+            found.append(f"trainer.limit_{stage}_batches={limit} is too small: {limit} of the {batches} {stage} "
+                         f"batches is less than one; use at least {math.ceil(1e4 / batches) / 1e4:g}, or a number of "
+                         f"batches (an integer)")
     return found
 
 

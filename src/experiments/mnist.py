@@ -18,7 +18,7 @@ from experiments.errors import DataError
 
 MEAN, STD = 0.1307, 0.3081
 INPUT_SIZE, NUM_CLASSES = 28 * 28, 10
-TRAIN_SIZE = 60_000
+TRAIN_SIZE, TEST_SIZE = 60_000, 10_000
 
 # MD5 of each decompressed file, as published with the data set (also in data/mnist/MD5SUMS.raw).
 MD5 = {
