@@ -111,6 +111,11 @@ BAD = [  # (override, text the error must contain)
     ("optimizer=gd data.batch_size=full trainer.limit_train_batches=0.5", "0.5 of the 1 train batches"),
     ("data.eval_batch_size=100 trainer.limit_test_batches=0.001", "0.001 of the 100 test batches is less than one; "
                                                                   "use at least 0.01"),
+    # a monitor with the mode that keeps its worst epoch
+    ("callbacks.model_checkpoint.monitor=val/loss", "callbacks.model_checkpoint.mode='max' with monitor 'val/loss' "
+                                                    "keeps the worst epoch: add callbacks.model_checkpoint.mode=min"),
+    ("callbacks=early_stopping callbacks.early_stopping.mode=min", "callbacks.early_stopping.mode='min' with "
+                                                                   "monitor 'val/acc' keeps the worst epoch"),
     # an entry of callbacks, diagnostics or logger must be off or a class to build
     ("callbacks.progress_bar=5", "callbacks.progress_bar=5 is invalid: must be null (off) or a section whose "
                                  "_target_ names a callback class"),
@@ -261,6 +266,7 @@ def test_the_dying_relu_presets_state_their_pixel_scaling(preset, normalize):
 
 
 @pytest.mark.parametrize("override", ["trainer.limit_train_batches=0.0047", "trainer.limit_test_batches=0.5",
+                                      "callbacks.model_checkpoint.monitor=val/loss callbacks.model_checkpoint.mode=min",
                                       "data.eval_batch_size=100 trainer.limit_val_batches=0.02"])
 def test_a_fraction_that_leaves_a_stage_one_batch_is_enough(override):
     assert problems_of(override) == ""

@@ -103,3 +103,17 @@ def test_a_weights_only_checkpoint_is_refused_for_resuming_before_anything_is_bu
     with pytest.raises(CheckpointError, match="holds weights only .* eval.py tests it, but a run cannot resume"):
         run(cfg, tmp_path / "run", {}, [])
     assert not (tmp_path / "run" / "metrics.json").exists()
+
+
+def test_last_checkpoint_is_written_in_an_epoch_without_validation(tmp_path):
+    import torch
+
+    from experiments.training import run
+
+    run_dir = tmp_path / "run"
+    cfg = compose_config(["+trainer.check_val_every_n_epoch=2", "trainer.max_epochs=1", "trainer.limit_train_batches=3",
+                          "callbacks.progress_bar=null", "diagnostics=none", "logger=none"], output_dir=str(run_dir))
+    result = run(cfg, run_dir, {}, [])
+    assert result["status"] == "completed" and result["best_ckpt"] is None  # no validation: nothing to rank
+    last = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)
+    assert last["epoch"] == 0 and last["global_step"] == 3

@@ -307,6 +307,12 @@ def domain_problems(cfg: DictConfig, choices: dict[str, Any], multirun: bool = F
     elif isinstance(cfg.get("accelerator"), str):  # eval.py's config: one device
         found += _machine_problems({"accelerator": cfg.accelerator, "devices": 1}, key="accelerator")
     found += _batch_limit_problems(trainer, data)
+    for name, c in (cfg.get("callbacks") or {}).items():  # a mode that keeps the worst epoch
+        monitor, mode = (c or {}).get("monitor"), (c or {}).get("mode")
+        wanted = "min" if str(monitor).endswith("loss") else "max" if str(monitor).endswith("acc") else mode
+        if isinstance(monitor, str) and mode is not None and mode != wanted:
+            found.append(f"callbacks.{name}.mode={mode!r} with monitor {monitor!r} keeps the worst epoch: "
+                         f"add callbacks.{name}.mode={wanted}")
     checkpointing = [name for name, c in (cfg.get("callbacks") or {}).items()
                      if c and str(c.get("_target_", "")).endswith("ModelCheckpoint")]
     if trainer.get("enable_checkpointing") is False and checkpointing:
