@@ -311,12 +311,12 @@ def main() -> None:
     parser.add_argument("--compile", action="store_true", help="also time the framework with compile=true")
     parser.add_argument("--whole", action="store_true", help="whole-process time and peak memory")
     parser.add_argument("--ablation", action="store_true",
-                        help="also time the framework without diagnostics, callbacks and logger, one part after another")
+                        help="also time the framework without diagnostics, callbacks and logger, one after another")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--sweep", action="store_true", help="a sweep under the basic and the fused launcher")
     parser.add_argument("--sweep-jobs", type=int, choices=sorted(SWEEPS), default=12)
     parser.add_argument("--stacked-step", action="store_true",
-                        help="the --sweep-jobs members' training step stacked against separate models (arithmetic alone)")
+                        help="the --sweep-jobs members' step, stacked and as separate models (arithmetic alone)")
     parser.add_argument("--n-jobs", type=int, default=None, help="also time the joblib launcher with this many jobs")
     parser.add_argument("--diagnostics-cost", action="store_true",
                         help="time spent in the diagnostics callbacks as a share of the epochs")
@@ -391,7 +391,8 @@ def main() -> None:
         print(f"\n## One training step of the {t['members']} members ({args.device}; {t['optimizer_groups']} optimizer "
               f"groups; median of {args.repeats} rounds of {t['steps']} steps, min-max)\n")
         print("| how | ms a step, all members |\n|---|---|")
-        for name, label in (("stacked", "stacked (`hydra/launcher=fused`)"), ("separate", "separate models, one after another")):
+        labels = {"stacked": "stacked (`hydra/launcher=fused`)", "separate": "separate models, one after another"}
+        for name, label in labels.items():
             print(f"| {label} | {t[name]['ms_median']:.2f} ({t[name]['ms_min']:.2f}-{t[name]['ms_max']:.2f}) |")
         print(f"\nseparate / stacked: {t['separate_over_stacked']:.2f}x")
     if args.device.startswith("cuda"):

@@ -111,11 +111,6 @@ BAD = [  # (override, text the error must contain)
     ("optimizer=gd data.batch_size=full trainer.limit_train_batches=0.5", "0.5 of the 1 train batches"),
     ("data.eval_batch_size=100 trainer.limit_test_batches=0.001", "0.001 of the 100 test batches is less than one; "
                                                                   "use at least 0.01"),
-    # a monitor with the mode that keeps its worst epoch
-    ("callbacks.model_checkpoint.monitor=val/loss", "callbacks.model_checkpoint.mode='max' with monitor 'val/loss' "
-                                                    "keeps the worst epoch: add callbacks.model_checkpoint.mode=min"),
-    ("callbacks=early_stopping callbacks.early_stopping.mode=min", "callbacks.early_stopping.mode='min' with "
-                                                                   "monitor 'val/acc' keeps the worst epoch"),
     # an entry of callbacks, diagnostics or logger must be off or a class to build
     ("callbacks.progress_bar=5", "callbacks.progress_bar=5 is invalid: must be null (off) or a section whose "
                                  "_target_ names a callback class"),
@@ -304,6 +299,19 @@ def test_a_top_level_key_nothing_reads_is_a_warning_naming_the_likely_one(overri
     cfg, _ = with_overrides([override])
     key = override[1:].split("=")[0]
     assert advice(cfg) == [f"{key} is set but train.py does not read it {hint}; it is kept in the run's config only"]
+
+
+@pytest.mark.parametrize("override, warning", [
+    ("callbacks.model_checkpoint.monitor=val/loss", "callbacks.model_checkpoint.mode=max with monitor val/loss keeps "
+                                                    "the worst epoch; add callbacks.model_checkpoint.mode=min unless "
+                                                    "that is what you want"),
+    ("callbacks=early_stopping callbacks.early_stopping.mode=min",
+     "callbacks.early_stopping.mode=min with monitor val/acc keeps the worst epoch; add "
+     "callbacks.early_stopping.mode=max"),
+])
+def test_a_mode_that_keeps_the_worst_epoch_is_a_warning(override, warning):
+    cfg, choices = with_overrides(override.split())
+    assert problems(cfg, choices=choices) == [] and len(advice(cfg)) == 1 and advice(cfg)[0].startswith(warning)
 
 
 @pytest.mark.parametrize("overrides", [["+width=32", "model.hidden_sizes=[${width},${width}]"],

@@ -15,8 +15,8 @@ import importlib
 import importlib.util
 import inspect
 import math
-import re
 import os
+import re
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -307,12 +307,6 @@ def domain_problems(cfg: DictConfig, choices: dict[str, Any], multirun: bool = F
     elif isinstance(cfg.get("accelerator"), str):  # eval.py's config: one device
         found += _machine_problems({"accelerator": cfg.accelerator, "devices": 1}, key="accelerator")
     found += _batch_limit_problems(trainer, data)
-    for name, c in (cfg.get("callbacks") or {}).items():  # a mode that keeps the worst epoch
-        monitor, mode = (c or {}).get("monitor"), (c or {}).get("mode")
-        wanted = "min" if str(monitor).endswith("loss") else "max" if str(monitor).endswith("acc") else mode
-        if isinstance(monitor, str) and mode is not None and mode != wanted:
-            found.append(f"callbacks.{name}.mode={mode!r} with monitor {monitor!r} keeps the worst epoch: "
-                         f"add callbacks.{name}.mode={wanted}")
     checkpointing = [name for name, c in (cfg.get("callbacks") or {}).items()
                      if c and str(c.get("_target_", "")).endswith("ModelCheckpoint")]
     if trainer.get("enable_checkpointing") is False and checkpointing:
@@ -477,6 +471,12 @@ def advice(cfg: DictConfig) -> list[str]:
             found.append(f"activation=selu self-normalises only with LeCun-normal weights and zero biases "
                          f"(model.init={init}, model.bias_init={bias}): add model.init=lecun_normal "
                          f"model.bias_init=0, or use experiment=snn")
+    for name, c in (cfg.get("callbacks") or {}).items():  # a mode that keeps the worst epoch
+        monitor, mode = (c or {}).get("monitor"), (c or {}).get("mode")
+        wanted = "min" if str(monitor).endswith("loss") else "max" if str(monitor).endswith("acc") else mode
+        if isinstance(monitor, str) and mode is not None and mode != wanted:
+            found.append(f"callbacks.{name}.mode={mode} with monitor {monitor} keeps the worst epoch; "
+                         f"add callbacks.{name}.mode={wanted} unless that is what you want")
     return found + unread_keys(cfg)
 
 
