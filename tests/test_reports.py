@@ -491,3 +491,24 @@ def test_the_report_command_describes_itself(monkeypatch, capsys):
     with pytest.raises(SystemExit) as stop:
         main()
     assert stop.value.code == 0 and "\nRebuild the report of a sweep directory.\n" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("record, status", [
+    ("[1, 2]", "incomplete"),                                        # JSON, but no record
+    ('{"status": 5, "test/acc": null}', "incomplete"),               # no status a run writes
+    ('{"status": "completed", "test/acc": "high", "wall_seconds": "2", "history": {"val/acc": "x"}}', "completed"),
+    ('{"status": "completed", "test/acc": true, "history": [0.5]}', "completed"),
+    ('{"status": "completed", "history": {"val/acc": [0.5, null], "epoch_seconds": [1, 2]}}', "completed"),
+])
+def test_a_record_edited_by_hand_is_read_without_its_unreadable_values_not_a_crash(tmp_path, record, status):
+    from experiments.reports import _job_dirs, read_job
+    sweep = fake_sweep(tmp_path / "sweep")
+    first = sorted(sweep.iterdir())[0]
+    (first / "metrics.json").write_text(record)
+    (sorted(sweep.iterdir())[1] / ".hydra" / "overrides.yaml").write_text("- [unclosed\n")  # broken YAML
+    job = read_job(first)
+    assert job["status"] == status and "test/acc" not in job and "wall_seconds" not in job
+    assert job["history"] == ({"epoch_seconds": [1.0, 2.0]} if "epoch_seconds" in record else {})
+    paths = build_report(sweep)  # the table, the CSV and every picture
+    assert all(Path(p).is_file() for p in paths.values())
+    assert [read_job(d)["seed"] for d in _job_dirs(sweep)][:2] == ["0", "1"]  # the second from its record

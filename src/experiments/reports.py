@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 import math
 import statistics
 from pathlib import Path
@@ -26,6 +25,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from experiments.errors import exit_with
+from experiments.run_dir import read_json
 
 METRICS = ("test/acc", "test/loss", "val/acc", "val/loss", "train/loss")
 SUMMARY_DIAG = ("diag/dead_frac/total", "diag/inactive_frac/total", "diag/saturated_frac/total",
@@ -38,17 +38,39 @@ def _job_dirs(sweep_dir: Path) -> list[Path]:
     return sorted(dirs, key=lambda d: (int(d.name.split("_")[0]) if d.name.split("_")[0].isdigit() else 1 << 30, d.name))
 
 
+STATUSES = ("completed", "failed", "diverged", "interrupted")  # what a finished record says
+
+
+def _overrides(value: Any) -> list[str]:
+    return [str(o) for o in value] if isinstance(value, list) else []
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _numbers_only(metrics: dict[str, Any]) -> dict[str, Any]:
+    """A record as the report reads it: a metric (a key with ``/``, or a time) that holds no number, and a
+    history entry that is no list of numbers, count as missing, not as a crash (a record edited by hand)."""
+    clean = {k: v for k, v in metrics.items()
+             if not ("/" in k or k.endswith("_seconds") or k == "history") or _is_number(v)}
+    history = metrics.get("history")
+    clean["history"] = {k: [float(x) for x in v] for k, v in history.items()
+                        if isinstance(v, list) and all(_is_number(x) for x in v)} if isinstance(history, dict) else {}
+    return clean
+
+
 def read_job(job_dir: Path) -> dict[str, Any]:
-    """One job's record; a job without a finished ``metrics.json`` is ``incomplete``."""
-    overrides_file = job_dir / ".hydra" / "overrides.yaml"
-    overrides = yaml.safe_load(overrides_file.read_text()) if overrides_file.exists() else []
+    """One job's record; a job without a finished ``metrics.json`` (killed while it ran, or a file that is
+    not a record) is ``incomplete``."""
     try:
-        metrics = json.loads((job_dir / "metrics.json").read_text())
-    except (OSError, json.JSONDecodeError):
-        metrics = {}
-    if metrics.get("status") in (None, "running"):  # killed while it ran, or a record without a status
+        overrides = _overrides(yaml.safe_load((job_dir / ".hydra" / "overrides.yaml").read_text()))
+    except (OSError, yaml.YAMLError):
+        overrides = []
+    metrics = _numbers_only(read_json(job_dir / "metrics.json"))
+    if metrics.get("status") not in STATUSES:
         metrics["status"] = "incomplete"
-    overrides = overrides or metrics.get("overrides") or []
+    overrides = overrides or _overrides(metrics.get("overrides"))
     settings = dict(o.split("=", 1) for o in overrides if "=" in o)
     # after the record's own keys: its "overrides" is a list, the report's a string
     return {**metrics, "job": job_dir.name, "seed": settings.get("seed", ""), "overrides": " ".join(overrides),
