@@ -506,9 +506,12 @@ def test_a_record_edited_by_hand_is_read_without_its_unreadable_values_not_a_cra
     first = sorted(sweep.iterdir())[0]
     (first / "metrics.json").write_text(record)
     (sorted(sweep.iterdir())[1] / ".hydra" / "overrides.yaml").write_text("- [unclosed\n")  # broken YAML
+    (sorted(sweep.iterdir())[2] / ".hydra" / "overrides.yaml").write_text("seed=0 activation=elu\n")  # no list
     job = read_job(first)
     assert job["status"] == status and "test/acc" not in job and "wall_seconds" not in job
     assert job["history"] == ({"epoch_seconds": [1.0, 2.0]} if "epoch_seconds" in record else {})
     paths = build_report(sweep)  # the table, the CSV and every picture
     assert all(Path(p).is_file() for p in paths.values())
-    assert [read_job(d)["seed"] for d in _job_dirs(sweep)][:2] == ["0", "1"]  # the second from its record
+    # the second and third from their records' overrides
+    assert [read_job(d)["seed"] for d in _job_dirs(sweep)][:3] == ["0", "1", "0"]
+    assert read_job(sorted(sweep.iterdir())[2])["overrides"] == "activation=elu seed=0"

@@ -52,8 +52,7 @@ def _is_number(value: Any) -> bool:
 def _numbers_only(metrics: dict[str, Any]) -> dict[str, Any]:
     """A record as the report reads it: a metric (a key with ``/``, or a time) that holds no number, and a
     history entry that is no list of numbers, count as missing, not as a crash (a record edited by hand)."""
-    clean = {k: v for k, v in metrics.items()
-             if not ("/" in k or k.endswith("_seconds") or k == "history") or _is_number(v)}
+    clean = {k: v for k, v in metrics.items() if not ("/" in k or k.endswith("_seconds")) or _is_number(v)}
     history = metrics.get("history")
     clean["history"] = {k: [float(x) for x in v] for k, v in history.items()
                         if isinstance(v, list) and all(_is_number(x) for x in v)} if isinstance(history, dict) else {}
