@@ -84,6 +84,9 @@ def draw(out: Path, dpi: int = 90) -> list[str]:
     return list(configs)
 
 
+IMAGE_SUFFIXES = (".png", ".svg", ".pdf")  # what the picture is written as, by its name
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parents[1] / "docs" / "activations.png")
@@ -91,6 +94,8 @@ def main() -> None:
     args = parser.parse_args()
     if not 30 <= args.dpi <= 600:
         parser.error("--dpi must be in [30, 600]")
+    if args.out.suffix.lower() not in IMAGE_SUFFIXES:
+        parser.error(f"--out {args.out}: the file name must end in one of {', '.join(IMAGE_SUFFIXES)}")
     names = draw(args.out, args.dpi)
     print(f"{len(names)} activations drawn to {args.out}")
 

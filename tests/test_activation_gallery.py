@@ -36,3 +36,16 @@ def test_the_drawn_curves_are_the_function_and_its_derivative(name, x, f, df):
 def test_the_committed_picture_is_the_one_the_readme_shows():
     assert (ROOT / "docs" / "activations.png").stat().st_size < 400_000
     assert "![The activation catalogue](docs/activations.png)" in (ROOT / "README.md").read_text()
+
+
+@pytest.mark.parametrize("args, words", [(["--dpi", "0"], "--dpi must be in [30, 600]"),
+                                         (["--out", "gallery.txt"], "--out gallery.txt: the file name must end in one "
+                                                                    "of .png, .svg, .pdf")])
+def test_a_wrong_argument_is_one_usage_error_before_anything_is_drawn(args, words, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr("sys.argv", ["activation_gallery.py", *args])
+    with pytest.raises(SystemExit) as exit_:
+        gallery.main()
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and words in err and "Traceback" not in err
+    assert list(tmp_path.iterdir()) == []
