@@ -25,8 +25,12 @@ from pathlib import Path
 import torch
 
 from experiments.activations import activation_factory
-from experiments.mnist import load_mnist
+from experiments.errors import RunDirectoryError
+from experiments.mnist import TRAIN_SIZE, load_mnist
 from experiments.model import INITS, MLP
+from experiments.run_dir import check_writable
+
+MAX_WIDTH = 4096
 
 
 def probability(width: int, depth: int, seeds: int, probe: torch.Tensor, init: str,
@@ -58,8 +62,16 @@ def main() -> None:
         values = getattr(args, name)
         if any(v < 1 for v in (values if isinstance(values, list) else [values])):
             parser.error(f"--{name} must be >= 1")
+    if max(args.widths) > MAX_WIDTH:  # a width x width layer of floats: 64 MB at 4096, 40 GB at 100000
+        parser.error(f"--widths must be at most {MAX_WIDTH}: this is a study of narrow networks")
+    if args.probe > TRAIN_SIZE:
+        parser.error(f"--probe must be at most {TRAIN_SIZE}: there are {TRAIN_SIZE} training images")
     if args.bias_init is not None and not math.isfinite(args.bias_init):
         parser.error("--bias-init must be a finite number")
+    try:  # before the table is computed, not after
+        check_writable(args.out, "--out")
+    except RunDirectoryError as exc:
+        parser.error(str(exc))
 
     probe = load_mnist()["train_x"][: args.probe]
     rows = [(w, d, probability(w, d, args.seeds, probe, args.init, args.bias_init))

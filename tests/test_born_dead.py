@@ -18,11 +18,21 @@ def born_dead(tmp_path, *args: str) -> subprocess.CompletedProcess:
 
 @pytest.mark.parametrize("args, words", [(["--init", "foo"], "invalid choice: 'foo'"), (["--seeds", "0"], "--seeds"),
                                          (["--widths", "-2"], "--widths"), (["--bias-init", "nan"], "--bias-init"),
-                                         (["--bias-init", "zero"], "--bias-init")])
+                                         (["--bias-init", "zero"], "--bias-init"),
+                                         (["--widths", "2", "100000"], "--widths must be at most 4096"),
+                                         (["--probe", "60001"], "--probe must be at most 60000")])
 def test_wrong_arguments_are_refused_and_leave_nothing(tmp_path, args, words):
     proc = born_dead(tmp_path, *args)
     assert proc.returncode == 2 and words in proc.stderr and "Traceback" not in proc.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_an_output_path_that_is_a_file_is_refused_before_the_table_is_computed(tmp_path):
+    blocker = tmp_path / "results.txt"
+    blocker.write_text("keep")
+    proc = born_dead(tmp_path, "--out", str(blocker), "--widths", "2", "--depths", "2", "--seeds", "1")
+    assert proc.returncode == 2 and f"--out={blocker}: not writable" in proc.stderr and "Traceback" not in proc.stderr
+    assert blocker.read_text() == "keep"
 
 
 def test_two_runs_in_the_same_second_get_their_own_directories(tmp_path):
