@@ -343,3 +343,21 @@ def test_launcher_and_sweeper_settings_that_would_fail_mid_sweep(overrides, foun
 
     compose_config(overrides)
     assert sweep_problems(HydraConfig.get()) == found
+
+
+def test_a_network_larger_than_the_machines_memory_is_refused_before_it_is_built(monkeypatch):
+    import os
+
+    from experiments.model import training_bytes
+
+    wide = "model.hidden_sizes=[" + ",".join(["65536"] * 100) + "]"  # 1.7 TB of weights alone
+    found = problems_of(f"{wide} trainer.accelerator=cpu")
+    assert found.startswith(f"model.hidden_sizes=[{', '.join(['65536'] * 100)}] with data.batch_size=256 needs about ")
+    assert "GiB (weights, gradients, optimizer state, a batch's activations; float32), and this machine has" in found
+    # the estimate against a machine of 1 GiB: two 8192-wide layers need more, the course's MLP far less
+    pages = {"SC_PHYS_PAGES": 2**18, "SC_PAGE_SIZE": 4096}
+    monkeypatch.setattr(os, "sysconf", lambda name: pages[name])
+    assert training_bytes(784, [8192, 8192], 10, 256, 5000) > 2**30
+    assert "and this machine has 1 GiB: use smaller widths" in problems_of("model.hidden_sizes=[8192,8192] "
+                                                                           "trainer.accelerator=cpu")
+    assert problems_of("trainer.accelerator=cpu") == ""

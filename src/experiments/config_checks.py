@@ -25,8 +25,8 @@ from omegaconf.errors import OmegaConfBaseException
 
 from experiments.errors import ConfigError
 from experiments.losses import OUTPUT_ACTIVATIONS, check_output_activation
-from experiments.mnist import NORMALIZATIONS, TEST_SIZE, TRAIN_SIZE
-from experiments.model import INITS
+from experiments.mnist import INPUT_SIZE, NORMALIZATIONS, NUM_CLASSES, TEST_SIZE, TRAIN_SIZE
+from experiments.model import INITS, training_bytes
 
 __all__ = ["ConfigError", "RULES", "problems", "validate"]
 
@@ -307,6 +307,7 @@ def domain_problems(cfg: DictConfig, choices: dict[str, Any], multirun: bool = F
     elif isinstance(cfg.get("accelerator"), str):  # eval.py's config: one device
         found += _machine_problems({"accelerator": cfg.accelerator, "devices": 1}, key="accelerator")
     found += _batch_limit_problems(trainer, data)
+    found += _memory_problems(model, data, trainer)
     checkpointing = [name for name, c in (cfg.get("callbacks") or {}).items()
                      if c and str(c.get("_target_", "")).endswith("ModelCheckpoint")]
     if trainer.get("enable_checkpointing") is False and checkpointing:
@@ -459,6 +460,29 @@ def _batch_limit_problems(trainer: DictConfig | dict[str, Any], data: DictConfig
                          f"batches is less than one; use at least {math.ceil(1e4 / batches) / 1e4:g}, or a number of "
                          f"batches (an integer)")
     return found
+
+
+def _memory_problems(model: DictConfig | dict[str, Any], data: DictConfig | dict[str, Any],
+                     trainer: DictConfig | dict[str, Any]) -> list[str]:
+    """A network too large for the machine's whole memory (the GPU's where the run takes one): refused
+    here, not as an allocation failure after minutes of building it."""
+    import torch
+
+    hidden, batch, evaluation = model.get("hidden_sizes"), data.get("batch_size"), data.get("eval_batch_size")
+    if not (isinstance(hidden, (list, ListConfig)) and all(_is_int(h) for h in hidden) and _is_int(evaluation)):
+        return []
+    batch = TRAIN_SIZE if batch == "full" else batch
+    need = training_bytes(INPUT_SIZE, list(hidden), NUM_CLASSES, batch, evaluation)
+    gpu = trainer.get("accelerator") in ("auto", "gpu", "cuda") and torch.cuda.is_available()
+    if gpu:
+        have, where = torch.cuda.get_device_properties(0).total_memory, "the GPU has"
+    else:
+        have, where = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"), "this machine has"
+    if need <= have:
+        return []
+    return [f"model.hidden_sizes={list(hidden)} with data.batch_size={data.get('batch_size')} needs about "
+            f"{need / 2**30:.0f} GiB (weights, gradients, optimizer state, a batch's activations; float32), and "
+            f"{where} {have / 2**30:.0f} GiB: use smaller widths"]
 
 
 def advice(cfg: DictConfig) -> list[str]:

@@ -89,6 +89,14 @@ class MLP(nn.Module):
         return self.output_activation(self.output(x))
 
 
+def training_bytes(input_size: int, hidden_sizes: list[int], num_classes: int, batch: int, eval_batch: int) -> int:
+    """Memory one run of this MLP needs, float32: weights, gradients and two optimizer states; a training
+    batch's inputs, activations and their gradients; an evaluation batch's activations."""
+    sizes = [input_size, *hidden_sizes, num_classes]
+    params = sum((a + 1) * b for a, b in zip(sizes[:-1], sizes[1:]))
+    return 4 * (4 * params + (3 * batch + eval_batch) * sum(sizes))
+
+
 @torch.no_grad()
 def collapse_linear(mlp: MLP) -> nn.Linear:
     """The single ``Linear`` equal to an MLP whose activations are all identity.
