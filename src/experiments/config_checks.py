@@ -331,19 +331,21 @@ SUPPLIED: dict[str, dict[str, str]] = {
 }
 
 
+def _builds_class(node: Any) -> bool:
+    """Whether a config node is a section that names a class to build."""
+    return isinstance(node, DictConfig) and isinstance(node.get("_target_"), str)
+
+
 def _sections(cfg: DictConfig) -> Iterator[tuple[str, DictConfig]]:
     """Every part of the config that names a class to build, by its dotted key."""
-    def built(node: Any) -> bool:
-        return isinstance(node, DictConfig) and isinstance(node.get("_target_"), str)
-
     for name in ("data", "model", "activation", "loss", "optimizer", "trainer"):
-        if built(node := cfg.get(name)):
+        if _builds_class(node := cfg.get(name)):
             yield name, node
-    if isinstance(scheduler := cfg.get("scheduler"), DictConfig) and built(node := scheduler.get("scheduler")):
+    if isinstance(scheduler := cfg.get("scheduler"), DictConfig) and _builds_class(node := scheduler.get("scheduler")):
         yield "scheduler.scheduler", node
-    for group in ("callbacks", "diagnostics", "logger"):
+    for group in BUILT_ENTRIES:
         for name, node in (cfg.get(group) or {}).items():
-            if built(node):
+            if _builds_class(node):
                 yield f"{group}.{name}", node
 
 
@@ -375,7 +377,7 @@ def entry_problems(cfg: DictConfig) -> list[str]:
         entries = cfg.get(group)
         for name in entries.keys() if isinstance(entries, DictConfig) else []:
             node = entries.get(name)
-            if node is not None and not (isinstance(node, DictConfig) and isinstance(node.get("_target_"), str)):
+            if node is not None and not _builds_class(node):
                 shown = OmegaConf.to_container(node) if isinstance(node, (DictConfig, ListConfig)) else node
                 found.append(f"{group}.{name}={shown!r} is invalid: must be null (off) or a section whose _target_ "
                              f"names {what} class")

@@ -32,6 +32,7 @@ from experiments.callbacks import AtomicCheckpointIO, Interrupts, at_logging_ste
 from experiments.classifier import Classifier
 from experiments.diagnostics import log_histograms, unit_stats
 from experiments.fused import FusedClassifier, MembersData
+from experiments.mnist import INPUT_SIZE, NUM_CLASSES, TRAIN_SIZE
 from experiments.model import training_bytes
 from experiments.training import (Record, build_loggers, build_module, first_record, how_it_ran, log_final, plain,
                                   set_threads)
@@ -104,8 +105,8 @@ def fusion_key(cfg: DictConfig | dict[str, Any]) -> str:
 
 def member_bytes(cfg: DictConfig) -> int:
     """Memory one member needs (``model.training_bytes``)."""
-    batch = 60_000 if str(cfg.data.batch_size) == "full" else int(cfg.data.batch_size)
-    return training_bytes(784, list(cfg.model.hidden_sizes), 10, batch, int(cfg.data.eval_batch_size))
+    batch = TRAIN_SIZE if str(cfg.data.batch_size) == "full" else int(cfg.data.batch_size)
+    return training_bytes(INPUT_SIZE, list(cfg.model.hidden_sizes), NUM_CLASSES, batch, int(cfg.data.eval_batch_size))
 
 
 def group_device(cfg: DictConfig) -> torch.device:

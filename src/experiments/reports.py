@@ -116,7 +116,7 @@ def label_configs(jobs: list[dict[str, Any]]) -> list[str]:
 
 
 def _mean_std(values: list[float]) -> tuple[float, float]:
-    values = [v for v in values if isinstance(v, (int, float)) and math.isfinite(v)]
+    values = [v for v in values if _is_number(v) and math.isfinite(v)]
     if not values:
         return math.nan, math.nan
     return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
