@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from conftest import read_metrics, run_script, subprocess_env
-from experiments.callbacks import AtomicCheckpointIO, Diverged, DivergenceGuard, RichProgressBar
+from experiments.callbacks import AtomicCheckpointIO, Diverged, DivergenceGuard, EpochHistory, RichProgressBar
 
 TESTS = Path(__file__).parent
 # 3 epochs of 10 batches; deterministic
@@ -317,17 +317,18 @@ def test_a_failed_write_leaves_the_earlier_checkpoint_untouched(tmp_path, monkey
 
 
 class DivergesAtStep(L.LightningModule):
-    """A loss that is NaN from training step ``at`` on, logged at every step as ``train/loss``."""
+    """A loss that is NaN from training step ``at`` on, logged at every step as ``train/loss``; with ``bad``, a
+    loss whose value is ``bad`` (infinite) while its gradient stays finite, so the weights stay finite too."""
 
-    def __init__(self, at: int) -> None:
+    def __init__(self, at: int, bad: float | None = None) -> None:
         super().__init__()
         self.layer = nn.Linear(4, 1)
-        self.at = at
+        self.at, self.bad = at, bad
 
     def training_step(self, batch, batch_idx):
         loss = self.layer(batch[0]).pow(2).mean()
         if self.global_step >= self.at:
-            loss = loss * float("nan")
+            loss = loss * float("nan") if self.bad is None else loss + self.bad
         self.log("train/loss", loss)
         return loss
 
@@ -351,3 +352,36 @@ def test_the_divergence_guard_stops_within_a_logging_interval_where_early_stoppi
     with pytest.raises(Diverged) as stopped:
         trainer(DivergenceGuard(every_n_steps=5)).fit(DivergesAtStep(at=12), data)
     assert stopped.value.epoch == 0 and stopped.value.step == 15  # the first logging step after the NaN
+
+
+@pytest.mark.parametrize("bad", [float("inf"), float("-inf")])
+def test_the_divergence_guard_stops_on_an_infinite_loss_as_on_a_nan(tmp_path, bad):
+    data = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(torch.randn(40, 4) + 1), batch_size=2)
+    trainer = L.Trainer(max_epochs=1, accelerator="cpu", logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False, log_every_n_steps=5,
+                        callbacks=[DivergenceGuard(every_n_steps=5)], default_root_dir=tmp_path)
+    with pytest.raises(Diverged, match=f"train loss is {bad}$") as stopped:
+        trainer.fit(DivergesAtStep(at=7, bad=bad), data)
+    assert stopped.value.epoch == 0 and stopped.value.step == 10  # the first logging step after step 7
+
+
+class _OnCPU:
+    device = torch.device("cpu")
+
+
+def test_a_resumed_epoch_counts_the_time_it_spent_before_the_interruption():
+    """The interrupted process's seconds of the epoch travel in the checkpoint and are added to the resumed
+    process's, wherever in the epoch the interruption fell (1000 s: far more than this test can take)."""
+    first = EpochHistory()
+    first.on_train_epoch_start(None, _OnCPU())
+    saved = first.state_dict()
+    saved["elapsed"] = 1000.0  # as if the interrupted process had spent that long in the epoch
+    resumed = EpochHistory()
+    resumed.load_state_dict(saved)
+    resumed.on_train_start(None, _OnCPU())  # a run resumed mid-epoch gets no on_train_epoch_start
+    resumed.on_train_epoch_end(None, _OnCPU())
+    (seconds,) = resumed.history["epoch_seconds"]
+    assert 1000.0 <= seconds < 1010.0
+    resumed.on_train_epoch_start(None, _OnCPU())  # the next epoch starts from nothing
+    resumed.on_train_epoch_end(None, _OnCPU())
+    assert resumed.history["epoch_seconds"][1] < 10.0

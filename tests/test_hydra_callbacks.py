@@ -36,6 +36,19 @@ def test_a_rerun_never_overwrites_an_earlier_run(tmp_path, finished_run):
     assert snapshot(finished_run) == before
 
 
+@pytest.mark.parametrize("script", ["train.py", "eval.py"])
+@pytest.mark.parametrize("record", ["metrics.json", "eval.json", ".hydra/config.yaml"])
+def test_a_directory_holding_only_one_record_is_not_a_fresh_run_directory(tmp_path, record, script):
+    run_dir = tmp_path / "run"
+    (run_dir / record).parent.mkdir(parents=True, exist_ok=True)
+    (run_dir / record).write_text('{"status": "completed"}')
+    args = [*FAST] if script == "train.py" else [f"ckpt_path={tmp_path / 'none.ckpt'}"]
+    before = snapshot(run_dir)
+    proc = run_script([*args, f"hydra.run.dir={run_dir}"], tmp_path, script=script)
+    refused(proc, f"already holds a run ({record})")
+    assert snapshot(run_dir) == before
+
+
 def test_a_directory_holding_only_a_checkpoint_is_not_a_fresh_run_directory(tmp_path):
     run_dir = tmp_path / "run"
     (run_dir / "checkpoints").mkdir(parents=True)

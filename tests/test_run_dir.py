@@ -1,6 +1,7 @@
 """Files of a run directory: atomic JSON writes, the resume command's quoting, the write probe."""
 
 import errno
+import json
 import os
 import shlex
 import sys
@@ -19,6 +20,33 @@ def test_write_json_replaces_a_link_instead_of_following_it(tmp_path):
     (tmp_path / "run" / "metrics.json").symlink_to(outside)
     write_json(tmp_path / "run" / "metrics.json", {"status": "running"})
     assert outside.read_text() == "keep" and not (tmp_path / "run" / "metrics.json").is_symlink()
+
+
+def test_write_json_is_atomic_a_write_killed_midway_leaves_the_earlier_record_whole(tmp_path, monkeypatch):
+    path = tmp_path / "metrics.json"
+    write_json(path, {"status": "completed"})
+    before = path.read_text()
+    real = Path.write_text
+
+    def killed_midway(self, text, *args, **kwargs):  # half the bytes reach the disk, then the process dies
+        real(self, text[: len(text) // 2])
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Path, "write_text", killed_midway)
+    with pytest.raises(KeyboardInterrupt):
+        write_json(path, {"status": "running", "padding": "x" * 1000})
+    monkeypatch.undo()
+    assert path.read_text() == before and json.loads(before) == {"status": "completed"}
+
+
+def test_a_reader_of_the_earlier_record_never_sees_the_new_one_half_written(tmp_path):
+    """Replaced, not rewritten: a file opened before the write still reads the earlier record whole."""
+    path = tmp_path / "metrics.json"
+    write_json(path, {"status": "running"})
+    with path.open() as reader:
+        write_json(path, {"status": "completed", "history": {"val/acc": [0.9] * 100}})
+        assert json.loads(reader.read()) == {"status": "running"}
+    assert json.loads(path.read_text())["status"] == "completed"
 
 
 @pytest.mark.parametrize("name", ["plain", "with space", "it's", 'say "hi"', "a(b)", "back`tick`", "x=y,z", "${nope}",
