@@ -4,7 +4,7 @@ from pathlib import Path
 
 import hydra
 
-from experiments.cli import eval_main, register_resolvers
+from experiments.run.cli import eval_main, register_resolvers
 
 CONF = str(Path(__file__).resolve().parent / "conf")
 main = hydra.main(version_base="1.3", config_path=CONF, config_name="eval")(eval_main)

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import hydra
 
-from experiments.cli import register_resolvers, train_main
+from experiments.run.cli import register_resolvers, train_main
 
 CONF = str(Path(__file__).resolve().parent / "conf")
 main = hydra.main(version_base="1.3", config_path=CONF, config_name="config")(train_main)

@@ -18,12 +18,12 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import torch  # noqa: E402
-import yaml  # noqa: E402
+import matplotlib.pyplot as plt
+import torch
+import yaml
 
-from experiments.activations import activation_factory  # noqa: E402
-from experiments.catalogue import CONF_DIR  # noqa: E402
+from experiments.config.catalogue import CONF_DIR
+from experiments.nn.activations import activation_factory
 
 ZOOMED = {"leaky_relu", "alrelu"}  # negative slopes too small to see at full scale
 
@@ -50,16 +50,24 @@ def draw(out: Path, dpi: int = 90) -> list[str]:
         ax.axvline(0, color="grey", linewidth=0.6)
         ax.plot(x, y, color="tab:blue", linewidth=1.8, label="f(x)")
         ax.plot(x, dy, color="tab:orange", linewidth=1.4, linestyle="--", label="f'(x)")
-        params = ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}"
-                           for k, v in cfg.items() if not k.startswith("_") and k != "inplace")
+        params = ", ".join(
+            f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}"
+            for k, v in cfg.items()
+            if not k.startswith("_") and k != "inplace"
+        )
         ax.set_title(f"{name}" + (f" ({params})" if params else ""), fontsize=9)
         ax.set_xlim(-4, 4)
         ax.set_ylim(max(-4.5, float(min(y.min(), dy.min())) - 0.3), min(4.5, float(max(y.max(), dy.max())) + 0.3))
         ax.tick_params(labelsize=7)
         ax.grid(alpha=0.25)
         if name == "selu":
-            ax.annotate("f' = λ = 1.0507", xy=(2.0, 1.0507), xytext=(0.3, 2.6), fontsize=7,
-                        arrowprops={"arrowstyle": "->", "linewidth": 0.6})
+            ax.annotate(
+                "f' = λ = 1.0507",
+                xy=(2.0, 1.0507),
+                xytext=(0.3, 2.6),
+                fontsize=7,
+                arrowprops={"arrowstyle": "->", "linewidth": 0.6},
+            )
         if name in ZOOMED:
             inset = ax.inset_axes((0.17, 0.47, 0.42, 0.42))
             inset.axhline(0, color="grey", linewidth=0.5)
@@ -71,12 +79,13 @@ def draw(out: Path, dpi: int = 90) -> list[str]:
             inset.set_yticks([-0.04, 0, 0.04])
             inset.tick_params(labelsize=6)
             inset.set_title("x < 0, zoomed", fontsize=7)
-    for ax in axes.flat[len(configs):]:
+    for ax in axes.flat[len(configs) :]:
         ax.set_visible(False)
     handles, labels = axes.flat[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="upper right", fontsize=9)
-    fig.suptitle("The activation catalogue: f (solid) and its derivative f' by autograd (dashed), on [-4, 4]",
-                 fontsize=11)
+    fig.suptitle(
+        "The activation catalogue: f (solid) and its derivative f' by autograd (dashed), on [-4, 4]", fontsize=11
+    )
     fig.tight_layout(rect=(0, 0, 1, 0.97))
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=dpi)

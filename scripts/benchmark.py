@@ -1,6 +1,6 @@
 """How close is the framework to a plain PyTorch loop? Per epoch, per process, in memory, per sweep.
 
-In one process and one run, it trains the course's MLP with the framework (``experiments.training.run``,
+In one process and one run, it trains the course's MLP with the framework (``experiments.run.recipe.run``,
 defaults: rich progress bar, TensorBoard logging, diagnostics, checkpoints) and with the plain loop
 of ``scripts/plain_mnist.py`` on the same data, model, batch and device, and prints the median
 steady-state epoch (the first epoch is warm-up) of each and their ratio. Then, optionally:
@@ -57,12 +57,16 @@ def framework_epochs(device: str, epochs: int, batch: str, compile_: bool | str,
     from hydra import compose, initialize_config_dir
     from hydra.core.hydra_config import HydraConfig
 
-    from experiments.cli import register_resolvers
-    from experiments.training import run
+    from experiments.run.cli import register_resolvers
+    from experiments.run.recipe import run
 
     register_resolvers()
-    overrides = [f"trainer.max_epochs={epochs}", f"trainer.accelerator={'gpu' if device.startswith('cuda') else 'cpu'}",
-                 f"compile={str(compile_).lower() if isinstance(compile_, bool) else compile_}", *extra]
+    overrides = [
+        f"trainer.max_epochs={epochs}",
+        f"trainer.accelerator={'gpu' if device.startswith('cuda') else 'cpu'}",
+        f"compile={str(compile_).lower() if isinstance(compile_, bool) else compile_}",
+        *extra,
+    ]
     overrides += ["optimizer=gd"] if batch == "full" else [f"data.batch_size={batch}"]
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
         cfg = compose(config_name="config", overrides=overrides, return_hydra_config=True)
@@ -79,7 +83,7 @@ def bare_lightning_epochs(device: str, epochs: int, batch: str) -> dict:
     pass per epoch, and nothing else (no logger, callbacks, progress bar or metrics objects)."""
     import lightning as L
 
-    from experiments.data import MNISTDataModule
+    from experiments.data.datamodule import MNISTDataModule
 
     class Bare(L.LightningModule):
         def __init__(self) -> None:
@@ -111,18 +115,28 @@ def bare_lightning_epochs(device: str, epochs: int, batch: str) -> dict:
 
     L.seed_everything(42, verbose=False)
     timer = EpochTimer()
-    trainer = L.Trainer(accelerator="gpu" if device.startswith("cuda") else "cpu", devices=1, max_epochs=epochs,
-                        logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                        enable_model_summary=False, num_sanity_val_steps=0, callbacks=[timer])
+    trainer = L.Trainer(
+        accelerator="gpu" if device.startswith("cuda") else "cpu",
+        devices=1,
+        max_epochs=epochs,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        callbacks=[timer],
+    )
     trainer.fit(Bare(), datamodule=MNISTDataModule(batch_size=batch, shuffle_seed=42))
     return {"epoch_seconds": timer.seconds, "test_acc": float("nan")}
 
 
 # A small launcher measures the child: a child forked straight from this (large) process would report
 # this process's memory as its own peak.
-_LAUNCHER = ("import resource, subprocess, sys; "
-             "code = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode; "
-             "print(code, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")
+_LAUNCHER = (
+    "import resource, subprocess, sys; "
+    "code = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode; "
+    "print(code, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)"
+)
 
 
 def max_rss_mib(cmd: list[str], cwd: Path) -> tuple[float, float]:
@@ -145,8 +159,15 @@ def whole_process(device: str, repeats: int) -> dict:
         for _ in range(repeats):  # alternating, so drift in machine speed hits both alike
             runs["framework"].append(max_rss_mib(framework, Path(tmp)))
             runs["plain"].append(max_rss_mib(plain, Path(tmp)))
-    out = {k: {"wall_median": statistics.median(w for w, _ in v), "wall_min": min(w for w, _ in v),
-               "wall_max": max(w for w, _ in v), "peak_mib": max(m for _, m in v)} for k, v in runs.items()}
+    out = {
+        k: {
+            "wall_median": statistics.median(w for w, _ in v),
+            "wall_min": min(w for w, _ in v),
+            "wall_max": max(w for w, _ in v),
+            "peak_mib": max(m for _, m in v),
+        }
+        for k, v in runs.items()
+    }
     out["wall_ratio"] = out["framework"]["wall_median"] / out["plain"]["wall_median"]
     out["memory_ratio"] = out["framework"]["peak_mib"] / out["plain"]["peak_mib"]
     return out
@@ -165,10 +186,16 @@ def sweep(jobs: int, device: str, repeats: int, n_jobs: int | None) -> dict:
     accel = "gpu" if device.startswith("cuda") else "cpu"
     train = [sys.executable, str(ROOT / "train.py")]
     common = ["callbacks.progress_bar=null", f"trainer.accelerator={accel}"]
-    variants = {"one job alone": train + [*common, "print_config=false"], "basic": train + ["-m", *common, *SWEEPS[jobs]],
-                "fused": train + ["-m", *common, *SWEEPS[jobs], "hydra/launcher=fused"]}
+    variants = {
+        "one job alone": train + [*common, "print_config=false"],
+        "basic": train + ["-m", *common, *SWEEPS[jobs]],
+        "fused": train + ["-m", *common, *SWEEPS[jobs], "hydra/launcher=fused"],
+    }
     if n_jobs:
-        variants[f"joblib (n_jobs={n_jobs})"] = variants["basic"] + ["hydra/launcher=joblib", f"hydra.launcher.n_jobs={n_jobs}"]
+        variants[f"joblib (n_jobs={n_jobs})"] = variants["basic"] + [
+            "hydra/launcher=joblib",
+            f"hydra.launcher.n_jobs={n_jobs}",
+        ]
     walls: dict[str, list[float]] = {name: [] for name in variants}
     with tempfile.TemporaryDirectory() as tmp:
         for _ in range(repeats):  # alternating, so drift in machine speed hits every launcher alike
@@ -179,8 +206,12 @@ def sweep(jobs: int, device: str, repeats: int, n_jobs: int | None) -> dict:
     out: dict = {"jobs": jobs, "overrides": SWEEPS[jobs], "repeats": repeats}
     for name, values in walls.items():
         n = 1 if name == "one job alone" else jobs
-        out[name] = {"wall_median": statistics.median(values), "wall_min": min(values), "wall_max": max(values),
-                     "per_job": statistics.median(values) / n}
+        out[name] = {
+            "wall_median": statistics.median(values),
+            "wall_min": min(values),
+            "wall_max": max(values),
+            "per_job": statistics.median(values) / n,
+        }
     out["basic_over_fused"] = out["basic"]["wall_median"] / out["fused"]["wall_median"]
     out["fused_over_one_job"] = out["fused"]["wall_median"] / out["one job alone"]["wall_median"]
     return out
@@ -197,17 +228,19 @@ def stacked_step(jobs: int, device: str, repeats: int, steps: int = 40) -> dict:
 
     from hydra import compose, initialize_config_dir
 
-    from experiments.cli import register_resolvers
-    from experiments.fused import FusedClassifier
-    from experiments.fused_runs import Member, build_members, order_members
-    from experiments.optimizers import build_optimizer
+    from experiments.fused.members import Member, build_members, order_members
+    from experiments.fused.stacked import FusedClassifier
+    from experiments.nn.optimizers import build_optimizer
+    from experiments.run.cli import register_resolvers
 
     register_resolvers()
     swept = [[f"{key}={v}" for v in values.split(",")] for key, values in (o.split("=", 1) for o in SWEEPS[jobs])]
     accel = "gpu" if device.startswith("cuda") else "cpu"
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        cfgs = [compose(config_name="config", overrides=[f"trainer.accelerator={accel}", *job])
-                for job in itertools.product(*swept)]
+        cfgs = [
+            compose(config_name="config", overrides=[f"trainer.accelerator={accel}", *job])
+            for job in itertools.product(*swept)
+        ]
     members, groups = order_members([Member(i, c, Path("."), {}, []) for i, c in enumerate(cfgs)])
     data, classifiers = build_members(members)
     data.setup("fit")
@@ -252,7 +285,7 @@ def diagnostics_cost(device: str, epochs: int, batch: str) -> dict:
     """Seconds spent inside the diagnostics callbacks, against the epochs' own seconds."""
     import functools
 
-    from experiments import diagnostics
+    from experiments.lit import diagnostics
 
     spent = {"seconds": 0.0}
 
@@ -267,11 +300,15 @@ def diagnostics_cost(device: str, epochs: int, batch: str) -> dict:
                 torch.cuda.synchronize()
             spent["seconds"] += time.perf_counter() - start
             return out
+
         return wrapper
 
-    hooks = [(diagnostics.DeadUnitMonitor, "on_train_start"), (diagnostics.DeadUnitMonitor, "on_train_epoch_end"),
-             (diagnostics.GradNormMonitor, "on_before_optimizer_step"),
-             (diagnostics.HistogramMonitor, "on_train_epoch_end")]
+    hooks = [
+        (diagnostics.DeadUnitMonitor, "on_train_start"),
+        (diagnostics.DeadUnitMonitor, "on_train_epoch_end"),
+        (diagnostics.GradNormMonitor, "on_before_optimizer_step"),
+        (diagnostics.HistogramMonitor, "on_train_epoch_end"),
+    ]
     originals = [(cls, name, getattr(cls, name)) for cls, name in hooks]
     for cls, name, fn in originals:
         setattr(cls, name, timed(fn))
@@ -281,8 +318,11 @@ def diagnostics_cost(device: str, epochs: int, batch: str) -> dict:
         for cls, name, fn in originals:
             setattr(cls, name, fn)
     total = sum(result["epoch_seconds"])
-    return {"diagnostics_seconds": spent["seconds"], "epoch_seconds": total,
-            "fraction_of_epoch_time": spent["seconds"] / total}
+    return {
+        "diagnostics_seconds": spent["seconds"],
+        "epoch_seconds": total,
+        "fraction_of_epoch_time": spent["seconds"] / total,
+    }
 
 
 def count_syncs(device: str, epochs: int, batch: str) -> dict:
@@ -298,8 +338,12 @@ def count_syncs(device: str, epochs: int, batch: str) -> dict:
     syncs = [w for w in caught if "synchroniz" in str(w.message)]
     where = collections.Counter(f"{Path(w.filename).name}:{w.lineno}" for w in syncs)
     steps = epochs * -(-55_000 // (55_000 if batch == "full" else int(batch)))
-    return {"total": len(syncs), "training_steps": steps, "per_step": len(syncs) / steps,
-            "by_line": dict(where.most_common(15))}
+    return {
+        "total": len(syncs),
+        "training_steps": steps,
+        "per_step": len(syncs) / steps,
+        "by_line": dict(where.most_common(15)),
+    }
 
 
 def main() -> None:
@@ -310,22 +354,37 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds of plain and framework (0: none)")
     parser.add_argument("--compile", action="store_true", help="also time the framework with compile=true")
     parser.add_argument("--whole", action="store_true", help="whole-process time and peak memory")
-    parser.add_argument("--ablation", action="store_true",
-                        help="also time the framework without diagnostics, callbacks and logger, one after another")
+    parser.add_argument(
+        "--ablation",
+        action="store_true",
+        help="also time the framework without diagnostics, callbacks and logger, one after another",
+    )
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--sweep", action="store_true", help="a sweep under the basic and the fused launcher")
     parser.add_argument("--sweep-jobs", type=int, choices=sorted(SWEEPS), default=12)
-    parser.add_argument("--stacked-step", action="store_true",
-                        help="the --sweep-jobs members' step, stacked and as separate models (arithmetic alone)")
+    parser.add_argument(
+        "--stacked-step",
+        action="store_true",
+        help="the --sweep-jobs members' step, stacked and as separate models (arithmetic alone)",
+    )
     parser.add_argument("--n-jobs", type=int, default=None, help="also time the joblib launcher with this many jobs")
-    parser.add_argument("--diagnostics-cost", action="store_true",
-                        help="time spent in the diagnostics callbacks as a share of the epochs")
+    parser.add_argument(
+        "--diagnostics-cost",
+        action="store_true",
+        help="time spent in the diagnostics callbacks as a share of the epochs",
+    )
     parser.add_argument("--sync-debug", action="store_true", help="warn on every host synchronisation (CUDA)")
     args = parser.parse_args()
 
-    report: dict = {"device": args.device, "batch_size": args.batch_size, "epochs": args.epochs,
-                    "torch": torch.__version__, "python": platform.python_version(), "cpus": os.cpu_count(),
-                    "gpu": torch.cuda.get_device_name() if args.device.startswith("cuda") else None}
+    report: dict = {
+        "device": args.device,
+        "batch_size": args.batch_size,
+        "epochs": args.epochs,
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "cpus": os.cpu_count(),
+        "gpu": torch.cuda.get_device_name() if args.device.startswith("cuda") else None,
+    }
     batch = "full" if args.batch_size == "full" else int(args.batch_size)
     optimizer = "gd" if batch == "full" else "adam"
     if args.diagnostics_cost:
@@ -338,44 +397,74 @@ def main() -> None:
     if args.rounds > 0:  # --rounds 0: only the --whole / --sweep figures
         # Rounds alternate plain and framework, so drift in the machine's speed hits both alike;
         # each figure is the median over every steady-state epoch of every round.
-        variants = [("plain PyTorch loop", lambda: plain_mnist.train(args.device, args.epochs, batch, optimizer=optimizer)),
-                    ("framework (defaults)", lambda: framework_epochs(args.device, args.epochs, args.batch_size, False, []))]
+        variants = [
+            ("plain PyTorch loop", lambda: plain_mnist.train(args.device, args.epochs, batch, optimizer=optimizer)),
+            ("framework (defaults)", lambda: framework_epochs(args.device, args.epochs, args.batch_size, False, [])),
+        ]
         if batch != "full":
             variants.append(("bare Lightning Trainer", lambda: bare_lightning_epochs(args.device, args.epochs, batch)))
         if args.ablation:  # what each default part costs: the framework with parts switched off
-            for parts in (["diagnostics=none"], ["diagnostics=none", "callbacks=none"],
-                          ["diagnostics=none", "callbacks=none", "logger=none"]):
-                variants.append((f"framework, {' '.join(parts)}",
-                                 lambda p=parts: framework_epochs(args.device, args.epochs, args.batch_size, False, p)))
+            for parts in (
+                ["diagnostics=none"],
+                ["diagnostics=none", "callbacks=none"],
+                ["diagnostics=none", "callbacks=none", "logger=none"],
+            ):
+                variants.append(
+                    (
+                        f"framework, {' '.join(parts)}",
+                        lambda p=parts: framework_epochs(args.device, args.epochs, args.batch_size, False, p),
+                    )
+                )
         if args.compile:
             modes = [True, "reduce-overhead"] if args.device.startswith("cuda") else [True]
             for mode in modes:
-                variants.append((f"framework, compile={str(mode).lower()}",
-                                 lambda m=mode: framework_epochs(args.device, args.epochs, args.batch_size, m, [])))
+                variants.append(
+                    (
+                        f"framework, compile={str(mode).lower()}",
+                        lambda m=mode: framework_epochs(args.device, args.epochs, args.batch_size, m, []),
+                    )
+                )
         epochs: dict[str, list[float]] = {name: [] for name, _ in variants}
         accs: dict[str, float] = {}
         for _ in range(args.rounds):
             for name, fn in variants:
                 result = fn()
-                epochs[name] += result["epoch_seconds"][1:] if len(result["epoch_seconds"]) > 1 else result["epoch_seconds"]
+                epochs[name] += (
+                    result["epoch_seconds"][1:] if len(result["epoch_seconds"]) > 1 else result["epoch_seconds"]
+                )
                 accs[name] = result["test_acc"]
         base = statistics.median(epochs[variants[0][0]])
-        report["per_epoch"] = [{"what": n, "median_epoch_s": statistics.median(e), "min": min(e), "max": max(e),
-                                "ratio": statistics.median(e) / base, "test_acc": accs[n]} for n, e in epochs.items()]
+        report["per_epoch"] = [
+            {
+                "what": n,
+                "median_epoch_s": statistics.median(e),
+                "min": min(e),
+                "max": max(e),
+                "ratio": statistics.median(e) / base,
+                "test_acc": accs[n],
+            }
+            for n, e in epochs.items()
+        ]
 
-        print(f"\n## Per epoch ({args.device}, batch {args.batch_size}, epochs 2-{args.epochs} of {args.rounds} rounds)\n")
+        print(
+            f"\n## Per epoch ({args.device}, batch {args.batch_size}, epochs 2-{args.epochs} of {args.rounds} rounds)\n"
+        )
         print("| run | median s/epoch (min-max) | ratio to plain | test acc |\n|---|---|---|---|")
         for r in report["per_epoch"]:
-            print(f"| {r['what']} | {r['median_epoch_s']:.4f} ({r['min']:.4f}-{r['max']:.4f}) | {r['ratio']:.2f} "
-                  f"| {r['test_acc']:.4f} |")
+            print(
+                f"| {r['what']} | {r['median_epoch_s']:.4f} ({r['min']:.4f}-{r['max']:.4f}) | {r['ratio']:.2f} "
+                f"| {r['test_acc']:.4f} |"
+            )
 
     if args.whole:
         w = report["whole_process"] = whole_process(args.device, args.repeats)
         print(f"\n## Whole process (median of {args.repeats}, min-max)\n")
         print("| command | wall s | peak memory MiB |\n|---|---|---|")
         for name, label in (("framework", "python train.py"), ("plain", "python scripts/plain_mnist.py")):
-            print(f"| `{label}` | {w[name]['wall_median']:.2f} ({w[name]['wall_min']:.2f}-{w[name]['wall_max']:.2f})"
-                  f" | {w[name]['peak_mib']:.0f} |")
+            print(
+                f"| `{label}` | {w[name]['wall_median']:.2f} ({w[name]['wall_min']:.2f}-{w[name]['wall_max']:.2f})"
+                f" | {w[name]['peak_mib']:.0f} |"
+            )
         print(f"| ratio | {w['wall_ratio']:.2f} | {w['memory_ratio']:.2f} |")
     if args.sweep:
         s = report["sweep"] = sweep(args.sweep_jobs, args.device, args.repeats, args.n_jobs)
@@ -385,11 +474,16 @@ def main() -> None:
         for name in (k for k in s if isinstance(s[k], dict)):
             r = s[name]
             print(f"| {name} | {r['wall_median']:.1f} ({r['wall_min']:.1f}-{r['wall_max']:.1f}) | {r['per_job']:.2f} |")
-        print(f"\nbasic / fused: {s['basic_over_fused']:.2f}x; fused sweep / one job alone: {s['fused_over_one_job']:.2f}x")
+        print(
+            f"\nbasic / fused: {s['basic_over_fused']:.2f}x; "
+            f"fused sweep / one job alone: {s['fused_over_one_job']:.2f}x"
+        )
     if args.stacked_step:
         t = report["stacked_step"] = stacked_step(args.sweep_jobs, args.device, args.repeats)
-        print(f"\n## One training step of the {t['members']} members ({args.device}; {t['optimizer_groups']} optimizer "
-              f"groups; median of {args.repeats} rounds of {t['steps']} steps, min-max)\n")
+        print(
+            f"\n## One training step of the {t['members']} members ({args.device}; {t['optimizer_groups']} optimizer "
+            f"groups; median of {args.repeats} rounds of {t['steps']} steps, min-max)\n"
+        )
         print("| how | ms a step, all members |\n|---|---|")
         labels = {"stacked": "stacked (`hydra/launcher=fused`)", "separate": "separate models, one after another"}
         for name, label in labels.items():

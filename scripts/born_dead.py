@@ -24,24 +24,31 @@ from pathlib import Path
 
 import torch
 
-from experiments.activations import activation_factory
+from experiments.data.mnist import TRAIN_SIZE, load_mnist
 from experiments.errors import RunDirectoryError
-from experiments.mnist import TRAIN_SIZE, load_mnist
-from experiments.model import INITS, MLP
+from experiments.nn.activations import activation_factory
+from experiments.nn.model import INITS, MLP
 from experiments.run_dir import check_writable
 
 MAX_WIDTH = 4096
 
 
-def probability(width: int, depth: int, seeds: int, probe: torch.Tensor, init: str,
-                bias_init: float | None = None) -> float:
-    from experiments.diagnostics import born_dead  # with Lightning: seconds to import, so not for --help
+def probability(
+    width: int, depth: int, seeds: int, probe: torch.Tensor, init: str, bias_init: float | None = None
+) -> float:
+    from experiments.lit.diagnostics import born_dead  # with Lightning: seconds to import, so not for --help
 
     dead = 0
     for seed in range(seeds):
         torch.manual_seed(seed)
-        net = MLP(probe.shape[1], 10, [width] * depth, activation_factory({"_target_": "torch.nn.ReLU"}), init=init,
-                  bias_init=bias_init)
+        net = MLP(
+            probe.shape[1],
+            10,
+            [width] * depth,
+            activation_factory({"_target_": "torch.nn.ReLU"}),
+            init=init,
+            bias_init=bias_init,
+        )
         dead += born_dead(net, probe)
     return dead / seeds
 
@@ -53,10 +60,18 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=200)
     parser.add_argument("--probe", type=int, default=1000, help="probe: the first N training images")
     parser.add_argument("--init", default="default", choices=INITS)
-    parser.add_argument("--bias-init", type=float, default=None,
-                        help="every bias set to this constant (default: PyTorch's U(+-1/sqrt(fan_in)))")
-    parser.add_argument("--out", type=Path, default=Path("outputs/born_dead"),
-                        help="parent of the run's directory <time>_<microseconds>-<pid> (default: outputs/born_dead)")
+    parser.add_argument(
+        "--bias-init",
+        type=float,
+        default=None,
+        help="every bias set to this constant (default: PyTorch's U(+-1/sqrt(fan_in)))",
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=Path("outputs/born_dead"),
+        help="parent of the run's directory <time>_<microseconds>-<pid> (default: outputs/born_dead)",
+    )
     args = parser.parse_args()
     for name in ("widths", "depths", "seeds", "probe"):
         values = getattr(args, name)
@@ -74,14 +89,18 @@ def main() -> None:
         parser.error(str(exc))
 
     probe = load_mnist()["train_x"][: args.probe]
-    rows = [(w, d, probability(w, d, args.seeds, probe, args.init, args.bias_init))
-            for w in args.widths for d in args.depths]
+    rows = [
+        (w, d, probability(w, d, args.seeds, probe, args.init, args.bias_init))
+        for w in args.widths
+        for d in args.depths
+    ]
     bias = "U(+-1/sqrt(fan_in)) (PyTorch's default)" if args.bias_init is None else f"{args.bias_init:g}"
     out = args.out / f"{time.strftime('%Y-%m-%d_%H-%M-%S')}_{time.time_ns() // 1000 % 1_000_000:06d}-{os.getpid()}"
     out.mkdir(parents=True, exist_ok=False)
     with open(out / "born_dead.csv", "w", newline="") as f:
-        csv.writer(f).writerows([("width", "depth", "p_born_dead", "init", "bias_init"),
-                                 *[(*row, args.init, bias) for row in rows]])
+        csv.writer(f).writerows(
+            [("width", "depth", "p_born_dead", "init", "bias_init"), *[(*row, args.init, bias) for row in rows]]
+        )
     header = "| width \\ depth | " + " | ".join(map(str, args.depths)) + " |"
     lines = [header, "|" + "---|" * (len(args.depths) + 1)]
     for w in args.widths:

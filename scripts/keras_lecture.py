@@ -22,9 +22,9 @@ import time
 
 os.environ["KERAS_BACKEND"] = "torch"  # before keras is imported: this program is the PyTorch-backend one
 
-import keras  # noqa: E402
+import keras
 
-from experiments.mnist import load_mnist, split  # noqa: E402
+from experiments.data.mnist import load_mnist, split
 
 
 def train(seed: int, val_size: int = 5000, epochs: int = 1) -> dict[str, float]:
@@ -34,28 +34,42 @@ def train(seed: int, val_size: int = 5000, epochs: int = 1) -> dict[str, float]:
         data = split(data, val_size, split_seed=0)
     x_train, x_test = (data[k].numpy().astype("float32") / 255 for k in ("train_x", "test_x"))
     y_train, y_test = data["train_y"].numpy(), data["test_y"].numpy()
-    model = keras.Sequential([
-        keras.Input(shape=(784,)),
-        keras.layers.Dense(64, activation="relu"),
-        keras.layers.Dense(64, activation="relu"),
-        keras.layers.Dense(64, activation="relu"),
-        keras.layers.Dense(10, activation="softmax"),
-    ])
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate=0.003), loss="sparse_categorical_crossentropy",
-                  metrics=["accuracy"])
+    model = keras.Sequential(
+        [
+            keras.Input(shape=(784,)),
+            keras.layers.Dense(64, activation="relu"),
+            keras.layers.Dense(64, activation="relu"),
+            keras.layers.Dense(64, activation="relu"),
+            keras.layers.Dense(10, activation="softmax"),
+        ]
+    )
+    model.compile(
+        optimizer=keras.optimizers.Adam(learning_rate=0.003),
+        loss="sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+    )
     start = time.perf_counter()
     model.fit(x_train, y_train, epochs=epochs, batch_size=64, verbose=0)
     seconds = time.perf_counter() - start
     loss, acc = model.evaluate(x_test, y_test, batch_size=1000, verbose=0)
-    return {"seed": seed, "test/acc": float(acc), "test/loss": float(loss), "train_seconds": round(seconds, 2),
-            "train_images": len(x_train)}
+    return {
+        "seed": seed,
+        "test/acc": float(acc),
+        "test/loss": float(loss),
+        "train_seconds": round(seconds, 2),
+        "train_images": len(x_train),
+    }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
-    parser.add_argument("--val-size", type=int, default=5000,
-                        help="images held out of training as the framework does (0: train on all 60,000)")
+    parser.add_argument(
+        "--val-size",
+        type=int,
+        default=5000,
+        help="images held out of training as the framework does (0: train on all 60,000)",
+    )
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: PyTorch's choice)")
     args = parser.parse_args()

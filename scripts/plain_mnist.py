@@ -15,12 +15,13 @@ import time
 import torch
 from torch import nn
 
-from experiments.mnist import load_mnist, split
+from experiments.data.mnist import load_mnist, split
 
 
 def build_mlp() -> nn.Module:
-    return nn.Sequential(nn.Linear(784, 64), nn.ReLU(), nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 64), nn.ReLU(),
-                         nn.Linear(64, 10))
+    return nn.Sequential(
+        nn.Linear(784, 64), nn.ReLU(), nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 10)
+    )
 
 
 def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch: int = 5000) -> float:
@@ -72,8 +73,10 @@ def main() -> None:
     args = parser.parse_args()
     batch = "full" if args.batch_size == "full" else int(args.batch_size)
     result = train(args.device, args.epochs, batch, optimizer=args.optimizer)
-    print(f"test/acc={result['test_acc']:.4f} val/acc={result['val_acc']:.4f} "
-          f"epoch_seconds={[round(s, 3) for s in result['epoch_seconds']]}")
+    print(
+        f"test/acc={result['test_acc']:.4f} val/acc={result['val_acc']:.4f} "
+        f"epoch_seconds={[round(s, 3) for s in result['epoch_seconds']]}"
+    )
 
 
 if __name__ == "__main__":

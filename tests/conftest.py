@@ -17,17 +17,24 @@ from omegaconf import DictConfig, open_dict
 ROOT = Path(__file__).resolve().parents[1]
 CONF = str(ROOT / "conf")
 # Small and quick: 20 batches of training, one validation and one test batch.
-FAST = ["trainer.limit_train_batches=20", "trainer.limit_val_batches=1", "trainer.limit_test_batches=1",
-        "trainer.max_epochs=1", "print_config=false", "callbacks.progress_bar=null"]
+FAST = [
+    "trainer.limit_train_batches=20",
+    "trainer.limit_val_batches=1",
+    "trainer.limit_test_batches=1",
+    "trainer.max_epochs=1",
+    "print_config=false",
+    "callbacks.progress_bar=null",
+]
 
 
 _COMPOSED: dict[tuple[str, tuple[str, ...]], DictConfig] = {}
 
 
-def compose_config(overrides: list[str] | None = None, name: str = "config", output_dir: str = "/nonexistent/run") \
-        -> DictConfig:
+def compose_config(
+    overrides: list[str] | None = None, name: str = "config", output_dir: str = "/nonexistent/run"
+) -> DictConfig:
     """The config as ``train.py`` composes it, with Hydra's run-time values set (``${hydra:...}`` resolves)."""
-    from experiments.cli import register_resolvers
+    from experiments.run.cli import register_resolvers
 
     register_resolvers()
     key = (name, tuple(overrides or []))
@@ -47,19 +54,35 @@ def subprocess_env(extra_paths: list[Path] = (), env: dict | None = None) -> dic
     so it holds whatever the working directory), then ``extra_paths``, then whatever was there."""
     full = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
     full.update({"PYTHONWARNINGS": "ignore", **(env or {})})
-    paths = [str(ROOT / "src"), *map(str, extra_paths), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
+    paths = [
+        str(ROOT / "src"),
+        *map(str, extra_paths),
+        *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep)),
+    ]
     full["PYTHONPATH"] = os.pathsep.join(paths)
     return full
 
 
-def run_script(args: list[str], tmp_path: Path, script: str = "train.py", env: dict | None = None,
-               timeout: int = 300, extra_paths: list[Path] = ()) -> subprocess.CompletedProcess:
+def run_script(
+    args: list[str],
+    tmp_path: Path,
+    script: str = "train.py",
+    env: dict | None = None,
+    timeout: int = 300,
+    extra_paths: list[Path] = (),
+) -> subprocess.CompletedProcess:
     """Run a script of the repo in a subprocess, its outputs under ``tmp_path``."""
     # SIGINT back to its default: a shell that starts CI in the background ignores it, the child would
     # inherit that, and Python then installs no KeyboardInterrupt handler (so no Ctrl-C to test)
-    return subprocess.run([sys.executable, str(ROOT / script), *args], cwd=tmp_path,
-                          env=subprocess_env(extra_paths, env), capture_output=True, text=True, timeout=timeout,
-                          preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    return subprocess.run(
+        [sys.executable, str(ROOT / script), *args],
+        cwd=tmp_path,
+        env=subprocess_env(extra_paths, env),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
 
 
 def read_metrics(run_dir: Path) -> dict:

@@ -3,16 +3,33 @@ import math
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from omegaconf import OmegaConf
 from torch import nn
 
 from conftest import ROOT, compose_config
-from omegaconf import OmegaConf
+from experiments.config.rules import problems
+from experiments.nn.activations import ALReLU, activation_factory
 
-from experiments.activations import ALReLU, activation_factory
-from experiments.config_checks import problems
-
-ALL = ["identity", "sigmoid", "tanh", "relu", "leaky_relu", "alrelu", "prelu", "rrelu", "elu", "selu", "gelu",
-       "swish", "silu", "mish", "relu6", "softplus"]
+ALL = [
+    "identity",
+    "sigmoid",
+    "tanh",
+    "relu",
+    "leaky_relu",
+    "alrelu",
+    "prelu",
+    "rrelu",
+    "elu",
+    "selu",
+    "gelu",
+    "swish",
+    "silu",
+    "mish",
+    "relu6",
+    "softplus",
+]
 X = torch.tensor([-3.0, -1.0, -0.25, 0.25, 1.0, 3.0], dtype=torch.float64)
 
 
@@ -86,15 +103,18 @@ def test_every_activation_builds_from_its_yaml(name):
     assert isinstance(module, nn.Module) and module(X).shape == X.shape
 
 
-@pytest.mark.parametrize("cfg, key", [
-    ({"negative_slope": -0.1}, "activation.negative_slope"),
-    ({"alpha": 0}, "activation.alpha"),
-    ({"alpha": -1.0}, "activation.alpha"),
-    ({"beta": "x"}, "activation.beta"),
-    ({"lower": 0.5, "upper": 0.1}, "activation.lower"),
-    ({"num_parameters": 3}, "activation.num_parameters"),
-    ({"approximate": "bogus"}, "activation.approximate"),
-])
+@pytest.mark.parametrize(
+    "cfg, key",
+    [
+        ({"negative_slope": -0.1}, "activation.negative_slope"),
+        ({"alpha": 0}, "activation.alpha"),
+        ({"alpha": -1.0}, "activation.alpha"),
+        ({"beta": "x"}, "activation.beta"),
+        ({"lower": 0.5, "upper": 0.1}, "activation.lower"),
+        ({"num_parameters": 3}, "activation.num_parameters"),
+        ({"approximate": "bogus"}, "activation.approximate"),
+    ],
+)
 def test_invalid_parameters_are_refused_with_the_key_named(cfg, key):
     errors = problems(OmegaConf.create({"activation": cfg}))
     assert len(errors) == 1 and errors[0].startswith(key)
@@ -108,18 +128,21 @@ def test_valid_parameters_pass():
 XS = torch.linspace(-4, 4, 81, dtype=torch.float64)
 
 
-@pytest.mark.parametrize("name, overrides, formula", [
-    ("elu", {}, lambda x: torch.where(x > 0, x, torch.exp(x) - 1)),
-    ("elu", {"alpha": 0.5}, lambda x: torch.where(x > 0, x, 0.5 * (torch.exp(x) - 1))),
-    ("mish", {}, lambda x: x * torch.tanh(torch.log1p(torch.exp(x)))),
-    ("relu6", {}, lambda x: x.clamp(0, 6)),
-    ("softplus", {}, lambda x: torch.log1p(torch.exp(x))),
-    ("softplus", {"beta": 2.0}, lambda x: torch.log1p(torch.exp(2 * x)) / 2),
-    ("gelu", {}, lambda x: x * 0.5 * (1 + torch.erf(x / 2**0.5))),
-    ("leaky_relu", {}, lambda x: torch.where(x > 0, x, 0.01 * x)),
-    ("prelu", {}, lambda x: torch.where(x > 0, x, 0.25 * x)),
-    ("rrelu", {}, lambda x: torch.where(x > 0, x, (1 / 8 + 1 / 3) / 2 * x)),  # eval: the mean slope
-])
+@pytest.mark.parametrize(
+    "name, overrides, formula",
+    [
+        ("elu", {}, lambda x: torch.where(x > 0, x, torch.exp(x) - 1)),
+        ("elu", {"alpha": 0.5}, lambda x: torch.where(x > 0, x, 0.5 * (torch.exp(x) - 1))),
+        ("mish", {}, lambda x: x * torch.tanh(torch.log1p(torch.exp(x)))),
+        ("relu6", {}, lambda x: x.clamp(0, 6)),
+        ("softplus", {}, lambda x: torch.log1p(torch.exp(x))),
+        ("softplus", {"beta": 2.0}, lambda x: torch.log1p(torch.exp(2 * x)) / 2),
+        ("gelu", {}, lambda x: x * 0.5 * (1 + torch.erf(x / 2**0.5))),
+        ("leaky_relu", {}, lambda x: torch.where(x > 0, x, 0.01 * x)),
+        ("prelu", {}, lambda x: torch.where(x > 0, x, 0.25 * x)),
+        ("rrelu", {}, lambda x: torch.where(x > 0, x, (1 / 8 + 1 / 3) / 2 * x)),  # eval: the mean slope
+    ],
+)
 def test_each_activation_yaml_builds_the_documented_function(name, overrides, formula):
     assert torch.allclose(build(name, **overrides)(XS), formula(XS), atol=1e-6), name
 
@@ -129,16 +152,23 @@ def test_relu6_is_flat_above_six_and_rrelu_draws_slopes_in_training():
     assert build("relu6")(big).tolist() == [5.0, 6.0, 6.0]
     rrelu = build("rrelu").train()
     slopes = rrelu(-torch.ones(10_000, dtype=torch.float64)).neg()
-    assert 1 / 8 <= slopes.min() and slopes.max() <= 1 / 3 and slopes.std() > 0.03
+    assert slopes.min() >= 1 / 8 and slopes.max() <= 1 / 3 and slopes.std() > 0.03
 
 
 # ---------------------------------------------------------------- properties (hypothesis)
 
-from hypothesis import given, settings, strategies as st  # noqa: E402
 
 CONF_ACTIVATIONS = ROOT / "conf" / "activation"
-KINKS = {"relu": [0.0], "relu6": [0.0, 6.0], "leaky_relu": [0.0], "alrelu": [0.0], "prelu": [0.0], "rrelu": [0.0],
-         "elu": [0.0], "selu": [0.0]}  # where f' jumps: finite differences do not apply there
+KINKS = {
+    "relu": [0.0],
+    "relu6": [0.0, 6.0],
+    "leaky_relu": [0.0],
+    "alrelu": [0.0],
+    "prelu": [0.0],
+    "rrelu": [0.0],
+    "elu": [0.0],
+    "selu": [0.0],
+}  # where f' jumps: finite differences do not apply there
 
 
 @functools.cache

@@ -12,15 +12,28 @@ SCRIPT = str(ROOT / "scripts" / "born_dead.py")
 
 
 def born_dead(tmp_path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, SCRIPT, "--out", str(tmp_path / "out"), *args], cwd=tmp_path,
-                          env=subprocess_env(), capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, SCRIPT, "--out", str(tmp_path / "out"), *args],
+        cwd=tmp_path,
+        env=subprocess_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
-@pytest.mark.parametrize("args, words", [(["--init", "foo"], "invalid choice: 'foo'"), (["--seeds", "0"], "--seeds"),
-                                         (["--widths", "-2"], "--widths"), (["--bias-init", "nan"], "--bias-init"),
-                                         (["--bias-init", "zero"], "--bias-init"),
-                                         (["--widths", "2", "100000"], "--widths must be at most 4096"),
-                                         (["--probe", "60001"], "--probe must be at most 60000")])
+@pytest.mark.parametrize(
+    "args, words",
+    [
+        (["--init", "foo"], "invalid choice: 'foo'"),
+        (["--seeds", "0"], "--seeds"),
+        (["--widths", "-2"], "--widths"),
+        (["--bias-init", "nan"], "--bias-init"),
+        (["--bias-init", "zero"], "--bias-init"),
+        (["--widths", "2", "100000"], "--widths must be at most 4096"),
+        (["--probe", "60001"], "--probe must be at most 60000"),
+    ],
+)
 def test_wrong_arguments_are_refused_and_leave_nothing(tmp_path, args, words):
     proc = born_dead(tmp_path, *args)
     assert proc.returncode == 2 and words in proc.stderr and "Traceback" not in proc.stderr
@@ -37,8 +50,16 @@ def test_an_output_path_that_is_a_file_is_refused_before_the_table_is_computed(t
 
 def test_two_runs_in_the_same_second_get_their_own_directories(tmp_path):
     small = ["--widths", "2", "--depths", "2", "--seeds", "3", "--probe", "50"]
-    procs = [subprocess.Popen([sys.executable, SCRIPT, "--out", str(tmp_path / "out"), *small], cwd=tmp_path,
-                              env=subprocess_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in range(2)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, SCRIPT, "--out", str(tmp_path / "out"), *small],
+            cwd=tmp_path,
+            env=subprocess_env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        for _ in range(2)
+    ]
     assert [p.wait(timeout=300) for p in procs] == [0, 0]
     runs = sorted((tmp_path / "out").iterdir())
     assert len(runs) == 2 and all((r / "born_dead.md").is_file() and (r / "born_dead.csv").is_file() for r in runs)
@@ -53,8 +74,21 @@ def test_help_names_the_output_it_writes(tmp_path):
 def test_bias_init_sets_every_bias_and_the_table_says_so(tmp_path, bias, expected):
     """Biases of -100 leave no unit of one layer active on any image (|Wx| stays far below 100): every net is
     born dead; +100 keep every unit active."""
-    proc = born_dead(tmp_path, "--widths", "3", "--depths", "1", "--seeds", "5", "--probe", "50",
-                     "--init", "kaiming_normal", "--bias-init", str(bias))
+    proc = born_dead(
+        tmp_path,
+        "--widths",
+        "3",
+        "--depths",
+        "1",
+        "--seeds",
+        "5",
+        "--probe",
+        "50",
+        "--init",
+        "kaiming_normal",
+        "--bias-init",
+        str(bias),
+    )
     assert proc.returncode == 0, proc.stderr
     (run,) = (tmp_path / "out").iterdir()
     md = (run / "born_dead.md").read_text()
@@ -64,10 +98,12 @@ def test_bias_init_sets_every_bias_and_the_table_says_so(tmp_path, bias, expecte
 
 def test_zero_biases_kill_more_narrow_deep_networks_than_pytorchs_default(tmp_path):
     import importlib.util
+
     spec = importlib.util.spec_from_file_location("born_dead_script", SCRIPT)
     script = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(script)
-    from experiments.mnist import load_mnist
+    from experiments.data.mnist import load_mnist
+
     probe = load_mnist()["train_x"][:200]
     zero = script.probability(2, 10, 40, probe, "kaiming_normal", 0.0)
     default = script.probability(2, 10, 40, probe, "kaiming_normal", None)

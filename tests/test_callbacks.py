@@ -20,18 +20,30 @@ import torch
 from torch import nn
 
 from conftest import read_metrics, run_script, subprocess_env
-from experiments.callbacks import AtomicCheckpointIO, Diverged, DivergenceGuard, EpochHistory, RichProgressBar
+from experiments.lit.callbacks import Diverged, DivergenceGuard, EpochHistory, RichProgressBar
+from experiments.lit.checkpoint_io import AtomicCheckpointIO
 
 TESTS = Path(__file__).parent
 # 3 epochs of 10 batches; deterministic
-SMALL = ["print_config=false", "callbacks.progress_bar=null", "deterministic=true", "trainer.max_epochs=3",
-         "data.limit_train=2560", "diagnostics.histograms=null", "trainer.limit_val_batches=1", "trainer.limit_test_batches=1",
-         "trainer.log_every_n_steps=3"]  # gradient norms read inside every epoch
+SMALL = [
+    "print_config=false",
+    "callbacks.progress_bar=null",
+    "deterministic=true",
+    "trainer.max_epochs=3",
+    "data.limit_train=2560",
+    "diagnostics.histograms=null",
+    "trainer.limit_val_batches=1",
+    "trainer.limit_test_batches=1",
+    "trainer.log_every_n_steps=3",
+]  # gradient norms read inside every epoch
 
 
 def inject(step: int | str, signal_name: str) -> list[str]:
-    return ["+diagnostics.inject._target_=fault_injection.SignalAtStep", f"+diagnostics.inject.step={step}",
-            f"+diagnostics.inject.signal_name={signal_name}"]
+    return [
+        "+diagnostics.inject._target_=fault_injection.SignalAtStep",
+        f"+diagnostics.inject.step={step}",
+        f"+diagnostics.inject.signal_name={signal_name}",
+    ]
 
 
 def run_dirs(tmp_path: Path) -> list[Path]:
@@ -78,7 +90,9 @@ def assert_same_run(run_dir: Path, reference: tuple[dict, dict], step: int, befo
     for key in ("test/acc", "test/loss", "val/acc", "val/loss", "train/loss", "train/acc", "global_step", "epochs"):
         assert resumed[key] == expected[key], (key, step)
     history = resumed["history"]
-    assert set(history) == set(expected["history"]) and {"diag/dead_frac/layer1", "diag/grad_norm/layer1"} <= set(history)
+    assert set(history) == set(expected["history"]) and {"diag/dead_frac/layer1", "diag/grad_norm/layer1"} <= set(
+        history
+    )
     for key in set(history) - {"epoch_seconds"}:  # metrics and diagnostics: one entry per epoch, the same values
         assert history[key] == expected["history"][key], (key, step)
     assert len(history["epoch_seconds"]) == 3
@@ -135,8 +149,9 @@ def test_kill_9_loses_at_most_the_steps_since_the_last_step_checkpoint(tmp_path)
     last = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)
     assert last["global_step"] == 12  # the last multiple of 4 before the kill in step 15
     assert not list((run_dir / "checkpoints").glob(".*.tmp"))
-    proc = run_script([*SMALL, *every, f"ckpt_path={run_dir / 'checkpoints' / 'last.ckpt'}", f"hydra.run.dir={run_dir}"],
-                      tmp_path)
+    proc = run_script(
+        [*SMALL, *every, f"ckpt_path={run_dir / 'checkpoints' / 'last.ckpt'}", f"hydra.run.dir={run_dir}"], tmp_path
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert read_metrics(run_dir)["status"] == "completed" and read_metrics(run_dir)["global_step"] == 30
 
@@ -159,8 +174,9 @@ def test_deterministic_runs_give_identical_metrics(tmp_path, reference):
     assert again["deterministic_algorithms"] is first["deterministic_algorithms"] is True
     varying = ("run_dir", "best_ckpt", "wall_seconds", "overrides", "history")
     assert {k: v for k, v in again.items() if k not in varying} == {k: v for k, v in first.items() if k not in varying}
-    assert {k: v for k, v in again["history"].items() if k != "epoch_seconds"} == \
-        {k: v for k, v in first["history"].items() if k != "epoch_seconds"}
+    assert {k: v for k, v in again["history"].items() if k != "epoch_seconds"} == {
+        k: v for k, v in first["history"].items() if k != "epoch_seconds"
+    }
 
 
 @pytest.mark.slow
@@ -210,9 +226,19 @@ class SeenBar(RichProgressBar):
 def test_the_progress_bar_reads_metrics_at_logging_steps_epoch_ends_and_after_validation(tmp_path):
     data = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(torch.randn(24, 4)), batch_size=2)
     bar = SeenBar()
-    trainer = L.Trainer(max_epochs=1, accelerator="cpu", logger=False, enable_checkpointing=False,
-                        enable_model_summary=False, log_every_n_steps=5, num_sanity_val_steps=0,
-                        val_check_interval=6, limit_val_batches=1, callbacks=[bar], default_root_dir=tmp_path)
+    trainer = L.Trainer(
+        max_epochs=1,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_model_summary=False,
+        log_every_n_steps=5,
+        num_sanity_val_steps=0,
+        val_check_interval=6,
+        limit_val_batches=1,
+        callbacks=[bar],
+        default_root_dir=tmp_path,
+    )
     trainer.fit(LogsEveryStep(), train_dataloaders=data, val_dataloaders=data)
     # 12 batches: read after the first, at steps 5 and 10, after the validation of step 6 (fresh: it shows
     # batch 5 and the validation's metric) and after the epoch's last batch; in between, the last read
@@ -224,9 +250,17 @@ def test_the_progress_bar_reads_metrics_at_logging_steps_epoch_ends_and_after_va
 def test_without_logging_steps_the_progress_bar_reads_metrics_at_the_epochs_end(tmp_path):
     data = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(torch.randn(12, 4)), batch_size=2)
     bar = SeenBar()
-    trainer = L.Trainer(max_epochs=2, accelerator="cpu", logger=False, enable_checkpointing=False,
-                        enable_model_summary=False, log_every_n_steps=0, limit_val_batches=0, callbacks=[bar],
-                        default_root_dir=tmp_path)
+    trainer = L.Trainer(
+        max_epochs=2,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_model_summary=False,
+        log_every_n_steps=0,
+        limit_val_batches=0,
+        callbacks=[bar],
+        default_root_dir=tmp_path,
+    )
     trainer.fit(LogsEveryStep(), train_dataloaders=data, val_dataloaders=data)
     assert [m["batch"] for m in bar.shown_after] == [0, 0, 0, 0, 0, 5] + [5] * 6  # the first epoch's end, twice
 
@@ -235,7 +269,7 @@ SAVER = """
 import sys, torch
 from pathlib import Path
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
-from experiments.callbacks import AtomicCheckpointIO
+from experiments.lit.checkpoint_io import AtomicCheckpointIO
 path, n = Path(sys.argv[1]), 0
 io = TorchCheckpointIO() if sys.argv[2:] == ["lightning"] else AtomicCheckpointIO()
 while True:
@@ -250,8 +284,11 @@ def other_tmpdir():
     """A fresh temp directory on another filesystem than pytest's (tmpfs ``/dev/shm`` on Linux), removed
     afterwards with what killed saves left in it; None where there is none with room for a few saves."""
     shm = Path("/dev/shm")
-    if not (shm.is_dir() and os.access(shm, os.W_OK)) or shm.stat().st_dev == Path(tempfile.gettempdir()).stat().st_dev \
-            or shutil.disk_usage(shm).free < 256 << 20:
+    if (
+        not (shm.is_dir() and os.access(shm, os.W_OK))
+        or shm.stat().st_dev == Path(tempfile.gettempdir()).stat().st_dev
+        or shutil.disk_usage(shm).free < 256 << 20
+    ):
         yield None
         return
     path = tempfile.mkdtemp(prefix="checkpoint-io-", dir=shm)
@@ -263,8 +300,12 @@ def other_tmpdir():
 def test_a_checkpoint_killed_mid_write_leaves_the_previous_one_whole(tmp_path, other_tmpdir):
     path = tmp_path / "last.ckpt"
     for delay in (0.05, 0.19, 0.43):
-        proc = subprocess.Popen([sys.executable, "-c", SAVER, str(path)], stdout=subprocess.PIPE, text=True,
-                                env=subprocess_env(env={"TMPDIR": other_tmpdir} if other_tmpdir else None))
+        proc = subprocess.Popen(
+            [sys.executable, "-c", SAVER, str(path)],
+            stdout=subprocess.PIPE,
+            text=True,
+            env=subprocess_env(env={"TMPDIR": other_tmpdir} if other_tmpdir else None),
+        )
         assert proc.stdout.readline().strip()  # one save done: there is a previous checkpoint to protect
         time.sleep(delay)  # then kill -9 at some point of a later save
         proc.send_signal(signal.SIGKILL)
@@ -285,8 +326,12 @@ def test_lightnings_own_writer_is_not_atomic_where_the_temp_directory_is_another
     path = tmp_path / "last.ckpt"
     torn = False
     for _ in range(3):  # the kill is sent when a copy has begun; it may land after the copy ends
-        proc = subprocess.Popen([sys.executable, "-c", SAVER, str(path), "lightning"], stdout=subprocess.PIPE,
-                                text=True, env=subprocess_env(env={"TMPDIR": other_tmpdir}))
+        proc = subprocess.Popen(
+            [sys.executable, "-c", SAVER, str(path), "lightning"],
+            stdout=subprocess.PIPE,
+            text=True,
+            env=subprocess_env(env={"TMPDIR": other_tmpdir}),
+        )
         assert proc.stdout.readline().strip()  # one save done: a whole checkpoint to protect
         whole = path.stat().st_size
         deadline = time.monotonic() + 10
@@ -298,7 +343,7 @@ def test_lightnings_own_writer_is_not_atomic_where_the_temp_directory_is_another
             torn = True
             break
     assert torn
-    with pytest.raises(Exception):
+    with pytest.raises(Exception):  # noqa: B017 -- whatever torch raises on a torn file: it cannot load it
         torch.load(path, weights_only=True)
 
 
@@ -342,9 +387,17 @@ def test_the_divergence_guard_stops_within_a_logging_interval_where_early_stoppi
     data = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(torch.randn(80, 4)), batch_size=2)
 
     def trainer(callback: L.Callback) -> L.Trainer:
-        return L.Trainer(max_epochs=2, accelerator="cpu", logger=False, enable_checkpointing=False,
-                         enable_progress_bar=False, enable_model_summary=False, log_every_n_steps=5,
-                         callbacks=[callback], default_root_dir=tmp_path)
+        return L.Trainer(
+            max_epochs=2,
+            accelerator="cpu",
+            logger=False,
+            enable_checkpointing=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+            log_every_n_steps=5,
+            callbacks=[callback],
+            default_root_dir=tmp_path,
+        )
 
     early = trainer(L.pytorch.callbacks.EarlyStopping(monitor="train/loss", check_finite=True))
     early.fit(DivergesAtStep(at=12), data)
@@ -357,9 +410,17 @@ def test_the_divergence_guard_stops_within_a_logging_interval_where_early_stoppi
 @pytest.mark.parametrize("bad", [float("inf"), float("-inf")])
 def test_the_divergence_guard_stops_on_an_infinite_loss_as_on_a_nan(tmp_path, bad):
     data = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(torch.randn(40, 4) + 1), batch_size=2)
-    trainer = L.Trainer(max_epochs=1, accelerator="cpu", logger=False, enable_checkpointing=False,
-                        enable_progress_bar=False, enable_model_summary=False, log_every_n_steps=5,
-                        callbacks=[DivergenceGuard(every_n_steps=5)], default_root_dir=tmp_path)
+    trainer = L.Trainer(
+        max_epochs=1,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        log_every_n_steps=5,
+        callbacks=[DivergenceGuard(every_n_steps=5)],
+        default_root_dir=tmp_path,
+    )
     with pytest.raises(Diverged, match=f"train loss is {bad}$") as stopped:
         trainer.fit(DivergesAtStep(at=7, bad=bad), data)
     assert stopped.value.epoch == 0 and stopped.value.step == 10  # the first logging step after step 7

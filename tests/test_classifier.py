@@ -7,31 +7,57 @@ import lightning as L
 import pytest
 import torch
 
-from experiments.classifier import Classifier, load_classifier, read_checkpoint
-from experiments.data import MNISTDataModule
+from experiments.data.datamodule import MNISTDataModule
 from experiments.errors import CheckpointError, ConfigError
+from experiments.lit.classifier import Classifier
+from experiments.run.checkpoints import load_classifier, read_checkpoint
 
 ADAM = {"_target_": "torch.optim.Adam", "_partial_": True, "lr": 0.003}
 SGD1 = {"_target_": "torch.optim.SGD", "_partial_": True, "lr": 1.0}
-MLP = {"_target_": "experiments.model.MLP", "hidden_sizes": [32, 32]}
-STEP = {"scheduler": {"_target_": "torch.optim.lr_scheduler.StepLR", "_partial_": True, "step_size": 1, "gamma": 0.5},
-        "interval": "epoch", "frequency": 1}
-ONECYCLE = {"scheduler": {"_target_": "torch.optim.lr_scheduler.OneCycleLR", "_partial_": True, "max_lr": None,
-                          "pct_start": 0.3}, "interval": "step", "frequency": 1}
+MLP = {"_target_": "experiments.nn.model.MLP", "hidden_sizes": [32, 32]}
+STEP = {
+    "scheduler": {"_target_": "torch.optim.lr_scheduler.StepLR", "_partial_": True, "step_size": 1, "gamma": 0.5},
+    "interval": "epoch",
+    "frequency": 1,
+}
+ONECYCLE = {
+    "scheduler": {
+        "_target_": "torch.optim.lr_scheduler.OneCycleLR",
+        "_partial_": True,
+        "max_lr": None,
+        "pct_start": 0.3,
+    },
+    "interval": "step",
+    "frequency": 1,
+}
 
 
 def classifier(optimizer: dict | None = None, scheduler: dict | None = None, **model) -> Classifier:
     torch.manual_seed(0)
-    return Classifier(model={**MLP, **model}, activation={"_target_": "torch.nn.ReLU"},
-                      loss={"_target_": "torch.nn.CrossEntropyLoss"}, optimizer=optimizer or ADAM, scheduler=scheduler)
+    return Classifier(
+        model={**MLP, **model},
+        activation={"_target_": "torch.nn.ReLU"},
+        loss={"_target_": "torch.nn.CrossEntropyLoss"},
+        optimizer=optimizer or ADAM,
+        scheduler=scheduler,
+    )
 
 
 def fit(module: Classifier, **trainer_kwargs) -> L.Trainer:
     # 1280 images in batches of 128: 10 optimizer steps per epoch
     data = MNISTDataModule(batch_size=128, limit_train=1280)
-    trainer = L.Trainer(accelerator="cpu", max_epochs=trainer_kwargs.pop("max_epochs", 2), logger=False,
-                        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-                        limit_val_batches=0, num_sanity_val_steps=0, deterministic=True, **trainer_kwargs)
+    trainer = L.Trainer(
+        accelerator="cpu",
+        max_epochs=trainer_kwargs.pop("max_epochs", 2),
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=0,
+        num_sanity_val_steps=0,
+        deterministic=True,
+        **trainer_kwargs,
+    )
     trainer.fit(module, datamodule=data)
     return trainer
 
@@ -74,8 +100,15 @@ def test_epoch_metrics_are_the_means_over_every_example():
             losses.append(float(outputs["loss"]) * len(batch[1]))
 
     data = MNISTDataModule(batch_size=300, limit_train=1000)  # batches of 300, 300, 300, 100
-    trainer = L.Trainer(accelerator="cpu", max_epochs=1, logger=False, enable_checkpointing=False,
-                        enable_progress_bar=False, limit_val_batches=0, callbacks=[Watch()])
+    trainer = L.Trainer(
+        accelerator="cpu",
+        max_epochs=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        limit_val_batches=0,
+        callbacks=[Watch()],
+    )
     trainer.fit(module, datamodule=data)
     assert float(trainer.callback_metrics["train/loss_epoch"]) == pytest.approx(sum(losses) / 1000, rel=1e-5)
     assert 0 < float(trainer.callback_metrics["train/acc"]) <= 1
@@ -92,8 +125,15 @@ def test_lightning_gives_every_epoch_its_own_order():
 
     module = classifier()
     data = MNISTDataModule(batch_size=128, limit_train=1280)
-    L.Trainer(accelerator="cpu", max_epochs=2, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-              limit_val_batches=0, callbacks=[First()]).fit(module, datamodule=data)
+    L.Trainer(
+        accelerator="cpu",
+        max_epochs=2,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        limit_val_batches=0,
+        callbacks=[First()],
+    ).fit(module, datamodule=data)
     assert len(firsts) == 2 and not torch.equal(firsts[0], firsts[1])
 
 
@@ -128,16 +168,25 @@ def test_load_from_checkpoint_with_weights_only_rebuilds_the_model(tmp_path):
 MARKER = "experiments-catalogue-payload"
 
 
-@pytest.mark.parametrize("group, payload", [
-    ("loss", {"_target_": "builtins.open", "_args_": ["{marker}", "w"]}),
-    ("activation", {"_target_": "pathlib.Path.touch", "_args_": ["{marker}"]}),
-    ("optimizer", {"_target_": "os.system", "_args_": ["touch {marker}"], "_partial_": True}),
-    ("model", {"_target_": "subprocess.run", "_args_": [["touch", "{marker}"]]}),
-    ("loss", {"_target_": "torch.nn.CrossEntropyLoss", "weight": {"_target_": "builtins.open", "_args_": ["{marker}", "w"]}}),
-    ("activation", {"_target_": "torch.nn.Hardtanh"}),  # a torch module, but not one that conf/activation/ names
-    ("scheduler", {"scheduler": {"_target_": "shutil.copyfile", "_args_": ["/etc/hostname", "{marker}"]}}),
-    ("optimizer", {"_target_": "os.symlink", "_args_": ["/etc/hostname", "{marker}"]}),
-])
+@pytest.mark.parametrize(
+    "group, payload",
+    [
+        ("loss", {"_target_": "builtins.open", "_args_": ["{marker}", "w"]}),
+        ("activation", {"_target_": "pathlib.Path.touch", "_args_": ["{marker}"]}),
+        ("optimizer", {"_target_": "os.system", "_args_": ["touch {marker}"], "_partial_": True}),
+        ("model", {"_target_": "subprocess.run", "_args_": [["touch", "{marker}"]]}),
+        (
+            "loss",
+            {
+                "_target_": "torch.nn.CrossEntropyLoss",
+                "weight": {"_target_": "builtins.open", "_args_": ["{marker}", "w"]},
+            },
+        ),
+        ("activation", {"_target_": "torch.nn.Hardtanh"}),  # a torch module, but not one that conf/activation/ names
+        ("scheduler", {"scheduler": {"_target_": "shutil.copyfile", "_args_": ["/etc/hostname", "{marker}"]}}),
+        ("optimizer", {"_target_": "os.symlink", "_args_": ["/etc/hostname", "{marker}"]}),
+    ],
+)
 def test_a_checkpoint_naming_code_outside_the_catalogue_is_refused_before_anything_runs(tmp_path, group, payload):
     marker = tmp_path / MARKER
     payload = eval(repr(payload).replace("{marker}", str(marker)))
@@ -154,14 +203,18 @@ def test_another_activation_of_the_catalogue_loads(tmp_path):
 
 def test_the_classifier_refuses_a_target_outside_the_catalogue_in_a_config_too():
     with pytest.raises(ConfigError, match=r"loss._target_='builtins.print' is not a class that conf/loss/ names"):
-        Classifier(model=MLP, activation={"_target_": "torch.nn.ReLU"}, loss={"_target_": "builtins.print"},
-                   optimizer=ADAM)
+        Classifier(
+            model=MLP, activation={"_target_": "torch.nn.ReLU"}, loss={"_target_": "builtins.print"}, optimizer=ADAM
+        )
 
 
-@pytest.mark.parametrize("content, words", [
-    (b"", "not a checkpoint, or a truncated one"),
-    (b"root:x:0:0:root:/root:/bin/bash\n", "not a checkpoint, or a truncated one"),
-])
+@pytest.mark.parametrize(
+    "content, words",
+    [
+        (b"", "not a checkpoint, or a truncated one"),
+        (b"root:x:0:0:root:/root:/bin/bash\n", "not a checkpoint, or a truncated one"),
+    ],
+)
 def test_files_that_are_not_checkpoints_are_named(tmp_path, content, words):
     path = tmp_path / "x.ckpt"
     path.write_bytes(content)

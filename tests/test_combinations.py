@@ -5,17 +5,32 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from omegaconf import OmegaConf
 
 from conftest import CONF, compose_config
-from experiments.data import MNISTDataModule
-from experiments.mnist import load_mnist
-from experiments.optimizers import build_optimizer
-from experiments.training import build_module
+from experiments.data.datamodule import MNISTDataModule
+from experiments.data.mnist import load_mnist
+from experiments.nn.optimizers import build_optimizer
+from experiments.run.recipe import build_module
 
-ACTIVATIONS = ["identity", "sigmoid", "tanh", "relu", "leaky_relu", "alrelu", "prelu", "rrelu", "elu", "selu",
-               "gelu", "swish", "silu", "mish", "relu6", "softplus"]
+ACTIVATIONS = [
+    "identity",
+    "sigmoid",
+    "tanh",
+    "relu",
+    "leaky_relu",
+    "alrelu",
+    "prelu",
+    "rrelu",
+    "elu",
+    "selu",
+    "gelu",
+    "swish",
+    "silu",
+    "mish",
+    "relu6",
+    "softplus",
+]
 LOSSES = ["cross_entropy", "nll", "mse", "bce"]
 OPTIMIZERS = ["gd", "sgd", "momentum", "nesterov", "adam", "adamw", "rmsprop", "adagrad"]
 

@@ -11,43 +11,68 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from conftest import ROOT, compose_config
-from experiments.cli import register_resolvers
-from experiments.config_checks import ConfigError, advice, parameters, problems, sweep_problems, validate
+from experiments.config.rules import ConfigError, advice, parameters, problems, sweep_problems, validate
+from experiments.run.cli import register_resolvers
 
 spec = importlib.util.spec_from_file_location("train_script", ROOT / "train.py")
 train_script = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(train_script)
 
 BAD = [  # (override, text the error must contain)
-    ("optimizer.lr=0", "optimizer.lr"), ("optimizer.lr=-0.1", "optimizer.lr"), ("optimizer.lr=abc", "optimizer.lr"),
-    ("optimizer.lr=1e300", "optimizer.lr"), ("optimizer.lr=nan", "optimizer.lr"), ("optimizer.lr=inf", "optimizer.lr"),
+    ("optimizer.lr=0", "optimizer.lr"),
+    ("optimizer.lr=-0.1", "optimizer.lr"),
+    ("optimizer.lr=abc", "optimizer.lr"),
+    ("optimizer.lr=1e300", "optimizer.lr"),
+    ("optimizer.lr=nan", "optimizer.lr"),
+    ("optimizer.lr=inf", "optimizer.lr"),
     ("optimizer=momentum optimizer.momentum=1.5", "optimizer.momentum"),
     ("optimizer=momentum_lecture optimizer.momentum=1.0", "optimizer.momentum"),
-    ("data.normalize=minmax", "data.normalize"), ("data.normalize=null", "data.normalize"),
+    ("data.normalize=minmax", "data.normalize"),
+    ("data.normalize=null", "data.normalize"),
     ("optimizer=momentum optimizer.momentum=-0.1", "optimizer.momentum"),
-    ("optimizer.betas=[0.9]", "optimizer.betas"), ("optimizer.betas=[1.0,0.9]", "optimizer.betas"),
+    ("optimizer.betas=[0.9]", "optimizer.betas"),
+    ("optimizer.betas=[1.0,0.9]", "optimizer.betas"),
     ("optimizer.weight_decay=-1", "optimizer.weight_decay"),
-    ("data.batch_size=0", "data.batch_size"), ("data.batch_size=-5", "data.batch_size"),
-    ("data.batch_size=abc", "data.batch_size"), ("data.batch_size=1000000", "data.batch_size"),
-    ("data.batch_size=2.5", "data.batch_size"), ("data.eval_batch_size=0", "data.eval_batch_size"),
-    ("data.val_size=0", "data.val_size"), ("data.val_size=60000", "data.val_size"),
-    ("data.val_size=-1", "data.val_size"), ("data.root=/does/not/exist", "data.root"),
-    ("data.limit_train=0", "data.limit_train"), ("data.on_device=maybe", "data.on_device"),
-    ("model.hidden_sizes=[]", "model.hidden_sizes"), ("model.hidden_sizes=[64,0]", "model.hidden_sizes"),
-    ("model.hidden_sizes=[64,-3]", "model.hidden_sizes"), ("model.hidden_sizes=64", "model.hidden_sizes"),
-    ("model.hidden_sizes=[a,b]", "model.hidden_sizes"), ("model.hidden_sizes=[10000000]", "model.hidden_sizes"),
-    ("model.init=he", "model.init"), ("model.dropout=1.0", "model.dropout"), ("model.dropout=-0.1", "model.dropout"),
-    ("model.output_activation=relu", "model.output_activation"), ("model.batch_norm=2", "model.batch_norm"),
-    ("trainer.max_epochs=0", "trainer.max_epochs"), ("trainer.max_epochs=-1", "trainer.max_epochs"),
-    ("trainer.max_epochs=1.5", "trainer.max_epochs"), ("trainer.max_epochs=two", "trainer.max_epochs"),
+    ("data.batch_size=0", "data.batch_size"),
+    ("data.batch_size=-5", "data.batch_size"),
+    ("data.batch_size=abc", "data.batch_size"),
+    ("data.batch_size=1000000", "data.batch_size"),
+    ("data.batch_size=2.5", "data.batch_size"),
+    ("data.eval_batch_size=0", "data.eval_batch_size"),
+    ("data.val_size=0", "data.val_size"),
+    ("data.val_size=60000", "data.val_size"),
+    ("data.val_size=-1", "data.val_size"),
+    ("data.root=/does/not/exist", "data.root"),
+    ("data.limit_train=0", "data.limit_train"),
+    ("data.on_device=maybe", "data.on_device"),
+    ("model.hidden_sizes=[]", "model.hidden_sizes"),
+    ("model.hidden_sizes=[64,0]", "model.hidden_sizes"),
+    ("model.hidden_sizes=[64,-3]", "model.hidden_sizes"),
+    ("model.hidden_sizes=64", "model.hidden_sizes"),
+    ("model.hidden_sizes=[a,b]", "model.hidden_sizes"),
+    ("model.hidden_sizes=[10000000]", "model.hidden_sizes"),
+    ("model.init=he", "model.init"),
+    ("model.dropout=1.0", "model.dropout"),
+    ("model.dropout=-0.1", "model.dropout"),
+    ("model.output_activation=relu", "model.output_activation"),
+    ("model.batch_norm=2", "model.batch_norm"),
+    ("trainer.max_epochs=0", "trainer.max_epochs"),
+    ("trainer.max_epochs=-1", "trainer.max_epochs"),
+    ("trainer.max_epochs=1.5", "trainer.max_epochs"),
+    ("trainer.max_epochs=two", "trainer.max_epochs"),
     ("trainer.log_every_n_steps=0", "trainer.log_every_n_steps"),
     ("trainer.limit_train_batches=0", "trainer.limit_train_batches"),
     ("trainer.limit_train_batches=1.5", "trainer.limit_train_batches"),
-    ("trainer.accelerator=quantum", "trainer.accelerator"), ("trainer.precision=7", "trainer.precision"),
-    ("seed=-1", "seed"), ("seed=abc", "seed"), ("deterministic=sometimes", "deterministic"),
-    ("threads=0", "threads"), ("ckpt_path=/no/such.ckpt", "ckpt_path"),
+    ("trainer.accelerator=quantum", "trainer.accelerator"),
+    ("trainer.precision=7", "trainer.precision"),
+    ("seed=-1", "seed"),
+    ("seed=abc", "seed"),
+    ("deterministic=sometimes", "deterministic"),
+    ("threads=0", "threads"),
+    ("ckpt_path=/no/such.ckpt", "ckpt_path"),
     ("activation=leaky_relu activation.negative_slope=-0.1", "activation.negative_slope"),
-    ("activation=elu activation.alpha=0", "activation.alpha"), ("activation=alrelu activation.alpha=-1", "alpha"),
+    ("activation=elu activation.alpha=0", "activation.alpha"),
+    ("activation=alrelu activation.alpha=-1", "alpha"),
     ("activation=prelu activation.num_parameters=7", "activation.num_parameters"),
     ("loss.label_smoothing=1.0", "loss.label_smoothing"),
     ("optimizer=gd data.batch_size=64", "data.batch_size"),
@@ -56,7 +81,8 @@ BAD = [  # (override, text the error must contain)
     ("loss=bce model.output_activation=softmax", "model.output_activation=softmax with OneHotBCELoss"),
     ("trainer.gradient_clip_algorithm=clip", "trainer.gradient_clip_algorithm"),
     ("+trainer.accumulate_grad_batches=0", "trainer.accumulate_grad_batches"),
-    ("trainer.max_steps=0", "trainer.max_steps"), ("data.shuffle_seed=-1", "data.shuffle_seed"),
+    ("trainer.max_steps=0", "trainer.max_steps"),
+    ("data.shuffle_seed=-1", "data.shuffle_seed"),
     ("optimizer.lr=${nope}", "optimizer.lr cannot be resolved"),
     ("+search.width=${nope}", "search.width cannot be resolved"),
     ("activation=gelu activation.approximate=bogus", "activation.approximate='bogus'"),
@@ -74,54 +100,85 @@ BAD = [  # (override, text the error must contain)
     ("callbacks=early_stopping callbacks.early_stopping.patience=-1", "callbacks.early_stopping.patience=-1"),
     ("callbacks=early_stopping callbacks.early_stopping.mode=up", "callbacks.early_stopping.mode='up'"),
     ("callbacks.model_checkpoint.monitor=val/accuracy", "callbacks.model_checkpoint.monitor='val/accuracy'"),
-    ("callbacks=step_checkpoint callbacks.step_checkpoint.every_n_train_steps=0",
-     "callbacks.step_checkpoint.every_n_train_steps=0"),
+    (
+        "callbacks=step_checkpoint callbacks.step_checkpoint.every_n_train_steps=0",
+        "callbacks.step_checkpoint.every_n_train_steps=0",
+    ),
     ("optimized_metric=accuracy", "optimized_metric='accuracy'"),
     ("print_config=maybe", "print_config='maybe'"),
     # a key added with + composes, and would reach the constructor as an unexpected argument
     ("+optimizer.lrr=0.1", "optimizer.lrr is not an argument of torch.optim.Adam: did you mean optimizer.lr?"),
-    ("optimizer=momentum_lecture +optimizer.nesterov=true",
-     "optimizer.nesterov is not an argument of experiments.optimizers.LectureMomentum"),
-    ("+model.foo=1", "model.foo is not an argument of experiments.model.MLP: it takes batch_norm, bias_init, dropout, "
-                     "hidden_sizes, init, output_activation"),
+    (
+        "optimizer=momentum_lecture +optimizer.nesterov=true",
+        "optimizer.nesterov is not an argument of experiments.nn.optimizers.LectureMomentum",
+    ),
+    (
+        "+model.foo=1",
+        "model.foo is not an argument of experiments.nn.model.MLP: it takes batch_norm, bias_init, dropout, "
+        "hidden_sizes, init, output_activation",
+    ),
     ("+model.activation=x", "model.activation is set by the project, not the config: use activation=<option>"),
     ("+model.num_classes=3", "model.num_classes is set by the project"),
     ("+optimizer.params=[]", "optimizer.params is set by the project"),
-    ("+trainer.deterministic=true",
-     "trainer.deterministic is set by the project, not the config: use deterministic=true"),
+    (
+        "+trainer.deterministic=true",
+        "trainer.deterministic is set by the project, not the config: use deterministic=true",
+    ),
     ("+trainer.callbacks=[]", "trainer.callbacks is set by the project"),
-    ("+trainer.max_epoch=3",
-     "trainer.max_epoch is not an argument of lightning.Trainer: did you mean trainer.max_epochs?"),
-    ("+data.batchsize=3", "data.batchsize is not an argument of experiments.data.MNISTDataModule: did you mean "
-                          "data.batch_size?"),
+    (
+        "+trainer.max_epoch=3",
+        "trainer.max_epoch is not an argument of lightning.Trainer: did you mean trainer.max_epochs?",
+    ),
+    (
+        "+data.batchsize=3",
+        "data.batchsize is not an argument of experiments.data.datamodule.MNISTDataModule: did you mean "
+        "data.batch_size?",
+    ),
     ("+activation.foo=1", "activation.foo is not an argument of torch.nn.ReLU: it takes inplace"),
-    ("loss=nll +loss.weight=1", "loss.weight is not an argument of experiments.losses.NLLOnLogSoftmax: it takes none"),
-    ("+callbacks.progress_bar.refresh=3",  # read through the project's bar to Lightning's arguments
-     "callbacks.progress_bar.refresh is not an argument of experiments.callbacks.RichProgressBar: did you mean "
-     "callbacks.progress_bar.refresh_rate?"),
+    (
+        "loss=nll +loss.weight=1",
+        "loss.weight is not an argument of experiments.nn.losses.NLLOnLogSoftmax: it takes none",
+    ),
+    (
+        "+callbacks.progress_bar.refresh=3",  # read through the project's bar to Lightning's arguments
+        "callbacks.progress_bar.refresh is not an argument of experiments.lit.callbacks.RichProgressBar: did you mean "
+        "callbacks.progress_bar.refresh_rate?",
+    ),
     ("+diagnostics.dead_units.probe=10", "did you mean diagnostics.dead_units.probe_size?"),
     ("scheduler=step +scheduler.scheduler.setp_size=3", "did you mean scheduler.scheduler.step_size?"),
     ("scheduler=step +scheduler.scheduler.optimizer=1", "scheduler.scheduler.optimizer is set by the project"),
     ("activation._target_=no_such_module.Act", "activation._target_='no_such_module.Act' cannot be imported"),
     # a fraction of batches that leaves a stage none: Lightning refuses it only when the stage starts
-    ("trainer.limit_train_batches=0.0001", "trainer.limit_train_batches=0.0001 is too small: 0.0001 of the 215 "
-                                           "train batches is less than one; use at least 0.0047"),
+    (
+        "trainer.limit_train_batches=0.0001",
+        "trainer.limit_train_batches=0.0001 is too small: 0.0001 of the 215 "
+        "train batches is less than one; use at least 0.0047",
+    ),
     ("trainer.limit_val_batches=0.5", "trainer.limit_val_batches=0.5 is too small: 0.5 of the 1 val batches"),
     ("data.limit_train=1000 trainer.limit_train_batches=0.004", "0.004 of the 4 train batches"),
     ("optimizer=gd data.batch_size=full trainer.limit_train_batches=0.5", "0.5 of the 1 train batches"),
-    ("data.eval_batch_size=100 trainer.limit_test_batches=0.001", "0.001 of the 100 test batches is less than one; "
-                                                                  "use at least 0.01"),
+    (
+        "data.eval_batch_size=100 trainer.limit_test_batches=0.001",
+        "0.001 of the 100 test batches is less than one; use at least 0.01",
+    ),
     # an entry of callbacks, diagnostics or logger must be off or a class to build
-    ("callbacks.progress_bar=5", "callbacks.progress_bar=5 is invalid: must be null (off) or a section whose "
-                                 "_target_ names a callback class"),
+    (
+        "callbacks.progress_bar=5",
+        "callbacks.progress_bar=5 is invalid: must be null (off) or a section whose _target_ names a callback class",
+    ),
     ("diagnostics.dead_units=abc", "diagnostics.dead_units='abc' is invalid"),
     ("+logger.foo.x=1", "logger.foo={'x': 1} is invalid"),
 ]
 # Hydra's own refusals (unknown keys and options) come before this project's code runs
 HYDRA_BAD = [
-    ("unknown_key=1", "unknown_key"), ("model.widths=[3]", "model.widths"),
-    ("activation=relux", "relu"), ("optimizer=adamm", "adam"), ("loss=ce", "cross_entropy"),
-    ("trainer=gpus", "ddp"), ("callbacks=some", "early_stopping"), ("logger=wandb2", "mlflow"),
+    ("unknown_key=1", "unknown_key"),
+    ("model.widths=[3]", "model.widths"),
+    ("activation=relux", "relu"),
+    ("optimizer=adamm", "adam"),
+    ("loss=ce", "cross_entropy"),
+    ("trainer=gpus", "ddp"),
+    ("callbacks=some", "early_stopping"),
+    ("logger=wandb2", "mlflow"),
 ]
 
 
@@ -213,8 +270,19 @@ def test_ddp_is_refused_inside_a_multirun_only():
     assert "in a multirun" in problems(cfg, multirun=True)[0]
 
 
-GROUPS = ("activation", "loss", "optimizer", "scheduler", "callbacks", "logger", "diagnostics", "experiment",
-          "trainer", "data", "model")
+GROUPS = (
+    "activation",
+    "loss",
+    "optimizer",
+    "scheduler",
+    "callbacks",
+    "logger",
+    "diagnostics",
+    "experiment",
+    "trainer",
+    "data",
+    "model",
+)
 
 
 def test_defaults_and_every_group_option_are_valid():
@@ -230,21 +298,25 @@ def test_defaults_and_every_group_option_are_valid():
                 cfg[group] = OmegaConf.load(path)
             found = problems(cfg, choices={group: path.stem})
             if (group, path.stem) == ("trainer", "gpu") and not torch.cuda.is_available():
-                assert found == ["trainer.accelerator='gpu' is not available: PyTorch sees no CUDA GPU here; "
-                                 "use auto or cpu"]
+                assert found == [
+                    "trainer.accelerator='gpu' is not available: PyTorch sees no CUDA GPU here; use auto or cpu"
+                ]
                 continue
             assert found == [], (group, path.stem)
 
 
-@pytest.mark.parametrize("overrides, warned", [
-    (["activation=selu"], True),
-    (["activation=selu", "model.init=lecun_normal"], True),          # PyTorch's uniform biases remain
-    (["activation=selu", "model.bias_init=0"], True),
-    (["activation=selu", "model.init=lecun_normal", "model.bias_init=0"], False),
-    (["experiment=snn"], False),
-    (["experiment=snn", "activation=relu"], False),
-    (["activation=relu"], False),
-])
+@pytest.mark.parametrize(
+    "overrides, warned",
+    [
+        (["activation=selu"], True),
+        (["activation=selu", "model.init=lecun_normal"], True),  # PyTorch's uniform biases remain
+        (["activation=selu", "model.bias_init=0"], True),
+        (["activation=selu", "model.init=lecun_normal", "model.bias_init=0"], False),
+        (["experiment=snn"], False),
+        (["experiment=snn", "activation=relu"], False),
+        (["activation=relu"], False),
+    ],
+)
 def test_selu_without_lecun_normal_weights_and_zero_biases_is_warned_about(overrides, warned):
     found = advice(compose_config(overrides))
     assert bool(found) == warned
@@ -255,20 +327,34 @@ def test_selu_without_lecun_normal_weights_and_zero_biases_is_warned_about(overr
 @pytest.mark.parametrize("preset, normalize", [("dying_relu", "standardize"), ("dying_relu_lr", "unit")])
 def test_the_dying_relu_presets_state_their_pixel_scaling(preset, normalize):
     import yaml
+
     text = (ROOT / "conf" / "experiment" / f"{preset}.yaml").read_text()
     assert yaml.safe_load(text)["data"]["normalize"] == normalize  # in the file, not inherited
     assert compose_config([f"experiment={preset}"]).data.normalize == normalize
 
 
-@pytest.mark.parametrize("override", ["trainer.limit_train_batches=0.0047", "trainer.limit_test_batches=0.5",
-                                      "callbacks.model_checkpoint.monitor=val/loss callbacks.model_checkpoint.mode=min",
-                                      "data.eval_batch_size=100 trainer.limit_val_batches=0.02"])
+@pytest.mark.parametrize(
+    "override",
+    [
+        "trainer.limit_train_batches=0.0047",
+        "trainer.limit_test_batches=0.5",
+        "callbacks.model_checkpoint.monitor=val/loss callbacks.model_checkpoint.mode=min",
+        "data.eval_batch_size=100 trainer.limit_val_batches=0.02",
+    ],
+)
 def test_a_fraction_that_leaves_a_stage_one_batch_is_enough(override):
     assert problems_of(override) == ""
 
 
-@pytest.mark.parametrize("override", ["+logger.tensorboard.flush_secs=5", "+activation.inplace=false",
-                                      "optimizer=sgd +optimizer.maximize=false", "+trainer.benchmark=false"])
+@pytest.mark.parametrize(
+    "override",
+    [
+        "+logger.tensorboard.flush_secs=5",
+        "+activation.inplace=false",
+        "optimizer=sgd +optimizer.maximize=false",
+        "+trainer.benchmark=false",
+    ],
+)
 def test_a_key_the_class_takes_may_be_added(override):
     assert problems_of(override) == ""  # TensorBoardLogger passes any other keyword on to its writer
 
@@ -292,30 +378,44 @@ def test_what_a_class_takes_is_read_through_inits_that_only_pass_arguments_on():
     assert parameters(Bare) == set()  # nn.Module's own __init__ takes no settings
 
 
-@pytest.mark.parametrize("override, hint", [("+max_epochs=3", "(did you mean trainer.max_epochs?)"),
-                                            ("+seeds=3", "(did you mean seed?)"),
-                                            ("+lr=0.1", "(did you mean optimizer.lr?)")])
+@pytest.mark.parametrize(
+    "override, hint",
+    [
+        ("+max_epochs=3", "(did you mean trainer.max_epochs?)"),
+        ("+seeds=3", "(did you mean seed?)"),
+        ("+lr=0.1", "(did you mean optimizer.lr?)"),
+    ],
+)
 def test_a_top_level_key_nothing_reads_is_a_warning_naming_the_likely_one(override, hint):
     cfg, _ = with_overrides([override])
     key = override[1:].split("=")[0]
     assert advice(cfg) == [f"{key} is set but train.py does not read it {hint}; it is kept in the run's config only"]
 
 
-@pytest.mark.parametrize("override, warning", [
-    ("callbacks.model_checkpoint.monitor=val/loss", "callbacks.model_checkpoint.mode=max with monitor val/loss keeps "
-                                                    "the worst epoch; add callbacks.model_checkpoint.mode=min unless "
-                                                    "that is what you want"),
-    ("callbacks=early_stopping callbacks.early_stopping.mode=min",
-     "callbacks.early_stopping.mode=min with monitor val/acc keeps the worst epoch; add "
-     "callbacks.early_stopping.mode=max"),
-])
+@pytest.mark.parametrize(
+    "override, warning",
+    [
+        (
+            "callbacks.model_checkpoint.monitor=val/loss",
+            "callbacks.model_checkpoint.mode=max with monitor val/loss keeps "
+            "the worst epoch; add callbacks.model_checkpoint.mode=min unless "
+            "that is what you want",
+        ),
+        (
+            "callbacks=early_stopping callbacks.early_stopping.mode=min",
+            "callbacks.early_stopping.mode=min with monitor val/acc keeps the worst epoch; add "
+            "callbacks.early_stopping.mode=max",
+        ),
+    ],
+)
 def test_a_mode_that_keeps_the_worst_epoch_is_a_warning(override, warning):
     cfg, choices = with_overrides(override.split())
     assert problems(cfg, choices=choices) == [] and len(advice(cfg)) == 1 and advice(cfg)[0].startswith(warning)
 
 
-@pytest.mark.parametrize("overrides", [["+width=32", "model.hidden_sizes=[${width},${width}]"],
-                                       ["hparams_search=lr_width"], []])
+@pytest.mark.parametrize(
+    "overrides", [["+width=32", "model.hidden_sizes=[${width},${width}]"], ["hparams_search=lr_width"], []]
+)
 def test_a_top_level_key_an_interpolation_reads_is_no_warning(overrides):
     cfg = compose_config(overrides)
     assert advice(cfg) == [] and problems(cfg) == []
@@ -329,15 +429,27 @@ def test_a_refused_argument_is_one_line_before_training(monkeypatch, tmp_path, c
     assert not (tmp_path / "run" / "checkpoints").exists()
 
 
-@pytest.mark.parametrize("overrides, found", [
-    ([], []), (["hydra/launcher=fused"], []), (["hydra/launcher=joblib"], []),
-    (["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"], []), (["hparams_search=lr_width"], []),
-    (["hydra/launcher=joblib", "hydra.launcher.n_jobs=0"],
-     ["hydra.launcher.n_jobs=0 is invalid: must be a non-zero integer (-1: every core)"]),
-    (["hparams_search=lr_width", "hydra.sweeper.n_trials=0", "hydra.sweeper.n_jobs=-2"],
-     ["hydra.sweeper.n_trials=0 is invalid: must be an integer >= 1",
-      "hydra.sweeper.n_jobs=-2 is invalid: must be an integer >= 1"]),
-])
+@pytest.mark.parametrize(
+    "overrides, found",
+    [
+        ([], []),
+        (["hydra/launcher=fused"], []),
+        (["hydra/launcher=joblib"], []),
+        (["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"], []),
+        (["hparams_search=lr_width"], []),
+        (
+            ["hydra/launcher=joblib", "hydra.launcher.n_jobs=0"],
+            ["hydra.launcher.n_jobs=0 is invalid: must be a non-zero integer (-1: every core)"],
+        ),
+        (
+            ["hparams_search=lr_width", "hydra.sweeper.n_trials=0", "hydra.sweeper.n_jobs=-2"],
+            [
+                "hydra.sweeper.n_trials=0 is invalid: must be an integer >= 1",
+                "hydra.sweeper.n_jobs=-2 is invalid: must be an integer >= 1",
+            ],
+        ),
+    ],
+)
 def test_launcher_and_sweeper_settings_that_would_fail_mid_sweep(overrides, found):
     from hydra.core.hydra_config import HydraConfig
 
@@ -348,7 +460,7 @@ def test_launcher_and_sweeper_settings_that_would_fail_mid_sweep(overrides, foun
 def test_a_network_larger_than_the_machines_memory_is_refused_before_it_is_built(monkeypatch):
     import os
 
-    from experiments.model import training_bytes
+    from experiments.nn.model import training_bytes
 
     wide = "model.hidden_sizes=[" + ",".join(["65536"] * 100) + "]"  # 1.7 TB of weights alone
     found = problems_of(f"{wide} trainer.accelerator=cpu")
@@ -358,6 +470,7 @@ def test_a_network_larger_than_the_machines_memory_is_refused_before_it_is_built
     pages = {"SC_PHYS_PAGES": 2**18, "SC_PAGE_SIZE": 4096}
     monkeypatch.setattr(os, "sysconf", lambda name: pages[name])
     assert training_bytes(784, [8192, 8192], 10, 256, 5000) > 2**30
-    assert "and this machine has 1 GiB: use smaller widths" in problems_of("model.hidden_sizes=[8192,8192] "
-                                                                           "trainer.accelerator=cpu")
+    assert "and this machine has 1 GiB: use smaller widths" in problems_of(
+        "model.hidden_sizes=[8192,8192] trainer.accelerator=cpu"
+    )
     assert problems_of("trainer.accelerator=cpu") == ""

@@ -1,8 +1,10 @@
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from experiments.data import MNISTDataModule, TensorBatches
-from experiments.mnist import load_mnist, split
+from experiments.data.datamodule import MNISTDataModule, TensorBatches
+from experiments.data.mnist import load_mnist, split
 
 
 @pytest.fixture(scope="module")
@@ -105,12 +107,17 @@ def test_batches_and_probes_are_scaled_as_data_normalize_says(mode, low, high):
 
 # ---------------------------------------------------------------- properties (hypothesis)
 
-from hypothesis import given, settings, strategies as st  # noqa: E402
-
 
 @settings(max_examples=50, deadline=None)
-@given(rows=st.integers(1, 300), batch=st.integers(1, 64), world=st.integers(1, 4), seed=st.integers(0, 2**31),
-       epoch=st.integers(0, 50), shuffle=st.booleans(), data=st.data())
+@given(
+    rows=st.integers(1, 300),
+    batch=st.integers(1, 64),
+    world=st.integers(1, 4),
+    seed=st.integers(0, 2**31),
+    epoch=st.integers(0, 50),
+    shuffle=st.booleans(),
+    data=st.data(),
+)
 def test_every_index_once_per_epoch_across_ranks_and_resumable_anywhere(rows, batch, world, seed, epoch, shuffle, data):
     x = torch.arange(rows, dtype=torch.float32).unsqueeze(1)
     y = torch.arange(rows)

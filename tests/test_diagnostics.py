@@ -3,11 +3,11 @@ import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from conftest import FAST, compose_config, read_metrics, run_script
-from experiments.activations import activation_factory
-from experiments.classifier import load_classifier
-from experiments.data import MNISTDataModule
-from experiments.diagnostics import add_histogram, born_dead, unit_stats
-from experiments.model import MLP
+from experiments.data.datamodule import MNISTDataModule
+from experiments.lit.diagnostics import add_histogram, born_dead, unit_stats
+from experiments.nn.activations import activation_factory
+from experiments.nn.model import MLP
+from experiments.run.checkpoints import load_classifier
 
 PROBE = torch.linspace(-2, 2, 41).unsqueeze(1)  # one input feature, both signs
 
@@ -32,7 +32,7 @@ def test_relu_dead_and_inactive_counts_on_a_hand_built_layer():
     assert "diag/saturated_frac/layer1" not in stats  # ReLU does not saturate
 
 
-@pytest.mark.parametrize("act", ["torch.nn.LeakyReLU", "experiments.activations.ALReLU", "torch.nn.ELU"])
+@pytest.mark.parametrize("act", ["torch.nn.LeakyReLU", "experiments.nn.activations.ALReLU", "torch.nn.ELU"])
 def test_leaky_units_are_never_dead_but_can_be_inactive(act):
     stats = unit_stats(hand_built(act, BIASES, WEIGHTS), PROBE)
     assert stats["diag/dead_frac/layer1"] == 0.0
@@ -71,8 +71,15 @@ def test_totals_weight_layers_by_units():
     assert stats["diag/dead_frac/total"] == pytest.approx(3 / 8)
 
 
-@pytest.mark.parametrize("name, sweep", [("hands_on", None), ("dying_relu", "relu,leaky_relu,alrelu,elu"),
-                                         ("vanishing_gradients", "sigmoid,relu"), ("linear_collapse", "identity,relu")])
+@pytest.mark.parametrize(
+    "name, sweep",
+    [
+        ("hands_on", None),
+        ("dying_relu", "relu,leaky_relu,alrelu,elu"),
+        ("vanishing_gradients", "sigmoid,relu"),
+        ("linear_collapse", "identity,relu"),
+    ],
+)
 def test_presets_compose(name, sweep):
     from hydra import compose, initialize_config_dir
 
@@ -86,8 +93,10 @@ def test_presets_compose(name, sweep):
 
 @pytest.mark.slow
 def test_a_run_logs_diagnostics_to_tensorboard_and_metrics(tmp_path):
-    proc = run_script([*FAST, "experiment=dying_relu", "trainer.log_every_n_steps=5", "diagnostics.dead_units.probe_size=500"],
-                      tmp_path)
+    proc = run_script(
+        [*FAST, "experiment=dying_relu", "trainer.log_every_n_steps=5", "diagnostics.dead_units.probe_size=500"],
+        tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     run_dir = next(tmp_path.glob("outputs/runs/*/*"))
     metrics = read_metrics(run_dir)
@@ -99,7 +108,7 @@ def test_a_run_logs_diagnostics_to_tensorboard_and_metrics(tmp_path):
     for key in ("diag/dead_frac/layer1", "diag/dead_frac/layer3", "diag/dead_frac/total", "diag/inactive_frac/layer2"):
         assert metrics[key] == pytest.approx(expected[key]), key
     assert metrics["diag/dead_frac/total"] > 0  # lr 0.05 kills ReLUs within 20 steps
-    assert 0 < metrics["diag/grad_norm/output"] and 0 <= metrics["diag/grad_norm/layer1"]
+    assert metrics["diag/grad_norm/output"] > 0 and metrics["diag/grad_norm/layer1"] >= 0
     events = EventAccumulator(str(run_dir / "tensorboard")).Reload()
     assert {"diag/dead_frac/layer2", "diag/born_dead_frac/layer1", "grad_norm/layer3"} <= set(events.Tags()["scalars"])
     assert {"weights/layer1", "activations/layer3"} <= set(events.Tags()["histograms"])
@@ -135,11 +144,18 @@ def test_linear_collapse_preset_tests_the_single_layer(tmp_path):
 
 @pytest.mark.parametrize("activation", ["identity", "relu"])
 def test_linear_collapse_check_in_process_tests_the_single_layer_only_without_non_linearity(tmp_path, activation):
-    from experiments.training import run
-    args = ["experiment=linear_collapse", f"activation={activation}", "trainer.limit_train_batches=5",
-            "trainer.log_every_n_steps=5",
-            "trainer.limit_val_batches=1", "trainer.max_epochs=1", "callbacks.progress_bar=null",
-            "diagnostics.histograms=null"]
+    from experiments.run.recipe import run
+
+    args = [
+        "experiment=linear_collapse",
+        f"activation={activation}",
+        "trainer.limit_train_batches=5",
+        "trainer.log_every_n_steps=5",
+        "trainer.limit_val_batches=1",
+        "trainer.max_epochs=1",
+        "callbacks.progress_bar=null",
+        "diagnostics.histograms=null",
+    ]
     result = run(compose_config(args, output_dir=str(tmp_path)), tmp_path, {"activation": activation}, args)
     if activation == "relu":  # nothing to collapse: no collapse/* keys
         assert not any(k.startswith("collapse/") for k in result)
@@ -149,7 +165,8 @@ def test_linear_collapse_check_in_process_tests_the_single_layer_only_without_no
 
 
 def test_monitor_histories_are_epoch_means_and_survive_a_checkpoint_round_trip():
-    from experiments.diagnostics import DeadUnitMonitor, GradNormMonitor
+    from experiments.lit.diagnostics import DeadUnitMonitor, GradNormMonitor
+
     grads = GradNormMonitor(every_n_steps=1)
     grads.epoch_readings = {"diag/grad_norm/layer1": [1.0, 3.0]}
     grads.on_train_epoch_end(None, None)
@@ -195,14 +212,17 @@ class ProbeData:
 
 def fake_trainer(step: int = 0, epoch: int = 0, loggers=None, data=None):
     from types import SimpleNamespace
-    return SimpleNamespace(global_step=step, current_epoch=epoch, loggers=loggers or [RecordingLogger()],
-                           datamodule=data)
+
+    return SimpleNamespace(
+        global_step=step, current_epoch=epoch, loggers=loggers or [RecordingLogger()], datamodule=data
+    )
 
 
 def test_gradient_norms_are_each_layers_weight_gradient_norm_at_the_interval():
     from types import SimpleNamespace
 
-    from experiments.diagnostics import GradNormMonitor
+    from experiments.lit.diagnostics import GradNormMonitor
+
     torch.manual_seed(0)
     net = MLP(6, 3, [5, 4, 4], activation_factory({"_target_": "torch.nn.Tanh"}))
     net(torch.randn(8, 6)).square().sum().backward()
@@ -225,7 +245,8 @@ def test_gradient_norms_are_each_layers_weight_gradient_norm_at_the_interval():
 def test_born_dead_fractions_are_measured_once_before_the_first_step_on_the_probe():
     from types import SimpleNamespace
 
-    from experiments.diagnostics import DeadUnitMonitor
+    from experiments.lit.diagnostics import DeadUnitMonitor
+
     net = hand_built("torch.nn.ReLU", BIASES, WEIGHTS)
     data = ProbeData(torch.cat([PROBE, torch.full((10, 1), 99.0)]))  # images past the probe size would revive unit 4
     monitor = DeadUnitMonitor(probe_size=41, saturation_threshold=0.3)
@@ -235,21 +256,37 @@ def test_born_dead_fractions_are_measured_once_before_the_first_step_on_the_prob
     assert logger.calls == [] and monitor.latest == {}
     monitor.on_train_start(fake_trainer(0, loggers=[logger], data=data), module)
     assert data.sizes == [41]
-    (logged, step), = logger.calls
-    assert step == 0 and logged == pytest.approx({"diag/born_dead_frac/layer1": 0.6, "diag/born_inactive_frac/layer1": 0.6,
-                                                   "diag/born_dead_frac/total": 0.6, "diag/born_inactive_frac/total": 0.6})
+    ((logged, step),) = logger.calls
+    assert step == 0 and logged == pytest.approx(
+        {
+            "diag/born_dead_frac/layer1": 0.6,
+            "diag/born_inactive_frac/layer1": 0.6,
+            "diag/born_dead_frac/total": 0.6,
+            "diag/born_inactive_frac/total": 0.6,
+        }
+    )
     # into metrics.json: every total and every layer's dead fraction
-    assert sorted(monitor.latest) == ["diag/born_dead_frac/layer1", "diag/born_dead_frac/total",
-                                      "diag/born_inactive_frac/total"]
+    assert sorted(monitor.latest) == [
+        "diag/born_dead_frac/layer1",
+        "diag/born_dead_frac/total",
+        "diag/born_inactive_frac/total",
+    ]
     net2 = hand_built("torch.nn.Sigmoid", [0.0, 3.0], [0.0, 0.0])  # derivative 0.25 (z = 0) and 0.045 (z = 3)
     monitor = DeadUnitMonitor(probe_size=41, saturation_threshold=0.25)
     monitor.on_train_start(fake_trainer(0, data=ProbeData(PROBE)), SimpleNamespace(net=net2, device="cpu"))
     # saturated means |f'(z)| strictly below the configured threshold: the unit at exactly 0.25 is not
-    assert monitor.latest == {"diag/born_dead_frac/layer1": 0.0, "diag/born_dead_frac/total": 0.0,
-                              "diag/born_inactive_frac/total": 0.5, "diag/born_saturated_frac/total": 0.5}
+    assert monitor.latest == {
+        "diag/born_dead_frac/layer1": 0.0,
+        "diag/born_dead_frac/total": 0.0,
+        "diag/born_inactive_frac/total": 0.5,
+        "diag/born_saturated_frac/total": 0.5,
+    }
     monitor.on_train_epoch_end(fake_trainer(5, data=ProbeData(PROBE)), SimpleNamespace(net=net2, device="cpu"))
     monitor.on_train_epoch_end(fake_trainer(9, data=ProbeData(PROBE)), SimpleNamespace(net=net2, device="cpu"))
-    assert monitor.history["diag/saturated_frac/total"] == [0.5, 0.5] and monitor.history["diag/dead_frac/layer1"] == [0, 0]
+    assert monitor.history["diag/saturated_frac/total"] == [0.5, 0.5] and monitor.history["diag/dead_frac/layer1"] == [
+        0,
+        0,
+    ]
 
 
 def test_histograms_are_written_every_n_epochs_at_the_step_with_the_configured_bins(tmp_path):
@@ -257,7 +294,8 @@ def test_histograms_are_written_every_n_epochs_at_the_step_with_the_configured_b
 
     from lightning.pytorch.loggers import TensorBoardLogger
 
-    from experiments.diagnostics import HistogramMonitor
+    from experiments.lit.diagnostics import HistogramMonitor
+
     net = MLP(1, 2, [3, 3], activation_factory({"_target_": "torch.nn.ReLU"}))
     data = ProbeData(PROBE)
     module = SimpleNamespace(net=net, device=torch.device("cpu"))
@@ -269,8 +307,13 @@ def test_histograms_are_written_every_n_epochs_at_the_step_with_the_configured_b
         monitor.on_train_epoch_end(fake_trainer(step, epoch, loggers=[logger], data=data), module)
     logger.experiment.flush()
     events = EventAccumulator(str(tmp_path), size_guidance={"histograms": 0}).Reload()  # 0: keep every event
-    assert sorted(events.Tags()["histograms"]) == ["activations/layer1", "activations/layer2", "weights/layer1",
-                                                   "weights/layer2", "weights/output"]
+    assert sorted(events.Tags()["histograms"]) == [
+        "activations/layer1",
+        "activations/layer2",
+        "weights/layer1",
+        "weights/layer2",
+        "weights/output",
+    ]
     hist = events.Histograms("activations/layer1")
     assert [e.step for e in hist] == [10, 30] and data.sizes == [30]  # the probe is drawn once
     assert hist[0].histogram_value.num == 30 * 3 and len(hist[0].histogram_value.bucket) == 5
@@ -280,18 +323,26 @@ def test_the_monitors_defaults_are_the_diagnostics_configs():
     from omegaconf import OmegaConf
 
     from conftest import CONF
-    from experiments.diagnostics import DeadUnitMonitor, GradNormMonitor, HistogramMonitor
+    from experiments.lit.diagnostics import DeadUnitMonitor, GradNormMonitor, HistogramMonitor
+
     cfg = OmegaConf.load(f"{CONF}/diagnostics/default.yaml")
     dead, hist = DeadUnitMonitor(), HistogramMonitor()
-    assert (dead.probe_size, dead.saturation_threshold) == (cfg.dead_units.probe_size, cfg.dead_units.saturation_threshold)
-    assert (hist.every_n_epochs, hist.probe_size, hist.bins) == (cfg.histograms.every_n_epochs,
-                                                                 cfg.histograms.probe_size, cfg.histograms.bins)
+    assert (dead.probe_size, dead.saturation_threshold) == (
+        cfg.dead_units.probe_size,
+        cfg.dead_units.saturation_threshold,
+    )
+    assert (hist.every_n_epochs, hist.probe_size, hist.bins) == (
+        cfg.histograms.every_n_epochs,
+        cfg.histograms.probe_size,
+        cfg.histograms.bins,
+    )
     trainer_cfg = OmegaConf.load(f"{CONF}/trainer/default.yaml")
     assert GradNormMonitor().every_n_steps == trainer_cfg.log_every_n_steps and GradNormMonitor().latest == {}
 
 
 def test_totals_count_each_kind_over_every_hidden_unit_and_saturation_only_for_saturating_layers():
     from torch import nn
+
     net = MLP(1, 2, [2, 2], activation_factory({"_target_": "torch.nn.Tanh"}))
     net.hidden[1].activation = nn.ReLU()  # a tanh layer, then a ReLU layer
     with torch.no_grad():
@@ -301,9 +352,17 @@ def test_totals_count_each_kind_over_every_hidden_unit_and_saturation_only_for_s
         net.hidden[1].linear.weight.copy_(torch.tensor([[0.0, 0.0], [0.0, 1.0]]))
         net.hidden[1].linear.bias.copy_(torch.tensor([-1.0, 0.0]))
     stats = unit_stats(net, PROBE)
-    assert stats == pytest.approx({
-        "diag/dead_frac/layer1": 0.0, "diag/inactive_frac/layer1": 0.0, "diag/saturated_frac/layer1": 0.5,
-        "diag/dead_frac/layer2": 0.5, "diag/inactive_frac/layer2": 0.5,
-        "diag/dead_frac/total": 0.25, "diag/inactive_frac/total": 0.25, "diag/saturated_frac/total": 0.25})
+    assert stats == pytest.approx(
+        {
+            "diag/dead_frac/layer1": 0.0,
+            "diag/inactive_frac/layer1": 0.0,
+            "diag/saturated_frac/layer1": 0.5,
+            "diag/dead_frac/layer2": 0.5,
+            "diag/inactive_frac/layer2": 0.5,
+            "diag/dead_frac/total": 0.25,
+            "diag/inactive_frac/total": 0.25,
+            "diag/saturated_frac/total": 0.25,
+        }
+    )
     relu_only = unit_stats(hand_built("torch.nn.ReLU", BIASES, WEIGHTS), PROBE)
     assert not any("saturated" in key for key in relu_only)

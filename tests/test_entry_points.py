@@ -11,8 +11,11 @@ import pytest
 from conftest import FAST, ROOT, read_metrics, subprocess_env
 from experiments.run_dir import hydra_value
 
-SCRIPTS = {"mlp-train": "experiments.cli:train", "mlp-eval": "experiments.cli:evaluate",
-           "mlp-report": "experiments.reports:main"}
+SCRIPTS = {
+    "mlp-train": "experiments.run.cli:train",
+    "mlp-eval": "experiments.run.cli:evaluate",
+    "mlp-report": "experiments.reports.cli:main",
+}
 
 
 def test_the_console_scripts_are_declared_and_point_at_the_entry_functions():
@@ -25,13 +28,14 @@ def test_the_console_scripts_are_declared_and_point_at_the_entry_functions():
 
 def test_python_m_experiments_lists_commands_and_every_group_option(capsys):
     import runpy
+
     runpy.run_module("experiments", run_name="__main__")  # what python -m experiments runs
     out = capsys.readouterr().out
     for script in SCRIPTS:
         assert f"[{script}]" in out
     for group in (ROOT / "conf").iterdir():
         if group.is_dir():
-            line = next(l for l in out.splitlines() if l.strip().startswith(f"{group.name}="))
+            line = next(line for line in out.splitlines() if line.strip().startswith(f"{group.name}="))
             assert all(p.stem in line for p in group.glob("*.yaml")), group.name
 
 
@@ -40,8 +44,14 @@ def test_mlp_train_eval_and_report_run_as_the_scripts_do(tmp_path):
     bin_dir = Path(sys.executable).parent
     if not (bin_dir / "mlp-train").exists():
         pytest.skip("console scripts not installed here: pip install -e . installs them")
-    run = lambda *args: subprocess.run([str(bin_dir / args[0]), *args[1:]], cwd=tmp_path, env=subprocess_env(),
-                                       capture_output=True, text=True, timeout=300)
+    run = lambda *args: subprocess.run(
+        [str(bin_dir / args[0]), *args[1:]],
+        cwd=tmp_path,
+        env=subprocess_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     proc = run("mlp-train", "-m", "activation=relu,elu", *FAST, "diagnostics=none")
     assert proc.returncode == 0, proc.stderr[-2000:]
     (sweep,) = tmp_path.glob("outputs/multirun/*/*")
@@ -61,15 +71,18 @@ def imported_modules(stderr: str) -> set[str]:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("command, code, says, torch_allowed", [
-    (["train.py", "--help"], 0, "activation: ", False),
-    (["train.py", "-sc", "query=bash"], 0, "activation=", False),  # what each Tab press runs, completion installed
-    (["mlp-train", "--help"], 0, "activation: ", False),
-    (["-m", "experiments"], 0, "[mlp-train]", False),
-    (["train.py", "optimizer.lr=0", "hydra.run.dir=run"], 2, "optimizer.lr=0 is invalid", True),
-    (["eval.py", "ckpt_path=missing.ckpt", "hydra.run.dir=eval"], 2, "ckpt_path='missing.ckpt' is invalid", True),
-    (["scripts/born_dead.py", "--help"], 0, "--bias-init", True),
-])
+@pytest.mark.parametrize(
+    "command, code, says, torch_allowed",
+    [
+        (["train.py", "--help"], 0, "activation: ", False),
+        (["train.py", "-sc", "query=bash"], 0, "activation=", False),  # what each Tab press runs, completion installed
+        (["mlp-train", "--help"], 0, "activation: ", False),
+        (["-m", "experiments"], 0, "[mlp-train]", False),
+        (["train.py", "optimizer.lr=0", "hydra.run.dir=run"], 2, "optimizer.lr=0 is invalid", True),
+        (["eval.py", "ckpt_path=missing.ckpt", "hydra.run.dir=eval"], 2, "ckpt_path='missing.ckpt' is invalid", True),
+        (["scripts/born_dead.py", "--help"], 0, "--bias-init", True),
+    ],
+)
 def test_help_completion_and_refusals_answer_without_importing_lightning(tmp_path, command, code, says, torch_allowed):
     """Lightning's import (with torchmetrics, which loads torchvision's models, torch._dynamo and matplotlib)
     takes seconds: answers that need no training must not wait for it, and help and completion not for torch."""

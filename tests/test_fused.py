@@ -4,17 +4,20 @@ import pytest
 import torch
 from lightning.pytorch.utilities import grad_norm
 
-from experiments.classifier import Classifier
-from experiments.data import TensorBatches
-from experiments.fused import FusedClassifier, MembersData, StackedBatches
-from experiments.mnist import normalize
-from experiments.optimizers import build_optimizer
+from experiments.data.datamodule import TensorBatches
+from experiments.data.mnist import normalize
+from experiments.fused.stacked import FusedClassifier, MembersData, StackedBatches
+from experiments.lit.classifier import Classifier
+from experiments.nn.optimizers import build_optimizer
 
-MLP = {"_target_": "experiments.model.MLP", "hidden_sizes": [16, 12]}
+MLP = {"_target_": "experiments.nn.model.MLP", "hidden_sizes": [16, 12]}
 CE = {"_target_": "torch.nn.CrossEntropyLoss"}
-ACTS = {"relu": {"_target_": "torch.nn.ReLU"}, "tanh": {"_target_": "torch.nn.Tanh"},
-        "alrelu": {"_target_": "experiments.activations.ALReLU", "alpha": 0.01},
-        "prelu": {"_target_": "torch.nn.PReLU", "num_parameters": "per_unit", "init": 0.25}}
+ACTS = {
+    "relu": {"_target_": "torch.nn.ReLU"},
+    "tanh": {"_target_": "torch.nn.Tanh"},
+    "alrelu": {"_target_": "experiments.nn.activations.ALReLU", "alpha": 0.01},
+    "prelu": {"_target_": "torch.nn.PReLU", "num_parameters": "per_unit", "init": 0.25},
+}
 
 
 def adam(lr: float, **extra) -> dict:
@@ -23,8 +26,9 @@ def adam(lr: float, **extra) -> dict:
 
 def member(act: str, optimizer: dict, seed: int, **model) -> Classifier:
     torch.manual_seed(seed)
-    return Classifier(model={**MLP, **model}, activation=ACTS[act], loss=CE, optimizer=optimizer,
-                      input_size=20, num_classes=5)
+    return Classifier(
+        model={**MLP, **model}, activation=ACTS[act], loss=CE, optimizer=optimizer, input_size=20, num_classes=5
+    )
 
 
 def group(specs: list[tuple[str, dict, int]]) -> tuple[FusedClassifier, list[Classifier]]:
@@ -39,8 +43,14 @@ def group(specs: list[tuple[str, dict, int]]) -> tuple[FusedClassifier, list[Cla
     return FusedClassifier(members, ranges), alone
 
 
-SPECS = [("relu", adam(1e-2), 0), ("relu", adam(1e-2), 1), ("tanh", adam(1e-2), 2), ("prelu", adam(1e-3), 3),
-         ("alrelu", adam(1e-3), 4), ("relu", adam(3e-2, weight_decay=0.1), 5)]
+SPECS = [
+    ("relu", adam(1e-2), 0),
+    ("relu", adam(1e-2), 1),
+    ("tanh", adam(1e-2), 2),
+    ("prelu", adam(1e-3), 3),
+    ("alrelu", adam(1e-3), 4),
+    ("relu", adam(3e-2, weight_decay=0.1), 5),
+]
 
 
 def test_the_stacked_forward_is_each_members_own_forward():
@@ -53,16 +63,26 @@ def test_the_stacked_forward_is_each_members_own_forward():
         torch.testing.assert_close(out_own[k], module(own[k]), rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize("optimizer", [
-    [adam(1e-2), adam(1e-2), adam(1e-3, betas=(0.8, 0.9)), adam(3e-2, weight_decay=0.1)],
-    [{"_target_": "torch.optim.SGD", "_partial_": True, "lr": lr, "momentum": 0.9, "nesterov": nest}
-     for lr, nest in ((0.1, True), (0.1, True), (0.05, False), (0.2, True))],
-    [{"_target_": "experiments.optimizers.LectureMomentum", "_partial_": True, "lr": lr, "momentum": 0.9}
-     for lr in (0.1, 0.05, 0.05, 0.02)],
-    [{"_target_": "torch.optim.RMSprop", "_partial_": True, "lr": lr} for lr in (1e-3, 1e-3, 1e-2, 3e-3)],
-], ids=["adam", "nesterov", "lecture_momentum", "rmsprop"])
+@pytest.mark.parametrize(
+    "optimizer",
+    [
+        [adam(1e-2), adam(1e-2), adam(1e-3, betas=(0.8, 0.9)), adam(3e-2, weight_decay=0.1)],
+        [
+            {"_target_": "torch.optim.SGD", "_partial_": True, "lr": lr, "momentum": 0.9, "nesterov": nest}
+            for lr, nest in ((0.1, True), (0.1, True), (0.05, False), (0.2, True))
+        ],
+        [
+            {"_target_": "experiments.nn.optimizers.LectureMomentum", "_partial_": True, "lr": lr, "momentum": 0.9}
+            for lr in (0.1, 0.05, 0.05, 0.02)
+        ],
+        [{"_target_": "torch.optim.RMSprop", "_partial_": True, "lr": lr} for lr in (1e-3, 1e-3, 1e-2, 3e-3)],
+    ],
+    ids=["adam", "nesterov", "lecture_momentum", "rmsprop"],
+)
 def test_each_members_updates_are_those_of_its_own_optimizer(optimizer):
-    specs = [(act, opt, seed) for (act, seed), opt in zip([("relu", 0), ("prelu", 1), ("tanh", 2), ("relu", 3)], optimizer)]
+    specs = [
+        (act, opt, seed) for (act, seed), opt in zip([("relu", 0), ("prelu", 1), ("tanh", 2), ("relu", 3)], optimizer)
+    ]
     fused, alone = group(specs)
     fused_opt = fused.configure_optimizers()
     own_opts = [build_optimizer(m.hparams.optimizer, m.parameters()) for m in alone]
@@ -115,8 +135,11 @@ def test_gradient_norms_are_lightnings_for_each_members_own_net():
     for k, module in enumerate(alone):
         module.loss_fn(module(x[k]), y[k]).backward()
         norms = grad_norm(module.net, norm_type=2)
-        expect = [norms["grad_2.0_norm/hidden.0.linear.weight"], norms["grad_2.0_norm/hidden.1.linear.weight"],
-                  norms["grad_2.0_norm/output.weight"]]
+        expect = [
+            norms["grad_2.0_norm/hidden.0.linear.weight"],
+            norms["grad_2.0_norm/hidden.1.linear.weight"],
+            norms["grad_2.0_norm/output.weight"],
+        ]
         torch.testing.assert_close(layers[k], torch.stack(expect), rtol=1e-3, atol=1e-6)
         torch.testing.assert_close(totals[k], norms["grad_2.0_norm_total"], rtol=1e-3, atol=1e-6)
 
@@ -159,14 +182,14 @@ def test_members_data_normalises_the_training_images_once_as_the_loaders_do():
     data.prepare_data()
     xb, yb = next(iter(data.train_dataloader()))
     assert xb.shape == (2, 100, 784) and yb.shape == (2, 100)
-    assert 0.0 <= float(xb.min()) and float(xb.max()) <= 1.0
+    assert float(xb.min()) >= 0.0 and float(xb.max()) <= 1.0
     own = first_batch_of_own_run(data, seed=2)
     assert torch.equal(xb[1], own[0]) and torch.equal(yb[1], own[1])
 
 
 def first_batch_of_own_run(data: MembersData, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     """The first batch that a separate run with this ``shuffle_seed`` would train on."""
-    from experiments.data import MNISTDataModule
+    from experiments.data.datamodule import MNISTDataModule
 
     own = MNISTDataModule(limit_train=300, batch_size=100, normalize="unit", shuffle_seed=seed)
     own.prepare_data()

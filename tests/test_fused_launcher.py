@@ -11,18 +11,27 @@ import yaml
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from conftest import FAST, ROOT, read_metrics, run_script, subprocess_env
-from experiments.classifier import read_checkpoint
+from experiments.run.checkpoints import read_checkpoint
 
 pytestmark = pytest.mark.slow
 
 # 8 configurations: two activations x two learning rates x two seeds; 16 steps per epoch, 2 epochs
-SWEEP = ["activation=relu,tanh", "optimizer.lr=0.003,0.01", "seed=0,1", "data.limit_train=4096",
-         "trainer.max_epochs=2", "trainer.log_every_n_steps=4", "deterministic=true", "callbacks.progress_bar=null"]
+SWEEP = [
+    "activation=relu,tanh",
+    "optimizer.lr=0.003,0.01",
+    "seed=0,1",
+    "data.limit_train=4096",
+    "trainer.max_epochs=2",
+    "trainer.log_every_n_steps=4",
+    "deterministic=true",
+    "callbacks.progress_bar=null",
+]
 
 
 def jobs_in(sweep_dir) -> list:
-    return sorted((p for p in sweep_dir.iterdir() if p.is_dir() and p.name[0].isdigit()),
-                  key=lambda p: int(p.name.split("_")[0]))
+    return sorted(
+        (p for p in sweep_dir.iterdir() if p.is_dir() and p.name[0].isdigit()), key=lambda p: int(p.name.split("_")[0])
+    )
 
 
 def test_fused_members_agree_with_separate_runs_and_keep_their_outputs(tmp_path):
@@ -54,7 +63,9 @@ def test_fused_members_agree_with_separate_runs_and_keep_their_outputs(tmp_path)
         assert names == sorted(p.name for p in (basic_job / "checkpoints").iterdir())
         assert f["best_ckpt"].startswith(str(fused_job)) and f["best_ckpt"].endswith(names[0])
         events = EventAccumulator(str(fused_job / "tensorboard")).Reload()
-        assert len(events.Scalars("val/acc")) == 2 and events.Scalars("test/acc")[-1].value == pytest.approx(f["test/acc"])
+        assert len(events.Scalars("val/acc")) == 2 and events.Scalars("test/acc")[-1].value == pytest.approx(
+            f["test/acc"]
+        )
         assert len(events.Scalars("diag/dead_frac/layer1")) == 2 and events.Scalars("grad_norm/layer1")
         assert "optimizer.lr" in yaml.safe_load((fused_job / "tensorboard" / "hparams.yaml").read_text())
     # the best checkpoint of a member is an ordinary checkpoint of this project (eval.py's loading of it:
@@ -66,10 +77,21 @@ def test_fused_members_agree_with_separate_runs_and_keep_their_outputs(tmp_path)
 
 def test_a_diverging_and_an_invalid_member_leave_the_others_training(tmp_path):
     sweep_dir = tmp_path / "sweep"
-    proc = run_script(["-m", "hydra/launcher=fused", "optimizer=sgd", "optimizer.lr=0.05,1e4,-1",
-                       "model.batch_norm=false,true", "data.limit_train=2048", "trainer.max_epochs=2",
-                       "trainer.log_every_n_steps=2", "callbacks.progress_bar=null", f"hydra.sweep.dir={sweep_dir}"],
-                      tmp_path)
+    proc = run_script(
+        [
+            "-m",
+            "hydra/launcher=fused",
+            "optimizer=sgd",
+            "optimizer.lr=0.05,1e4,-1",
+            "model.batch_norm=false,true",
+            "data.limit_train=2048",
+            "trainer.max_epochs=2",
+            "trainer.log_every_n_steps=2",
+            "callbacks.progress_bar=null",
+            f"hydra.sweep.dir={sweep_dir}",
+        ],
+        tmp_path,
+    )
     assert proc.returncode == 1, proc.stderr[-3000:]
     assert "Error: 4 of 6 jobs did not complete (2 diverged, 2 failed)" in proc.stderr
     jobs = {job.name.split("_")[0]: read_metrics(job) for job in jobs_in(sweep_dir)}
@@ -87,10 +109,27 @@ def test_a_diverging_and_an_invalid_member_leave_the_others_training(tmp_path):
 
 def test_ctrl_c_leaves_every_member_with_a_record_and_a_checkpoint(tmp_path):
     sweep_dir = tmp_path / "sweep"
-    cmd = [sys.executable, str(ROOT / "train.py"), "-m", "hydra/launcher=fused", "seed=0,1,2", "trainer.max_epochs=1000",
-           "data.limit_train=8192", "callbacks.progress_bar=null", "diagnostics=none", f"hydra.sweep.dir={sweep_dir}"]
-    proc = subprocess.Popen(cmd, cwd=tmp_path, env=subprocess_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    cmd = [
+        sys.executable,
+        str(ROOT / "train.py"),
+        "-m",
+        "hydra/launcher=fused",
+        "seed=0,1,2",
+        "trainer.max_epochs=1000",
+        "data.limit_train=8192",
+        "callbacks.progress_bar=null",
+        "diagnostics=none",
+        f"hydra.sweep.dir={sweep_dir}",
+    ]
+    proc = subprocess.Popen(
+        cmd,
+        cwd=tmp_path,
+        env=subprocess_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     deadline = time.time() + 120
     while time.time() < deadline:  # until every member is training, and has saved one epoch
         records = [p for p in sweep_dir.glob("*/metrics.json")]
@@ -110,13 +149,25 @@ def test_ctrl_c_leaves_every_member_with_a_record_and_a_checkpoint(tmp_path):
 
 
 def test_optuna_hands_its_trials_to_the_fused_launcher(tmp_path):
-    proc = run_script(["hparams_search=lr_width", "hydra/launcher=fused", "hydra.sweeper.n_trials=4",
-                       "hydra.sweeper.n_jobs=2", "search.width=32", "search.depth=1",  # the search over lr alone:
-                       "hydra.sweeper.params={optimizer.lr:'tag(log, interval(0.0003, 0.03))'}",
-                       *FAST, "diagnostics=none"], tmp_path)
+    proc = run_script(
+        [
+            "hparams_search=lr_width",
+            "hydra/launcher=fused",
+            "hydra.sweeper.n_trials=4",
+            "hydra.sweeper.n_jobs=2",
+            "search.width=32",
+            "search.depth=1",  # the search over lr alone:
+            "hydra.sweeper.params={optimizer.lr:'tag(log, interval(0.0003, 0.03))'}",
+            *FAST,
+            "diagnostics=none",
+        ],
+        tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     # two batches of two trials, each trained at once, and the report says so
-    assert "fused-0: training jobs #0, #1 as one" in proc.stdout and "fused-2: training jobs #2, #3 as one" in proc.stdout
+    assert (
+        "fused-0: training jobs #0, #1 as one" in proc.stdout and "fused-2: training jobs #2, #3 as one" in proc.stdout
+    )
     (summary,) = tmp_path.glob("outputs/multirun/*/*/summary.md")
     assert "group's): jobs 0-1; jobs 2-3." in summary.read_text()
     jobs = sorted(tmp_path.glob("outputs/multirun/*/*/[0-9]*_*"), key=lambda p: int(p.name.split("_")[0]))

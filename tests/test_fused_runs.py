@@ -1,18 +1,18 @@
 """Which jobs fuse, how groups are split, and what a fused member records."""
 
 import json
-from functools import lru_cache
+from functools import cache
 
 import pytest
 import yaml
 from omegaconf import OmegaConf
 
 from conftest import compose_config
-from experiments.fused_runs import fusion_key, fusion_problem, member_bytes, split_group
-from experiments.training import plain
+from experiments.fused.grouping import fusion_key, fusion_problem, member_bytes, split_group
+from experiments.run.recipe import plain
 
 
-@lru_cache(maxsize=None)
+@cache
 def _composed(groups: tuple[str, ...]) -> str:
     return json.dumps(plain(compose_config(list(groups))))
 
@@ -38,41 +38,69 @@ def test_the_default_job_fuses():
     assert fusion_problem(task(["experiment=dying_relu"])) is None
 
 
-@pytest.mark.parametrize("override, reason", [
-    ("model.dropout=0.1", "model.dropout"),
-    ("model.batch_norm=true", "batch_norm"),
-    ("activation=rrelu", "rrelu"),
-    ("optimizer._target_=torch.optim.LBFGS", "LBFGS"),
-    ("trainer.gradient_clip_val=1.0", "gradient_clip_val"),
-    ("trainer=ddp", "more than one device"),
-    ("trainer.devices=2", "more than one device"),
-    ("+trainer.accumulate_grad_batches=2", "accumulate_grad_batches"),
-    ("callbacks=early_stopping", "callbacks.early_stopping"),
-    ("callbacks=step_checkpoint", "callbacks.step_checkpoint"),
-    ("callbacks.model_checkpoint.save_top_k=3", "callbacks.model_checkpoint"),
-    ("callbacks.model_checkpoint.monitor=train/loss", "callbacks.model_checkpoint"),
-    ("callbacks.last_checkpoint.every_n_epochs=2", "callbacks.last_checkpoint"),
-    ("+diagnostics.collapse._target_=experiments.diagnostics.LinearCollapseCheck", "diagnostics.collapse"),
-    ("ckpt_path=/some/last.ckpt", "ckpt_path"),
-    ("compile=true", "compile"),
-    ("activation=leaky_relu +activation.inplace=true", "activation.inplace"),
-])
+@pytest.mark.parametrize(
+    "override, reason",
+    [
+        ("model.dropout=0.1", "model.dropout"),
+        ("model.batch_norm=true", "batch_norm"),
+        ("activation=rrelu", "rrelu"),
+        ("optimizer._target_=torch.optim.LBFGS", "LBFGS"),
+        ("trainer.gradient_clip_val=1.0", "gradient_clip_val"),
+        ("trainer=ddp", "more than one device"),
+        ("trainer.devices=2", "more than one device"),
+        ("+trainer.accumulate_grad_batches=2", "accumulate_grad_batches"),
+        ("callbacks=early_stopping", "callbacks.early_stopping"),
+        ("callbacks=step_checkpoint", "callbacks.step_checkpoint"),
+        ("callbacks.model_checkpoint.save_top_k=3", "callbacks.model_checkpoint"),
+        ("callbacks.model_checkpoint.monitor=train/loss", "callbacks.model_checkpoint"),
+        ("callbacks.last_checkpoint.every_n_epochs=2", "callbacks.last_checkpoint"),
+        ("+diagnostics.collapse._target_=experiments.lit.diagnostics.LinearCollapseCheck", "diagnostics.collapse"),
+        ("ckpt_path=/some/last.ckpt", "ckpt_path"),
+        ("compile=true", "compile"),
+        ("activation=leaky_relu +activation.inplace=true", "activation.inplace"),
+    ],
+)
 def test_what_cannot_fuse_says_why(override, reason):
     problem = fusion_problem(task(override.split()))
     assert problem is not None and reason in problem
 
 
-@pytest.mark.parametrize("override", ["seed=3", "activation=tanh", "activation=prelu", "model.init=kaiming_normal",
-                                      "model.bias_init=0", "optimizer.lr=0.1", "optimizer.betas=[0.8,0.9]",
-                                      "optimizer.weight_decay=0.01", "logger=csv", "data.shuffle_seed=5"])
+@pytest.mark.parametrize(
+    "override",
+    [
+        "seed=3",
+        "activation=tanh",
+        "activation=prelu",
+        "model.init=kaiming_normal",
+        "model.bias_init=0",
+        "optimizer.lr=0.1",
+        "optimizer.betas=[0.8,0.9]",
+        "optimizer.weight_decay=0.01",
+        "logger=csv",
+        "data.shuffle_seed=5",
+    ],
+)
 def test_members_may_differ_in_seed_activation_init_and_optimizer_settings(override):
     assert fusion_key(task([override])) == fusion_key(task([]))
 
 
-@pytest.mark.parametrize("override", ["model.hidden_sizes=[32,32]", "data.batch_size=64", "optimizer=sgd",
-                                      "trainer.max_epochs=3", "loss=mse", "data.normalize=unit", "scheduler=step",
-                                      "deterministic=true", "diagnostics=none", "data.val_size=1000",
-                                      "model.output_activation=log_softmax", "data.split_seed=1"])
+@pytest.mark.parametrize(
+    "override",
+    [
+        "model.hidden_sizes=[32,32]",
+        "data.batch_size=64",
+        "optimizer=sgd",
+        "trainer.max_epochs=3",
+        "loss=mse",
+        "data.normalize=unit",
+        "scheduler=step",
+        "deterministic=true",
+        "diagnostics=none",
+        "data.val_size=1000",
+        "model.output_activation=log_softmax",
+        "data.split_seed=1",
+    ],
+)
 def test_what_shapes_the_loop_keeps_jobs_apart(override):
     assert fusion_key(task([override])) != fusion_key(task([]))
 
@@ -98,14 +126,21 @@ def members_of(tmp_path, overrides: list[str], sweep: list[list[str]]) -> list:
     """Fused members as the launcher prepares them: each config resolved in its own job directory."""
     from omegaconf import OmegaConf
 
-    from experiments.fused_runs import Member
+    from experiments.fused.members import Member
 
     members = []
     for job, extra in enumerate(sweep):
         run_dir = tmp_path / f"{job}_job"
         cfg = compose_config([*overrides, *extra], output_dir=str(run_dir))
-        members.append(Member(job=job, cfg=OmegaConf.create(OmegaConf.to_container(cfg, resolve=True)),
-                              run_dir=run_dir, choices={}, overrides=extra))
+        members.append(
+            Member(
+                job=job,
+                cfg=OmegaConf.create(OmegaConf.to_container(cfg, resolve=True)),
+                run_dir=run_dir,
+                choices={},
+                overrides=extra,
+            )
+        )
         run_dir.mkdir()
     return members
 
@@ -114,14 +149,23 @@ def members_of(tmp_path, overrides: list[str], sweep: list[list[str]]) -> list:
 def test_each_member_is_tested_on_its_best_checkpoint_not_its_last(tmp_path):
     import torch
 
-    from experiments.classifier import load_classifier
-    from experiments.fused_runs import train_members
-    from experiments.mnist import load_mnist, normalize
+    from experiments.data.mnist import load_mnist, normalize
+    from experiments.fused.members import train_members
+    from experiments.run.checkpoints import load_classifier
 
     # "best" by the lowest val/acc: the first epoch's weights, while training improves the later ones
-    members = members_of(tmp_path, ["data.limit_train=2048", "trainer.max_epochs=3", "callbacks.progress_bar=null",
-                                    "callbacks.model_checkpoint.mode=min", "diagnostics=none", "logger=none"],
-                         [["seed=0"], ["seed=1", "activation=tanh"]])
+    members = members_of(
+        tmp_path,
+        [
+            "data.limit_train=2048",
+            "trainer.max_epochs=3",
+            "callbacks.progress_bar=null",
+            "callbacks.model_checkpoint.mode=min",
+            "diagnostics=none",
+            "logger=none",
+        ],
+        [["seed=0"], ["seed=1", "activation=tanh"]],
+    )
     results = train_members(members, "test-group")
     test = load_mnist(raw=True)
     for member in members:
@@ -138,9 +182,14 @@ def test_each_member_is_tested_on_its_best_checkpoint_not_its_last(tmp_path):
         assert json.loads((member.run_dir / "metrics.json").read_text()) == json.loads(json.dumps(record))
 
 
-@pytest.mark.parametrize("kwargs, words", [({"max_members": 0}, "hydra.launcher.max_members=0 is invalid"),
-                                           ({"memory_fraction": 1.5}, "hydra.launcher.memory_fraction=1.5 is invalid"),
-                                           ({"memory_fraction": 0}, "hydra.launcher.memory_fraction=0 is invalid")])
+@pytest.mark.parametrize(
+    "kwargs, words",
+    [
+        ({"max_members": 0}, "hydra.launcher.max_members=0 is invalid"),
+        ({"memory_fraction": 1.5}, "hydra.launcher.memory_fraction=1.5 is invalid"),
+        ({"memory_fraction": 0}, "hydra.launcher.memory_fraction=0 is invalid"),
+    ],
+)
 def test_the_launchers_own_settings_are_checked_with_their_key(kwargs, words):
     from hydra_plugins.fused_launcher.fused_launcher import FusedLauncher
 

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 import torch
+from test_config_checks import BAD, problems_of
 
 from conftest import FAST, ROOT
-from experiments.cli import register_resolvers
-from test_config_checks import BAD, problems_of
+from experiments.run.cli import register_resolvers
 
 pytestmark = pytest.mark.slow
 SCRIPTS = {}
@@ -51,8 +51,9 @@ def one_line(code: int, lines: list[str], expected_code: int, *words: str) -> No
 
 def only_the_records(run_dir: Path, script: str = "train") -> None:
     """A refused run leaves its Hydra config, its log and its record: nothing else (no checkpoints, events)."""
-    assert sorted(p.name for p in run_dir.iterdir()) == sorted([".hydra", f"{script}.log"] + (
-        ["metrics.json"] if script == "train" else []))
+    assert sorted(p.name for p in run_dir.iterdir()) == sorted(
+        [".hydra", f"{script}.log"] + (["metrics.json"] if script == "train" else [])
+    )
 
 
 # ---------------------------------------------------------------- 1. every wrong value, through train.py
@@ -77,15 +78,25 @@ def test_a_wrong_value(override, words, monkeypatch, capsys, tmp_path):
 def good_checkpoint(tmp_path_factory) -> Path:
     from lightning import Trainer
 
-    from experiments.classifier import Classifier
-    from experiments.data import MNISTDataModule
+    from experiments.data.datamodule import MNISTDataModule
+    from experiments.lit.classifier import Classifier
 
     torch.manual_seed(0)
-    module = Classifier(model={"_target_": "experiments.model.MLP", "hidden_sizes": [32]},
-                        activation={"_target_": "torch.nn.ReLU"}, loss={"_target_": "torch.nn.CrossEntropyLoss"},
-                        optimizer={"_target_": "torch.optim.Adam", "_partial_": True, "lr": 0.003})
-    trainer = Trainer(accelerator="cpu", max_steps=2, logger=False, enable_checkpointing=False,
-                      enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0)
+    module = Classifier(
+        model={"_target_": "experiments.nn.model.MLP", "hidden_sizes": [32]},
+        activation={"_target_": "torch.nn.ReLU"},
+        loss={"_target_": "torch.nn.CrossEntropyLoss"},
+        optimizer={"_target_": "torch.optim.Adam", "_partial_": True, "lr": 0.003},
+    )
+    trainer = Trainer(
+        accelerator="cpu",
+        max_steps=2,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=0,
+    )
     trainer.fit(module, datamodule=MNISTDataModule(limit_train=512))
     path = tmp_path_factory.mktemp("ckpt") / "good.ckpt"
     trainer.save_checkpoint(path)
@@ -107,8 +118,10 @@ PAYLOADS = {  # a group of the checkpoint's hyperparameters -> what it would cal
     "os.symlink": ("model", {"_target_": "os.symlink", "_args_": ["/etc/hostname", "{m}"]}),
     "subprocess.run": ("optimizer", {"_target_": "subprocess.run", "_args_": [["touch", "{m}"]]}),
     "os.system": ("loss", {"_target_": "os.system", "_args_": ["touch {m}"]}),
-    "nested": ("loss", {"_target_": "torch.nn.CrossEntropyLoss", "weight": {"_target_": "builtins.open",
-                                                                             "_args_": ["{m}", "w"]}}),
+    "nested": (
+        "loss",
+        {"_target_": "torch.nn.CrossEntropyLoss", "weight": {"_target_": "builtins.open", "_args_": ["{m}", "w"]}},
+    ),
 }
 
 
@@ -137,11 +150,15 @@ NOT_CHECKPOINTS = {
     "empty file": (lambda tmp: (tmp / "x.ckpt").write_bytes(b"") or tmp / "x.ckpt", "not a checkpoint"),
     "text file": (lambda tmp: (tmp / "x.ckpt").write_text("hello\n") and tmp / "x.ckpt", "not a checkpoint"),
     "bare tensor": (lambda tmp: torch.save(torch.ones(3), tmp / "x.ckpt") or tmp / "x.ckpt", "Tensor without"),
-    "dict without hyperparameters": (lambda tmp: torch.save({"state_dict": {}}, tmp / "x.ckpt") or tmp / "x.ckpt",
-                                     "without hyper_parameters"),
+    "dict without hyperparameters": (
+        lambda tmp: torch.save({"state_dict": {}}, tmp / "x.ckpt") or tmp / "x.ckpt",
+        "without hyper_parameters",
+    ),
     "list": (lambda tmp: torch.save([1, 2], tmp / "x.ckpt") or tmp / "x.ckpt", "list without"),
-    "random bytes (no pickle at all)": (lambda tmp: (tmp / "x.ckpt").write_bytes(bytes(range(256))) and tmp / "x.ckpt",
-                                        "not a checkpoint, or a truncated one (UnpicklingError"),
+    "random bytes (no pickle at all)": (
+        lambda tmp: (tmp / "x.ckpt").write_bytes(bytes(range(256))) and tmp / "x.ckpt",
+        "not a checkpoint, or a truncated one (UnpicklingError",
+    ),
     "a directory": (lambda tmp: (tmp / "d.ckpt").mkdir() or tmp / "d.ckpt", "ckpt_path"),
 }
 
@@ -177,30 +194,49 @@ def test_weights_of_another_shape_than_the_hyperparameters_say(good_checkpoint, 
     one_line(code, lines, 2, str(path), "weights do not fit", "net.output.weight")
 
 
-@pytest.mark.parametrize("override, words", [
-    ([], "model.hidden_sizes: [32] in the checkpoint, [64, 64, 64] in this run"),
-    (["model.hidden_sizes=[32]", "activation=prelu", "activation.num_parameters=per_unit"],
-     "activation._target_: 'torch.nn.ReLU' in the checkpoint, 'torch.nn.PReLU' in this run"),
-    (["model.hidden_sizes=[32]", "optimizer=sgd"], "optimizer: torch.optim.Adam in the checkpoint, torch.optim.SGD"),
-    (["model.hidden_sizes=[32]", "data.normalize=unit"], "data.normalize: 'standardize' in the checkpoint, 'unit' in this run"),
-])
+@pytest.mark.parametrize(
+    "override, words",
+    [
+        ([], "model.hidden_sizes: [32] in the checkpoint, [64, 64, 64] in this run"),
+        (
+            ["model.hidden_sizes=[32]", "activation=prelu", "activation.num_parameters=per_unit"],
+            "activation._target_: 'torch.nn.ReLU' in the checkpoint, 'torch.nn.PReLU' in this run",
+        ),
+        (
+            ["model.hidden_sizes=[32]", "optimizer=sgd"],
+            "optimizer: torch.optim.Adam in the checkpoint, torch.optim.SGD",
+        ),
+        (
+            ["model.hidden_sizes=[32]", "data.normalize=unit"],
+            "data.normalize: 'standardize' in the checkpoint, 'unit' in this run",
+        ),
+    ],
+)
 def test_resuming_from_another_architecture(override, words, good_checkpoint, monkeypatch, capsys, tmp_path):
-    code, lines = run("train.py", [*FAST, f"ckpt_path={good_checkpoint}", *override], monkeypatch, capsys,
-                      tmp_path / "run")
+    code, lines = run(
+        "train.py", [*FAST, f"ckpt_path={good_checkpoint}", *override], monkeypatch, capsys, tmp_path / "run"
+    )
     one_line(code, lines, 2, f"ckpt_path={good_checkpoint} was made for another network", words)
     assert json.loads((tmp_path / "run" / "metrics.json").read_text())["status"] == "failed"
     only_the_records(tmp_path / "run")
 
 
-@pytest.mark.parametrize("accelerator, words", [
-    ("abc", "accelerator='abc' is invalid: must be one of auto, cpu, gpu, cuda, mps, tpu"),
-    ("tpu", "accelerator='tpu' is not available: torch_xla is not installed"),
-    *([("gpu", "accelerator='gpu' is not available: PyTorch sees no CUDA GPU here")]
-      if not torch.cuda.is_available() else []),
-])
+@pytest.mark.parametrize(
+    "accelerator, words",
+    [
+        ("abc", "accelerator='abc' is invalid: must be one of auto, cpu, gpu, cuda, mps, tpu"),
+        ("tpu", "accelerator='tpu' is not available: torch_xla is not installed"),
+        *(
+            [("gpu", "accelerator='gpu' is not available: PyTorch sees no CUDA GPU here")]
+            if not torch.cuda.is_available()
+            else []
+        ),
+    ],
+)
 def test_eval_on_an_accelerator_this_machine_lacks(accelerator, words, good_checkpoint, monkeypatch, capsys, tmp_path):
-    code, lines = run("eval.py", [f"ckpt_path={good_checkpoint}", f"accelerator={accelerator}"], monkeypatch, capsys,
-                      tmp_path / "run")
+    code, lines = run(
+        "eval.py", [f"ckpt_path={good_checkpoint}", f"accelerator={accelerator}"], monkeypatch, capsys, tmp_path / "run"
+    )
     one_line(code, lines, 2, words)
     only_the_records(tmp_path / "run", "eval")
 
@@ -214,7 +250,7 @@ def test_eval_without_a_checkpoint(monkeypatch, capsys, tmp_path):
 
 
 def flip(data: bytes, at: int) -> bytes:
-    return data[:at] + bytes([data[at] ^ 0xFF]) + data[at + 1:]
+    return data[:at] + bytes([data[at] ^ 0xFF]) + data[at + 1 :]
 
 
 def unpacked(name: str) -> bytes:
@@ -227,12 +263,16 @@ DAMAGE = {  # file as it lies in data.root -> its damaged bytes
     "gzip magic": ("t10k-labels-idx1-ubyte.gz", lambda b: b"\x00\x00" + b[2:]),
     "truncated gzip": ("t10k-images-idx3-ubyte.gz", lambda b: b[: len(b) // 3]),
     "empty gzip": ("t10k-labels-idx1-ubyte.gz", lambda b: b""),
-    "unpacked, wrong magic": ("t10k-labels-idx1-ubyte", lambda b: unpacked("t10k-labels-idx1-ubyte")[:2] + b"\x09"
-                              + unpacked("t10k-labels-idx1-ubyte")[3:]),
+    "unpacked, wrong magic": (
+        "t10k-labels-idx1-ubyte",
+        lambda b: unpacked("t10k-labels-idx1-ubyte")[:2] + b"\x09" + unpacked("t10k-labels-idx1-ubyte")[3:],
+    ),
     "unpacked, wrong count": ("t10k-labels-idx1-ubyte", lambda b: flip(unpacked("t10k-labels-idx1-ubyte"), 7)),
     "unpacked, truncated": ("t10k-labels-idx1-ubyte", lambda b: unpacked("t10k-labels-idx1-ubyte")[:-10]),
-    "unpacked, one label changed (only the MD5 sees it)": ("train-labels-idx1-ubyte",
-                                                           lambda b: flip(unpacked("train-labels-idx1-ubyte"), 100)),
+    "unpacked, one label changed (only the MD5 sees it)": (
+        "train-labels-idx1-ubyte",
+        lambda b: flip(unpacked("train-labels-idx1-ubyte"), 100),
+    ),
 }
 
 
@@ -246,8 +286,9 @@ def test_a_damaged_data_file(name, monkeypatch, capsys, tmp_path):
             shutil.copyfile(f, root / f.name)
     original = (ROOT / "data" / "mnist" / f"{target.removesuffix('.gz')}.gz").read_bytes()
     (root / target).write_bytes(damage(original))
-    code, lines = run("train.py", [*FAST, f"data.root={root}", "data.download=false"], monkeypatch, capsys,
-                      tmp_path / "run")
+    code, lines = run(
+        "train.py", [*FAST, f"data.root={root}", "data.download=false"], monkeypatch, capsys, tmp_path / "run"
+    )
     one_line(code, lines, 2, f"{root / target}: checksum failed", "restore it")
     assert json.loads((tmp_path / "run" / "metrics.json").read_text())["status"] == "failed"
     only_the_records(tmp_path / "run")
@@ -258,7 +299,8 @@ def test_a_missing_data_file_without_download(monkeypatch, capsys, tmp_path):
     root.mkdir()
     for f in (ROOT / "data" / "mnist").glob("t10k*.gz"):
         shutil.copyfile(f, root / f.name)
-    code, lines = run("train.py", [*FAST, f"data.root={root}", "data.download=false"], monkeypatch, capsys,
-                      tmp_path / "run")
+    code, lines = run(
+        "train.py", [*FAST, f"data.root={root}", "data.download=false"], monkeypatch, capsys, tmp_path / "run"
+    )
     one_line(code, lines, 2, f"data.root={root} lacks train-images-idx3-ubyte")
     assert sorted(os.listdir(root)) == ["t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"]

@@ -26,7 +26,9 @@ def finished_run(tmp_path_factory) -> Path:
 
 def refused(proc, words: str) -> None:
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
-    assert proc.returncode == 2 and len(lines) == 1 and lines[0].startswith("Error: ") and words in lines[0], proc.stderr
+    assert proc.returncode == 2 and len(lines) == 1 and lines[0].startswith("Error: ") and words in lines[0], (
+        proc.stderr
+    )
 
 
 def test_a_rerun_never_overwrites_an_earlier_run(tmp_path, finished_run):
@@ -60,16 +62,20 @@ def test_a_directory_holding_only_a_checkpoint_is_not_a_fresh_run_directory(tmp_
 
 def test_resuming_a_completed_run_in_place_is_refused(tmp_path, finished_run):
     before = snapshot(finished_run)
-    proc = run_script([*FAST, f"ckpt_path={finished_run / 'checkpoints' / 'last.ckpt'}",
-                       f"hydra.run.dir={finished_run}"], tmp_path)
+    proc = run_script(
+        [*FAST, f"ckpt_path={finished_run / 'checkpoints' / 'last.ckpt'}", f"hydra.run.dir={finished_run}"], tmp_path
+    )
     refused(proc, "holds a completed run")
     assert snapshot(finished_run) == before
 
 
 def test_eval_never_writes_into_a_training_run(tmp_path, finished_run):
     before = snapshot(finished_run)
-    proc = run_script([f"ckpt_path={finished_run / 'checkpoints' / 'last.ckpt'}", f"hydra.run.dir={finished_run}"],
-                      tmp_path, script="eval.py")
+    proc = run_script(
+        [f"ckpt_path={finished_run / 'checkpoints' / 'last.ckpt'}", f"hydra.run.dir={finished_run}"],
+        tmp_path,
+        script="eval.py",
+    )
     refused(proc, "already holds a run")
     assert snapshot(finished_run) == before
 
@@ -104,8 +110,11 @@ def test_a_checkpoint_with_a_pickled_payload_is_refused_not_executed(tmp_path, s
     evil = tmp_path / "evil.ckpt"
     with open(evil, "wb") as f:
         pickle.dump({"state_dict": {}, "hook": Payload()}, f)
-    proc = run_script([f"ckpt_path={evil}", *FAST], tmp_path, script=script) if script == "train.py" else \
-        run_script([f"ckpt_path={evil}"], tmp_path, script=script)
+    proc = (
+        run_script([f"ckpt_path={evil}", *FAST], tmp_path, script=script)
+        if script == "train.py"
+        else run_script([f"ckpt_path={evil}"], tmp_path, script=script)
+    )
     refused(proc, f"{evil}: refusing to load")
     assert not Path(MARKER).exists()
     if script == "train.py":
@@ -126,10 +135,13 @@ def test_a_log_file_linked_outside_the_run_directory_is_never_written(tmp_path, 
     assert outside.read_text() == "keep" and sorted(p.name for p in run_dir.iterdir()) == [f"{script[:-3]}.log"]
 
 
-@pytest.mark.parametrize("args, words", [
-    (["hydra/launcher=joblib", "hydra.launcher.n_jobs=0"], "hydra.launcher.n_jobs=0 is invalid"),
-    (["hparams_search=lr_width", "hydra.sweeper.n_trials=0"], "hydra.sweeper.n_trials=0 is invalid"),
-])
+@pytest.mark.parametrize(
+    "args, words",
+    [
+        (["hydra/launcher=joblib", "hydra.launcher.n_jobs=0"], "hydra.launcher.n_jobs=0 is invalid"),
+        (["hparams_search=lr_width", "hydra.sweeper.n_trials=0"], "hydra.sweeper.n_trials=0 is invalid"),
+    ],
+)
 def test_a_sweep_setting_that_would_fail_mid_sweep_is_refused_before_any_directory(tmp_path, args, words):
     # joblib's own error for n_jobs=0, and Optuna's for no trials, are tracebacks after the sweep started
     proc = run_script(["-m", "seed=0,1", *FAST, *args, f"hydra.sweep.dir={tmp_path / 'sweep'}"], tmp_path)

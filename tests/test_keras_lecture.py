@@ -14,24 +14,41 @@ from conftest import ROOT, read_metrics, subprocess_env
 
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.skipif(importlib.util.find_spec("keras") is None,
-                       reason="Keras 3 is not installed: pip install -e '.[keras]' (CI installs it with .[dev])"),
+    pytest.mark.skipif(
+        importlib.util.find_spec("keras") is None,
+        reason="Keras 3 is not installed: pip install -e '.[keras]' (CI installs it with .[dev])",
+    ),
 ]
 SEEDS = ["0", "1", "2"]
 
 
 def start(args: list[str], tmp_path) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, *args], cwd=tmp_path, env=subprocess_env(), text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    return subprocess.Popen(
+        [sys.executable, *args],
+        cwd=tmp_path,
+        env=subprocess_env(),
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
 
 
 def test_keras_and_the_framework_reach_the_same_test_accuracy(tmp_path):
     # one core each, side by side: the two programs take about as long as one
-    keras_run = start([str(ROOT / "scripts" / "keras_lecture.py"), "--seeds", *SEEDS, "--threads", "1"],
-                      tmp_path)
-    framework = start([str(ROOT / "train.py"), "-m", "experiment=hands_on_keras", f"seed={','.join(SEEDS)}",
-                       "threads=1", "print_config=false", "callbacks.progress_bar=null"], tmp_path)
+    keras_run = start([str(ROOT / "scripts" / "keras_lecture.py"), "--seeds", *SEEDS, "--threads", "1"], tmp_path)
+    framework = start(
+        [
+            str(ROOT / "train.py"),
+            "-m",
+            "experiment=hands_on_keras",
+            f"seed={','.join(SEEDS)}",
+            "threads=1",
+            "print_config=false",
+            "callbacks.progress_bar=null",
+        ],
+        tmp_path,
+    )
     keras_out, keras_err = keras_run.communicate(timeout=600)
     _, framework_err = framework.communicate(timeout=600)
     assert keras_run.returncode == 0, keras_err[-2000:]

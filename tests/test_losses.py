@@ -1,10 +1,20 @@
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 from hydra.utils import instantiate
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
 
 from conftest import compose_config
-from experiments.losses import LOSS_TRANSFORM, NLLOnLogSoftmax, OneHotBCELoss, SoftmaxMSELoss, check_output_activation
+from experiments.nn.losses import (
+    LOSS_TRANSFORM,
+    NLLOnLogSoftmax,
+    OneHotBCELoss,
+    SoftmaxMSELoss,
+    check_output_activation,
+)
 
 LOGITS = torch.tensor([[2.0, -1.0, 0.5], [0.1, 0.2, 3.0]])
 TARGET = torch.tensor([0, 2])
@@ -46,16 +56,19 @@ def test_every_loss_has_a_known_transform():
         assert type(loss(name)).__name__ in LOSS_TRANSFORM
 
 
-@pytest.mark.parametrize("out, name, verdict", [
-    ("none", "cross_entropy", None),
-    ("softmax", "cross_entropy", "warn"),
-    ("softmax", "nll", "warn"),
-    ("log_softmax", "nll", None),
-    ("log_softmax", "mse", "refuse"),
-    ("log_softmax", "bce", "refuse"),
-    ("softmax", "bce", "refuse"),
-    ("sigmoid", "bce", "warn"),
-])
+@pytest.mark.parametrize(
+    "out, name, verdict",
+    [
+        ("none", "cross_entropy", None),
+        ("softmax", "cross_entropy", "warn"),
+        ("softmax", "nll", "warn"),
+        ("log_softmax", "nll", None),
+        ("log_softmax", "mse", "refuse"),
+        ("log_softmax", "bce", "refuse"),
+        ("softmax", "bce", "refuse"),
+        ("sigmoid", "bce", "warn"),
+    ],
+)
 def test_output_activation_pairs(out, name, verdict):
     result = check_output_activation(out, compose_config([f"loss={name}"]).loss._target_)
     assert (result.split(":")[0] if result else None) == verdict
@@ -68,10 +81,6 @@ def test_log_softmax_before_cross_entropy_really_is_harmless():
 
 
 # ---------------------------------------------------------------- properties (hypothesis)
-
-from hypothesis import given, settings, strategies as st  # noqa: E402
-from hypothesis.extra.numpy import arrays  # noqa: E402
-import numpy as np  # noqa: E402
 
 
 def course_formula(name: str, z: np.ndarray, y: np.ndarray) -> float:
@@ -111,6 +120,7 @@ LOSSES = {name: loss(name) for name in ("cross_entropy", "nll", "mse", "bce")}
 @pytest.mark.parametrize("name", ["mse", "nll", "cross_entropy", "bce"])
 def test_each_loss_runs_without_warnings_in_the_logits_dtype(name):
     import warnings
+
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # e.g. torch's "implicit dimension choice" for softmax
         value = loss(name)(LOGITS.double(), TARGET)

@@ -4,7 +4,7 @@ import shutil
 import pytest
 import torch
 
-from experiments.mnist import BUNDLED_ROOT, MD5, MEAN, STD, DataError, load_mnist, normalize, read_idx
+from experiments.data.mnist import BUNDLED_ROOT, MD5, MEAN, STD, DataError, load_mnist, normalize, read_idx
 
 
 @pytest.fixture(scope="module")
@@ -121,7 +121,7 @@ def test_an_idx_file_reads_with_the_shape_its_header_gives(tmp_path):
     images, labels = read_idx(tmp_path / "t10k-images-idx3-ubyte.gz"), read_idx(tmp_path / "t10k-labels-idx1-ubyte.gz")
     assert images.shape == (10_000, 28, 28) and labels.shape == (10_000,) and images.dtype == torch.uint8
     raw = gzip.decompress((BUNDLED_ROOT / "t10k-images-idx3-ubyte.gz").read_bytes())
-    assert images[0].flatten().tolist() == list(raw[16:16 + 784])  # the first image, after the 16-byte header
+    assert images[0].flatten().tolist() == list(raw[16 : 16 + 784])  # the first image, after the 16-byte header
 
 
 def test_a_damaged_file_names_what_is_wrong_with_it(tmp_path):

@@ -2,8 +2,8 @@ import pytest
 import torch
 from torch import nn
 
-from experiments.activations import activation_factory
-from experiments.model import MLP, collapse_linear
+from experiments.nn.activations import activation_factory
+from experiments.nn.model import MLP, collapse_linear
 
 
 def mlp(act: str = "torch.nn.ReLU", **kw) -> MLP:
@@ -26,8 +26,9 @@ def test_lecun_normal_has_variance_one_over_fan_in_and_bias_init_is_constant():
     assert torch.all(net.hidden[0].linear.bias == -0.5) and torch.all(net.output.bias == -0.5)
 
 
-@pytest.mark.parametrize("init", ["kaiming_normal", "kaiming_uniform", "xavier_normal", "xavier_uniform",
-                                  "orthogonal", "default"])
+@pytest.mark.parametrize(
+    "init", ["kaiming_normal", "kaiming_uniform", "xavier_normal", "xavier_uniform", "orthogonal", "default"]
+)
 def test_every_init_builds(init):
     assert torch.isfinite(mlp(init=init)(torch.randn(3, 784))).all()
 
@@ -63,8 +64,10 @@ def test_collapse_refuses_a_non_linear_network():
         collapse_linear(mlp())
 
 
-@pytest.mark.parametrize("init, std", [("kaiming_normal", (2 / 784) ** 0.5), ("xavier_normal", (2 / (784 + 64)) ** 0.5),
-                                       ("lecun_normal", 784 ** -0.5)])
+@pytest.mark.parametrize(
+    "init, std",
+    [("kaiming_normal", (2 / 784) ** 0.5), ("xavier_normal", (2 / (784 + 64)) ** 0.5), ("lecun_normal", 784**-0.5)],
+)
 def test_each_normal_init_gives_its_scale_and_differs_from_pytorchs_default(init, std):
     torch.manual_seed(0)
     weight = mlp(init=init).hidden[0].linear.weight
@@ -80,7 +83,8 @@ def test_orthogonal_init_gives_orthonormal_rows():
 
 
 def test_an_unknown_init_lists_every_valid_one():
-    from experiments.model import INITS, init_linear
+    from experiments.nn.model import INITS, init_linear
+
     with pytest.raises(ValueError, match=r"^model.init='he': must be one of " + ", ".join(INITS) + "$"):
         init_linear(torch.nn.Linear(2, 2), "he", None)
     assert INITS[:3] == ("default", "kaiming_normal", "kaiming_uniform")

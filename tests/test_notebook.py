@@ -7,13 +7,18 @@ import pytest
 from conftest import ROOT
 
 NOTEBOOK = ROOT / "notebooks" / "hands_on.ipynb"
-pytestmark = [pytest.mark.slow, pytest.mark.skipif(
-    importlib.util.find_spec("nbclient") is None or importlib.util.find_spec("pandas") is None,
-    reason="nbclient or pandas missing: pip install -e '.[dev]'")]
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        importlib.util.find_spec("nbclient") is None or importlib.util.find_spec("pandas") is None,
+        reason="nbclient or pandas missing: pip install -e '.[dev]'",
+    ),
+]
 
 
 def test_the_notebook_is_stored_without_outputs():
     import nbformat
+
     nb = nbformat.read(NOTEBOOK, as_version=4)
     assert all(not c.get("outputs") and c.get("execution_count") is None for c in nb.cells if c.cell_type == "code")
 
@@ -31,7 +36,10 @@ def test_the_notebook_runs_and_compares_the_three_activations(tmp_path, monkeypa
     assert not errors
     sweep = tmp_path / "out" / "comparison"
     assert sorted(p.parent.name for p in sweep.glob("*/metrics.json")) == [
-        "0_activation=relu", "1_activation=leaky_relu", "2_activation=alrelu"]
+        "0_activation=relu",
+        "1_activation=leaky_relu",
+        "2_activation=alrelu",
+    ]
     assert (sweep / "summary.csv").is_file() and (sweep / "dead_units.png").is_file()
     text = "".join(o.get("text", "") for c in nb.cells for o in c.get("outputs", []))
     assert "test accuracy" in text and "Tip:" not in text

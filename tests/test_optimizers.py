@@ -2,10 +2,10 @@ import math
 
 import pytest
 import torch
+from omegaconf import OmegaConf
 
 from conftest import compose_config
-from experiments.optimizers import build_optimizer, build_scheduler
-from omegaconf import OmegaConf
+from experiments.nn.optimizers import build_optimizer, build_scheduler
 
 
 def opt_cfg(name: str, *extra: str) -> dict:
@@ -30,9 +30,20 @@ def test_momentum_follows_the_course_update_step_by_step():
     assert beta == 0.9
 
 
-@pytest.mark.parametrize("name, cls", [("gd", "SGD"), ("sgd", "SGD"), ("momentum", "SGD"), ("nesterov", "SGD"),
-                                       ("adam", "Adam"), ("adamw", "AdamW"), ("rmsprop", "RMSprop"),
-                                       ("adagrad", "Adagrad"), ("momentum_lecture", "LectureMomentum")])
+@pytest.mark.parametrize(
+    "name, cls",
+    [
+        ("gd", "SGD"),
+        ("sgd", "SGD"),
+        ("momentum", "SGD"),
+        ("nesterov", "SGD"),
+        ("adam", "Adam"),
+        ("adamw", "AdamW"),
+        ("rmsprop", "RMSprop"),
+        ("adagrad", "Adagrad"),
+        ("momentum_lecture", "LectureMomentum"),
+    ],
+)
 def test_every_optimizer_builds(name, cls):
     optimizer = build_optimizer(opt_cfg(name), [torch.nn.Parameter(torch.zeros(2))])
     assert type(optimizer).__name__ == cls and optimizer.param_groups[0]["lr"] > 0
@@ -101,17 +112,20 @@ def test_no_scheduler():
     assert build_scheduler(cfg, torch.optim.SGD([torch.zeros(1)], lr=1), 5, 1) is None
 
 
-@pytest.mark.parametrize("name, cls, expected", [
-    ("gd", "SGD", {"lr": 0.5, "momentum": 0.0, "nesterov": False}),
-    ("sgd", "SGD", {"lr": 0.1, "momentum": 0.0, "nesterov": False}),
-    ("momentum", "SGD", {"lr": 0.05, "momentum": 0.9, "nesterov": False}),
-    ("nesterov", "SGD", {"lr": 0.05, "momentum": 0.9, "nesterov": True}),
-    ("adam", "Adam", {"lr": 0.003, "betas": (0.9, 0.999), "weight_decay": 0.0}),
-    ("adamw", "AdamW", {"lr": 0.003, "weight_decay": 0.01}),
-    ("rmsprop", "RMSprop", {"lr": 0.001, "alpha": 0.99}),
-    ("adagrad", "Adagrad", {"lr": 0.01}),
-    ("momentum_lecture", "LectureMomentum", {"lr": 0.05, "momentum": 0.9, "weight_decay": 0.0}),
-])
+@pytest.mark.parametrize(
+    "name, cls, expected",
+    [
+        ("gd", "SGD", {"lr": 0.5, "momentum": 0.0, "nesterov": False}),
+        ("sgd", "SGD", {"lr": 0.1, "momentum": 0.0, "nesterov": False}),
+        ("momentum", "SGD", {"lr": 0.05, "momentum": 0.9, "nesterov": False}),
+        ("nesterov", "SGD", {"lr": 0.05, "momentum": 0.9, "nesterov": True}),
+        ("adam", "Adam", {"lr": 0.003, "betas": (0.9, 0.999), "weight_decay": 0.0}),
+        ("adamw", "AdamW", {"lr": 0.003, "weight_decay": 0.01}),
+        ("rmsprop", "RMSprop", {"lr": 0.001, "alpha": 0.99}),
+        ("adagrad", "Adagrad", {"lr": 0.01}),
+        ("momentum_lecture", "LectureMomentum", {"lr": 0.05, "momentum": 0.9, "weight_decay": 0.0}),
+    ],
+)
 def test_each_optimizer_has_the_documented_defaults(name, cls, expected):
     optimizer = build_optimizer(opt_cfg(name), [torch.nn.Parameter(torch.zeros(2))])
     group = optimizer.param_groups[0]
@@ -135,8 +149,7 @@ def quadratic_run(name: str, steps: int, schedule: bool) -> torch.Tensor:
 
 
 def test_lecture_momentum_equals_pytorchs_at_a_constant_learning_rate():
-    assert torch.allclose(quadratic_run("momentum_lecture", 12, False), quadratic_run("momentum", 12, False),
-                          atol=1e-6)
+    assert torch.allclose(quadratic_run("momentum_lecture", 12, False), quadratic_run("momentum", 12, False), atol=1e-6)
 
 
 def test_lecture_momentum_follows_its_formula_under_a_step_schedule_and_pytorchs_does_not():
@@ -167,16 +180,20 @@ def test_lecture_momentum_weight_decay_adds_to_the_gradient():
 
 @pytest.mark.parametrize("kwargs", [{"lr": 0.0}, {"momentum": 1.0}, {"momentum": -0.1}, {"weight_decay": -1.0}])
 def test_lecture_momentum_refuses_values_outside_its_range(kwargs):
-    from experiments.optimizers import LectureMomentum
+    from experiments.nn.optimizers import LectureMomentum
+
     with pytest.raises(ValueError, match="LectureMomentum needs"):
         LectureMomentum([torch.nn.Parameter(torch.zeros(1))], **kwargs)
 
 
 def test_lecture_momentum_takes_momentum_zero_and_its_defaults_are_its_configs():
-    from experiments.optimizers import LectureMomentum
+    from experiments.nn.optimizers import LectureMomentum
+
     cfg = opt_cfg("momentum_lecture")
     group = LectureMomentum([torch.nn.Parameter(torch.zeros(1))]).param_groups[0]
-    assert {k: group[k] for k in ("lr", "momentum", "weight_decay")} == {k: cfg[k] for k in ("lr", "momentum", "weight_decay")}
+    assert {k: group[k] for k in ("lr", "momentum", "weight_decay")} == {
+        k: cfg[k] for k in ("lr", "momentum", "weight_decay")
+    }
     theta = torch.nn.Parameter(torch.tensor([1.0]))
     plain = LectureMomentum([theta], lr=0.1, momentum=0.0)  # beta = 0: plain gradient descent
     for _ in range(2):

@@ -7,40 +7,72 @@ import torch
 from hydra import compose, initialize_config_dir
 
 from conftest import CONF, FAST, compose_config, read_metrics, run_script
-from experiments.classifier import load_classifier
-from experiments.data import MNISTDataModule
-from experiments.diagnostics import unit_stats
-from experiments.training import build_datamodule, build_module
+from experiments.data.datamodule import MNISTDataModule
+from experiments.lit.diagnostics import unit_stats
+from experiments.run.checkpoints import load_classifier
+from experiments.run.recipe import build_datamodule, build_module
 
 PARAMETERS = {  # preset: (key, value) pairs its README row promises
-    "hands_on": {"model.hidden_sizes": [64, 64, 64], "activation._target_": "torch.nn.ReLU", "optimizer.lr": 0.003,
-                 "data.batch_size": 256, "trainer.max_epochs": 2},
-    "hands_on_keras": {"model.init": "xavier_uniform", "model.bias_init": 0.0, "optimizer.eps": 1e-7,
-                       "data.batch_size": 64, "data.normalize": "unit", "trainer.max_epochs": 1},
+    "hands_on": {
+        "model.hidden_sizes": [64, 64, 64],
+        "activation._target_": "torch.nn.ReLU",
+        "optimizer.lr": 0.003,
+        "data.batch_size": 256,
+        "trainer.max_epochs": 2,
+    },
+    "hands_on_keras": {
+        "model.init": "xavier_uniform",
+        "model.bias_init": 0.0,
+        "optimizer.eps": 1e-7,
+        "data.batch_size": 64,
+        "data.normalize": "unit",
+        "trainer.max_epochs": 1,
+    },
     "dying_relu": {"optimizer._target_": "torch.optim.Adam", "optimizer.lr": 0.05, "trainer.max_epochs": 2},
-    "dying_relu_lr": {"model.hidden_sizes": [256, 256, 256], "optimizer._target_": "torch.optim.Adam",
-                      "data.normalize": "unit", "trainer.max_epochs": 1},
-    "vanishing_gradients": {"model.hidden_sizes": [64] * 10, "activation._target_": "torch.nn.Sigmoid",
-                            "optimizer._target_": "torch.optim.SGD"},
+    "dying_relu_lr": {
+        "model.hidden_sizes": [256, 256, 256],
+        "optimizer._target_": "torch.optim.Adam",
+        "data.normalize": "unit",
+        "trainer.max_epochs": 1,
+    },
+    "vanishing_gradients": {
+        "model.hidden_sizes": [64] * 10,
+        "activation._target_": "torch.nn.Sigmoid",
+        "optimizer._target_": "torch.optim.SGD",
+    },
     "linear_collapse": {"activation._target_": "torch.nn.Identity"},
-    "snn": {"model.hidden_sizes": [512, 256], "model.init": "lecun_normal", "model.bias_init": 0.0,
-            "model.dropout": 0.05, "activation._target_": "torch.nn.SELU", "optimizer._target_": "torch.optim.SGD",
-            "optimizer.lr": 0.001, "optimizer.momentum": 0.0, "data.batch_size": 128, "trainer.max_epochs": 20},
+    "snn": {
+        "model.hidden_sizes": [512, 256],
+        "model.init": "lecun_normal",
+        "model.bias_init": 0.0,
+        "model.dropout": 0.05,
+        "activation._target_": "torch.nn.SELU",
+        "optimizer._target_": "torch.optim.SGD",
+        "optimizer.lr": 0.001,
+        "optimizer.momentum": 0.0,
+        "data.batch_size": 128,
+        "trainer.max_epochs": 20,
+    },
 }
-SWEEPS = {"dying_relu": {"activation": "relu,leaky_relu,alrelu,elu"},
-          "dying_relu_lr": {"activation": "relu,leaky_relu", "optimizer.lr": "0.001,0.01,0.03,0.1", "seed": "0,1"},
-          "vanishing_gradients": {"activation": "sigmoid,relu"}, "linear_collapse": {"activation": "identity,relu"},
-          "snn": {"activation": "selu,relu"}}
+SWEEPS = {
+    "dying_relu": {"activation": "relu,leaky_relu,alrelu,elu"},
+    "dying_relu_lr": {"activation": "relu,leaky_relu", "optimizer.lr": "0.001,0.01,0.03,0.1", "seed": "0,1"},
+    "vanishing_gradients": {"activation": "sigmoid,relu"},
+    "linear_collapse": {"activation": "identity,relu"},
+    "snn": {"activation": "selu,relu"},
+}
 
 
 def test_every_preset_is_covered_here():
     from conftest import ROOT
+
     assert sorted(PARAMETERS) == sorted(p.stem for p in (ROOT / "conf" / "experiment").glob("*.yaml"))
 
 
 @pytest.mark.parametrize("preset", sorted(PARAMETERS))
 def test_each_preset_sets_what_it_promises_and_sweeps_its_comparison(preset):
     from omegaconf import OmegaConf
+
     cfg = OmegaConf.to_container(compose_config([f"experiment={preset}"]), resolve=True)
     for key, value in PARAMETERS[preset].items():
         found = cfg
@@ -74,22 +106,44 @@ def test_the_snn_preset_keeps_selu_activations_normalised_through_depth():
 
 @pytest.mark.slow
 def test_dying_relu_kills_relus_and_not_leaky_ones(tmp_path):
-    proc = run_script(["-m", "experiment=dying_relu", "activation=relu,leaky_relu", *FAST,
-                       "trainer.limit_train_batches=60", "diagnostics.histograms=null"], tmp_path)
+    proc = run_script(
+        [
+            "-m",
+            "experiment=dying_relu",
+            "activation=relu,leaky_relu",
+            *FAST,
+            "trainer.limit_train_batches=60",
+            "diagnostics.histograms=null",
+        ],
+        tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
-    runs = {read_metrics(j.parent)["choices"]["activation"]: read_metrics(j.parent)
-            for j in tmp_path.glob("outputs/multirun/*/*/*/metrics.json")}
+    runs = {
+        read_metrics(j.parent)["choices"]["activation"]: read_metrics(j.parent)
+        for j in tmp_path.glob("outputs/multirun/*/*/*/metrics.json")
+    }
     assert runs["relu"]["diag/dead_frac/total"] > 0.3 and runs["leaky_relu"]["diag/dead_frac/total"] == 0
     assert runs["relu"]["diag/born_dead_frac/total"] < 0.1  # they died in training, not at birth
 
 
 @pytest.mark.slow
 def test_vanishing_gradients_and_a_real_runs_saturated_fraction(tmp_path):
-    proc = run_script(["-m", "experiment=vanishing_gradients", *FAST, "trainer.limit_train_batches=30",
-                       "diagnostics.histograms=null", "diagnostics.dead_units.probe_size=500"], tmp_path)
+    proc = run_script(
+        [
+            "-m",
+            "experiment=vanishing_gradients",
+            *FAST,
+            "trainer.limit_train_batches=30",
+            "diagnostics.histograms=null",
+            "diagnostics.dead_units.probe_size=500",
+        ],
+        tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
-    jobs = {read_metrics(j.parent)["choices"]["activation"]: j.parent
-            for j in tmp_path.glob("outputs/multirun/*/*/*/metrics.json")}
+    jobs = {
+        read_metrics(j.parent)["choices"]["activation"]: j.parent
+        for j in tmp_path.glob("outputs/multirun/*/*/*/metrics.json")
+    }
     sigmoid, relu = read_metrics(jobs["sigmoid"]), read_metrics(jobs["relu"])
     # the gradient shrinks by orders of magnitude on its way back through ten sigmoid layers
     assert sigmoid["diag/grad_norm/layer1"] < 1e-2 * sigmoid["diag/grad_norm/layer10"]
@@ -106,8 +160,19 @@ def test_vanishing_gradients_and_a_real_runs_saturated_fraction(tmp_path):
 
 @pytest.mark.slow
 def test_dying_relu_lr_kills_more_at_the_higher_learning_rate(tmp_path):
-    proc = run_script(["-m", "experiment=dying_relu_lr", "activation=relu", "optimizer.lr=0.001,0.1", "seed=0", *FAST,
-                       "trainer.limit_train_batches=60", "diagnostics.histograms=null"], tmp_path)
+    proc = run_script(
+        [
+            "-m",
+            "experiment=dying_relu_lr",
+            "activation=relu",
+            "optimizer.lr=0.001,0.1",
+            "seed=0",
+            *FAST,
+            "trainer.limit_train_batches=60",
+            "diagnostics.histograms=null",
+        ],
+        tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     runs = {}
     for job in tmp_path.glob("outputs/multirun/*/*/*/metrics.json"):

@@ -1,17 +1,18 @@
 """The sweep report, from a small real sweep and from hand-made job records."""
 
 import csv
-from pathlib import Path
 import json
 import math
 import statistics
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 from conftest import FAST, ROOT, run_script, subprocess_env
-from experiments.reports import build_report, group_configs, label_configs
+from experiments.reports.cli import build_report
+from experiments.reports.table import group_configs, label_configs
 
 
 @pytest.fixture(scope="module")
@@ -26,8 +27,14 @@ def sweep(tmp_path_factory):
 @pytest.mark.slow
 def test_report_is_written_at_the_end_of_the_multirun(sweep):
     sweep_dir, proc = sweep
-    for name in ("summary.csv", "summary.md", "val_acc_per_epoch.png", "test_acc.png", "dead_units.png",
-                 "grad_norms.png"):
+    for name in (
+        "summary.csv",
+        "summary.md",
+        "val_acc_per_epoch.png",
+        "test_acc.png",
+        "dead_units.png",
+        "grad_norms.png",
+    ):
         assert (sweep_dir / name).stat().st_size > (10_000 if name.endswith(".png") else 500), name
     assert not (sweep_dir / "dead_vs_lr.png").exists()  # the learning rate was not swept
     assert (sweep_dir / "test_acc.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -37,7 +44,7 @@ def test_report_is_written_at_the_end_of_the_multirun(sweep):
 @pytest.mark.slow
 def test_csv_has_one_row_per_job_with_its_metrics(sweep):
     sweep_dir, _ = sweep
-    rows = list(csv.DictReader(open(sweep_dir / "summary.csv")))
+    rows = list(csv.DictReader((sweep_dir / "summary.csv").read_text().splitlines()))
     assert len(rows) == 4
     for row in rows:
         job = json.loads((sweep_dir / row["job"] / "metrics.json").read_text())
@@ -54,7 +61,7 @@ def test_markdown_aggregates_seeds_per_configuration(sweep):
         accs = [json.loads(p.read_text())["test/acc"] for p in sweep_dir.glob(f"*activation={act},*/metrics.json")]
         assert len(accs) == 2
         cell = f"{statistics.fmean(accs):.4f} ± {statistics.stdev(accs):.4f}"
-        line = next(l for l in md.splitlines() if f"`activation={act}`" in l)
+        line = next(line for line in md.splitlines() if f"`activation={act}`" in line)
         assert cell in line and "2/2" in line
 
 
@@ -70,19 +77,25 @@ def test_report_rebuilds_from_the_command_line_also_when_interrupted(sweep, tmp_
     (killed / "metrics.json").unlink()  # as if the job was killed before writing anything
     running = next(copy.glob("2_*"))  # killed while training: its record still says running
     rewrite(running, status="running")
-    proc = subprocess.run([sys.executable, "-m", "experiments.reports", str(copy)], capture_output=True, text=True,
-                          cwd=ROOT, env=subprocess_env())
+    proc = subprocess.run(
+        [sys.executable, "-m", "experiments.reports", str(copy)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=subprocess_env(),
+    )
     assert proc.returncode == 0, proc.stderr
     md = (copy / "summary.md").read_text()
     assert f"`{killed.name}`: **incomplete**" in md and f"`{running.name}`: **incomplete**" in md
-    rows = list(csv.DictReader(open(copy / "summary.csv")))
+    rows = list(csv.DictReader((copy / "summary.csv").read_text().splitlines()))
     assert sorted(r["status"] for r in rows) == ["completed"] * 2 + ["incomplete"] * 2
 
 
 @pytest.mark.slow
 def test_report_command_names_a_wrong_directory(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "experiments.reports", str(tmp_path / "nope")],
-                          capture_output=True, text=True, cwd=ROOT)
+    proc = subprocess.run(
+        [sys.executable, "-m", "experiments.reports", str(tmp_path / "nope")], capture_output=True, text=True, cwd=ROOT
+    )
     assert proc.returncode != 0 and "nope is not a directory" in proc.stderr
 
 
@@ -91,8 +104,12 @@ def job(overrides: list[str], status: str = "completed", acc: float = 0.9) -> di
 
 
 def test_seed_aggregation_mean_and_std_and_failures_are_kept():
-    jobs = [job(["activation=relu", "seed=0"], acc=0.90), job(["activation=relu", "seed=1"], acc=0.94),
-            job(["activation=elu", "seed=0"], acc=0.97), job(["activation=elu", "seed=1"], "diverged", math.nan)]
+    jobs = [
+        job(["activation=relu", "seed=0"], acc=0.90),
+        job(["activation=relu", "seed=1"], acc=0.94),
+        job(["activation=elu", "seed=0"], acc=0.97),
+        job(["activation=elu", "seed=1"], "diverged", math.nan),
+    ]
     assert label_configs(jobs) == []
     groups = {g["config"]: g for g in group_configs(jobs)}
     assert groups["activation=relu"]["test/acc"] == pytest.approx((0.92, statistics.stdev([0.90, 0.94])))
@@ -108,35 +125,45 @@ def test_build_report_refuses_an_empty_directory(tmp_path):
 
 
 def test_labels_keep_only_swept_keys_shortened_and_numbers_rounded():
-    jobs = [job(["optimizer.lr=0.005873669160363897", "activation=relu", "trainer.max_epochs=2", "seed=0"]),
-            job(["optimizer.lr=0.0123456", "activation=elu", "trainer.max_epochs=2", "seed=1"])]
+    jobs = [
+        job(["optimizer.lr=0.005873669160363897", "activation=relu", "trainer.max_epochs=2", "seed=0"]),
+        job(["optimizer.lr=0.0123456", "activation=elu", "trainer.max_epochs=2", "seed=1"]),
+    ]
     assert label_configs(jobs) == ["trainer.max_epochs=2"]
     assert [j["config"] for j in jobs] == ["activation=relu,lr=0.00587", "activation=elu,lr=0.0123"]
     assert jobs[0]["swept"] == {"activation": "relu", "optimizer.lr": "0.005873669160363897"}  # the CSV keeps all
 
 
 def test_labels_keep_the_full_key_where_two_swept_keys_share_a_last_part():
-    jobs = [job(["optimizer.momentum=0.9", "scheduler.momentum=1", "width=64"]),
-            job(["optimizer.momentum=0.5", "scheduler.momentum=2", "width=128"])]
+    jobs = [
+        job(["optimizer.momentum=0.9", "scheduler.momentum=1", "width=64"]),
+        job(["optimizer.momentum=0.5", "scheduler.momentum=2", "width=128"]),
+    ]
     label_configs(jobs)
     assert jobs[0]["config"] == "optimizer.momentum=0.9,scheduler.momentum=1,width=64"
 
 
-@pytest.mark.parametrize("value, text", [(0.000123, "1.23e-04"), (0.9531, "0.9531"), (0.0, "0.0000"), (2.5e-9, "2.50e-09")])
+@pytest.mark.parametrize(
+    "value, text", [(0.000123, "1.23e-04"), (0.9531, "0.9531"), (0.0, "0.0000"), (2.5e-9, "2.50e-09")]
+)
 def test_small_values_print_in_scientific_notation_not_as_zero(value, text):
-    from experiments.reports import _fmt
+    from experiments.reports.table import _fmt
+
     assert _fmt((value, 0.0)) == text
 
 
 def test_an_optuna_sweep_ranks_by_its_optimised_metric_and_a_grid_by_test_accuracy(tmp_path):
-    from experiments.reports import sweep_settings
+    from experiments.reports.table import sweep_settings
+
     (tmp_path / "multirun.yaml").write_text(
         "hydra:\n  sweeper:\n    _target_: hydra_plugins.hydra_optuna_sweeper.optuna_sweeper.OptunaSweeper\n"
-        "optimized_metric: val/acc\n")
+        "optimized_metric: val/acc\n"
+    )
     assert sweep_settings(tmp_path)["rank_by"] == "val/acc"
     (tmp_path / "multirun.yaml").write_text(
         "hydra:\n  sweeper:\n    _target_: hydra._internal.core_plugins.basic_sweeper.BasicSweeper\n"
-        "optimized_metric: val/acc\n")
+        "optimized_metric: val/acc\n"
+    )
     assert sweep_settings(tmp_path)["rank_by"] == "test/acc"
     jobs = [job(["lr=1"], acc=0.95), job(["lr=2"], acc=0.90)]
     jobs[0]["val/acc"], jobs[1]["val/acc"] = 0.80, 0.85
@@ -150,20 +177,34 @@ def test_an_optuna_sweep_ranks_by_its_optimised_metric_and_a_grid_by_test_accura
 def history_job(activation: str, lr: str, seed: int, dead: list[float], grads: list[float]) -> dict:
     """A completed job's record as a run writes it: per-epoch history of dead fractions and gradient norms."""
     layers = range(1, len(dead) + 1)
-    history = {"val/acc": [0.5, 0.8], **{f"diag/dead_frac/layer{i}": [d / 2, d] for i, d in zip(layers, dead)},
-               **{f"diag/grad_norm/layer{i}": [g, g] for i, g in zip(layers, grads)}}
-    return {"job": f"{activation}{lr}{seed}", "status": "completed", "test/acc": 0.9, "val/acc": 0.9,
-            "history": history, **{f"diag/dead_frac/layer{i}": d for i, d in zip(layers, dead)},
-            **{f"diag/born_dead_frac/layer{i}": 0.0 for i in layers},
-            "_overrides": {"activation": activation, "optimizer.lr": lr, "seed": str(seed)}}
+    history = {
+        "val/acc": [0.5, 0.8],
+        **{f"diag/dead_frac/layer{i}": [d / 2, d] for i, d in zip(layers, dead)},
+        **{f"diag/grad_norm/layer{i}": [g, g] for i, g in zip(layers, grads)},
+    }
+    return {
+        "job": f"{activation}{lr}{seed}",
+        "status": "completed",
+        "test/acc": 0.9,
+        "val/acc": 0.9,
+        "history": history,
+        **{f"diag/dead_frac/layer{i}": d for i, d in zip(layers, dead)},
+        **{f"diag/born_dead_frac/layer{i}": 0.0 for i in layers},
+        "_overrides": {"activation": activation, "optimizer.lr": lr, "seed": str(seed)},
+    }
 
 
 @pytest.fixture(scope="module")
 def drawn(tmp_path_factory):
     """The plots of a hand-made 2 x 2 x 2 sweep, and each figure as it was about to be saved."""
-    import experiments.report_plots as plots
-    jobs = [history_job(a, lr, s, [0.9, 0.5, 0.1] if a == "relu" else [0, 0, 0], [1e-6, 1e-3, 1.0])
-            for a in ("relu", "leaky_relu") for lr in ("0.001", "0.1") for s in (0, 1)]
+    import experiments.reports.plots as plots
+
+    jobs = [
+        history_job(a, lr, s, [0.9, 0.5, 0.1] if a == "relu" else [0, 0, 0], [1e-6, 1e-3, 1.0])
+        for a in ("relu", "leaky_relu")
+        for lr in ("0.001", "0.1")
+        for s in (0, 1)
+    ]
     label_configs(jobs)
     groups = group_configs(jobs)
     figures = {}
@@ -175,6 +216,7 @@ def drawn(tmp_path_factory):
 
 def test_every_picture_is_drawn_with_a_readable_size(drawn):
     import matplotlib.image
+
     paths, _ = drawn
     assert set(paths) == {"curves", "bars", "dead_units", "grad_norms", "dead_vs_lr"}
     for path in paths.values():
@@ -197,18 +239,25 @@ def test_gradient_norms_are_on_a_log_scale_per_layer_and_dead_units_per_epoch_fr
     panels = [a for a in figures["dead_units.png"].axes if a.get_visible()]
     assert len(panels) == 4  # one per configuration
     relu = next(a for a in panels if a.get_title().startswith("activation=relu, lr=0.001"))
-    assert [list(line.get_ydata()) for line in relu.lines] == [[0.0, 0.45, 0.9], [0.0, 0.25, 0.5],
-                                                               [0.0, pytest.approx(0.05), pytest.approx(0.1)]]
+    assert [list(line.get_ydata()) for line in relu.lines] == [
+        [0.0, 0.45, 0.9],
+        [0.0, 0.25, 0.5],
+        [0.0, pytest.approx(0.05), pytest.approx(0.1)],
+    ]
     ticks = figures["dead_vs_lr.png"].axes[0]
     assert ticks.get_xscale() == "log"
 
 
 def test_the_csv_has_one_column_per_swept_key(tmp_path):
-    from experiments.reports import write_csv
-    jobs = [job(["optimizer.lr=0.01", "activation=relu", "seed=0"]), job(["optimizer.lr=0.1", "activation=elu", "seed=0"])]
+    from experiments.reports.table import write_csv
+
+    jobs = [
+        job(["optimizer.lr=0.01", "activation=relu", "seed=0"]),
+        job(["optimizer.lr=0.1", "activation=elu", "seed=0"]),
+    ]
     label_configs(jobs)
     write_csv(jobs, tmp_path / "summary.csv")
-    rows = list(csv.DictReader(open(tmp_path / "summary.csv")))
+    rows = list(csv.DictReader((tmp_path / "summary.csv").read_text().splitlines()))
     assert [(r["activation"], r["optimizer.lr"]) for r in rows] == [("relu", "0.01"), ("elu", "0.1")]
 
 
@@ -216,13 +265,34 @@ def fake_sweep(root: Path) -> Path:
     """A sweep directory as Hydra and train.py leave it: job dirs with .hydra/overrides.yaml and metrics.json
     (two seeds of relu, one of elu that diverged, one job killed before writing, one still 'running')."""
     import yaml
-    records = [(["activation=relu", "seed=0"], {"status": "completed", "test/acc": 0.91, "val/acc": 0.90,
-                                                "test/loss": 0.3, "wall_seconds": 2.0, "diag/grad_norm/layer1": 2e-5}),
-               (["activation=relu", "seed=1"], {"status": "completed", "test/acc": 0.93, "val/acc": 0.92,
-                                                "test/loss": 0.25, "wall_seconds": 4.0, "diag/grad_norm/layer1": 4e-5}),
-               (["activation=elu", "seed=0"], {"status": "diverged", "error": "diverged at epoch 0, step 5"}),
-               (["activation=elu", "seed=1"], None),
-               (["activation=tanh", "seed=0"], {"status": "running"})]
+
+    records = [
+        (
+            ["activation=relu", "seed=0"],
+            {
+                "status": "completed",
+                "test/acc": 0.91,
+                "val/acc": 0.90,
+                "test/loss": 0.3,
+                "wall_seconds": 2.0,
+                "diag/grad_norm/layer1": 2e-5,
+            },
+        ),
+        (
+            ["activation=relu", "seed=1"],
+            {
+                "status": "completed",
+                "test/acc": 0.93,
+                "val/acc": 0.92,
+                "test/loss": 0.25,
+                "wall_seconds": 4.0,
+                "diag/grad_norm/layer1": 4e-5,
+            },
+        ),
+        (["activation=elu", "seed=0"], {"status": "diverged", "error": "diverged at epoch 0, step 5"}),
+        (["activation=elu", "seed=1"], None),
+        (["activation=tanh", "seed=0"], {"status": "running"}),
+    ]
     for i, (overrides, metrics) in enumerate(records):
         job = root / f"{i}_{','.join(overrides)}"
         (job / ".hydra").mkdir(parents=True)
@@ -233,8 +303,9 @@ def fake_sweep(root: Path) -> Path:
 
 
 def test_jobs_are_read_with_their_seed_overrides_and_unfinished_status(tmp_path):
-    from experiments.reports import _job_dirs, read_job
-    jobs = [read_job(d) for d in _job_dirs(fake_sweep(tmp_path))]
+    from experiments.reports.table import job_dirs, read_job
+
+    jobs = [read_job(d) for d in job_dirs(fake_sweep(tmp_path))]
     assert [j["job"].split("_")[0] for j in jobs] == ["0", "1", "2", "3", "4"]  # in job-number order
     assert [j["status"] for j in jobs] == ["completed", "completed", "diverged", "incomplete", "incomplete"]
     assert [j["seed"] for j in jobs] == ["0", "1", "0", "1", "0"]
@@ -243,40 +314,49 @@ def test_jobs_are_read_with_their_seed_overrides_and_unfinished_status(tmp_path)
 
 
 def test_the_markdown_report_ranks_aggregates_and_lists_what_did_not_complete(tmp_path):
-    from experiments.reports import build_report, incomplete_summary
+    from experiments.reports.cli import build_report
+    from experiments.reports.table import incomplete_summary
+
     sweep = fake_sweep(tmp_path)
     md = build_report(sweep)["md"].read_text().splitlines()
     assert md[0] == f"# Sweep report: {sweep}"
     assert md[2].startswith("5 jobs, 2 completed. Mean ± standard deviation over the seeds that completed; best test")
     assert md[4] == "Common to every job: `(no overrides)`"
-    header = next(l for l in md if l.startswith("| # |"))
+    header = next(line for line in md if line.startswith("| # |"))
     assert header.split(" | ")[:6] == ["| #", "configuration", "seeds ok", "test/acc", "val/acc", "test/loss"]
-    rows = [l for l in md if l.startswith("| 1 |") or l.startswith("| 2 |") or l.startswith("| 3 |")]
+    rows = [line for line in md if line.startswith("| 1 |") or line.startswith("| 2 |") or line.startswith("| 3 |")]
     assert rows[0].startswith("| 1 | `activation=relu` | 2/2 | 0.9200 ± 0.0141 | 0.9100 ± 0.0141 | 0.2750 ± 0.0354 |")
     assert "3.00e-05 ± 1.41e-05" in rows[0] and "| 3.0 ± 1.4 | completed |" in rows[0]
     assert rows[1].split(" | ")[1:3] == ["`activation=elu`", "0/2"] and "diverged,incomplete" in rows[1]
-    assert md[md.index("## Jobs that did not complete") + 2:] == [
+    assert md[md.index("## Jobs that did not complete") + 2 :] == [
         "- `2_activation=elu,seed=0`: **diverged** diverged at epoch 0, step 5",
-        "- `3_activation=elu,seed=1`: **incomplete**", "- `4_activation=tanh,seed=0`: **incomplete**"]
+        "- `3_activation=elu,seed=1`: **incomplete**",
+        "- `4_activation=tanh,seed=0`: **incomplete**",
+    ]
     assert incomplete_summary(sweep) == "3 of 5 jobs did not complete (1 diverged, 2 incomplete)"
     assert not any("stacked model" in line for line in md)  # no job trained fused
 
 
 def test_fused_members_are_named_with_their_group_whose_wall_time_they_share(tmp_path):
-    from experiments.reports import build_report
+    from experiments.reports.cli import build_report
+
     sweep = fake_sweep(tmp_path)
     for job in sorted(sweep.iterdir())[:2]:
         rewrite(job, fused_group={"name": "fused-0", "members": 3, "jobs": [0, 1, 2]})
     md = build_report(sweep)["md"].read_text()
-    assert ("Trained together as one stacked model (`hydra/launcher=fused`; a member's wall s is its group's): "
-            "jobs 0-2.") in md
+    assert (
+        "Trained together as one stacked model (`hydra/launcher=fused`; a member's wall s is its group's): jobs 0-2."
+    ) in md
 
 
 def test_a_sweep_that_completed_has_nothing_to_report_missing(tmp_path):
-    from experiments.reports import build_report, incomplete_summary
+    from experiments.reports.cli import build_report
+    from experiments.reports.table import incomplete_summary
+
     sweep = fake_sweep(tmp_path)
     for job in sorted(sweep.iterdir())[2:]:
         import shutil
+
         shutil.rmtree(job)
     assert incomplete_summary(sweep) is None
     assert "Jobs that did not complete" not in build_report(sweep)["md"].read_text()
@@ -284,7 +364,9 @@ def test_a_sweep_that_completed_has_nothing_to_report_missing(tmp_path):
 
 def test_the_hydra_callback_writes_the_report_and_exits_1_when_jobs_did_not_complete(tmp_path, capsys):
     from omegaconf import OmegaConf
-    from experiments.reports import SweepReport
+
+    from experiments.reports.cli import SweepReport
+
     sweep = fake_sweep(tmp_path)
     with pytest.raises(SystemExit) as stop:
         SweepReport().on_multirun_end(OmegaConf.create({"hydra": {"sweep": {"dir": str(sweep)}}}))
@@ -295,7 +377,8 @@ def test_the_hydra_callback_writes_the_report_and_exits_1_when_jobs_did_not_comp
 
 
 def test_the_report_command_rebuilds_in_process(tmp_path, monkeypatch, capsys):
-    from experiments.reports import main
+    from experiments.reports.cli import main
+
     sweep = fake_sweep(tmp_path)
     monkeypatch.setattr(sys, "argv", ["report", str(sweep)])
     main()
@@ -307,11 +390,13 @@ def test_the_report_command_rebuilds_in_process(tmp_path, monkeypatch, capsys):
 
 
 def test_without_multirun_yaml_the_ranking_comes_from_the_first_jobs_hydra_config(tmp_path):
-    from experiments.reports import sweep_settings
+    from experiments.reports.table import sweep_settings
+
     sweep = fake_sweep(tmp_path)
     first = sorted(sweep.iterdir())[0] / ".hydra"
-    (first / "hydra.yaml").write_text("hydra:\n  sweeper:\n    _target_: hydra_plugins.hydra_optuna_sweeper."
-                                      "optuna_sweeper.OptunaSweeper\n")
+    (first / "hydra.yaml").write_text(
+        "hydra:\n  sweeper:\n    _target_: hydra_plugins.hydra_optuna_sweeper.optuna_sweeper.OptunaSweeper\n"
+    )
     (first / "config.yaml").write_text("optimized_metric: val/loss\n")
     assert sweep_settings(sweep) == {"rank_by": "val/loss", "optimizing": True}
     (first / "config.yaml").write_text("optimized_metric: not/a_metric\n")  # unknown: test accuracy
@@ -323,18 +408,31 @@ def test_without_multirun_yaml_the_ranking_comes_from_the_first_jobs_hydra_confi
 
 
 def test_the_csv_lists_every_job_with_its_columns_in_order(tmp_path):
-    from experiments.reports import build_report
+    from experiments.reports.cli import build_report
+
     sweep = fake_sweep(tmp_path)
     with open(build_report(sweep)["csv"]) as f:
         reader = csv.DictReader(f)
         rows, header = list(reader), reader.fieldnames
-    assert header[:9] == ["job", "config", "activation", "seed", "overrides", "status", "test/acc", "test/loss",
-                          "val/acc"]
+    assert header[:9] == [
+        "job",
+        "config",
+        "activation",
+        "seed",
+        "overrides",
+        "status",
+        "test/acc",
+        "test/loss",
+        "val/acc",
+    ]
     assert header[-2:] == ["wall_seconds", "error"] and "diag/grad_norm/layer1" in header
     assert [(r["job"][:1], r["config"], r["seed"], r["status"]) for r in rows] == [
-        ("0", "activation=relu", "0", "completed"), ("1", "activation=relu", "1", "completed"),
-        ("2", "activation=elu", "0", "diverged"), ("3", "activation=elu", "1", "incomplete"),
-        ("4", "activation=tanh", "0", "incomplete")]
+        ("0", "activation=relu", "0", "completed"),
+        ("1", "activation=relu", "1", "completed"),
+        ("2", "activation=elu", "0", "diverged"),
+        ("3", "activation=elu", "1", "incomplete"),
+        ("4", "activation=tanh", "0", "incomplete"),
+    ]
     assert rows[0]["overrides"] == "activation=relu seed=0" and float(rows[1]["test/acc"]) == 0.93
     assert rows[2]["error"] == "diverged at epoch 0, step 5" and rows[0]["diag/grad_norm/layer1"] == "2e-05"
 
@@ -348,18 +446,29 @@ def rewrite(job_dir: Path, **changes) -> None:
 
 def test_the_markdown_report_reads_exactly_as_documented(tmp_path):
     import yaml
+
     sweep = fake_sweep(tmp_path / "sweep")
     jobs = sorted(sweep.iterdir())
     for d in jobs:  # a setting every job shares is named once, in the header
-        overrides = [*yaml.safe_load((d / ".hydra" / "overrides.yaml").read_text()), "optimizer=sgd", "data.val_size=500"]
+        overrides = [
+            *yaml.safe_load((d / ".hydra" / "overrides.yaml").read_text()),
+            "optimizer=sgd",
+            "data.val_size=500",
+        ]
         (d / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(overrides))
     fused = {"name": "fused-0", "members": 6, "jobs": [0, 1, 2, 5, 7, 8]}
     rewrite(jobs[0], fused_group=fused, **{"diag/dead_frac/total": 0.25})
     rewrite(jobs[1], fused_group=fused, **{"diag/dead_frac/total": 0.5})
-    rewrite(jobs[4], status="completed", fused_group={"name": "fused-3", "members": 2, "jobs": [3, 4]},
-            **{"test/acc": 0.95, "val/acc": 0.93, "test/loss": 0.001, "wall_seconds": 1.5})
+    rewrite(
+        jobs[4],
+        status="completed",
+        fused_group={"name": "fused-3", "members": 2, "jobs": [3, 4]},
+        **{"test/acc": 0.95, "val/acc": 0.93, "test/loss": 0.001, "wall_seconds": 1.5},
+    )
     md = build_report(sweep)["md"].read_text()
-    assert md == f"""# Sweep report: {sweep}
+    assert (
+        md
+        == f"""# Sweep report: {sweep}
 
 5 jobs, 3 completed. Mean ± standard deviation over the seeds that completed; best test accuracy first.
 
@@ -378,6 +487,7 @@ Trained together as one stacked model (`hydra/launcher=fused`; a member's wall s
 - `2_activation=elu,seed=0`: **diverged** diverged at epoch 0, step 5
 - `3_activation=elu,seed=1`: **incomplete**
 """
+    )
 
 
 def test_the_csv_reads_exactly_as_documented(tmp_path):
@@ -385,19 +495,25 @@ def test_the_csv_reads_exactly_as_documented(tmp_path):
     jobs = sorted(sweep.iterdir())
     rewrite(jobs[0], **{"collapse/max_abs_diff": 1e-6, "train/acc": 0.95, "epochs": 2})
     text = build_report(sweep)["csv"].read_bytes().decode()
-    assert text.splitlines()[0] == ("job,config,activation,seed,overrides,status,test/acc,test/loss,val/acc,val/loss,"
-                                    "train/loss,train/acc,epochs,collapse/max_abs_diff,diag/grad_norm/layer1,"
-                                    "wall_seconds,error")
-    assert text.splitlines()[1] == '"0_activation=relu,seed=0",activation=relu,relu,0,activation=relu seed=0,' \
-                                   'completed,0.91,0.3,0.9,,,0.95,2,1e-06,2e-05,2.0,'
+    assert text.splitlines()[0] == (
+        "job,config,activation,seed,overrides,status,test/acc,test/loss,val/acc,val/loss,"
+        "train/loss,train/acc,epochs,collapse/max_abs_diff,diag/grad_norm/layer1,"
+        "wall_seconds,error"
+    )
+    assert (
+        text.splitlines()[1] == '"0_activation=relu,seed=0",activation=relu,relu,0,activation=relu seed=0,'
+        "completed,0.91,0.3,0.9,,,0.95,2,1e-06,2e-05,2.0,"
+    )
     assert text.count("\r\n") == 6 and "\r\r" not in text  # csv's own line ends, not doubled
 
 
 def test_a_one_job_sweep_reports_its_settings_and_jobs_come_in_number_order(tmp_path):
-    from experiments.reports import _job_dirs, read_job
+    from experiments.reports.table import job_dirs, read_job
+
     sweep = fake_sweep(tmp_path / "sweep")
     for d in sorted(sweep.iterdir())[1:]:
         import shutil
+
         shutil.rmtree(d)
     report = build_report(sweep)
     md = report["md"].read_text()
@@ -406,20 +522,25 @@ def test_a_one_job_sweep_reports_its_settings_and_jobs_come_in_number_order(tmp_
     for name in ("10_activation=relu", "2_activation=relu", "notes"):  # notes: a record with no .hydra/ folder
         (sweep / name).mkdir()
         (sweep / name / "metrics.json").write_text(json.dumps({"status": "completed", "overrides": ["seed=4"]}))
-    dirs = _job_dirs(sweep)
+    dirs = job_dirs(sweep)
     assert [d.name for d in dirs] == ["0_activation=relu,seed=0", "2_activation=relu", "10_activation=relu", "notes"]
     assert read_job(sweep / "notes")["seed"] == "4"  # the overrides come from the record where Hydra's are gone
     (sweep / "bare").mkdir()
     (sweep / "bare" / "metrics.json").write_text("{}")  # no overrides anywhere, no status
     assert {k: read_job(sweep / "bare")[k] for k in ("seed", "overrides", "_overrides", "status")} == {
-        "seed": "", "overrides": "", "_overrides": {}, "status": "incomplete"}
+        "seed": "",
+        "overrides": "",
+        "_overrides": {},
+        "status": "incomplete",
+    }
     (sweep / "bare" / ".hydra").mkdir()
     (sweep / "bare" / ".hydra" / "overrides.yaml").write_text("- data.root=/tmp/a=b\n- seed=3\n")
     assert read_job(sweep / "bare")["_overrides"] == {"data.root": "/tmp/a=b", "seed": "3"}
 
 
 def test_a_job_missing_a_swept_setting_is_labelled_default_and_a_record_without_status_is_incomplete(tmp_path):
-    from experiments.reports import incomplete_summary
+    from experiments.reports.table import incomplete_summary
+
     sweep = fake_sweep(tmp_path / "sweep")
     jobs = sorted(sweep.iterdir())
     (jobs[4] / ".hydra" / "overrides.yaml").write_text("- seed=0\n")  # the default activation
@@ -431,17 +552,22 @@ def test_a_job_missing_a_swept_setting_is_labelled_default_and_a_record_without_
 
 
 def test_an_optuna_report_ranks_and_draws_by_the_optimised_metric(tmp_path, monkeypatch):
-    import experiments.report_plots as plots
+    import experiments.reports.plots as plots
+
     sweep = fake_sweep(tmp_path / "sweep")
     jobs = sorted(sweep.iterdir())
     rewrite(jobs[2], status="completed", **{"test/acc": 0.80, "val/loss": 0.1, "wall_seconds": 1.0})
     for d in jobs[:2]:
         rewrite(d, **{"val/loss": 0.2})
-    (sweep / "multirun.yaml").write_text("hydra:\n  sweeper:\n    _target_: hydra_plugins.hydra_optuna_sweeper."
-                                         "optuna_sweeper.OptunaSweeper\noptimized_metric: val/loss\n")
+    (sweep / "multirun.yaml").write_text(
+        "hydra:\n  sweeper:\n    _target_: hydra_plugins.hydra_optuna_sweeper."
+        "optuna_sweeper.OptunaSweeper\noptimized_metric: val/loss\n"
+    )
     drawn = []
     bars = plots.accuracy_bars
-    monkeypatch.setattr(plots, "accuracy_bars", lambda groups, path, rank_by: drawn.append(rank_by) or bars(groups, path, rank_by))
+    monkeypatch.setattr(
+        plots, "accuracy_bars", lambda groups, path, rank_by: drawn.append(rank_by) or bars(groups, path, rank_by)
+    )
     md = build_report(sweep)["md"].read_text().splitlines()
     assert "ranked by val/loss, the metric the search optimised (test accuracy beside it)" in md[2]
     rows = [line for line in md if line.startswith("| 1 |") or line.startswith("| 2 |")]
@@ -458,22 +584,29 @@ def test_plots_are_drawn_from_the_jobs_histories(tmp_path):
     assert {"curves", "dead_vs_lr"} <= set(build_report(sweep))
 
 
-@pytest.mark.parametrize("value, text", [("1e3", "1e+03"), ("2.0", "2"), ("64", "64"), ("0.005873", "0.00587"),
-                                         ("relu", "relu"), ("1E3", "1e+03")])
+@pytest.mark.parametrize(
+    "value, text",
+    [("1e3", "1e+03"), ("2.0", "2"), ("64", "64"), ("0.005873", "0.00587"), ("relu", "relu"), ("1E3", "1e+03")],
+)
 def test_a_swept_value_is_shown_as_typed_unless_a_rounded_number_is_shorter(value, text):
-    from experiments.reports import _short
+    from experiments.reports.table import _short
+
     assert _short(value) == text
 
 
 @pytest.mark.parametrize("value, text", [(1e-3, "0.0010"), (0.5, "0.5000"), (-2e-4, "-2.00e-04")])
 def test_numbers_at_the_notation_boundary(value, text):
-    from experiments.reports import _number
+    from experiments.reports.table import _number
+
     assert _number(value) == text
 
 
 def test_an_optuna_sweep_may_rank_by_training_accuracy_and_a_malformed_multirun_yaml_ranks_by_test_accuracy(tmp_path):
-    from experiments.reports import sweep_settings
-    (tmp_path / "multirun.yaml").write_text("hydra:\n  sweeper:\n    _target_: OptunaSweeper\noptimized_metric: train/acc\n")
+    from experiments.reports.table import sweep_settings
+
+    (tmp_path / "multirun.yaml").write_text(
+        "hydra:\n  sweeper:\n    _target_: OptunaSweeper\noptimized_metric: train/acc\n"
+    )
     assert sweep_settings(tmp_path) == {"rank_by": "train/acc", "optimizing": True}
     (tmp_path / "multirun.yaml").write_text("- a list, not a mapping\n")
     assert sweep_settings(tmp_path) == {"rank_by": "test/acc", "optimizing": False}
@@ -486,22 +619,27 @@ def test_a_nan_ranking_metric_sorts_last_whatever_the_input_order():
 
 
 def test_the_report_command_describes_itself(monkeypatch, capsys):
-    from experiments.reports import main
+    from experiments.reports.cli import main
+
     monkeypatch.setattr(sys, "argv", ["report", "--help"])
     with pytest.raises(SystemExit) as stop:
         main()
     assert stop.value.code == 0 and "\nRebuild the report of a sweep directory.\n" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("record, status", [
-    ("[1, 2]", "incomplete"),                                        # JSON, but no record
-    ('{"status": 5, "test/acc": null}', "incomplete"),               # no status a run writes
-    ('{"status": "completed", "test/acc": "high", "wall_seconds": "2", "history": {"val/acc": "x"}}', "completed"),
-    ('{"status": "completed", "test/acc": true, "history": [0.5]}', "completed"),
-    ('{"status": "completed", "history": {"val/acc": [0.5, null], "epoch_seconds": [1, 2]}}', "completed"),
-])
+@pytest.mark.parametrize(
+    "record, status",
+    [
+        ("[1, 2]", "incomplete"),  # JSON, but no record
+        ('{"status": 5, "test/acc": null}', "incomplete"),  # no status a run writes
+        ('{"status": "completed", "test/acc": "high", "wall_seconds": "2", "history": {"val/acc": "x"}}', "completed"),
+        ('{"status": "completed", "test/acc": true, "history": [0.5]}', "completed"),
+        ('{"status": "completed", "history": {"val/acc": [0.5, null], "epoch_seconds": [1, 2]}}', "completed"),
+    ],
+)
 def test_a_record_edited_by_hand_is_read_without_its_unreadable_values_not_a_crash(tmp_path, record, status):
-    from experiments.reports import _job_dirs, read_job
+    from experiments.reports.table import job_dirs, read_job
+
     sweep = fake_sweep(tmp_path / "sweep")
     first = sorted(sweep.iterdir())[0]
     (first / "metrics.json").write_text(record)
@@ -513,5 +651,5 @@ def test_a_record_edited_by_hand_is_read_without_its_unreadable_values_not_a_cra
     paths = build_report(sweep)  # the table, the CSV and every picture
     assert all(Path(p).is_file() for p in paths.values())
     # the second and third from their records' overrides
-    assert [read_job(d)["seed"] for d in _job_dirs(sweep)][:3] == ["0", "1", "0"]
+    assert [read_job(d)["seed"] for d in job_dirs(sweep)][:3] == ["0", "1", "0"]
     assert read_job(sorted(sweep.iterdir())[2])["overrides"] == "activation=elu seed=0"

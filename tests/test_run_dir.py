@@ -13,6 +13,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from experiments.errors import RunDirectoryError
 from experiments.run_dir import check_writable, hydra_value, resume_command, write_json
 
+
 def test_write_json_replaces_a_link_instead_of_following_it(tmp_path):
     outside = tmp_path / "outside.json"
     outside.write_text("keep")
@@ -49,8 +50,24 @@ def test_a_reader_of_the_earlier_record_never_sees_the_new_one_half_written(tmp_
     assert json.loads(path.read_text())["status"] == "completed"
 
 
-@pytest.mark.parametrize("name", ["plain", "with space", "it's", 'say "hi"', "a(b)", "back`tick`", "x=y,z", "${nope}",
-                                  "tab\there", "back\\slash", "end\\", "q\\'x", "[1,2]"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "plain",
+        "with space",
+        "it's",
+        'say "hi"',
+        "a(b)",
+        "back`tick`",
+        "x=y,z",
+        "${nope}",
+        "tab\there",
+        "back\\slash",
+        "end\\",
+        "q\\'x",
+        "[1,2]",
+    ],
+)
 def test_the_resume_command_survives_the_shell_and_hydras_parser_for_any_directory_name(tmp_path, name, monkeypatch):
     monkeypatch.setattr(sys, "argv", ["train.py"])
     run_dir = tmp_path / name

@@ -17,8 +17,17 @@ def jobs_of(tmp_path) -> list:
 def test_joblib_runs_in_parallel_with_threads_per_job_and_no_leaks(tmp_path):
     # n_jobs=1: the same reused loky worker runs all jobs one after another, so state left by one
     # (deterministic algorithms, thread count) would show in the next
-    proc = run_script(["-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=1", "deterministic=true,false,true",
-                       *FAST, "trainer.limit_train_batches=3"], tmp_path)
+    proc = run_script(
+        [
+            "-m",
+            "hydra/launcher=joblib",
+            "hydra.launcher.n_jobs=1",
+            "deterministic=true,false,true",
+            *FAST,
+            "trainer.limit_train_batches=3",
+        ],
+        tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     metrics = [read_metrics(j) for j in jobs_of(tmp_path)]
     assert [m["deterministic_algorithms"] for m in metrics] == [True, False, True]
@@ -26,22 +35,38 @@ def test_joblib_runs_in_parallel_with_threads_per_job_and_no_leaks(tmp_path):
     # jobs 0 and 2 are the same configuration in the same worker: seeded afresh, they train identically
     first, third = metrics[0], metrics[2]
     assert first["history"] == {**third["history"], "epoch_seconds": first["history"]["epoch_seconds"]}
-    assert first["test/acc"] == third["test/acc"] and first["diag/born_dead_frac/total"] == third["diag/born_dead_frac/total"]
+    assert (
+        first["test/acc"] == third["test/acc"]
+        and first["diag/born_dead_frac/total"] == third["diag/born_dead_frac/total"]
+    )
 
 
 def test_joblib_parallel_jobs_share_the_cores(tmp_path):
-    proc = run_script(["-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "optimizer=sgd,adam",
-                       *FAST, "trainer.limit_train_batches=3"], tmp_path)
+    proc = run_script(
+        [
+            "-m",
+            "hydra/launcher=joblib",
+            "hydra.launcher.n_jobs=2",
+            "optimizer=sgd,adam",
+            *FAST,
+            "trainer.limit_train_batches=3",
+        ],
+        tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert [read_metrics(j)["threads"] for j in jobs_of(tmp_path)] == [max(1, os.cpu_count() // 2)] * 2
 
 
 def test_a_failing_and_a_diverging_job_do_not_stop_the_sweep(tmp_path):
-    proc = run_script(["-m", "optimizer=sgd", "optimizer.lr=0.1,1e6,-1", *FAST, "trainer.log_every_n_steps=5"],
-                      tmp_path)
+    proc = run_script(
+        ["-m", "optimizer=sgd", "optimizer.lr=0.1,1e6,-1", *FAST, "trainer.log_every_n_steps=5"], tmp_path
+    )
     assert proc.returncode == 1, proc.stderr[-3000:]
-    assert proc.stderr.strip().splitlines()[-1].startswith(
-        "Error: 2 of 3 jobs did not complete (1 diverged, 1 failed): see ")
+    assert (
+        proc.stderr.strip()
+        .splitlines()[-1]
+        .startswith("Error: 2 of 3 jobs did not complete (1 diverged, 1 failed): see ")
+    )
     statuses = [read_metrics(j)["status"] for j in jobs_of(tmp_path)]
     assert statuses == ["completed", "diverged", "failed"]
     md = next(tmp_path.glob("outputs/multirun/*/*/summary.md")).read_text()
@@ -49,8 +74,9 @@ def test_a_failing_and_a_diverging_job_do_not_stop_the_sweep(tmp_path):
 
 
 def test_submitit_local_launcher(tmp_path):
-    proc = run_script(["-m", "hydra/launcher=submitit_local", "optimizer=sgd,adam", *FAST,
-                       "trainer.limit_train_batches=3"], tmp_path)
+    proc = run_script(
+        ["-m", "hydra/launcher=submitit_local", "optimizer=sgd,adam", *FAST, "trainer.limit_train_batches=3"], tmp_path
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert [read_metrics(j)["status"] for j in jobs_of(tmp_path)] == ["completed", "completed"]
     assert next(tmp_path.glob("outputs/multirun/*/*/summary.md"))
@@ -88,8 +114,10 @@ def test_the_optuna_preset_searches_and_ranks_by_the_validation_accuracy(tmp_pat
     (optimization,) = tmp_path.glob("outputs/multirun/*/*/optimization_results.yaml")
     best = yaml.safe_load(optimization.read_text())["best_value"]
     assert best == pytest.approx(max(read_metrics(j)["val/acc"] for j in jobs))
-    lrs = [float(next(o for o in read_metrics(j)["overrides"] if o.startswith("optimizer.lr=")).split("=")[1])
-           for j in jobs]
+    lrs = [
+        float(next(o for o in read_metrics(j)["overrides"] if o.startswith("optimizer.lr=")).split("=")[1])
+        for j in jobs
+    ]
     assert all(0.0003 <= lr <= 0.03 for lr in lrs)  # the preset's log-uniform range
     (summary,) = tmp_path.glob("outputs/multirun/*/*/summary.md")
     assert "ranked by val/acc, the metric the search optimised" in summary.read_text()

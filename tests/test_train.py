@@ -23,8 +23,14 @@ def only_run_dir(tmp_path: Path) -> Path:
 
 
 def test_subprocesses_run_this_checkouts_code(tmp_path):
-    out = subprocess.run([sys.executable, "-c", "import experiments; print(experiments.__file__)"], cwd=tmp_path,
-                         env=subprocess_env(), capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-c", "import experiments; print(experiments.__file__)"],
+        cwd=tmp_path,
+        env=subprocess_env(),
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     assert Path(out.strip()) == ROOT / "src" / "experiments" / "__init__.py"
 
 
@@ -50,8 +56,16 @@ def test_train_writes_metrics_tensorboard_and_checkpoints(tmp_path):
 
     events = EventAccumulator(str(run_dir / "tensorboard")).Reload()
     tags = set(events.Tags()["scalars"])
-    assert {"train/loss", "train/loss_epoch", "train/acc", "val/loss", "val/acc", "test/loss",
-            "test/acc", "final/test_acc"} <= tags
+    assert {
+        "train/loss",
+        "train/loss_epoch",
+        "train/acc",
+        "val/loss",
+        "val/acc",
+        "test/loss",
+        "test/acc",
+        "final/test_acc",
+    } <= tags
     assert events.Scalars("test/acc")[-1].value == pytest.approx(metrics["test/acc"])
     plugin_tags = events.Tags().get("tensors", []) + list(events.summary_metadata)
     assert any("_hparams_/session_start_info" in t for t in plugin_tags)
@@ -67,8 +81,17 @@ def test_train_writes_metrics_tensorboard_and_checkpoints(tmp_path):
 def test_eval_tests_the_best_checkpoint_as_it_was_trained(tmp_path):
     # "best" by the lowest val/acc: the first epoch's weights, while training improves the later ones;
     # trained on [0, 1] pixels, which eval.py must use too, unless told otherwise
-    proc = run_script([*FAST, "trainer.max_epochs=3", "callbacks.model_checkpoint.mode=min", "data.normalize=unit",
-                       "trainer.limit_val_batches=null", "trainer.limit_test_batches=null"], tmp_path)
+    proc = run_script(
+        [
+            *FAST,
+            "trainer.max_epochs=3",
+            "callbacks.model_checkpoint.mode=min",
+            "data.normalize=unit",
+            "trainer.limit_val_batches=null",
+            "trainer.limit_test_batches=null",
+        ],
+        tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     run_dir = only_run_dir(tmp_path)
     metrics = read_metrics(run_dir)
@@ -88,8 +111,9 @@ def test_eval_tests_the_best_checkpoint_as_it_was_trained(tmp_path):
     evaluated = [json.loads(p.read_text()) for p in tmp_path.glob("outputs/eval/*/*/eval.json")]
     assert sorted(e["test/acc"] for e in evaluated) == pytest.approx(sorted(results.values()), abs=1e-4)
     # eval.py tests on all 10,000 official test images: the accuracy counted by hand over them
-    from experiments.classifier import load_classifier
-    from experiments.mnist import load_mnist, normalize
+    from experiments.data.mnist import load_mnist, normalize
+    from experiments.run.checkpoints import load_classifier
+
     test = load_mnist(raw=True)
     with torch.no_grad():
         predicted = load_classifier(best).eval()(normalize(test["test_x"], "unit")).argmax(1)
@@ -114,8 +138,10 @@ def test_multirun_gives_each_job_its_own_directory(tmp_path):
 
 def test_two_runs_started_together_never_share_a_directory(tmp_path):
     cmd = [sys.executable, str(ROOT / "train.py"), *FAST, "trainer.limit_train_batches=2"]
-    procs = [subprocess.Popen(cmd, cwd=tmp_path, env=subprocess_env(), stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE) for _ in range(2)]
+    procs = [
+        subprocess.Popen(cmd, cwd=tmp_path, env=subprocess_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        for _ in range(2)
+    ]
     assert all(p.wait(timeout=300) == 0 for p in procs)
     runs = list(tmp_path.glob("outputs/runs/*/*/metrics.json"))
     assert len(runs) == 2 and runs[0].parent != runs[1].parent
@@ -165,10 +191,20 @@ def test_trainer_debug_runs_a_few_batches_without_checkpoints(tmp_path):
 
 def test_step_checkpoints_and_early_stopping_from_the_callbacks_group(tmp_path):
     # a constant learning rate of 0: val/acc never improves, so patience 1 stops after epoch 2 of 5
-    proc = run_script([*FAST, "callbacks=[step_checkpoint,early_stopping]", "callbacks.progress_bar=null",
-                       "callbacks.step_checkpoint.every_n_train_steps=7", "callbacks.early_stopping.patience=1",
-                       "trainer.max_epochs=5", "optimizer=sgd", "optimizer.lr=1e-12",
-                       "callbacks.early_stopping.min_delta=0.5"], tmp_path)
+    proc = run_script(
+        [
+            *FAST,
+            "callbacks=[step_checkpoint,early_stopping]",
+            "callbacks.progress_bar=null",
+            "callbacks.step_checkpoint.every_n_train_steps=7",
+            "callbacks.early_stopping.patience=1",
+            "trainer.max_epochs=5",
+            "optimizer=sgd",
+            "optimizer.lr=1e-12",
+            "callbacks.early_stopping.min_delta=0.5",
+        ],
+        tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     run_dir = only_run_dir(tmp_path)
     metrics = read_metrics(run_dir)
@@ -215,11 +251,21 @@ def test_no_logger_still_records_metrics_json(tmp_path):
 
 
 def test_every_key_that_differs_between_sweep_jobs_is_in_the_hparams_tab(tmp_path):
-    from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
     import yaml
+    from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
 
-    proc = run_script(["-m", "scheduler=step", "scheduler.scheduler.gamma=0.5,0.9", "trainer.gradient_clip_val=null,0.5",
-                       *FAST, "trainer.limit_train_batches=5", "diagnostics=none"], tmp_path)
+    proc = run_script(
+        [
+            "-m",
+            "scheduler=step",
+            "scheduler.scheduler.gamma=0.5,0.9",
+            "trainer.gradient_clip_val=null,0.5",
+            *FAST,
+            "trainer.limit_train_batches=5",
+            "diagnostics=none",
+        ],
+        tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     sessions = []
     for tb in sorted(tmp_path.glob("outputs/multirun/*/*/*/tensorboard")):

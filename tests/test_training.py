@@ -5,9 +5,10 @@ from lightning.pytorch.callbacks import EarlyStopping, RichProgressBar
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
 from conftest import compose_config
-from experiments import callbacks
-from experiments.diagnostics import DeadUnitMonitor, GradNormMonitor, HistogramMonitor
-from experiments.training import build_callbacks, build_datamodule, build_loggers, build_module, flat_hparams
+from experiments.lit import callbacks
+from experiments.lit.diagnostics import DeadUnitMonitor, GradNormMonitor, HistogramMonitor
+from experiments.run.hparams import flat_hparams
+from experiments.run.recipe import build_callbacks, build_datamodule, build_loggers, build_module
 
 
 def by_type(callbacks: list) -> dict[str, list]:
@@ -27,12 +28,21 @@ def test_default_callbacks_are_lightnings_own_as_configured(tmp_path):
     assert best.monitor == "val/acc" and best.mode == "max" and best.save_top_k == 1
     assert last.monitor is None and last.filename == "last" and last.dirpath == str(tmp_path / "checkpoints")
     assert {type(c) for c in found["DeadUnitMonitor"] + found["GradNormMonitor"] + found["HistogramMonitor"]} == {
-        DeadUnitMonitor, GradNormMonitor, HistogramMonitor}
+        DeadUnitMonitor,
+        GradNormMonitor,
+        HistogramMonitor,
+    }
 
 
 def test_step_checkpoints_and_early_stopping_are_options_of_the_callbacks_group(tmp_path):
-    cfg = compose_config(["callbacks=[step_checkpoint,early_stopping]", "callbacks.step_checkpoint.every_n_train_steps=9",
-                          "callbacks.early_stopping.patience=4"], output_dir=str(tmp_path))
+    cfg = compose_config(
+        [
+            "callbacks=[step_checkpoint,early_stopping]",
+            "callbacks.step_checkpoint.every_n_train_steps=9",
+            "callbacks.early_stopping.patience=4",
+        ],
+        output_dir=str(tmp_path),
+    )
     found = by_type(build_callbacks(cfg))
     steps = [c for c in found["ModelCheckpoint"] if "'every_n_train_steps': 9" in c.state_key]
     assert len(found["ModelCheckpoint"]) == 3 and len(steps) == 1 and steps[0].filename == "last"
@@ -68,18 +78,29 @@ def test_hparams_for_tensorboard_hold_the_choices_and_their_numbers():
     assert params["model.hidden_sizes"] == "[64, 64, 64]" and "hydra/launcher" not in params
 
 
-@pytest.mark.parametrize("overrides, present, absent", [
-    (["diagnostics=none"], [], ["diag/dead_frac/total", "diag/grad_norm/layer1", "weights/layer1"]),
-    (["diagnostics.histograms=null"], ["diag/dead_frac/total", "diag/grad_norm/layer1"], ["weights/layer1"]),
-    (["diagnostics.dead_units=null"], ["diag/grad_norm/layer1", "weights/layer1"], ["diag/dead_frac/total"]),
-    (["diagnostics.grad_norms=null"], ["diag/dead_frac/total", "weights/layer1"], ["diag/grad_norm/layer1"]),
-])
+@pytest.mark.parametrize(
+    "overrides, present, absent",
+    [
+        (["diagnostics=none"], [], ["diag/dead_frac/total", "diag/grad_norm/layer1", "weights/layer1"]),
+        (["diagnostics.histograms=null"], ["diag/dead_frac/total", "diag/grad_norm/layer1"], ["weights/layer1"]),
+        (["diagnostics.dead_units=null"], ["diag/grad_norm/layer1", "weights/layer1"], ["diag/dead_frac/total"]),
+        (["diagnostics.grad_norms=null"], ["diag/dead_frac/total", "weights/layer1"], ["diag/grad_norm/layer1"]),
+    ],
+)
 def test_diagnostics_switch_off_as_a_group_and_one_by_one(tmp_path, overrides, present, absent):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    from experiments.training import run
-    args = ["trainer.limit_train_batches=4", "trainer.limit_val_batches=1", "trainer.limit_test_batches=1",
-            "trainer.max_epochs=1", "trainer.log_every_n_steps=2", "callbacks.progress_bar=null", *overrides]
+    from experiments.run.recipe import run
+
+    args = [
+        "trainer.limit_train_batches=4",
+        "trainer.limit_val_batches=1",
+        "trainer.limit_test_batches=1",
+        "trainer.max_epochs=1",
+        "trainer.log_every_n_steps=2",
+        "callbacks.progress_bar=null",
+        *overrides,
+    ]
     cfg = compose_config(args, output_dir=str(tmp_path))
     result = run(cfg, tmp_path, {"optimizer": "adam"}, args)
     events = EventAccumulator(str(tmp_path / "tensorboard")).Reload()
@@ -92,12 +113,17 @@ def test_a_weights_only_checkpoint_is_refused_for_resuming_before_anything_is_bu
     import torch
 
     from experiments.errors import CheckpointError
-    from experiments.training import run
+    from experiments.run.recipe import run
 
     cfg = compose_config([], output_dir=str(tmp_path))
     module = build_module(cfg, build_datamodule(cfg))
-    weights = {"state_dict": module.state_dict(), "hyper_parameters": dict(module.hparams), "epoch": 1,
-               "global_step": 10, "pytorch-lightning_version": "2.6.0"}  # what a fused sweep member saves
+    weights = {
+        "state_dict": module.state_dict(),
+        "hyper_parameters": dict(module.hparams),
+        "epoch": 1,
+        "global_step": 10,
+        "pytorch-lightning_version": "2.6.0",
+    }  # what a fused sweep member saves
     torch.save(weights, tmp_path / "member.ckpt")
     cfg.ckpt_path = str(tmp_path / "member.ckpt")
     with pytest.raises(CheckpointError, match="holds weights only .* eval.py tests it, but a run cannot resume"):
@@ -108,11 +134,20 @@ def test_a_weights_only_checkpoint_is_refused_for_resuming_before_anything_is_bu
 def test_last_checkpoint_is_written_in_an_epoch_without_validation(tmp_path):
     import torch
 
-    from experiments.training import run
+    from experiments.run.recipe import run
 
     run_dir = tmp_path / "run"
-    cfg = compose_config(["+trainer.check_val_every_n_epoch=2", "trainer.max_epochs=1", "trainer.limit_train_batches=3",
-                          "callbacks.progress_bar=null", "diagnostics=none", "logger=none"], output_dir=str(run_dir))
+    cfg = compose_config(
+        [
+            "+trainer.check_val_every_n_epoch=2",
+            "trainer.max_epochs=1",
+            "trainer.limit_train_batches=3",
+            "callbacks.progress_bar=null",
+            "diagnostics=none",
+            "logger=none",
+        ],
+        output_dir=str(run_dir),
+    )
     result = run(cfg, run_dir, {}, [])
     assert result["status"] == "completed" and result["best_ckpt"] is None  # no validation: nothing to rank
     last = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from experiments.catalogue import CONF_DIR
+from experiments.config.catalogue import CONF_DIR
 
 COMMANDS = [
     ("python train.py [group=option ...] [key=value ...]", "mlp-train", "train one configuration (-m: a sweep)"),

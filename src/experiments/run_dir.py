@@ -47,8 +47,9 @@ def check_writable(run_dir: Path, key: str = "hydra.run.dir") -> None:
         probe.write_bytes(b"0" * 65536)  # a full disk fails here rather than after an hour of training
         probe.unlink()
     except OSError as exc:
-        raise RunDirectoryError(f"{key}={run_dir}: not writable ({exc.strerror}); "
-                                f"free space there or set {key} to a writable path") from exc
+        raise RunDirectoryError(
+            f"{key}={run_dir}: not writable ({exc.strerror}); free space there or set {key} to a writable path"
+        ) from exc
 
 
 def hydra_value(value: str) -> str:
@@ -66,7 +67,11 @@ def resume_command(ckpt: Path, run_dir: Path, overrides: list[str]) -> str:
     kept = [o for o in overrides if not o.startswith(("ckpt_path=", "hydra.run.dir=", "hydra.output_subdir="))]
     script = sys.argv[0] or "train.py"  # a console script (mlp-train) runs as itself, train.py through python
     command = ["python", script] if script.endswith(".py") else [Path(script).name]
-    args = [*command, *kept, f"ckpt_path={hydra_value(str(ckpt))}",
-            f"hydra.run.dir={hydra_value(str(run_dir))}",
-            f"hydra.output_subdir=.hydra/resumed-{time.strftime('%Y%m%d-%H%M%S')}"]
+    args = [
+        *command,
+        *kept,
+        f"ckpt_path={hydra_value(str(ckpt))}",
+        f"hydra.run.dir={hydra_value(str(run_dir))}",
+        f"hydra.output_subdir=.hydra/resumed-{time.strftime('%Y%m%d-%H%M%S')}",
+    ]
     return " ".join(shlex.quote(a) for a in args)

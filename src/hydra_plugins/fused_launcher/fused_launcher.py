@@ -2,9 +2,9 @@
 
 Hydra finds this plugin in its ``hydra_plugins`` namespace. For each job the launcher composes the
 config as the basic launcher does. Jobs whose configs agree in all but seed, activation, weight
-initialisation and optimizer hyper-parameters (``experiments.fused_runs.fusion_key``) form a group; Hydra's
+initialisation and optimizer hyper-parameters (``experiments.fused.grouping.fusion_key``) form a group; Hydra's
 own ``run_job`` prepares each member (its directory, ``.hydra/`` files, logging, job callbacks, the
-config checks) and the group then trains in one loop (``experiments.fused_runs.train_members``). A job
+config checks) and the group then trains in one loop (``experiments.fused.members.train_members``). A job
 that cannot fuse (``fusion_problem`` says why, in the log) runs exactly as under the basic launcher.
 Groups larger than ``max_members``, or than ``memory_fraction`` of the free memory allows, are split.
 
@@ -13,11 +13,10 @@ in ``sys.modules``, where ``dataclasses`` cannot resolve annotations given as st
 """
 
 import logging
-import math
-import traceback
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from hydra.core.config_store import ConfigStore
 from hydra.core.utils import JobReturn, JobStatus, configure_log, filter_overrides, run_job, setup_globals
@@ -31,8 +30,8 @@ log = logging.getLogger(__name__)
 @dataclass
 class FusedLauncherConf:
     _target_: str = "hydra_plugins.fused_launcher.fused_launcher.FusedLauncher"
-    max_members: int = 64          # members per stacked model at most
-    memory_fraction: float = 0.5   # of the free accelerator memory (or RAM) a group may take
+    max_members: int = 64  # members per stacked model at most
+    memory_fraction: float = 0.5  # of the free accelerator memory (or RAM) a group may take
 
 
 ConfigStore.instance().store(group="hydra/launcher", name="fused", node=FusedLauncherConf, provider="experiments")
@@ -43,7 +42,9 @@ class FusedLauncher(Launcher):
         if not isinstance(max_members, int) or max_members < 1:
             raise ValueError(f"hydra.launcher.max_members={max_members!r} is invalid: must be an integer >= 1")
         if not isinstance(memory_fraction, (int, float)) or not 0 < memory_fraction <= 1:
-            raise ValueError(f"hydra.launcher.memory_fraction={memory_fraction!r} is invalid: must be a number in (0, 1]")
+            raise ValueError(
+                f"hydra.launcher.memory_fraction={memory_fraction!r} is invalid: must be a number in (0, 1]"
+            )
         self.max_members, self.memory_fraction = max_members, memory_fraction
         self.config: DictConfig | None = None
         self.task_function: TaskFunction | None = None
@@ -54,13 +55,18 @@ class FusedLauncher(Launcher):
 
     def _run(self, config: DictConfig, task: TaskFunction) -> JobReturn:
         assert self.hydra_context is not None and self.config is not None
-        ret = run_job(hydra_context=self.hydra_context, task_function=task, config=config,
-                      job_dir_key="hydra.sweep.dir", job_subdir_key="hydra.sweep.subdir")
+        ret = run_job(
+            hydra_context=self.hydra_context,
+            task_function=task,
+            config=config,
+            job_dir_key="hydra.sweep.dir",
+            job_subdir_key="hydra.sweep.subdir",
+        )
         configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
         return ret
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
-        from experiments.fused_runs import fusion_key, fusion_problem
+        from experiments.fused.grouping import fusion_key, fusion_problem
 
         setup_globals()
         assert self.hydra_context is not None and self.config is not None and self.task_function is not None
@@ -92,8 +98,8 @@ class FusedLauncher(Launcher):
         return [returns[i] for i in sorted(returns)]
 
     def _fused(self, jobs: list[tuple[int, DictConfig]]) -> dict[int, JobReturn]:
-        from experiments.cli import finish, prepare_member, record_failure
-        from experiments.fused_runs import Member, group_device, member_bytes, memory_budget, split_group, train_members
+        from experiments.fused.grouping import group_device, member_bytes, memory_budget, split_group
+        from experiments.fused.members import Member, prepare_member, train_group
 
         returns, members = {}, []
         for idx, config in jobs:
@@ -104,22 +110,15 @@ class FusedLauncher(Launcher):
         if not members:
             return returns
         cfg = members[0].cfg
-        chunks = split_group(len(members), member_bytes(cfg), memory_budget(group_device(cfg), self.memory_fraction),
-                             self.max_members)
+        chunks = split_group(
+            len(members), member_bytes(cfg), memory_budget(group_device(cfg), self.memory_fraction), self.max_members
+        )
         for chunk in chunks:
             group = [members[i] for i in chunk]
             name = f"fused-{group[0].job}"  # by its first job: unique across the sweeper's batches
             log.info(f"{name}: training jobs {', '.join(f'#{m.job}' for m in group)} as one stacked model")
-            try:
-                results = train_members(group, name)
-            except Exception as exc:  # a bug: every member records it, the sweep goes on
-                for member in group:
-                    record_failure(member.run_dir, f"{type(exc).__name__}: {exc}", member.overrides)
-                    returns[member.job].return_value = math.nan
-                log.error("%s crashed:\n%s", name, traceback.format_exc())
-                continue
-            for member in group:
-                returns[member.job].return_value = finish(member.cfg, results[member.job], member.run_dir)
+            for job, value in train_group(group, name).items():
+                returns[job].return_value = value
         return returns
 
 

@@ -22,6 +22,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from experiments.errors import exit_with
+from experiments.run.record import record_failure
 
 log = logging.getLogger("experiments")
 
@@ -43,7 +44,7 @@ class _DropTips(logging.Filter):
         return "Tip:" not in record.getMessage()
 
 
-def _quiet_lightning() -> None:
+def quiet_lightning() -> None:
     """Route Lightning's messages through Hydra's logging only (console and ``<run_dir>/train.log``).
     Called once Lightning is imported: where the root logger has no handler (``hydra/job_logging=disabled``)
     Lightning's import adds one of its own."""
@@ -75,20 +76,9 @@ def _parallel_jobs(hc: Any) -> int:
     return os.cpu_count() or 1 if n_jobs < 0 else int(n_jobs)
 
 
-def record_failure(run_dir: Path, error: str, overrides: list[str]) -> None:
-    """The one place that records ``failed``: what the run recorded so far, plus the error."""
-    from experiments.run_dir import is_main_process, read_json, write_json
-
-    path = run_dir / "metrics.json"
-    if not is_main_process() or not run_dir.is_dir():
-        return
-    write_json(path, {**read_json(path), "status": "failed", "error": error, "run_dir": str(run_dir),
-                      "overrides": overrides})
-
-
-def _check(cfg: DictConfig, hc: Any, multirun: bool) -> None:
+def check_config(cfg: DictConfig, hc: Any, multirun: bool) -> None:
     """The config checks (one line per problem, before anything is built) and the advice they give."""
-    from experiments.config_checks import advice, validate
+    from experiments.config.rules import advice, validate
 
     validate(cfg, choices=dict(hc.runtime.choices), multirun=multirun)
     for warning in advice(cfg):
@@ -105,12 +95,12 @@ def train_main(cfg: DictConfig) -> float:
     multirun = hc.mode == RunMode.MULTIRUN
     overrides = OmegaConf.to_container(hc.overrides.task, resolve=False)  # as typed, ${...} included
     try:
-        _check(cfg, hc, multirun)
+        check_config(cfg, hc, multirun)
         if cfg.print_config and not multirun and is_main_process():
             _print_config(cfg)
-        from experiments.training import run  # Lightning's import takes seconds: not for a refused config
+        from experiments.run.recipe import run  # Lightning's import takes seconds: not for a refused config
 
-        _quiet_lightning()
+        quiet_lightning()
         result = run(cfg, run_dir, dict(hc.runtime.choices), overrides, _parallel_jobs(hc))
     except ExperimentError as exc:
         record_failure(run_dir, str(exc), overrides)
@@ -135,8 +125,11 @@ def finish(cfg: DictConfig, result: dict[str, Any], run_dir: Path, multirun: boo
     """A job's one line of outcome; ``optimized_metric`` for a sweeper (NaN where it did not complete)."""
     status = result["status"]
     if status == "completed":
-        print(f"test/acc={result['test/acc']:.4f} test/loss={result['test/loss']:.4f} "
-              f"epochs={result['epochs']} wall={result['wall_seconds']:.1f}s run_dir={run_dir}", flush=True)
+        print(
+            f"test/acc={result['test/acc']:.4f} test/loss={result['test/loss']:.4f} "
+            f"epochs={result['epochs']} wall={result['wall_seconds']:.1f}s run_dir={run_dir}",
+            flush=True,
+        )
         return float(result.get(cfg.optimized_metric, math.nan))
     message = f"{result.get('error', status)}; metrics.json status={status}; run_dir={run_dir}"
     if multirun:
@@ -145,47 +138,26 @@ def finish(cfg: DictConfig, result: dict[str, Any], run_dir: Path, multirun: boo
     exit_with(message, code=1)
 
 
-def prepare_member(cfg: DictConfig) -> Any:
-    """A fused launcher's job before it trains with others: ``train_main``'s checks, and the job's
-    config resolved while its Hydra context is set. A job that fails them is recorded ``failed``."""
-    from experiments.errors import ExperimentError
-    from experiments.fused_runs import Member
-
-    hc = HydraConfig.get()
-    run_dir = Path(hc.runtime.output_dir)
-    overrides = OmegaConf.to_container(hc.overrides.task, resolve=False)
-    _quiet_lightning()
-    try:
-        _check(cfg, hc, multirun=True)
-    except ExperimentError as exc:
-        record_failure(run_dir, str(exc), overrides)
-        if os.environ.get("HYDRA_FULL_ERROR") == "1":
-            raise
-        log.error("job %s failed: %s", run_dir.name, exc)
-        return math.nan
-    resolved = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))
-    return Member(job=int(hc.job.num), cfg=resolved, run_dir=run_dir, choices=dict(hc.runtime.choices),
-                  overrides=overrides)
-
-
 def eval_main(cfg: DictConfig) -> float:
     """Test one checkpoint; prints the metrics and writes them to ``<run_dir>/eval.json``."""
     from hydra.utils import instantiate
 
-    from experiments.config_checks import RULES, boolean, existing_file, validate
+    from experiments.config.rules import RULES, boolean, existing_file, validate
     from experiments.errors import ExperimentError
     from experiments.run_dir import write_json
 
     hc = HydraConfig.get()
     run_dir = Path(hc.runtime.output_dir)
     try:
-        validate(cfg, extra={"ckpt_path": existing_file, "progress_bar": boolean,
-                             "accelerator": RULES["trainer.accelerator"]})
+        validate(
+            cfg,
+            extra={"ckpt_path": existing_file, "progress_bar": boolean, "accelerator": RULES["trainer.accelerator"]},
+        )
         import lightning as L  # after the checks: its import takes seconds
 
-        from experiments.classifier import load_classifier, read_checkpoint
+        from experiments.run.checkpoints import load_classifier, read_checkpoint
 
-        _quiet_lightning()
+        quiet_lightning()
         checkpoint = read_checkpoint(cfg.ckpt_path)
         module = load_classifier(cfg.ckpt_path, checkpoint)
         trained = (checkpoint.get("datamodule_hyper_parameters") or {}).get("normalize")
@@ -197,8 +169,14 @@ def eval_main(cfg: DictConfig) -> float:
         if os.environ.get("HYDRA_FULL_ERROR") == "1":
             raise
         exit_with(str(exc))
-    trainer = L.Trainer(accelerator=cfg.accelerator, devices=1, logger=False, enable_checkpointing=False,
-                        enable_progress_bar=cfg.progress_bar, enable_model_summary=False)
+    trainer = L.Trainer(
+        accelerator=cfg.accelerator,
+        devices=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=cfg.progress_bar,
+        enable_model_summary=False,
+    )
     result = {k: float(v) for k, v in trainer.test(module, datamodule=datamodule, verbose=False)[0].items()}
     write_json(run_dir / "eval.json", {**result, "ckpt_path": str(Path(cfg.ckpt_path).resolve())})
     print(f"test/acc={result['test/acc']:.4f} test/loss={result['test/loss']:.4f} ckpt={cfg.ckpt_path}", flush=True)
@@ -208,7 +186,7 @@ def eval_main(cfg: DictConfig) -> float:
 def _hydra_entry(task: Any, config_name: str) -> None:
     import hydra
 
-    from experiments.catalogue import CONF_DIR
+    from experiments.config.catalogue import CONF_DIR
 
     register_resolvers()
     hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name=config_name)(task)()

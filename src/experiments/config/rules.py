@@ -17,16 +17,17 @@ import inspect
 import math
 import os
 import re
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from experiments.data.mnist import INPUT_SIZE, NORMALIZATIONS, NUM_CLASSES, TEST_SIZE, TRAIN_SIZE
 from experiments.errors import ConfigError
-from experiments.losses import OUTPUT_ACTIVATIONS, check_output_activation
-from experiments.mnist import INPUT_SIZE, NORMALIZATIONS, NUM_CLASSES, TEST_SIZE, TRAIN_SIZE
-from experiments.model import INITS, training_bytes
+from experiments.nn.losses import OUTPUT_ACTIVATIONS, check_output_activation
+from experiments.nn.model import INITS, training_bytes
 
 __all__ = ["ConfigError", "RULES", "problems", "validate"]
 
@@ -46,6 +47,7 @@ def integer(low: int, high: int | None = None) -> Check:
         if _is_int(v) and v >= low and (high is None or v <= high):
             return None
         return f"an integer >= {low}" + (f" and <= {high}" if high is not None else "")
+
     return check
 
 
@@ -53,6 +55,7 @@ def number(low: float, high: float = math.inf, low_open: bool = True, high_open:
     def check(v: Any) -> str | None:
         ok = _is_num(v) and (v > low if low_open else v >= low) and (v < high if high_open else v <= high)
         return None if ok else f"a number in {'(' if low_open else '['}{low}, {high}{')' if high_open else ']'}"
+
     return check
 
 
@@ -65,6 +68,7 @@ def one_of(*options: Any) -> Check:
 
     def check(v: Any) -> str | None:  # the same type too: 1 is not true, 0 is not false
         return None if any(type(v) is type(o) and v == o for o in options) else f"one of {shown}"
+
     return check
 
 
@@ -195,7 +199,7 @@ def _keys(node: Any, parts: list[str], prefix: str = "") -> Iterator[str]:
     if not isinstance(node, DictConfig):
         return
     head, rest = parts[0], parts[1:]
-    keys = [k for k in node.keys() if isinstance(k, str)]  # with the ??? ones, which `in` does not see
+    keys = [k for k in node if isinstance(k, str)]  # with the ??? ones, which `in` does not see
     names = keys if head == "*" else [head] if head in keys else []
     for name in names:
         key = f"{prefix}{'.' if prefix else ''}{name}"
@@ -240,9 +244,12 @@ def _machine_problems(trainer: DictConfig | dict[str, Any], key: str = "trainer.
 # Launcher and sweeper settings that fail only once a sweep has started, by the plugin's _target_.
 SWEEP_RULES: dict[str, dict[str, Check]] = {
     "hydra_plugins.hydra_joblib_launcher.joblib_launcher.JoblibLauncher": {
-        "launcher.n_jobs": lambda v: None if _is_int(v) and v != 0 else "a non-zero integer (-1: every core)"},
+        "launcher.n_jobs": lambda v: None if _is_int(v) and v != 0 else "a non-zero integer (-1: every core)"
+    },
     "hydra_plugins.hydra_optuna_sweeper.optuna_sweeper.OptunaSweeper": {
-        "sweeper.n_trials": integer(1), "sweeper.n_jobs": integer(1)},
+        "sweeper.n_trials": integer(1),
+        "sweeper.n_jobs": integer(1),
+    },
 }
 
 
@@ -257,8 +264,12 @@ def sweep_problems(hydra: DictConfig) -> list[str]:
     return found
 
 
-def problems(cfg: DictConfig, extra: dict[str, Check] | None = None, choices: dict[str, Any] | None = None,
-             multirun: bool = False) -> list[str]:
+def problems(
+    cfg: DictConfig,
+    extra: dict[str, Check] | None = None,
+    choices: dict[str, Any] | None = None,
+    multirun: bool = False,
+) -> list[str]:
     """All problems in ``cfg``, or an empty list. ``choices`` are Hydra's group choices (``optimizer: gd``)."""
     found = []
     for pattern, check in {**RULES, **(extra or {})}.items():
@@ -299,8 +310,10 @@ def domain_problems(cfg: DictConfig, choices: dict[str, Any], multirun: bool = F
             found.append(verdict.removeprefix("refuse: "))
     data = cfg.get("data") or {}
     if choices.get("optimizer") == "gd" and data.get("batch_size") != "full":
-        found.append(f"data.batch_size={data.get('batch_size')!r} with optimizer=gd: gradient descent is full-batch; "
-                     f"use optimizer=sgd for mini-batches, or drop the data.batch_size override")
+        found.append(
+            f"data.batch_size={data.get('batch_size')!r} with optimizer=gd: gradient descent is full-batch; "
+            f"use optimizer=sgd for mini-batches, or drop the data.batch_size override"
+        )
     trainer = cfg.get("trainer") or {}
     if trainer:
         found += _machine_problems(trainer)
@@ -308,26 +321,41 @@ def domain_problems(cfg: DictConfig, choices: dict[str, Any], multirun: bool = F
         found += _machine_problems({"accelerator": cfg.accelerator, "devices": 1}, key="accelerator")
     found += _batch_limit_problems(trainer, data)
     found += _memory_problems(model, data, trainer)
-    checkpointing = [name for name, c in (cfg.get("callbacks") or {}).items()
-                     if c and str(c.get("_target_", "")).endswith("ModelCheckpoint")]
+    checkpointing = [
+        name
+        for name, c in (cfg.get("callbacks") or {}).items()
+        if c and str(c.get("_target_", "")).endswith("ModelCheckpoint")
+    ]
     if trainer.get("enable_checkpointing") is False and checkpointing:
-        found.append(f"trainer.enable_checkpointing=false with checkpoint callbacks ({', '.join(checkpointing)}): "
-                     f"use callbacks=none, or drop them with callbacks.<name>=null")
+        found.append(
+            f"trainer.enable_checkpointing=false with checkpoint callbacks ({', '.join(checkpointing)}): "
+            f"use callbacks=none, or drop them with callbacks.<name>=null"
+        )
     if multirun and str(trainer.get("strategy", "")).startswith("ddp"):
-        found.append(f"trainer.strategy={trainer.strategy!r} in a multirun: DDP runs as a single run only "
-                     f"(Lightning starts each extra rank by re-running the command); run it without -m")
+        found.append(
+            f"trainer.strategy={trainer.strategy!r} in a multirun: DDP runs as a single run only "
+            f"(Lightning starts each extra rank by re-running the command); run it without -m"
+        )
     return found
 
 
 # Arguments the project passes to a section's class itself, and what a user sets instead.
 SUPPLIED: dict[str, dict[str, str]] = {
-    "model": {"input_size": "remove it (the data's image size)", "num_classes": "remove it (the data's classes)",
-              "activation": "use activation=<option>"},
+    "model": {
+        "input_size": "remove it (the data's image size)",
+        "num_classes": "remove it (the data's classes)",
+        "activation": "use activation=<option>",
+    },
     "optimizer": {"params": "remove it (the model's parameters)"},
     "scheduler.scheduler": {"optimizer": "remove it (the run's optimizer)"},
-    "trainer": {"callbacks": "use callbacks=<option> or diagnostics=<option>", "logger": "use logger=<option>",
-                "deterministic": "use deterministic=true", "default_root_dir": "use hydra.run.dir=<dir>",
-                "enable_progress_bar": "use callbacks.progress_bar=null", "plugins": "remove it"},
+    "trainer": {
+        "callbacks": "use callbacks=<option> or diagnostics=<option>",
+        "logger": "use logger=<option>",
+        "deterministic": "use deterministic=true",
+        "default_root_dir": "use hydra.run.dir=<dir>",
+        "enable_progress_bar": "use callbacks.progress_bar=null",
+        "plugins": "remove it",
+    },
 }
 
 
@@ -379,8 +407,10 @@ def entry_problems(cfg: DictConfig) -> list[str]:
             node = entries.get(name)
             if node is not None and not _builds_class(node):
                 shown = OmegaConf.to_container(node) if isinstance(node, (DictConfig, ListConfig)) else node
-                found.append(f"{group}.{name}={shown!r} is invalid: must be null (off) or a section whose _target_ "
-                             f"names {what} class")
+                found.append(
+                    f"{group}.{name}={shown!r} is invalid: must be null (off) or a section whose _target_ "
+                    f"names {what} class"
+                )
     return found
 
 
@@ -388,7 +418,7 @@ def argument_problems(cfg: DictConfig) -> list[str]:
     """Keys of a section that its class does not take, or that the project passes it itself."""
     found = []
     for section, node in _sections(cfg):
-        keys = [k for k in node.keys() if isinstance(k, str) and not k.startswith("_")]
+        keys = [k for k in node if isinstance(k, str) and not k.startswith("_")]
         supplied = SUPPLIED.get(section, {})
         for key in (k for k in keys if k in supplied):
             found.append(f"{section}.{key} is set by the project, not the config: {supplied[key]}")
@@ -410,9 +440,25 @@ def argument_problems(cfg: DictConfig) -> list[str]:
 
 
 # Top-level keys that train.py reads: its settings and its config groups' sections.
-READ_AT_TOP = {"seed", "deterministic", "compile", "threads", "ckpt_path", "print_config", "optimized_metric",
-               "data", "model", "activation", "loss", "optimizer", "scheduler", "callbacks", "trainer", "logger",
-               "diagnostics"}
+READ_AT_TOP = {
+    "seed",
+    "deterministic",
+    "compile",
+    "threads",
+    "ckpt_path",
+    "print_config",
+    "optimized_metric",
+    "data",
+    "model",
+    "activation",
+    "loss",
+    "optimizer",
+    "scheduler",
+    "callbacks",
+    "trainer",
+    "logger",
+    "diagnostics",
+}
 
 
 def _leaf_keys(node: Any, prefix: str = "") -> Iterator[str]:
@@ -428,12 +474,16 @@ def unread_keys(cfg: DictConfig) -> list[str]:
     """Top-level keys that nothing reads: neither train.py nor an interpolation (``+width=128`` used as
     ``${width}`` is read); most likely a misplaced or misspelt setting."""
     text = OmegaConf.to_yaml(cfg)  # unresolved: the interpolations as written
-    unread = [k for k in cfg.keys() if isinstance(k, str) and k not in READ_AT_TOP
-              and not re.search(r"\$\{" + re.escape(k) + r"[.}\[]", text)]
+    unread = [
+        k
+        for k in cfg
+        if isinstance(k, str) and k not in READ_AT_TOP and not re.search(r"\$\{" + re.escape(k) + r"[.}\[]", text)
+    ]
     if not unread:
         return []
-    leaves = {key.rpartition(".")[2]: key for key in _leaf_keys(OmegaConf.to_container(cfg, resolve=False))
-              if "." in key}
+    leaves = {
+        key.rpartition(".")[2]: key for key in _leaf_keys(OmegaConf.to_container(cfg, resolve=False)) if "." in key
+    }
     found = []
     for key in unread:
         close = difflib.get_close_matches(key, sorted(READ_AT_TOP | leaves.keys()), n=1)
@@ -458,14 +508,17 @@ def _batch_limit_problems(trainer: DictConfig | dict[str, Any], data: DictConfig
             continue
         batches = math.ceil(math.ceil(rows / world) / size)
         if int(batches * limit) < 1:
-            found.append(f"trainer.limit_{stage}_batches={limit} is too small: {limit} of the {batches} {stage} "
-                         f"batches is less than one; use at least {math.ceil(1e4 / batches) / 1e4:g}, or a number of "
-                         f"batches (an integer)")
+            found.append(
+                f"trainer.limit_{stage}_batches={limit} is too small: {limit} of the {batches} {stage} "
+                f"batches is less than one; use at least {math.ceil(1e4 / batches) / 1e4:g}, or a number of "
+                f"batches (an integer)"
+            )
     return found
 
 
-def _memory_problems(model: DictConfig | dict[str, Any], data: DictConfig | dict[str, Any],
-                     trainer: DictConfig | dict[str, Any]) -> list[str]:
+def _memory_problems(
+    model: DictConfig | dict[str, Any], data: DictConfig | dict[str, Any], trainer: DictConfig | dict[str, Any]
+) -> list[str]:
     """A network too large for the machine's whole memory (the GPU's where the run takes one): refused
     here, not as an allocation failure after minutes of building it."""
     import torch
@@ -482,9 +535,11 @@ def _memory_problems(model: DictConfig | dict[str, Any], data: DictConfig | dict
         have, where = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"), "this machine has"
     if need <= have:
         return []
-    return [f"model.hidden_sizes={list(hidden)} with data.batch_size={data.get('batch_size')} needs about "
-            f"{need / 2**30:.0f} GiB (weights, gradients, optimizer state, a batch's activations; float32), and "
-            f"{where} {have / 2**30:.0f} GiB: use smaller widths"]
+    return [
+        f"model.hidden_sizes={list(hidden)} with data.batch_size={data.get('batch_size')} needs about "
+        f"{need / 2**30:.0f} GiB (weights, gradients, optimizer state, a batch's activations; float32), and "
+        f"{where} {have / 2**30:.0f} GiB: use smaller widths"
+    ]
 
 
 def advice(cfg: DictConfig) -> list[str]:
@@ -494,19 +549,27 @@ def advice(cfg: DictConfig) -> list[str]:
     if str((cfg.get("activation") or {}).get("_target_", "")).endswith(".SELU"):
         init, bias = model.get("init"), model.get("bias_init")
         if init != "lecun_normal" or bias != 0:
-            found.append(f"activation=selu self-normalises only with LeCun-normal weights and zero biases "
-                         f"(model.init={init}, model.bias_init={bias}): add model.init=lecun_normal "
-                         f"model.bias_init=0, or use experiment=snn")
+            found.append(
+                f"activation=selu self-normalises only with LeCun-normal weights and zero biases "
+                f"(model.init={init}, model.bias_init={bias}): add model.init=lecun_normal "
+                f"model.bias_init=0, or use experiment=snn"
+            )
     for name, c in (cfg.get("callbacks") or {}).items():  # a mode that keeps the worst epoch
         monitor, mode = (c or {}).get("monitor"), (c or {}).get("mode")
         wanted = "min" if str(monitor).endswith("loss") else "max" if str(monitor).endswith("acc") else mode
         if isinstance(monitor, str) and mode is not None and mode != wanted:
-            found.append(f"callbacks.{name}.mode={mode} with monitor {monitor} keeps the worst epoch; "
-                         f"add callbacks.{name}.mode={wanted} unless that is what you want")
+            found.append(
+                f"callbacks.{name}.mode={mode} with monitor {monitor} keeps the worst epoch; "
+                f"add callbacks.{name}.mode={wanted} unless that is what you want"
+            )
     return found + unread_keys(cfg)
 
 
-def validate(cfg: DictConfig, extra: dict[str, Check] | None = None, choices: dict[str, Any] | None = None,
-             multirun: bool = False) -> None:
+def validate(
+    cfg: DictConfig,
+    extra: dict[str, Check] | None = None,
+    choices: dict[str, Any] | None = None,
+    multirun: bool = False,
+) -> None:
     if found := problems(cfg, extra, choices, multirun):
         raise ConfigError("\n".join(found))

@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import os
 import signal
-import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,51 +17,19 @@ import lightning as L
 import torch
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import Checkpoint, ModelCheckpoint, ProgressBar
-from lightning.pytorch.core.saving import save_hparams_to_yaml
-from lightning.pytorch.loggers import Logger, TensorBoardLogger
+from lightning.pytorch.loggers import Logger
 from lightning.pytorch.utilities.exceptions import SIGTERMException
-from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf import DictConfig
 
-from experiments.callbacks import AtomicCheckpointIO, Diverged, DivergenceGuard, EpochHistory, Interrupts
-from experiments.classifier import GROUPS, Classifier, read_checkpoint, resume_mismatches
-from experiments.data import MNISTDataModule
+from experiments.data.datamodule import MNISTDataModule
 from experiments.errors import CheckpointError
-from experiments.run_dir import is_main_process, read_json, resume_command, write_json
-
-FINAL_KEYS = ("test/acc", "test/loss", "val/acc", "val/loss", "train/loss", "train/acc")
-
-
-def plain(cfg: DictConfig | None) -> Any:
-    return OmegaConf.to_container(cfg, resolve=True) if cfg is not None else None
-
-
-@dataclass
-class Record:
-    """``metrics.json``: what the run is and how it ended, rewritten whole (atomically) at each change."""
-
-    path: Path
-    data: dict[str, Any]
-    started: float = field(default_factory=time.perf_counter)
-    write: bool = True  # DDP's extra ranks train, but write no files of their own
-
-    def update(self, **values: Any) -> dict[str, Any]:
-        self.data.update(values, wall_seconds=round(time.perf_counter() - self.started, 3))
-        if self.write:
-            write_json(self.path, self.data)
-        return self.data
-
-
-def first_record(run_dir: Path, choices: dict[str, str], overrides: list[str]) -> dict[str, Any]:
-    """What ``metrics.json`` says from a run's start: it is running, where, and as which choices and overrides."""
-    return {"status": "running", "run_dir": str(run_dir), "overrides": overrides,
-            "choices": {k: v for k, v in choices.items() if not k.startswith("hydra")}}
-
-
-def how_it_ran(trainer: L.Trainer) -> dict[str, Any]:
-    """The record's account of the loop: how far it got, on how many threads, on which device."""
-    return {"epochs": trainer.current_epoch, "global_step": trainer.global_step, "threads": torch.get_num_threads(),
-            "deterministic_algorithms": torch.are_deterministic_algorithms_enabled(),
-            "device": str(trainer.strategy.root_device)}
+from experiments.lit.callbacks import Diverged, DivergenceGuard, EpochHistory, Interrupts
+from experiments.lit.checkpoint_io import AtomicCheckpointIO
+from experiments.lit.classifier import GROUPS, Classifier
+from experiments.run.checkpoints import read_checkpoint, resume_mismatches
+from experiments.run.hparams import FINAL_KEYS, log_final, plain
+from experiments.run.record import Record, first_record, how_it_ran
+from experiments.run_dir import is_main_process, read_json, resume_command
 
 
 @dataclass
@@ -87,9 +54,15 @@ def build_datamodule(cfg: DictConfig) -> MNISTDataModule:
 
 
 def build_module(cfg: DictConfig, datamodule: MNISTDataModule) -> Classifier:
-    return Classifier(model=plain(cfg.model), activation=plain(cfg.activation), loss=plain(cfg.loss),
-                      optimizer=plain(cfg.optimizer), scheduler=plain(cfg.get("scheduler")),
-                      input_size=datamodule.input_size, num_classes=datamodule.num_classes)
+    return Classifier(
+        model=plain(cfg.model),
+        activation=plain(cfg.activation),
+        loss=plain(cfg.loss),
+        optimizer=plain(cfg.optimizer),
+        scheduler=plain(cfg.get("scheduler")),
+        input_size=datamodule.input_size,
+        num_classes=datamodule.num_classes,
+    )
 
 
 def build_loggers(cfg: DictConfig) -> list[Logger]:
@@ -111,23 +84,32 @@ def build(cfg: DictConfig, run_dir: Path, record: Record) -> Built:
 
     def interrupted(trainer: L.Trainer, ckpt: Path) -> None:
         command = resume_command(ckpt.resolve(), run_dir.resolve(), record.data["overrides"])
-        record.update(status="interrupted", resume_command=command, interrupted_ckpt=str(ckpt),
-                      global_step=trainer.global_step)
+        record.update(
+            status="interrupted", resume_command=command, interrupted_ckpt=str(ckpt), global_step=trainer.global_step
+        )
         if trainer.is_global_zero:
-            print(f"\nInterrupted at epoch {trainer.current_epoch}, step {trainer.global_step}; checkpoint saved "
-                  f"to {ckpt}.\nResume with:\n  {command}", flush=True)
+            print(
+                f"\nInterrupted at epoch {trainer.current_epoch}, step {trainer.global_step}; checkpoint saved "
+                f"to {ckpt}.\nResume with:\n  {command}",
+                flush=True,
+            )
 
     history, interrupts = EpochHistory(), Interrupts(run_dir / "checkpoints", interrupted)
     configured = build_callbacks(cfg)
     monitors = [c for c in configured if hasattr(c, "latest")]
     callbacks = [*configured, history, DivergenceGuard(cfg.trainer.log_every_n_steps), interrupts]
     trainer: L.Trainer = instantiate(
-        cfg.trainer, callbacks=callbacks, logger=build_loggers(cfg) or False, deterministic=cfg.deterministic,
+        cfg.trainer,
+        callbacks=callbacks,
+        logger=build_loggers(cfg) or False,
+        deterministic=cfg.deterministic,
         # on only where a checkpoint callback is configured: Lightning would otherwise add one of its own
         enable_checkpointing=cfg.trainer.get("enable_checkpointing", True)
         and any(isinstance(c, Checkpoint) for c in callbacks),
         enable_progress_bar=any(isinstance(c, ProgressBar) for c in callbacks),
-        default_root_dir=str(run_dir), plugins=[AtomicCheckpointIO()])
+        default_root_dir=str(run_dir),
+        plugins=[AtomicCheckpointIO()],
+    )
     return Built(datamodule, module, trainer, history, interrupts, monitors)
 
 
@@ -136,8 +118,13 @@ def fit(built: Built, ckpt_path: str | None) -> dict[str, Any]:
     try:
         built.trainer.fit(built.module, datamodule=built.datamodule, ckpt_path=ckpt_path, weights_only=True)
     except Diverged as exc:
-        return {"status": "diverged", "error": str(exc), "diverged_epoch": exc.epoch, "diverged_step": exc.step,
-                "history": history_of(built)}
+        return {
+            "status": "diverged",
+            "error": str(exc),
+            "diverged_epoch": exc.epoch,
+            "diverged_step": exc.step,
+            "history": history_of(built),
+        }
     history = history_of(built)
     out = {name: values[-1] for name, values in history.items() if name in FINAL_KEYS and values}
     return {**out, "status": "trained", "history": history}
@@ -158,64 +145,21 @@ def evaluate_best(built: Built) -> dict[str, Any]:
     monitored = [c for c in trainer.checkpoint_callbacks if isinstance(c, ModelCheckpoint) and c.monitor]
     best = monitored[0] if monitored else None
     path = (best.best_model_path or None) if best else None
-    result = trainer.test(built.module, datamodule=built.datamodule, ckpt_path=path, verbose=False,
-                          weights_only=True)[0]
+    result = trainer.test(built.module, datamodule=built.datamodule, ckpt_path=path, verbose=False, weights_only=True)[
+        0
+    ]
     score = best.best_model_score if best else None
-    return {**{k: float(v) for k, v in result.items() if k in FINAL_KEYS}, "status": "completed", "best_ckpt": path,
-            "best_val_acc": float(score) if score is not None else None}
+    return {
+        **{k: float(v) for k, v in result.items() if k in FINAL_KEYS},
+        "status": "completed",
+        "best_ckpt": path,
+        "best_val_acc": float(score) if score is not None else None,
+    }
 
 
-HPARAM_GROUPS = ("model", "activation", "loss", "optimizer", "scheduler", "data", "trainer", "search")
-
-
-def _flatten(value: Any, key: str, out: dict[str, Any]) -> None:
-    if isinstance(value, (DictConfig, ListConfig)):
-        value = plain(value)
-    if isinstance(value, dict):
-        for name, inner in value.items():
-            if not str(name).startswith("_"):
-                _flatten(inner, f"{key}.{name}" if key else str(name), out)
-    elif isinstance(value, (int, float, str, bool)):
-        out[key] = value
-    else:  # lists and nulls: as text, so that a sweep's values stay comparable
-        out[key] = str(value)
-
-
-def flat_hparams(cfg: DictConfig, choices: dict[str, str], overrides: list[str] = ()) -> dict[str, Any]:
-    """Every setting a sweep could vary, flat, for TensorBoard's HParams tab: the group choices, every
-    key of the groups (nested ones dotted: ``scheduler.scheduler.gamma``), the top-level settings, and
-    whatever an override set, wherever it lives."""
-    out: dict[str, Any] = {k: v for k, v in choices.items() if not k.startswith("hydra") and v is not None}
-    for group in HPARAM_GROUPS:
-        _flatten(cfg.get(group) or {}, group, out)
-    for key, value in cfg.items():
-        if key not in HPARAM_GROUPS and not isinstance(value, DictConfig):
-            _flatten(value, str(key), out)
-    for override in overrides:
-        key = override.lstrip("+~").split("=", 1)[0]
-        if "/" not in key and not key.startswith("hydra"):
-            _flatten(OmegaConf.select(cfg, key, default=None), key, out)
-    return out
-
-
-def log_final(loggers: list[Logger], step: int, cfg: DictConfig, choices: dict[str, str], result: dict[str, Any],
-              overrides: list[str] = ()) -> None:
-    """Hyperparameters with the final metrics: TensorBoard's HParams tab, and every other logger."""
-    final = {f"final/{k.replace('/', '_')}": v for k, v in result.items() if k in FINAL_KEYS}
-    params = flat_hparams(cfg, choices, overrides)
-    for logger in loggers:
-        if isinstance(logger, TensorBoardLogger):
-            logger.log_hyperparams(params, metrics=final)
-            # the logger writes hparams.yaml only once, at its first save (empty then): rewrite it whole
-            save_hparams_to_yaml(Path(logger.log_dir) / "hparams.yaml", params)
-        else:
-            logger.log_hyperparams(params)
-            logger.log_metrics(final, step=step)
-        logger.finalize("success")
-
-
-def run(cfg: DictConfig, run_dir: Path, choices: dict[str, str], overrides: list[str],
-        parallel_jobs: int = 1) -> dict[str, Any]:
+def run(
+    cfg: DictConfig, run_dir: Path, choices: dict[str, str], overrides: list[str], parallel_jobs: int = 1
+) -> dict[str, Any]:
     """Train and test one configuration; returns what it writes to ``<run_dir>/metrics.json``."""
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)  # Hydra made it already, unless run() is called directly
@@ -224,17 +168,23 @@ def run(cfg: DictConfig, run_dir: Path, choices: dict[str, str], overrides: list
     if cfg.ckpt_path is not None:  # unsafe, damaged or foreign checkpoints are refused before anything is built
         checkpoint = read_checkpoint(cfg.ckpt_path)
         if not checkpoint.get("optimizer_states") or "loops" not in checkpoint:
-            raise CheckpointError(f"ckpt_path={cfg.ckpt_path} holds weights only (a fused sweep member's, or one "
-                                  f"saved without its training state): eval.py tests it, but a run cannot resume "
-                                  f"from it; train the job again without ckpt_path")
+            raise CheckpointError(
+                f"ckpt_path={cfg.ckpt_path} holds weights only (a fused sweep member's, or one "
+                f"saved without its training state): eval.py tests it, but a run cannot resume "
+                f"from it; train the job again without ckpt_path"
+            )
         mismatches = resume_mismatches(checkpoint, {g: plain(cfg[g]) for g in (*GROUPS, "data")})
         if mismatches:
-            raise CheckpointError(f"ckpt_path={cfg.ckpt_path} was made for another network, optimizer or input "
-                                  f"scaling than this run's ({'; '.join(mismatches)}): resume with the overrides "
-                                  f"it was trained with")
+            raise CheckpointError(
+                f"ckpt_path={cfg.ckpt_path} was made for another network, optimizer or input "
+                f"scaling than this run's ({'; '.join(mismatches)}): resume with the overrides "
+                f"it was trained with"
+            )
         earlier = read_json(metrics_path)  # an interrupted run's way back stays on record until this one ends
-        data.update({k: earlier[k] for k in ("resume_command", "interrupted_ckpt") if k in earlier},
-                    resumed_from=str(cfg.ckpt_path))
+        data.update(
+            {k: earlier[k] for k in ("resume_command", "interrupted_ckpt") if k in earlier},
+            resumed_from=str(cfg.ckpt_path),
+        )
     record = Record(metrics_path, data, write=is_main_process())
     record.update()
 

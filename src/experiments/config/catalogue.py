@@ -17,15 +17,20 @@ from typing import Any
 
 from experiments.errors import CheckpointError, ConfigError
 
-CONF_DIR = Path(__file__).resolve().parents[2] / "conf"  # the entry points import this: no torch at import
+CONF_DIR = Path(__file__).resolve().parents[3] / "conf"  # the entry points import this: no torch at import
 
 
 def kind(group: str) -> type:
     """The base class of what the options of config group ``group`` build."""
     import torch
 
-    return {"model": torch.nn.Module, "activation": torch.nn.Module, "loss": torch.nn.Module,
-            "optimizer": torch.optim.Optimizer, "scheduler": torch.optim.lr_scheduler.LRScheduler}[group]
+    return {
+        "model": torch.nn.Module,
+        "activation": torch.nn.Module,
+        "loss": torch.nn.Module,
+        "optimizer": torch.optim.Optimizer,
+        "scheduler": torch.optim.lr_scheduler.LRScheduler,
+    }[group]
 
 
 _TARGET = re.compile(r"^\s*_target_:\s*([\w.]+)\s*$", re.MULTILINE)
@@ -58,8 +63,10 @@ def check(group: str, cfg: dict[str, Any], source: str = "config") -> None:
     target = cfg["_target_"]
     allowed = targets(group)
     if target not in allowed:
-        raise error(f"{where}{group}._target_={target!r} is not a class that conf/{group}/ names "
-                    f"({', '.join(sorted(allowed))}); add a conf/{group}/<name>.yaml for it to use it")
+        raise error(
+            f"{where}{group}._target_={target!r} is not a class that conf/{group}/ names "
+            f"({', '.join(sorted(allowed))}); add a conf/{group}/<name>.yaml for it to use it"
+        )
     module, _, name = target.rpartition(".")
     cls = getattr(importlib.import_module(module), name, None)
     base = kind(group)

@@ -8,13 +8,20 @@ course's point that without a non-linearity N linear layers are one linear layer
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import nn
 
-INITS = ("default", "kaiming_normal", "kaiming_uniform", "xavier_normal", "xavier_uniform", "lecun_normal",
-         "orthogonal")
+INITS = (
+    "default",
+    "kaiming_normal",
+    "kaiming_uniform",
+    "xavier_normal",
+    "xavier_uniform",
+    "lecun_normal",
+    "orthogonal",
+)
 OUTPUT_LAYERS: dict[str, Callable[[], nn.Module] | None] = {
     "none": None,
     "softmax": lambda: nn.Softmax(dim=1),
@@ -64,9 +71,18 @@ class HiddenLayer(nn.Module):
 class MLP(nn.Module):
     """``input -> hidden_sizes... -> num_classes`` logits (or the chosen output activation)."""
 
-    def __init__(self, input_size: int, num_classes: int, hidden_sizes: list[int],
-                 activation: Callable[[int], nn.Module], init: str = "default", bias_init: float | None = None,
-                 batch_norm: bool = False, dropout: float = 0.0, output_activation: str = "none") -> None:
+    def __init__(
+        self,
+        input_size: int,
+        num_classes: int,
+        hidden_sizes: list[int],
+        activation: Callable[[int], nn.Module],
+        init: str = "default",
+        bias_init: float | None = None,
+        batch_norm: bool = False,
+        dropout: float = 0.0,
+        output_activation: str = "none",
+    ) -> None:
         super().__init__()
         sizes = [input_size, *hidden_sizes]
         layers = []

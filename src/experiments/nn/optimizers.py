@@ -8,7 +8,8 @@ need the run's total number of steps, which only the trainer knows, so they are 
 
 from __future__ import annotations
 
-from typing import Any, Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 import torch
 from hydra.utils import instantiate
@@ -23,11 +24,14 @@ class LectureMomentum(torch.optim.Optimizer):
     only new gradients are scaled by it and the velocity keeps the step sizes it was built with.
     """
 
-    def __init__(self, params: Iterable[Any], lr: float = 0.05, momentum: float = 0.9,
-                 weight_decay: float = 0.0) -> None:
+    def __init__(
+        self, params: Iterable[Any], lr: float = 0.05, momentum: float = 0.9, weight_decay: float = 0.0
+    ) -> None:
         if not lr > 0 or not 0 <= momentum < 1 or weight_decay < 0:
-            raise ValueError(f"LectureMomentum needs lr > 0, 0 <= momentum < 1 and weight_decay >= 0; "
-                             f"got lr={lr}, momentum={momentum}, weight_decay={weight_decay}")
+            raise ValueError(
+                f"LectureMomentum needs lr > 0, 0 <= momentum < 1 and weight_decay >= 0; "
+                f"got lr={lr}, momentum={momentum}, weight_decay={weight_decay}"
+            )
         super().__init__(params, {"lr": lr, "momentum": momentum, "weight_decay": weight_decay})
 
     @torch.no_grad()
@@ -53,8 +57,9 @@ def build_optimizer(cfg: dict[str, Any], params: Iterable[torch.nn.Parameter]) -
     return instantiate(cfg, _partial_=True)(params)
 
 
-def build_scheduler(cfg: dict[str, Any] | None, optimizer: torch.optim.Optimizer,
-                    total_steps: int, total_epochs: int) -> dict[str, Any] | None:
+def build_scheduler(
+    cfg: dict[str, Any] | None, optimizer: torch.optim.Optimizer, total_steps: int, total_epochs: int
+) -> dict[str, Any] | None:
     """Lightning's ``lr_scheduler`` dict, or ``None`` for ``scheduler=none``.
 
     A schedule over the whole run spans ``total_steps`` when stepped per batch, ``total_epochs`` per epoch.

@@ -22,8 +22,8 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities import grad_norm
 from torch import nn
 
-from experiments.activations import SATURATING
-from experiments.model import MLP, collapse_linear
+from experiments.nn.activations import SATURATING
+from experiments.nn.model import MLP, collapse_linear
 
 
 def _net(pl_module: L.LightningModule) -> MLP:
@@ -132,8 +132,10 @@ class GradNormMonitor(L.Callback):
         self.epoch_readings = {}
 
     def state_dict(self) -> dict[str, Any]:
-        return {"history": {k: list(v) for k, v in self.history.items()},
-                "epoch_readings": {k: list(v) for k, v in self.epoch_readings.items()}}
+        return {
+            "history": {k: list(v) for k, v in self.history.items()},
+            "epoch_readings": {k: list(v) for k, v in self.epoch_readings.items()},
+        }
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.history = {k: list(v) for k, v in state_dict["history"].items()}
@@ -164,9 +166,17 @@ def add_histogram(writer: Any, tag: str, values: torch.Tensor, step: int, bins: 
     low, high = (float(t) for t in v.aminmax())
     counts = torch.histc(v, bins, low, high)
     limits = torch.linspace(low, high, bins + 1)[1:]
-    writer.add_histogram_raw(tag, min=low, max=high, num=v.numel(), sum=float(v.sum()),
-                             sum_squares=float(v.square().sum()), bucket_limits=limits.tolist(),
-                             bucket_counts=counts.tolist(), global_step=step)
+    writer.add_histogram_raw(
+        tag,
+        min=low,
+        max=high,
+        num=v.numel(),
+        sum=float(v.sum()),
+        sum_squares=float(v.square().sum()),
+        bucket_limits=limits.tolist(),
+        bucket_counts=counts.tolist(),
+        global_step=step,
+    )
 
 
 class HistogramMonitor(L.Callback):

@@ -48,16 +48,27 @@ LOSS_TRANSFORM = {
 # (output activation, loss transform) -> ("warn" or "refuse", why); a pair not listed is fine. The fix is
 # the same for every listed pair: no output layer (the loss applies its own transform).
 _VERDICT = {
-    ("softmax", "log_softmax"): ("warn", "softmax is applied twice (the layer, then the loss's log-softmax); "
-                                 "the loss cannot reach 0 and gradients shrink"),
+    ("softmax", "log_softmax"): (
+        "warn",
+        "softmax is applied twice (the layer, then the loss's log-softmax); "
+        "the loss cannot reach 0 and gradients shrink",
+    ),
     ("softmax", "softmax"): ("warn", "softmax is applied twice (the layer, then the loss's softmax)"),
     ("softmax", "sigmoid"): ("refuse", "sigmoid of probabilities lies in (0.5, 0.73), so BCE can never fit a 0 target"),
-    ("log_softmax", "softmax"): ("refuse", "the loss expects scores, not log-probabilities; MSE against one-hot "
-                                 "targets of log-probabilities is meaningless"),
-    ("log_softmax", "sigmoid"): ("refuse", "sigmoid of log-probabilities (all <= 0) is at most 0.5, so BCE can never "
-                                 "fit a 1 target"),
-    ("sigmoid", "log_softmax"): ("warn", "softmax over sigmoid outputs in (0, 1) caps every class probability below "
-                                 "0.25; accuracy still works but the loss cannot fall"),
+    ("log_softmax", "softmax"): (
+        "refuse",
+        "the loss expects scores, not log-probabilities; MSE against one-hot "
+        "targets of log-probabilities is meaningless",
+    ),
+    ("log_softmax", "sigmoid"): (
+        "refuse",
+        "sigmoid of log-probabilities (all <= 0) is at most 0.5, so BCE can never fit a 1 target",
+    ),
+    ("sigmoid", "log_softmax"): (
+        "warn",
+        "softmax over sigmoid outputs in (0, 1) caps every class probability below "
+        "0.25; accuracy still works but the loss cannot fall",
+    ),
     ("sigmoid", "softmax"): ("warn", "softmax over sigmoid outputs in (0, 1) keeps probabilities near 0.1"),
     ("sigmoid", "sigmoid"): ("warn", "sigmoid is applied twice (the layer, then the loss's sigmoid)"),
 }
@@ -76,4 +87,6 @@ def check_output_activation(output_activation: str, loss_target: str) -> str | N
     if verdict is None:
         return None
     kind, reason = verdict
-    return f"{kind}: model.output_activation={output_activation} with {name}: {reason}. Set model.output_activation=none"
+    return (
+        f"{kind}: model.output_activation={output_activation} with {name}: {reason}. Set model.output_activation=none"
+    )

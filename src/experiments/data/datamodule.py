@@ -8,13 +8,13 @@ only ever used by ``test_dataloader``.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from functools import partial
-from typing import Callable, Iterator
 
 import lightning as L
 import torch
 
-from experiments.mnist import INPUT_SIZE, NUM_CLASSES, TRAIN_SIZE, load_mnist, normalize, split
+from experiments.data.mnist import INPUT_SIZE, NUM_CLASSES, TRAIN_SIZE, load_mnist, normalize, split
 
 
 class EpochOrder:
@@ -56,9 +56,18 @@ class TensorBatches:
 
     batch_sampler = None  # DataLoader's attribute names, which Lightning inspects: batches come from ``sampler``
 
-    def __init__(self, x: torch.Tensor, y: torch.Tensor, batch_size: int, shuffle: bool, seed: int = 0,
-                 rank: int = 0, world_size: int = 1, drop_last: bool = False,
-                 transform: Callable[[torch.Tensor], torch.Tensor] | None = None) -> None:
+    def __init__(
+        self,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        batch_size: int,
+        shuffle: bool,
+        seed: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+        drop_last: bool = False,
+        transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    ) -> None:
         self.x, self.y, self.transform = x, y, transform
         self.batch_size, self.drop_last = batch_size, drop_last
         self.sampler = EpochOrder(len(x), shuffle, seed, rank, world_size)  # Lightning calls its set_epoch
@@ -98,9 +107,19 @@ class MNISTDataModule(L.LightningDataModule):
 
     input_size, num_classes = INPUT_SIZE, NUM_CLASSES
 
-    def __init__(self, root: str | None = None, batch_size: int | str = 256, eval_batch_size: int = 5000,
-                 val_size: int = 5000, split_seed: int = 0, shuffle_seed: int = 0, on_device: bool = True,
-                 download: bool = True, limit_train: int | None = None, normalize: str = "standardize") -> None:
+    def __init__(
+        self,
+        root: str | None = None,
+        batch_size: int | str = 256,
+        eval_batch_size: int = 5000,
+        val_size: int = 5000,
+        split_seed: int = 0,
+        shuffle_seed: int = 0,
+        on_device: bool = True,
+        download: bool = True,
+        limit_train: int | None = None,
+        normalize: str = "standardize",
+    ) -> None:
         super().__init__()
         self.save_hyperparameters(logger=False)  # in checkpoints: eval.py scales the pixels as training did
         self.root, self.download, self.normalize = root, download, normalize
@@ -113,8 +132,9 @@ class MNISTDataModule(L.LightningDataModule):
         """Load and verify before the trainer starts, so a bad file fails in a second, not mid-run."""
         if self.tensors is None:
             # uint8 pixels, normalised per batch: the whole set takes 55 MB instead of 220 MB
-            self.tensors = split(load_mnist(self.root, self.download, raw=True), self.val_size, self.split_seed,
-                                 self.limit_train)
+            self.tensors = split(
+                load_mnist(self.root, self.download, raw=True), self.val_size, self.split_seed, self.limit_train
+            )
 
     @property
     def train_size(self) -> int:
@@ -141,9 +161,16 @@ class MNISTDataModule(L.LightningDataModule):
     def _loader(self, part: str, batch_size: int, shuffle: bool) -> TensorBatches:
         assert self.tensors is not None
         rank, world = (self.trainer.global_rank, self.trainer.world_size) if self.trainer else (0, 1)
-        return TensorBatches(self.tensors[f"{part}_x"], self.tensors[f"{part}_y"], batch_size, shuffle,
-                             seed=self.shuffle_seed, rank=rank, world_size=world,
-                             transform=partial(normalize, mode=self.normalize))
+        return TensorBatches(
+            self.tensors[f"{part}_x"],
+            self.tensors[f"{part}_y"],
+            batch_size,
+            shuffle,
+            seed=self.shuffle_seed,
+            rank=rank,
+            world_size=world,
+            transform=partial(normalize, mode=self.normalize),
+        )
 
     def images(self, part: str, n: int | None = None) -> torch.Tensor:
         """The first ``n`` normalised images of ``train``, ``val`` or ``test``: probes for diagnostics."""

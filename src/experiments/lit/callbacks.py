@@ -9,16 +9,15 @@ the run (``training.py``); their state travels in checkpoints, so a resumed run 
 from __future__ import annotations
 
 import math
-import os
 import signal
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import lightning as L
 import torch
-from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.pytorch import callbacks
 
 
@@ -102,8 +101,9 @@ class DivergenceGuard(L.Callback):
     def __init__(self, every_n_steps: int) -> None:
         self.every_n_steps = every_n_steps
 
-    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
-                           batch_idx: int) -> None:
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
         if not at_logging_step_or_epoch_end(trainer, batch_idx, self.every_n_steps):
             return
         loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
@@ -177,8 +177,9 @@ class RichProgressBar(callbacks.RichProgressBar):
         self.shown: dict[str, Any] | None = None
         self.between_logging_steps = False
 
-    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
-                           batch_idx: int) -> None:
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
         self.between_logging_steps = not at_logging_step_or_epoch_end(trainer, batch_idx, trainer.log_every_n_steps)
         try:
             super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
@@ -189,20 +190,3 @@ class RichProgressBar(callbacks.RichProgressBar):
         if not self.between_logging_steps or self.shown is None:
             self.shown = super().get_metrics(trainer, pl_module)
         return self.shown
-
-
-class AtomicCheckpointIO(TorchCheckpointIO):
-    """Checkpoints written to a temporary file beside the target and renamed over it.
-
-    Lightning's own ``TorchCheckpointIO`` writes through an fsspec transaction whose temporary file
-    lies in the system's temp directory; where that is another filesystem (a tmpfs ``/tmp``), the final
-    move is a copy, and a kill -9 during it leaves a truncated checkpoint. A rename within one
-    directory is atomic: a kill -9 mid-save leaves the previous checkpoint whole.
-    """
-
-    def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any = None) -> None:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        torch.save(checkpoint, tmp)
-        os.replace(tmp, path)

@@ -21,7 +21,7 @@ import textwrap
 from pathlib import Path
 from typing import Any
 
-from experiments.reports import describe, short_keys
+from experiments.reports.table import describe, short_keys
 
 CHANCE = 0.1  # ten balanced classes
 
@@ -54,11 +54,13 @@ def _layers(jobs: list[dict[str, Any]], prefix: str) -> list[str]:
 
 def _swept_order(job: dict[str, Any]) -> tuple[Any, ...]:
     """Sort key of a job's swept values: numbers by value, the rest by name."""
+
     def key(value: str) -> tuple[int, Any]:
         try:
             return 0, float(value)
         except ValueError:
             return 1, value
+
     return tuple(key(v) for v in job.get("swept", {}).values())
 
 
@@ -120,8 +122,9 @@ def dead_units(groups: list[dict[str, Any]], path: Path, limit: int = 16) -> Pat
     shown = sorted(shown[:limit], key=lambda g: _swept_order(g["members"][0]))  # panels in the sweep's order
     cols = min(4, len(shown))
     rows = math.ceil(len(shown) / cols)
-    fig, axes = _figure(rows, cols, figsize=(3.2 * cols + 1.5, 2.6 * rows + 0.6), sharex=True, sharey=True,
-                        squeeze=False)
+    fig, axes = _figure(
+        rows, cols, figsize=(3.2 * cols + 1.5, 2.6 * rows + 0.6), sharex=True, sharey=True, squeeze=False
+    )
     from matplotlib import colormaps
 
     colours = colormaps["viridis"]
@@ -135,12 +138,18 @@ def dead_units(groups: list[dict[str, Any]], path: Path, limit: int = 16) -> Pat
                     curves.append(([born] if born is not None else [math.nan]) + list(history))
             if curves:
                 mean = _mean_curve(curves)
-                ax.plot(range(len(mean)), mean, marker="o", markersize=3, label=layer,
-                        color=colours(i / max(1, len(layers) - 1)))
+                ax.plot(
+                    range(len(mean)),
+                    mean,
+                    marker="o",
+                    markersize=3,
+                    label=layer,
+                    color=colours(i / max(1, len(layers) - 1)),
+                )
         ax.set_title(_wrap(g["config"], 34), fontsize=8)
         ax.set_ylim(-0.03, 1.03)
         ax.grid(alpha=0.3)
-    for ax in axes.flat[len(shown):]:
+    for ax in axes.flat[len(shown) :]:
         ax.set_visible(False)
     epochs = max(len(line.get_xdata()) for ax in axes.flat for line in ax.lines)
     for ax in axes[-1]:
@@ -165,18 +174,25 @@ def grad_norms(groups: list[dict[str, Any]], path: Path) -> Path | None:
     for g in groups:
         points = []
         for layer in layers:
-            values = [j["history"][f"diag/grad_norm/{layer}"][-1] for j in g["members"]
-                      if j.get("history", {}).get(f"diag/grad_norm/{layer}")]
+            values = [
+                j["history"][f"diag/grad_norm/{layer}"][-1]
+                for j in g["members"]
+                if j.get("history", {}).get(f"diag/grad_norm/{layer}")
+            ]
             points.append(statistics.fmean(values) if values else math.nan)
         if any(math.isfinite(p) and p > 0 for p in points):
-            ax.plot(range(len(layers)), [p if p > 0 else math.nan for p in points], marker="o",
-                    label=_wrap(g["config"], 40))
+            ax.plot(
+                range(len(layers)), [p if p > 0 else math.nan for p in points], marker="o", label=_wrap(g["config"], 40)
+            )
     if not ax.lines:
         return None
     ax.set_yscale("log")
     ax.set_xticks(range(len(layers)), [n.replace("layer", "") if n != "output" else "out" for n in layers])
-    ax.set(xlabel="layer (1 = next to the input)", ylabel="L2 norm of the weight gradient (log scale)",
-           title="Gradient norm per layer, last epoch's mean (mean over seeds)")
+    ax.set(
+        xlabel="layer (1 = next to the input)",
+        ylabel="L2 norm of the weight gradient (log scale)",
+        title="Gradient norm per layer, last epoch's mean (mean over seeds)",
+    )
     ax.grid(alpha=0.3, which="both")
     _legend(ax, len(ax.lines))
     return _save(fig, path)
@@ -216,8 +232,9 @@ def dead_vs_lr(jobs: list[dict[str, Any]], path: Path) -> Path | None:
     return _save(fig, path)
 
 
-def write_plots(jobs: list[dict[str, Any]], groups: list[dict[str, Any]], sweep_dir: Path,
-                rank_by: str = "test/acc") -> dict[str, Path]:
+def write_plots(
+    jobs: list[dict[str, Any]], groups: list[dict[str, Any]], sweep_dir: Path, rank_by: str = "test/acc"
+) -> dict[str, Path]:
     """Every picture the sweep has data for; returns them by name."""
     made = {
         "curves": val_acc_curves(groups, sweep_dir / "val_acc_per_epoch.png"),

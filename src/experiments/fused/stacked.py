@@ -15,15 +15,16 @@ Which jobs may fuse, and how each member's run directory is written: ``fused_run
 
 from __future__ import annotations
 
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import lightning as L
 import torch
 from torch import nn
 
-from experiments.classifier import Classifier, run_length
-from experiments.data import EpochOrder, MNISTDataModule
-from experiments.mnist import normalize
+from experiments.data.datamodule import EpochOrder, MNISTDataModule
+from experiments.data.mnist import normalize
+from experiments.lit.classifier import Classifier, run_length
 
 
 class StackedBatches:
@@ -53,8 +54,11 @@ class StackedBatches:
         order = torch.stack([o.indices(self.x.device) for o in self.sampler.orders])  # [members, rows]
         members = len(order)
         for i in range(self.num_batches):
-            idx = order[:, i * self.batch_size:(i + 1) * self.batch_size].reshape(-1)
-            yield self.x.index_select(0, idx).view(members, -1, self.x.shape[1]), self.y.index_select(0, idx).view(members, -1)
+            idx = order[:, i * self.batch_size : (i + 1) * self.batch_size].reshape(-1)
+            yield (
+                self.x.index_select(0, idx).view(members, -1, self.x.shape[1]),
+                self.y.index_select(0, idx).view(members, -1),
+            )
 
 
 class MembersData(MNISTDataModule):
@@ -93,8 +97,9 @@ class FusedClassifier(L.LightningModule):
         # turn: the optimizer steps one tensor per group, and splitting it costs one gradient copy
         self.shapes = [(lin.out_features, lin.in_features) for lin in self._linears(nets[0])]
         self.sizes = [n for out, fan_in in self.shapes for n in (out * fan_in, out)]
-        self.stacks = nn.ParameterList([
-            nn.Parameter(torch.stack([self._flat(nets[k]) for k in group])) for group in opt_groups])
+        self.stacks = nn.ParameterList(
+            [nn.Parameter(torch.stack([self._flat(nets[k]) for k in group])) for group in opt_groups]
+        )
         # activations with parameters (PReLU) stay the members' own modules, trained in their member's group
         self.member_activations = nn.ModuleList([h.activation for net in nets for h in net.hidden])
         self.runs = [self._activation_runs(nets, layer) for layer in range(self.n_layers - 1)]
@@ -120,8 +125,12 @@ class FusedClassifier(L.LightningModule):
         for k, net in enumerate(nets):
             act = net.hidden[layer].activation
             # equal type and settings as the previous member's, and no parameters (a PReLU is its own)
-            if runs and type(runs[-1][2]) is type(act) and repr(runs[-1][2]) == repr(act) \
-                    and not any(True for _ in act.parameters()):
+            if (
+                runs
+                and type(runs[-1][2]) is type(act)
+                and repr(runs[-1][2]) == repr(act)
+                and not any(True for _ in act.parameters())
+            ):
                 runs[-1] = (runs[-1][0], k + 1, runs[-1][2])
             else:
                 runs.append((k, k + 1, act))
@@ -145,8 +154,11 @@ class FusedClassifier(L.LightningModule):
         shared = x.dim() == 2
         weights = [self._layers(flat) for flat in self.stacks]
         for layer in range(self.n_layers):
-            inputs = ([x.expand(len(g), *x.shape) for g in self.opt_groups] if shared
-                      else x.split([len(g) for g in self.opt_groups]))
+            inputs = (
+                [x.expand(len(g), *x.shape) for g in self.opt_groups]
+                if shared
+                else x.split([len(g) for g in self.opt_groups])
+            )
             parts = []
             for xg, layers in zip(inputs, weights):
                 weight, bias = layers[layer]
@@ -174,8 +186,9 @@ class FusedClassifier(L.LightningModule):
         losses = torch.where(self.alive, losses, torch.zeros_like(losses))
         if stage not in self.sums:
             self.sums[stage] = torch.zeros(3, len(self.members), device=out.device, dtype=torch.float64)
-        self.sums[stage] += torch.stack([losses.double() * n, correct.double(),
-                                         torch.full_like(losses, n, dtype=torch.float64)])
+        self.sums[stage] += torch.stack(
+            [losses.double() * n, correct.double(), torch.full_like(losses, n, dtype=torch.float64)]
+        )
 
     def epoch_means(self, stage: str) -> tuple[list[float], list[float]]:
         """Per member: the loss averaged over examples and the accuracy, since the stage's last reset."""
@@ -205,7 +218,7 @@ class FusedClassifier(L.LightningModule):
     def configure_optimizers(self) -> torch.optim.Optimizer:
         """One optimizer of the members' class; each group built by its own member's config, so it has
         exactly the defaults and checks of that member's own optimizer."""
-        from experiments.optimizers import build_optimizer, build_scheduler
+        from experiments.nn.optimizers import build_optimizer, build_scheduler
 
         optimizer: torch.optim.Optimizer | None = None
         for g, group in enumerate(self.opt_groups):

@@ -13,7 +13,6 @@ report with their status, never silently dropped.
 
 from __future__ import annotations
 
-import argparse
 import csv
 import math
 import statistics
@@ -21,21 +20,27 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from hydra.experimental.callback import Callback
-from omegaconf import DictConfig
 
-from experiments.errors import exit_with
 from experiments.run_dir import read_json
 
 METRICS = ("test/acc", "test/loss", "val/acc", "val/loss", "train/loss")
-SUMMARY_DIAG = ("diag/dead_frac/total", "diag/inactive_frac/total", "diag/saturated_frac/total",
-                "diag/born_dead_frac/total", "diag/grad_norm/layer1")
 
 
-def _job_dirs(sweep_dir: Path) -> list[Path]:
+SUMMARY_DIAG = (
+    "diag/dead_frac/total",
+    "diag/inactive_frac/total",
+    "diag/saturated_frac/total",
+    "diag/born_dead_frac/total",
+    "diag/grad_norm/layer1",
+)
+
+
+def job_dirs(sweep_dir: Path) -> list[Path]:
     dirs = {p.parent.parent for p in sweep_dir.glob("*/.hydra/overrides.yaml")}
     dirs |= {p.parent for p in sweep_dir.glob("*/metrics.json")}
-    return sorted(dirs, key=lambda d: (int(d.name.split("_")[0]) if d.name.split("_")[0].isdigit() else 1 << 30, d.name))
+    return sorted(
+        dirs, key=lambda d: (int(d.name.split("_")[0]) if d.name.split("_")[0].isdigit() else 1 << 30, d.name)
+    )
 
 
 STATUSES = ("completed", "failed", "diverged", "interrupted")  # what a finished record says
@@ -54,8 +59,11 @@ def _numbers_only(metrics: dict[str, Any]) -> dict[str, Any]:
     history entry that is no list of numbers, count as missing, not as a crash (a record edited by hand)."""
     clean = {k: v for k, v in metrics.items() if not ("/" in k or k.endswith("_seconds")) or _is_number(v)}
     history = metrics.get("history")
-    clean["history"] = {k: [float(x) for x in v] for k, v in history.items()
-                        if isinstance(v, list) and all(_is_number(x) for x in v)} if isinstance(history, dict) else {}
+    clean["history"] = (
+        {k: [float(x) for x in v] for k, v in history.items() if isinstance(v, list) and all(_is_number(x) for x in v)}
+        if isinstance(history, dict)
+        else {}
+    )
     return clean
 
 
@@ -72,8 +80,13 @@ def read_job(job_dir: Path) -> dict[str, Any]:
     overrides = overrides or _overrides(metrics.get("overrides"))
     settings = dict(o.split("=", 1) for o in overrides if "=" in o)
     # after the record's own keys: its "overrides" is a list, the report's a string
-    return {**metrics, "job": job_dir.name, "seed": settings.get("seed", ""), "overrides": " ".join(overrides),
-            "_overrides": settings}
+    return {
+        **metrics,
+        "job": job_dir.name,
+        "seed": settings.get("seed", ""),
+        "overrides": " ".join(overrides),
+        "_overrides": settings,
+    }
 
 
 def _short(value: str) -> str:
@@ -130,9 +143,13 @@ def group_configs(jobs: list[dict[str, Any]], rank_by: str = "test/acc") -> list
     rows = []
     for config, members in groups.items():
         done = [j for j in members if j["status"] == "completed"]
-        row: dict[str, Any] = {"config": config, "jobs": len(members), "completed": len(done),
-                               "statuses": ",".join(sorted({j["status"] for j in members})),
-                               "members": members}
+        row: dict[str, Any] = {
+            "config": config,
+            "jobs": len(members),
+            "completed": len(done),
+            "statuses": ",".join(sorted({j["status"] for j in members})),
+            "members": members,
+        }
         for key in {*METRICS, *SUMMARY_DIAG, rank_by, "wall_seconds"}:
             row[key] = _mean_std([j[key] for j in done if key in j])
         rows.append(row)
@@ -169,7 +186,7 @@ def sweep_settings(sweep_dir: Path) -> dict[str, Any]:
     cfg = _yaml(sweep_dir / "multirun.yaml")
     hydra_cfg = cfg.get("hydra") or {}
     if not cfg:
-        jobs = _job_dirs(sweep_dir)
+        jobs = job_dirs(sweep_dir)
         hydra_cfg = _yaml(jobs[0] / ".hydra" / "hydra.yaml").get("hydra") or {} if jobs else {}
         cfg = _yaml(jobs[0] / ".hydra" / "config.yaml") if jobs else {}
     sweeper = str((hydra_cfg.get("sweeper") or {}).get("_target_", ""))
@@ -181,8 +198,20 @@ def write_csv(jobs: list[dict[str, Any]], path: Path) -> None:
     """One row per job; one column per swept key (its full name), beside the joined overrides."""
     swept = list(jobs[0]["swept"])
     diag = sorted({k for j in jobs for k in j if k.startswith(("diag/", "collapse/"))})
-    columns = ["job", "config", *swept, "seed", "overrides", "status", *METRICS, "train/acc", "epochs", *diag,
-               "wall_seconds", "error"]
+    columns = [
+        "job",
+        "config",
+        *swept,
+        "seed",
+        "overrides",
+        "status",
+        *METRICS,
+        "train/acc",
+        "epochs",
+        *diag,
+        "wall_seconds",
+        "error",
+    ]
     with open(path, "w", newline="") as f:
         writer = csv.DictWriter(f, columns, extrasaction="ignore")
         writer.writeheader()
@@ -200,26 +229,46 @@ def _ranges(numbers: list[int]) -> str:
     return ", ".join(f"{r[0]}-{r[-1]}" if len(r) > 1 else str(r[0]) for r in runs)
 
 
-def write_markdown(jobs: list[dict[str, Any]], groups: list[dict[str, Any]], path: Path, title: str,
-                   common: list[str], rank_by: str) -> None:
+def write_markdown(
+    jobs: list[dict[str, Any]], groups: list[dict[str, Any]], path: Path, title: str, common: list[str], rank_by: str
+) -> None:
     diag = [k for k in SUMMARY_DIAG if any(math.isfinite(g[k][0]) for g in groups)]
     metrics = [rank_by, *(m for m in ("test/acc", "val/acc", "test/loss") if m != rank_by)]
     head = ["#", "configuration", "seeds ok", *metrics, *diag, "wall s", "status"]
-    why = (f"ranked by {rank_by}, the metric the search optimised (test accuracy beside it)"
-           if rank_by != "test/acc" else "best test accuracy first")
-    lines = [f"# Sweep report: {title}", "",
-             f"{len(jobs)} jobs, {sum(j['status'] == 'completed' for j in jobs)} completed. "
-             f"Mean ± standard deviation over the seeds that completed; {why}.", "",
-             f"Common to every job: `{' '.join(common) or '(no overrides)'}`", "",
-             "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    why = (
+        f"ranked by {rank_by}, the metric the search optimised (test accuracy beside it)"
+        if rank_by != "test/acc"
+        else "best test accuracy first"
+    )
+    lines = [
+        f"# Sweep report: {title}",
+        "",
+        f"{len(jobs)} jobs, {sum(j['status'] == 'completed' for j in jobs)} completed. "
+        f"Mean ± standard deviation over the seeds that completed; {why}.",
+        "",
+        f"Common to every job: `{' '.join(common) or '(no overrides)'}`",
+        "",
+        "| " + " | ".join(head) + " |",
+        "|" + "---|" * len(head),
+    ]
     for rank, g in enumerate(groups, 1):
-        cells = [str(rank), f"`{g['config']}`", f"{g['completed']}/{g['jobs']}", *(_fmt(g[m]) for m in metrics),
-                 *(_fmt(g[k], 3) for k in diag), _fmt(g["wall_seconds"], 1), g["statuses"]]
+        cells = [
+            str(rank),
+            f"`{g['config']}`",
+            f"{g['completed']}/{g['jobs']}",
+            *(_fmt(g[m]) for m in metrics),
+            *(_fmt(g[k], 3) for k in diag),
+            _fmt(g["wall_seconds"], 1),
+            g["statuses"],
+        ]
         lines.append("| " + " | ".join(cells) + " |")
     fused = {tuple(j["fused_group"]["jobs"]) for j in jobs if isinstance(j.get("fused_group"), dict)}
     if fused:  # hydra/launcher=fused: a member's wall time is its group's
-        lines += ["", "Trained together as one stacked model (`hydra/launcher=fused`; a member's wall s is its "
-                  "group's): " + "; ".join(f"jobs {_ranges(list(members))}" for members in sorted(fused)) + "."]
+        lines += [
+            "",
+            "Trained together as one stacked model (`hydra/launcher=fused`; a member's wall s is its "
+            "group's): " + "; ".join(f"jobs {_ranges(list(members))}" for members in sorted(fused)) + ".",
+        ]
     bad = [j for j in jobs if j["status"] != "completed"]
     if bad:
         lines += ["", "## Jobs that did not complete", ""]
@@ -227,59 +276,11 @@ def write_markdown(jobs: list[dict[str, Any]], groups: list[dict[str, Any]], pat
     path.write_text("\n".join(lines) + "\n")
 
 
-def build_report(sweep_dir: str | Path) -> dict[str, Path]:
-    """Write ``summary.csv``, ``summary.md`` and the plots into ``sweep_dir``; returns their paths."""
-    from experiments.report_plots import write_plots
-
-    sweep_dir = Path(sweep_dir)
-    if not sweep_dir.is_dir():
-        raise FileNotFoundError(f"{sweep_dir} is not a directory: pass the sweep directory (outputs/multirun/...)")
-    jobs = [read_job(d) for d in _job_dirs(sweep_dir)]
-    if not jobs:
-        raise FileNotFoundError(f"{sweep_dir} has no job directories (expected <n>_<overrides>/ with .hydra/ inside)")
-    rank_by = sweep_settings(sweep_dir)["rank_by"]
-    common = label_configs(jobs)
-    groups = group_configs(jobs, rank_by)
-    paths = {"csv": sweep_dir / "summary.csv", "md": sweep_dir / "summary.md"}
-    write_csv(jobs, paths["csv"])
-    write_markdown(jobs, groups, paths["md"], str(sweep_dir), common, rank_by)
-    return {**paths, **write_plots(jobs, groups, sweep_dir, rank_by)}
-
-
 def incomplete_summary(sweep_dir: str | Path) -> str | None:
     """``'2 of 3 jobs did not complete (1 failed, 1 diverged)'``, or ``None`` when every job completed."""
-    statuses = [read_job(d)["status"] for d in _job_dirs(Path(sweep_dir))]
+    statuses = [read_job(d)["status"] for d in job_dirs(Path(sweep_dir))]
     bad = [s for s in statuses if s != "completed"]
     if not bad:
         return None
     counts = ", ".join(f"{bad.count(s)} {s}" for s in sorted(set(bad)))
     return f"{len(bad)} of {len(statuses)} jobs did not complete ({counts})"
-
-
-class SweepReport(Callback):
-    """Hydra callback: the report at the end of every multirun; a sweep with jobs that did not complete
-    then exits 1, naming how many and why, so scripts and CI notice."""
-
-    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        paths = build_report(config.hydra.sweep.dir)
-        print(Path(paths["md"]).read_text(), flush=True)
-        print(f"Sweep report: {paths['md']}", flush=True)
-        if problem := incomplete_summary(config.hydra.sweep.dir):
-            exit_with(f"{problem}: see {paths['md']}", code=1)
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description="Rebuild the report of a sweep directory.")
-    parser.add_argument("sweep_dir", type=Path)
-    args = parser.parse_args()
-    try:
-        paths = build_report(args.sweep_dir)
-    except FileNotFoundError as exc:
-        raise SystemExit(f"Error: {exc}") from None
-    print(paths["md"].read_text())
-    for p in paths.values():
-        print(f"wrote {p}")
-
-
-if __name__ == "__main__":
-    main()

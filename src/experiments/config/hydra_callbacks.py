@@ -51,32 +51,43 @@ class OutputGuard(Callback):
         run_dir = Path(config.hydra.run.dir)
         links = sorted(p.name for p in run_dir.iterdir() if p.is_symlink()) if run_dir.is_dir() else []
         if links:  # Hydra's log file, metrics.json, ... would be written through it, outside the run
-            exit_with(f"hydra.run.dir={run_dir} holds symbolic links ({', '.join(links[:3])}): a run never "
-                         f"writes through links; remove them or choose another directory")
+            exit_with(
+                f"hydra.run.dir={run_dir} holds symbolic links ({', '.join(links[:3])}): a run never "
+                f"writes through links; remove them or choose another directory"
+            )
         found = earlier_results(run_dir)
         resuming = self.allow_resume and config.get("ckpt_path") is not None
         if found and not resuming:
-            exit_with(f"hydra.run.dir={run_dir} already holds a run ({', '.join(found[:3])}): refusing to "
-                         f"overwrite it; drop the override for a fresh directory"
-                         + (", or add ckpt_path=... to resume it" if self.allow_resume else ""))
+            exit_with(
+                f"hydra.run.dir={run_dir} already holds a run ({', '.join(found[:3])}): refusing to "
+                f"overwrite it; drop the override for a fresh directory"
+                + (", or add ckpt_path=... to resume it" if self.allow_resume else "")
+            )
         if resuming and read_json(run_dir / "metrics.json").get("status") == "completed":
-            exit_with(f"hydra.run.dir={run_dir} holds a completed run: refusing to resume into it and "
-                         f"overwrite its record; drop hydra.run.dir to continue from ckpt_path in a new directory")
+            exit_with(
+                f"hydra.run.dir={run_dir} holds a completed run: refusing to resume into it and "
+                f"overwrite its record; drop hydra.run.dir to continue from ckpt_path in a new directory"
+            )
         subdir = config.hydra.output_subdir
         if subdir is not None and (run_dir / subdir / "config.yaml").exists():
             # resuming in place: the first run's Hydra config stays, this run's goes beside it
             resumed = f"{subdir}/resumed-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
             with read_write(config.hydra):
                 config.hydra.output_subdir = resumed
-            print(f"{run_dir / subdir} holds the first run's config; this run's goes to {run_dir / resumed}",
-                  file=sys.stderr, flush=True)
+            print(
+                f"{run_dir / subdir} holds the first run's config; this run's goes to {run_dir / resumed}",
+                file=sys.stderr,
+                flush=True,
+            )
         self._writable(run_dir, "hydra.run.dir")
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
         if sweep_dir.is_dir() and any(sweep_dir.iterdir()):
-            exit_with(f"hydra.sweep.dir={sweep_dir} is not empty: refusing to overwrite an earlier sweep; "
-                         f"drop the override for a fresh directory")
+            exit_with(
+                f"hydra.sweep.dir={sweep_dir} is not empty: refusing to overwrite an earlier sweep; "
+                f"drop the override for a fresh directory"
+            )
         self._writable(sweep_dir, "hydra.sweep.dir")
 
 
@@ -85,7 +96,7 @@ class SweepSettings(Callback):
     ``n_jobs=0``, Optuna's ``n_trials=0``): one line naming the key, before the plugins are built."""
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        from experiments.config_checks import sweep_problems
+        from experiments.config.rules import sweep_problems
 
         if found := sweep_problems(config.hydra):
             exit_with("\n".join(found))

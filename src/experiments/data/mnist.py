@@ -27,7 +27,7 @@ MD5 = {
     "t10k-images-idx3-ubyte": "2646ac647ad5339dbf082846283269ea",
     "t10k-labels-idx1-ubyte": "27ae3e4e09519cfbb04c329615203637",
 }
-BUNDLED_ROOT = Path(__file__).resolve().parents[2] / "data" / "mnist"
+BUNDLED_ROOT = Path(__file__).resolve().parents[3] / "data" / "mnist"
 
 
 def _find(root: Path, name: str) -> Path | None:
@@ -137,8 +137,9 @@ def load_mnist(root: str | Path | None = None, download: bool = True, raw: bool 
     return out
 
 
-def split(data: dict[str, torch.Tensor], val_size: int, split_seed: int,
-          limit_train: int | None = None) -> dict[str, torch.Tensor]:
+def split(
+    data: dict[str, torch.Tensor], val_size: int, split_seed: int, limit_train: int | None = None
+) -> dict[str, torch.Tensor]:
     """Train / validation / test: ``val_size`` images carved from the official training set by a
     seeded permutation; the official test set is passed through untouched."""
     order = torch.randperm(TRAIN_SIZE, generator=torch.Generator().manual_seed(split_seed))
@@ -146,7 +147,10 @@ def split(data: dict[str, torch.Tensor], val_size: int, split_seed: int,
     if limit_train:
         train_idx = train_idx[:limit_train]
     return {
-        "train_x": data["train_x"][train_idx], "train_y": data["train_y"][train_idx],
-        "val_x": data["train_x"][val_idx], "val_y": data["train_y"][val_idx],
-        "test_x": data["test_x"], "test_y": data["test_y"],
+        "train_x": data["train_x"][train_idx],
+        "train_y": data["train_y"][train_idx],
+        "val_x": data["train_x"][val_idx],
+        "val_y": data["train_y"][val_idx],
+        "test_x": data["test_x"],
+        "test_y": data["test_y"],
     }

@@ -12,124 +12,37 @@ separate run would: ``metrics.json``, logger events, diagnostics, and best / las
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import signal
 import time
+import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 import torch
+from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import Logger, TensorBoardLogger
 from lightning.pytorch.utilities.exceptions import SIGTERMException
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
-from experiments.callbacks import AtomicCheckpointIO, Interrupts, at_logging_step_or_epoch_end
-from experiments.classifier import Classifier
-from experiments.diagnostics import log_histograms, unit_stats
-from experiments.fused import FusedClassifier, MembersData
-from experiments.mnist import INPUT_SIZE, NUM_CLASSES, TRAIN_SIZE
-from experiments.model import training_bytes
-from experiments.training import (Record, build_loggers, build_module, first_record, how_it_ran, log_final, plain,
-                                  set_threads)
+from experiments.fused.grouping import CHECKPOINT, PROGRESS_BARS
+from experiments.fused.stacked import FusedClassifier, MembersData
+from experiments.lit.callbacks import Interrupts, at_logging_step_or_epoch_end
+from experiments.lit.checkpoint_io import AtomicCheckpointIO
+from experiments.lit.classifier import Classifier
+from experiments.lit.diagnostics import log_histograms, unit_stats
+from experiments.run.cli import check_config, finish, quiet_lightning
+from experiments.run.hparams import log_final
+from experiments.run.recipe import build_loggers, build_module, plain, set_threads
+from experiments.run.record import Record, first_record, how_it_ran, record_failure
 
-# Optimizers whose update of an element depends on that element's gradient and state only.
-ELEMENTWISE_OPTIMIZERS = {"torch.optim.SGD", "torch.optim.Adam", "torch.optim.AdamW", "torch.optim.RMSprop",
-                          "torch.optim.Adagrad", "experiments.optimizers.LectureMomentum"}
-RANDOM_ACTIVATIONS = {"torch.nn.RReLU"}
-MONITORS = {"experiments.diagnostics.DeadUnitMonitor", "experiments.diagnostics.GradNormMonitor",
-            "experiments.diagnostics.HistogramMonitor"}
-PROGRESS_BARS = {"experiments.callbacks.RichProgressBar", "lightning.pytorch.callbacks.RichProgressBar",
-                 "lightning.pytorch.callbacks.TQDMProgressBar"}
-CHECKPOINT = "lightning.pytorch.callbacks.ModelCheckpoint"
-# What members of one group may differ in; everything else of their configs must be equal.
-MEMBER_KEYS = ("seed", "activation", "model.init", "model.bias_init", "data.shuffle_seed", "logger", "print_config")
-
-
-def fusion_problem(cfg: DictConfig | dict[str, Any]) -> str | None:
-    """Why this job cannot train stacked with others (``None``: it can)."""
-    c = plain(cfg) if isinstance(cfg, DictConfig) else cfg
-    model, trainer = c.get("model") or {}, c.get("trainer") or {}
-    checks = [
-        (c.get("ckpt_path") is not None, "ckpt_path is set (a fused run does not resume)"),
-        (bool(c.get("compile")), "compile is set"),
-        ((model.get("dropout") or 0) > 0, "model.dropout > 0 (its random masks would differ from a separate run's)"),
-        (bool(model.get("batch_norm")), "model.batch_norm=true"),
-        ((c.get("activation") or {}).get("_target_") in RANDOM_ACTIVATIONS, "activation=rrelu draws random slopes"),
-        (bool((c.get("activation") or {}).get("inplace")),
-         "activation.inplace=true (an in-place activation cannot overwrite a slice of the stacked outputs)"),
-        ((c.get("optimizer") or {}).get("_target_") not in ELEMENTWISE_OPTIMIZERS,
-         f"optimizer {(c.get('optimizer') or {}).get('_target_')} is not one that updates element by element"),
-        (trainer.get("gradient_clip_val") is not None, "trainer.gradient_clip_val clips a norm over all members"),
-        (trainer.get("devices", 1) not in (1, "1") or "ddp" in str(trainer.get("strategy", "auto")),
-         "trainer runs on more than one device"),
-        ((trainer.get("accumulate_grad_batches") or 1) != 1, "trainer.accumulate_grad_batches != 1"),
-    ]
-    for bad, reason in checks:
-        if bad:
-            return reason
-    for name, cb in (c.get("callbacks") or {}).items():
-        target = (cb or {}).get("_target_")
-        if cb is None or target in PROGRESS_BARS:
-            continue
-        if target != CHECKPOINT:
-            return f"callbacks.{name} ({target}) has no fused counterpart"
-        if cb.get("every_n_train_steps") or cb.get("train_time_interval") or (cb.get("every_n_epochs") or 1) != 1:
-            return f"callbacks.{name} saves other than once per epoch"
-        if cb.get("monitor") not in (None, "val/acc", "val/loss") or cb.get("save_top_k", 1) != 1:
-            return f"callbacks.{name} keeps other than the one best checkpoint by val/acc or val/loss"
-    for name, monitor in (c.get("diagnostics") or {}).items():
-        if monitor is not None and monitor.get("_target_") not in MONITORS:
-            return f"diagnostics.{name} has no fused counterpart"
-    return None
-
-
-def fusion_key(cfg: DictConfig | dict[str, Any]) -> str:
-    """Equal for jobs that may share one training loop: their configs less what members may differ in
-    (``MEMBER_KEYS``) and the optimizer's hyper-parameters (its class stays)."""
-    c = plain(cfg) if isinstance(cfg, DictConfig) else json.loads(json.dumps(cfg))
-    c.pop("hydra", None)
-    for key in MEMBER_KEYS:
-        *path, last = key.split(".")
-        node = c
-        for part in path:
-            node = node.get(part) or {}
-        node.pop(last, None)
-    c["optimizer"] = {"_target_": (c.get("optimizer") or {}).get("_target_")}
-    return json.dumps(c, sort_keys=True, default=str)
-
-
-def member_bytes(cfg: DictConfig) -> int:
-    """Memory one member needs (``model.training_bytes``)."""
-    batch = TRAIN_SIZE if str(cfg.data.batch_size) == "full" else int(cfg.data.batch_size)
-    return training_bytes(INPUT_SIZE, list(cfg.model.hidden_sizes), NUM_CLASSES, batch, int(cfg.data.eval_batch_size))
-
-
-def group_device(cfg: DictConfig) -> torch.device:
-    """Where a group trains: the GPU where the members' ``trainer.accelerator`` allows one and there is one."""
-    wants_gpu = cfg.trainer.accelerator in ("auto", "gpu", "cuda")
-    return torch.device("cuda" if wants_gpu and torch.cuda.is_available() else "cpu")
-
-
-def memory_budget(device: torch.device, fraction: float) -> int:
-    """Bytes a fused group may take: ``fraction`` of the free accelerator memory, or of the free RAM."""
-    if device.type == "cuda":
-        return int(torch.cuda.mem_get_info(device)[0] * fraction)
-    try:
-        free = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError, AttributeError):
-        free = 8 << 30
-    return int(free * fraction)
-
-
-def split_group(n_members: int, per_member: int, budget: int, max_members: int) -> list[range]:
-    """Consecutive chunks of at most ``max_members`` members, each within ``budget`` bytes."""
-    size = max(1, min(max_members, budget // max(per_member, 1)))
-    return [range(i, min(i + size, n_members)) for i in range(0, n_members, size)]
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -205,7 +118,9 @@ class MemberRecords(L.Callback):
             return
         layers, totals = pl_module.member_grad_norms()
         names = [f"layer{i}" for i in range(1, pl_module.n_layers)] + ["output"]
-        for member, norms, total, alive in zip(self.members, layers.tolist(), totals.tolist(), pl_module.alive.tolist()):
+        for member, norms, total, alive in zip(
+            self.members, layers.tolist(), totals.tolist(), pl_module.alive.tolist()
+        ):
             if not alive:
                 continue
             stats = {f"grad_norm/{name}": v for name, v in zip(names, norms)}
@@ -215,8 +130,9 @@ class MemberRecords(L.Callback):
                 member.grad_readings.setdefault(f"diag/{key}", []).append(value)
             self._log(member, stats, trainer.global_step)
 
-    def on_train_batch_end(self, trainer: L.Trainer, pl_module: FusedClassifier, outputs: Any, batch: Any,
-                           batch_idx: int) -> None:
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: FusedClassifier, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
         """At the logging interval and each epoch's end (as ``DivergenceGuard``): log, and stop a member
         whose loss is no longer finite."""
         if not at_logging_step_or_epoch_end(trainer, batch_idx, self.log_every):
@@ -228,9 +144,12 @@ class MemberRecords(L.Callback):
             if not math.isfinite(loss):
                 pl_module.freeze(k)
                 member.status = "diverged"
-                member.record.data.update(error=f"diverged at epoch {trainer.current_epoch}, step "
-                                          f"{trainer.global_step}: train loss is {loss}",
-                                          diverged_epoch=trainer.current_epoch, diverged_step=trainer.global_step)
+                member.record.data.update(
+                    error=f"diverged at epoch {trainer.current_epoch}, step "
+                    f"{trainer.global_step}: train loss is {loss}",
+                    diverged_epoch=trainer.current_epoch,
+                    diverged_step=trainer.global_step,
+                )
             elif trainer.global_step % self.log_every == 0:
                 self._log(member, {"train/loss": loss}, trainer.global_step)
         if not pl_module.alive.any():
@@ -250,8 +169,15 @@ class MemberRecords(L.Callback):
                 if ckpt.monitor:
                     self._keep_best(trainer, pl_module, k, member, ckpt, {"val/loss": loss, "val/acc": acc})
 
-    def _keep_best(self, trainer: L.Trainer, module: FusedClassifier, k: int, member: Member,
-                   ckpt: ModelCheckpoint, metrics: dict[str, float]) -> None:
+    def _keep_best(
+        self,
+        trainer: L.Trainer,
+        module: FusedClassifier,
+        k: int,
+        member: Member,
+        ckpt: ModelCheckpoint,
+        metrics: dict[str, float],
+    ) -> None:
         score = metrics[ckpt.monitor]
         if member.best is not None and not (score > member.best[0] if ckpt.mode == "max" else score < member.best[0]):
             return
@@ -265,12 +191,18 @@ class MemberRecords(L.Callback):
     def _save(self, trainer: L.Trainer, module: FusedClassifier, k: int, member: Member, path: str) -> dict[str, Any]:
         classifier = module.member(k)
         state = {n: t.detach().cpu().clone() for n, t in classifier.state_dict().items()}
-        self.io.save_checkpoint({
-            "epoch": trainer.current_epoch, "global_step": trainer.global_step,
-            "pytorch-lightning_version": L.__version__, "state_dict": state,
-            "hyper_parameters": dict(classifier.hparams),
-            "datamodule_hyper_parameters": {k2: v for k2, v in plain(member.cfg.data).items() if k2 != "_target_"},
-            "fused_group": self.group}, path)
+        self.io.save_checkpoint(
+            {
+                "epoch": trainer.current_epoch,
+                "global_step": trainer.global_step,
+                "pytorch-lightning_version": L.__version__,
+                "state_dict": state,
+                "hyper_parameters": dict(classifier.hparams),
+                "datamodule_hyper_parameters": {k2: v for k2, v in plain(member.cfg.data).items() if k2 != "_target_"},
+                "fused_group": self.group,
+            },
+            path,
+        )
         return state
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: FusedClassifier) -> None:
@@ -285,8 +217,12 @@ class MemberRecords(L.Callback):
             epoch = {"train/loss": losses[k], "train/acc": accs[k]}
             self._log(member, {"train/loss_epoch": losses[k], "train/acc": accs[k]}, trainer.global_step)
             member.history["epoch_seconds"].append(seconds)
-            for name, value in {**epoch, "val/loss": member.latest.get("val/loss"),
-                                "val/acc": member.latest.get("val/acc"), **stats[k]}.items():
+            for name, value in {
+                **epoch,
+                "val/loss": member.latest.get("val/loss"),
+                "val/acc": member.latest.get("val/acc"),
+                **stats[k],
+            }.items():
                 if value is not None:
                     member.history.setdefault(name, []).append(value)
             member.latest.update(stats[k])
@@ -297,12 +233,20 @@ class MemberRecords(L.Callback):
                 writers = [lg.experiment for lg in member.loggers if isinstance(lg, TensorBoardLogger)]
                 if writers:
                     probe = self._probe(trainer, pl_module, int(self.histograms.probe_size))
-                    log_histograms(writers[0], pl_module.member(k).net, probe, trainer.global_step,
-                                   int(self.histograms.bins))
+                    log_histograms(
+                        writers[0], pl_module.member(k).net, probe, trainer.global_step, int(self.histograms.bins)
+                    )
             for ckpt in member.checkpoints:
                 if not ckpt.monitor:
-                    self._save(trainer, pl_module, k, member, ckpt.format_checkpoint_name(
-                        {"epoch": torch.tensor(trainer.current_epoch), "step": torch.tensor(trainer.global_step)}))
+                    self._save(
+                        trainer,
+                        pl_module,
+                        k,
+                        member,
+                        ckpt.format_checkpoint_name(
+                            {"epoch": torch.tensor(trainer.current_epoch), "step": torch.tensor(trainer.global_step)}
+                        ),
+                    )
 
     def interrupted(self, trainer: L.Trainer, ckpt: Path | None) -> None:
         """Ctrl-C or SIGTERM: every member still training saves its weights and says so."""
@@ -313,12 +257,20 @@ class MemberRecords(L.Callback):
             path = member.run_dir / "checkpoints" / "interrupted.ckpt"
             self._save(trainer, module, k, member, str(path))
             member.status = "interrupted"
-            member.record.update(status="interrupted", interrupted_ckpt=str(path), global_step=trainer.global_step,
-                                 error="interrupted during fused training; eval.py loads the checkpoint, a fused run "
-                                       "does not resume: train the job again", history=member.history)
+            member.record.update(
+                status="interrupted",
+                interrupted_ckpt=str(path),
+                global_step=trainer.global_step,
+                error="interrupted during fused training; eval.py loads the checkpoint, a fused run "
+                "does not resume: train the job again",
+                history=member.history,
+            )
         if trainer.is_global_zero:
-            print(f"\nInterrupted at epoch {trainer.current_epoch}, step {trainer.global_step}; each member's "
-                  f"weights saved to <job>/checkpoints/interrupted.ckpt", flush=True)
+            print(
+                f"\nInterrupted at epoch {trainer.current_epoch}, step {trainer.global_step}; each member's "
+                f"weights saved to <job>/checkpoints/interrupted.ckpt",
+                flush=True,
+            )
 
 
 def build_members(members: list[Member]) -> tuple[MembersData, list[Classifier]]:
@@ -337,6 +289,7 @@ def build_members(members: list[Member]) -> tuple[MembersData, list[Classifier]]
 def order_members(members: list[Member]) -> tuple[list[Member], list[range]]:
     """Members sorted so that equal optimizer settings are consecutive (one parameter group each),
     and within them equal activations (one call each)."""
+
     def key(m: Member) -> tuple[str, str]:
         return (json.dumps(plain(m.cfg.optimizer), sort_keys=True), json.dumps(plain(m.cfg.activation), sort_keys=True))
 
@@ -357,8 +310,10 @@ def train_members(members: list[Member], group_name: str) -> dict[int, dict[str,
     cfg = members[0].cfg
     group = {"name": group_name, "members": len(members), "jobs": [m.job for m in members]}
     for member in members:
-        member.record = Record(member.run_dir / "metrics.json",
-                               {**first_record(member.run_dir, member.choices, member.overrides), "fused_group": group})
+        member.record = Record(
+            member.run_dir / "metrics.json",
+            {**first_record(member.run_dir, member.choices, member.overrides), "fused_group": group},
+        )
         member.record.update()
     set_threads(cfg.threads, 1)
     torch.use_deterministic_algorithms(bool(cfg.deterministic))
@@ -366,14 +321,27 @@ def train_members(members: list[Member], group_name: str) -> dict[int, dict[str,
     module = FusedClassifier(classifiers, opt_groups)
     for member in members:
         member.loggers = build_loggers(member.cfg)
-        member.checkpoints = [instantiate(c) for c in (member.cfg.get("callbacks") or {}).values()
-                              if c is not None and c.get("_target_") == CHECKPOINT]
+        member.checkpoints = [
+            instantiate(c)
+            for c in (member.cfg.get("callbacks") or {}).values()
+            if c is not None and c.get("_target_") == CHECKPOINT
+        ]
     records = MemberRecords(members, group)
-    bars = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None and c.get("_target_") in PROGRESS_BARS]
+    bars = [
+        instantiate(c)
+        for c in (cfg.get("callbacks") or {}).values()
+        if c is not None and c.get("_target_") in PROGRESS_BARS
+    ]
     interrupts = Interrupts(None, records.interrupted)
-    trainer: L.Trainer = instantiate(cfg.trainer, callbacks=[records, interrupts, *bars], logger=False,
-                                     enable_checkpointing=False, enable_progress_bar=bool(bars),
-                                     deterministic=cfg.deterministic, default_root_dir=str(members[0].run_dir))
+    trainer: L.Trainer = instantiate(
+        cfg.trainer,
+        callbacks=[records, interrupts, *bars],
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=bool(bars),
+        deterministic=cfg.deterministic,
+        default_root_dir=str(members[0].run_dir),
+    )
     started = time.perf_counter()
     try:
         trainer.fit(module, datamodule=data)
@@ -384,27 +352,38 @@ def train_members(members: list[Member], group_name: str) -> dict[int, dict[str,
     except (KeyboardInterrupt, SystemExit) as exc:  # Ctrl-C or SIGTERM: exit as a process they end does
         for member in members:  # those records.interrupted did not reach: diverged, or stopped in the test
             if member.record.data["status"] == "running":
-                member.record.update(status="diverged" if member.status == "diverged" else "interrupted",
-                                     history=member.history, **({} if member.status == "diverged" else
-                                     {"error": "interrupted after training, during the test"}))
+                member.record.update(
+                    status="diverged" if member.status == "diverged" else "interrupted",
+                    history=member.history,
+                    **({} if member.status == "diverged" else {"error": "interrupted after training, during the test"}),
+                )
         by = interrupts.signal or (signal.SIGTERM if isinstance(exc, SIGTERMException) else signal.SIGINT)
         raise SystemExit(128 + by) from None
     test_losses, test_accs = module.epoch_means("test")
     seconds = round(time.perf_counter() - started, 3)
     results = {}
     for k, member in enumerate(members):
-        data_out: dict[str, Any] = {"history": member.history, **member.latest,
-                                    **how_it_ran(trainer), "group_seconds": seconds}
+        data_out: dict[str, Any] = {
+            "history": member.history,
+            **member.latest,
+            **how_it_ran(trainer),
+            "group_seconds": seconds,
+        }
         for name in ("train/loss", "train/acc", "val/loss", "val/acc"):
             if member.history.get(name):
                 data_out[name] = member.history[name][-1]
         if member.status == "diverged":
             data_out["status"] = "diverged"
         else:
-            data_out.update({"status": "completed", "test/loss": test_losses[k], "test/acc": test_accs[k],
-                             "best_ckpt": member.best[1] if member.best else None,
-                             "best_val_acc": member.best[0] if member.best and member.best_monitor == "val/acc"
-                             else None})
+            data_out.update(
+                {
+                    "status": "completed",
+                    "test/loss": test_losses[k],
+                    "test/acc": test_accs[k],
+                    "best_ckpt": member.best[1] if member.best else None,
+                    "best_val_acc": member.best[0] if member.best and member.best_monitor == "val/acc" else None,
+                }
+            )
             for logger in member.loggers:
                 logger.log_metrics({"test/loss": test_losses[k], "test/acc": test_accs[k]}, step=trainer.global_step)
         result = member.record.update(**data_out)
@@ -412,3 +391,39 @@ def train_members(members: list[Member], group_name: str) -> dict[int, dict[str,
             log_final(member.loggers, trainer.global_step, member.cfg, member.choices, result, member.overrides)
         results[member.job] = result
     return results
+
+
+def prepare_member(cfg: DictConfig) -> Any:
+    """A fused launcher's job before it trains with others: ``train_main``'s checks, and the job's
+    config resolved while its Hydra context is set. A job that fails them is recorded ``failed``."""
+    from experiments.errors import ExperimentError
+
+    hc = HydraConfig.get()
+    run_dir = Path(hc.runtime.output_dir)
+    overrides = OmegaConf.to_container(hc.overrides.task, resolve=False)
+    quiet_lightning()
+    try:
+        check_config(cfg, hc, multirun=True)
+    except ExperimentError as exc:
+        record_failure(run_dir, str(exc), overrides)
+        if os.environ.get("HYDRA_FULL_ERROR") == "1":
+            raise
+        log.error("job %s failed: %s", run_dir.name, exc)
+        return math.nan
+    resolved = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))
+    return Member(
+        job=int(hc.job.num), cfg=resolved, run_dir=run_dir, choices=dict(hc.runtime.choices), overrides=overrides
+    )
+
+
+def train_group(group: list[Member], name: str) -> dict[int, float]:
+    """Train one fused group; each member's ``optimized_metric`` for the sweeper, by job (NaN where the
+    member did not complete). A crash is a bug: every member records it, and the sweep goes on."""
+    try:
+        results = train_members(group, name)
+    except Exception as exc:
+        for member in group:
+            record_failure(member.run_dir, f"{type(exc).__name__}: {exc}", member.overrides)
+        log.error("%s crashed:\n%s", name, traceback.format_exc())
+        return {member.job: math.nan for member in group}
+    return {member.job: finish(member.cfg, results[member.job], member.run_dir) for member in group}

@@ -7,7 +7,8 @@ known when the layer is built. Parameter ranges are checked with every other val
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import torch
 from hydra.utils import instantiate

@@ -8,11 +8,7 @@ make the rebuild call anything else. Metrics are torchmetrics objects, accumulat
 
 from __future__ import annotations
 
-import pickle
-import pickletools
 import warnings
-import zipfile
-from pathlib import Path
 from typing import Any
 
 import lightning as L
@@ -21,13 +17,14 @@ from hydra.utils import instantiate
 from torchmetrics.aggregation import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
-from experiments import catalogue
-from experiments.activations import activation_factory
-from experiments.errors import CheckpointError
-from experiments.losses import check_output_activation
-from experiments.optimizers import build_optimizer, build_scheduler
+from experiments.config import catalogue
+from experiments.nn.activations import activation_factory
+from experiments.nn.losses import check_output_activation
+from experiments.nn.optimizers import build_optimizer, build_scheduler
 
 Batch = tuple[torch.Tensor, torch.Tensor]
+
+
 GROUPS = ("model", "activation", "loss", "optimizer")
 
 
@@ -36,17 +33,25 @@ class Classifier(L.LightningModule):
     loss; Lightning steps the optimizer, clips gradients (``trainer.gradient_clip_val``) and steps the
     schedule as its ``interval`` says."""
 
-    def __init__(self, model: dict[str, Any], activation: dict[str, Any], loss: dict[str, Any],
-                 optimizer: dict[str, Any], scheduler: dict[str, Any] | None = None,
-                 input_size: int = 784, num_classes: int = 10) -> None:
+    def __init__(
+        self,
+        model: dict[str, Any],
+        activation: dict[str, Any],
+        loss: dict[str, Any],
+        optimizer: dict[str, Any],
+        scheduler: dict[str, Any] | None = None,
+        input_size: int = 784,
+        num_classes: int = 10,
+    ) -> None:
         super().__init__()
         for group, cfg in zip(GROUPS, (model, activation, loss, optimizer)):
             catalogue.check(group, cfg)
         if scheduler and scheduler.get("scheduler"):
             catalogue.check("scheduler", scheduler["scheduler"])
         self.save_hyperparameters(logger=False)  # the run logs them with final metrics (HParams tab)
-        self.net = instantiate(model, _partial_=True)(input_size=input_size, num_classes=num_classes,
-                                                       activation=activation_factory(activation))
+        self.net = instantiate(model, _partial_=True)(
+            input_size=input_size, num_classes=num_classes, activation=activation_factory(activation)
+        )
         self.loss_fn = instantiate(loss)
         verdict = check_output_activation(model.get("output_activation", "none"), loss["_target_"])
         if verdict and verdict.startswith("warn: "):  # the refusals are config checks, made before this
@@ -120,81 +125,3 @@ def run_length(trainer: L.Trainer) -> tuple[int, int]:
     epochs = max(trainer.max_epochs or 1, 1)
     steps = per_epoch * epochs
     return (min(steps, trainer.max_steps) if trainer.max_steps > 0 else steps), epochs
-
-
-def _names_objects(path: str | Path) -> bool:
-    """Whether the file is a pickle (or a torch zip around one) that names Python callables to rebuild
-    objects with: what ``weights_only`` refuses for safety, as opposed to bytes that are no pickle at all."""
-    try:
-        if zipfile.is_zipfile(path):
-            with zipfile.ZipFile(path) as archive:
-                raw = archive.read(next(n for n in archive.namelist() if n.endswith("data.pkl")))
-        else:
-            raw = Path(path).read_bytes()
-        return any(op.name in _OBJECT_OPCODES for op, _, _ in pickletools.genops(raw))
-    except Exception:  # not a pickle: nothing in it could run
-        return False
-
-
-_OBJECT_OPCODES = {"GLOBAL", "STACK_GLOBAL", "INST", "OBJ", "REDUCE", "NEWOBJ", "NEWOBJ_EX", "BUILD"}
-
-
-def read_checkpoint(path: str | Path) -> dict[str, Any]:
-    """``torch.load`` with ``weights_only=True`` (tensors and plain containers only), and a checkpoint's shape."""
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # whatever the bytes are, reading them is refused with what they are
-        if isinstance(exc, pickle.UnpicklingError) and _names_objects(path):
-            raise CheckpointError(
-                f"{path}: refusing to load, the file holds objects that only arbitrary unpickling could rebuild; "
-                f"checkpoints written by this project contain only tensors and plain containers. Load it only if "
-                f"you trust its source, outside this tool."
-            ) from None
-        detail = str(exc).splitlines()[0][:160] if str(exc).strip() else "no detail"
-        raise CheckpointError(f"{path}: not a checkpoint, or a truncated one ({type(exc).__name__}: {detail})") from None
-    missing = [k for k in ("state_dict", "hyper_parameters") if not isinstance(checkpoint, dict) or k not in checkpoint]
-    if missing:
-        kind = "a dict" if isinstance(checkpoint, dict) else type(checkpoint).__name__
-        raise CheckpointError(f"{path}: not a checkpoint of this project ({kind} without {' or '.join(missing)})")
-    hparams = checkpoint["hyper_parameters"]
-    for group in GROUPS:
-        catalogue.check(group, hparams.get(group), source=str(path))
-    if (hparams.get("scheduler") or {}).get("scheduler"):
-        catalogue.check("scheduler", hparams["scheduler"]["scheduler"], source=str(path))
-    return checkpoint
-
-
-def resume_mismatches(checkpoint: dict[str, Any], hparams: dict[str, Any]) -> list[str]:
-    """What of the network, its optimizer or its input scaling differs between a checkpoint and the run that
-    would resume it: the weights or the optimizer state would not fit, or would meet other inputs."""
-    saved = checkpoint["hyper_parameters"]
-    found = []
-    for group in ("model", "activation"):
-        for key in sorted(set(saved.get(group) or {}) | set(hparams.get(group) or {})):
-            was, now = (saved.get(group) or {}).get(key), (hparams.get(group) or {}).get(key)
-            if was != now and key not in ("init", "bias_init", "dropout"):  # these leave the weights' shapes
-                found.append(f"{group}.{key}: {was!r} in the checkpoint, {now!r} in this run")
-    for group in ("optimizer", "loss"):
-        was, now = (saved.get(group) or {}).get("_target_"), (hparams.get(group) or {}).get("_target_")
-        if was != now:
-            found.append(f"{group}: {was} in the checkpoint, {now} in this run")
-    # weights trained on pixels scaled one way do not continue on pixels scaled another
-    was = (checkpoint.get("datamodule_hyper_parameters") or {}).get("normalize")
-    now = (hparams.get("data") or {}).get("normalize")
-    if was is not None and "data" in hparams and was != now:
-        found.append(f"data.normalize: {was!r} in the checkpoint, {now!r} in this run")
-    return found
-
-
-def load_classifier(path: str | Path, checkpoint: dict[str, Any] | None = None) -> Classifier:
-    """The model of a checkpoint, rebuilt from its saved hyperparameters once they pass the catalogue.
-
-    ``checkpoint``: the file as ``read_checkpoint`` returned it, where the caller has read it already.
-    """
-    if checkpoint is None:
-        read_checkpoint(path)
-    try:
-        return Classifier.load_from_checkpoint(path, map_location="cpu", weights_only=True)
-    except RuntimeError as exc:  # weights of another shape than the hyperparameters describe
-        raise CheckpointError(f"{path}: its weights do not fit the model its hyperparameters describe "
-                              f"({str(exc).splitlines()[1].strip()[:200] if len(str(exc).splitlines()) > 1 else exc})") from None

@@ -1,0 +1,1 @@
+"""MNIST: the IDX files (found, verified, decoded) and the LightningDataModule that batches them."""

@@ -1,0 +1,145 @@
+"""A fused group's runs: which sweep jobs may train as one stacked model, and each member's record.
+
+``fusion_problem`` names what leaves a job to a separate run: dropout and RReLU (random numbers drawn
+in another order than a separate run draws them), in-place activations, batch norm, gradient clipping
+(a norm over the whole stack), early stopping, step checkpoints, ``compile``, DDP and resuming.
+``fusion_key`` is equal for jobs that may share a loop. ``train_members`` trains a group
+(``fused.FusedClassifier``) and writes each member's run directory through ``MemberRecords`` as a
+separate run would: ``metrics.json``, logger events, diagnostics, and best / last checkpoints that
+``eval.py`` loads like any other.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+import torch
+from omegaconf import DictConfig
+
+from experiments.data.mnist import INPUT_SIZE, NUM_CLASSES, TRAIN_SIZE
+from experiments.nn.model import training_bytes
+from experiments.run.recipe import plain
+
+# Optimizers whose update of an element depends on that element's gradient and state only.
+ELEMENTWISE_OPTIMIZERS = {
+    "torch.optim.SGD",
+    "torch.optim.Adam",
+    "torch.optim.AdamW",
+    "torch.optim.RMSprop",
+    "torch.optim.Adagrad",
+    "experiments.nn.optimizers.LectureMomentum",
+}
+
+
+RANDOM_ACTIVATIONS = {"torch.nn.RReLU"}
+
+
+MONITORS = {
+    "experiments.lit.diagnostics.DeadUnitMonitor",
+    "experiments.lit.diagnostics.GradNormMonitor",
+    "experiments.lit.diagnostics.HistogramMonitor",
+}
+
+
+PROGRESS_BARS = {
+    "experiments.lit.callbacks.RichProgressBar",
+    "lightning.pytorch.callbacks.RichProgressBar",
+    "lightning.pytorch.callbacks.TQDMProgressBar",
+}
+
+
+CHECKPOINT = "lightning.pytorch.callbacks.ModelCheckpoint"
+
+
+# What members of one group may differ in; everything else of their configs must be equal.
+MEMBER_KEYS = ("seed", "activation", "model.init", "model.bias_init", "data.shuffle_seed", "logger", "print_config")
+
+
+def fusion_problem(cfg: DictConfig | dict[str, Any]) -> str | None:
+    """Why this job cannot train stacked with others (``None``: it can)."""
+    c = plain(cfg) if isinstance(cfg, DictConfig) else cfg
+    model, trainer = c.get("model") or {}, c.get("trainer") or {}
+    checks = [
+        (c.get("ckpt_path") is not None, "ckpt_path is set (a fused run does not resume)"),
+        (bool(c.get("compile")), "compile is set"),
+        ((model.get("dropout") or 0) > 0, "model.dropout > 0 (its random masks would differ from a separate run's)"),
+        (bool(model.get("batch_norm")), "model.batch_norm=true"),
+        ((c.get("activation") or {}).get("_target_") in RANDOM_ACTIVATIONS, "activation=rrelu draws random slopes"),
+        (
+            bool((c.get("activation") or {}).get("inplace")),
+            "activation.inplace=true (an in-place activation cannot overwrite a slice of the stacked outputs)",
+        ),
+        (
+            (c.get("optimizer") or {}).get("_target_") not in ELEMENTWISE_OPTIMIZERS,
+            f"optimizer {(c.get('optimizer') or {}).get('_target_')} is not one that updates element by element",
+        ),
+        (trainer.get("gradient_clip_val") is not None, "trainer.gradient_clip_val clips a norm over all members"),
+        (
+            trainer.get("devices", 1) not in (1, "1") or "ddp" in str(trainer.get("strategy", "auto")),
+            "trainer runs on more than one device",
+        ),
+        ((trainer.get("accumulate_grad_batches") or 1) != 1, "trainer.accumulate_grad_batches != 1"),
+    ]
+    for bad, reason in checks:
+        if bad:
+            return reason
+    for name, cb in (c.get("callbacks") or {}).items():
+        target = (cb or {}).get("_target_")
+        if cb is None or target in PROGRESS_BARS:
+            continue
+        if target != CHECKPOINT:
+            return f"callbacks.{name} ({target}) has no fused counterpart"
+        if cb.get("every_n_train_steps") or cb.get("train_time_interval") or (cb.get("every_n_epochs") or 1) != 1:
+            return f"callbacks.{name} saves other than once per epoch"
+        if cb.get("monitor") not in (None, "val/acc", "val/loss") or cb.get("save_top_k", 1) != 1:
+            return f"callbacks.{name} keeps other than the one best checkpoint by val/acc or val/loss"
+    for name, monitor in (c.get("diagnostics") or {}).items():
+        if monitor is not None and monitor.get("_target_") not in MONITORS:
+            return f"diagnostics.{name} has no fused counterpart"
+    return None
+
+
+def fusion_key(cfg: DictConfig | dict[str, Any]) -> str:
+    """Equal for jobs that may share one training loop: their configs less what members may differ in
+    (``MEMBER_KEYS``) and the optimizer's hyper-parameters (its class stays)."""
+    c = plain(cfg) if isinstance(cfg, DictConfig) else json.loads(json.dumps(cfg))
+    c.pop("hydra", None)
+    for key in MEMBER_KEYS:
+        *path, last = key.split(".")
+        node = c
+        for part in path:
+            node = node.get(part) or {}
+        node.pop(last, None)
+    c["optimizer"] = {"_target_": (c.get("optimizer") or {}).get("_target_")}
+    return json.dumps(c, sort_keys=True, default=str)
+
+
+def member_bytes(cfg: DictConfig) -> int:
+    """Memory one member needs (``model.training_bytes``)."""
+    batch = TRAIN_SIZE if str(cfg.data.batch_size) == "full" else int(cfg.data.batch_size)
+    return training_bytes(INPUT_SIZE, list(cfg.model.hidden_sizes), NUM_CLASSES, batch, int(cfg.data.eval_batch_size))
+
+
+def group_device(cfg: DictConfig) -> torch.device:
+    """Where a group trains: the GPU where the members' ``trainer.accelerator`` allows one and there is one."""
+    wants_gpu = cfg.trainer.accelerator in ("auto", "gpu", "cuda")
+    return torch.device("cuda" if wants_gpu and torch.cuda.is_available() else "cpu")
+
+
+def memory_budget(device: torch.device, fraction: float) -> int:
+    """Bytes a fused group may take: ``fraction`` of the free accelerator memory, or of the free RAM."""
+    if device.type == "cuda":
+        return int(torch.cuda.mem_get_info(device)[0] * fraction)
+    try:
+        free = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        free = 8 << 30
+    return int(free * fraction)
+
+
+def split_group(n_members: int, per_member: int, budget: int, max_members: int) -> list[range]:
+    """Consecutive chunks of at most ``max_members`` members, each within ``budget`` bytes."""
+    size = max(1, min(max_members, budget // max(per_member, 1)))
+    return [range(i, min(i + size, n_members)) for i in range(0, n_members, size)]

@@ -1,0 +1,1 @@
+"""The network and what trains it: activations, losses, the MLP, optimizers. Torch only: no Lightning, no Hydra."""

@@ -1,0 +1,81 @@
+"""Sweep reports: a table that answers "which configuration won, and by how much?", and the pictures
+of ``report_plots.py`` that show why.
+
+Written into the sweep directory at the end of every multirun (``SweepReport``, a Hydra callback),
+and rebuilt at any time, also for an interrupted sweep, with::
+
+    python -m experiments.reports <sweep_dir>
+
+Jobs that differ only in ``seed`` form one configuration: its metrics are reported as mean and
+standard deviation over the seeds that completed. Failed, diverged and unfinished jobs stay in the
+report with their status, never silently dropped.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig
+
+from experiments.errors import exit_with
+from experiments.reports.table import (
+    group_configs,
+    incomplete_summary,
+    job_dirs,
+    label_configs,
+    read_job,
+    sweep_settings,
+    write_csv,
+    write_markdown,
+)
+
+
+def build_report(sweep_dir: str | Path) -> dict[str, Path]:
+    """Write ``summary.csv``, ``summary.md`` and the plots into ``sweep_dir``; returns their paths."""
+    from experiments.reports.plots import write_plots
+
+    sweep_dir = Path(sweep_dir)
+    if not sweep_dir.is_dir():
+        raise FileNotFoundError(f"{sweep_dir} is not a directory: pass the sweep directory (outputs/multirun/...)")
+    jobs = [read_job(d) for d in job_dirs(sweep_dir)]
+    if not jobs:
+        raise FileNotFoundError(f"{sweep_dir} has no job directories (expected <n>_<overrides>/ with .hydra/ inside)")
+    rank_by = sweep_settings(sweep_dir)["rank_by"]
+    common = label_configs(jobs)
+    groups = group_configs(jobs, rank_by)
+    paths = {"csv": sweep_dir / "summary.csv", "md": sweep_dir / "summary.md"}
+    write_csv(jobs, paths["csv"])
+    write_markdown(jobs, groups, paths["md"], str(sweep_dir), common, rank_by)
+    return {**paths, **write_plots(jobs, groups, sweep_dir, rank_by)}
+
+
+class SweepReport(Callback):
+    """Hydra callback: the report at the end of every multirun; a sweep with jobs that did not complete
+    then exits 1, naming how many and why, so scripts and CI notice."""
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        paths = build_report(config.hydra.sweep.dir)
+        print(Path(paths["md"]).read_text(), flush=True)
+        print(f"Sweep report: {paths['md']}", flush=True)
+        if problem := incomplete_summary(config.hydra.sweep.dir):
+            exit_with(f"{problem}: see {paths['md']}", code=1)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="Rebuild the report of a sweep directory.")
+    parser.add_argument("sweep_dir", type=Path)
+    args = parser.parse_args()
+    try:
+        paths = build_report(args.sweep_dir)
+    except FileNotFoundError as exc:
+        raise SystemExit(f"Error: {exc}") from None
+    print(paths["md"].read_text())
+    for p in paths.values():
+        print(f"wrote {p}")
+
+
+if __name__ == "__main__":
+    main()

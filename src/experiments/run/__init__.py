@@ -1,0 +1,1 @@
+"""What the entry points run: the recipe of one run, its record (``metrics.json``), checkpoint safety, the errors."""

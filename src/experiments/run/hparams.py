@@ -1,0 +1,77 @@
+"""One training run from a composed config, as a recipe: build, fit, test, record.
+
+``run`` is what ``train.py`` calls for each Hydra job (after the config passed its checks). Its
+outcome, completed, diverged or interrupted, is written to ``<run_dir>/metrics.json`` and returned;
+a failure is recorded by the caller (``cli.py``), the one place that records ``failed``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from lightning.pytorch.core.saving import save_hparams_to_yaml
+from lightning.pytorch.loggers import Logger, TensorBoardLogger
+from omegaconf import DictConfig, ListConfig, OmegaConf
+
+FINAL_KEYS = ("test/acc", "test/loss", "val/acc", "val/loss", "train/loss", "train/acc")
+
+
+def plain(cfg: DictConfig | None) -> Any:
+    """A config section as plain dicts and lists, interpolations resolved."""
+    return OmegaConf.to_container(cfg, resolve=True) if cfg is not None else None
+
+
+HPARAM_GROUPS = ("model", "activation", "loss", "optimizer", "scheduler", "data", "trainer", "search")
+
+
+def _flatten(value: Any, key: str, out: dict[str, Any]) -> None:
+    if isinstance(value, (DictConfig, ListConfig)):
+        value = plain(value)
+    if isinstance(value, dict):
+        for name, inner in value.items():
+            if not str(name).startswith("_"):
+                _flatten(inner, f"{key}.{name}" if key else str(name), out)
+    elif isinstance(value, (int, float, str, bool)):
+        out[key] = value
+    else:  # lists and nulls: as text, so that a sweep's values stay comparable
+        out[key] = str(value)
+
+
+def flat_hparams(cfg: DictConfig, choices: dict[str, str], overrides: list[str] = ()) -> dict[str, Any]:
+    """Every setting a sweep could vary, flat, for TensorBoard's HParams tab: the group choices, every
+    key of the groups (nested ones dotted: ``scheduler.scheduler.gamma``), the top-level settings, and
+    whatever an override set, wherever it lives."""
+    out: dict[str, Any] = {k: v for k, v in choices.items() if not k.startswith("hydra") and v is not None}
+    for group in HPARAM_GROUPS:
+        _flatten(cfg.get(group) or {}, group, out)
+    for key, value in cfg.items():
+        if key not in HPARAM_GROUPS and not isinstance(value, DictConfig):
+            _flatten(value, str(key), out)
+    for override in overrides:
+        key = override.lstrip("+~").split("=", 1)[0]
+        if "/" not in key and not key.startswith("hydra"):
+            _flatten(OmegaConf.select(cfg, key, default=None), key, out)
+    return out
+
+
+def log_final(
+    loggers: list[Logger],
+    step: int,
+    cfg: DictConfig,
+    choices: dict[str, str],
+    result: dict[str, Any],
+    overrides: list[str] = (),
+) -> None:
+    """Hyperparameters with the final metrics: TensorBoard's HParams tab, and every other logger."""
+    final = {f"final/{k.replace('/', '_')}": v for k, v in result.items() if k in FINAL_KEYS}
+    params = flat_hparams(cfg, choices, overrides)
+    for logger in loggers:
+        if isinstance(logger, TensorBoardLogger):
+            logger.log_hyperparams(params, metrics=final)
+            # the logger writes hparams.yaml only once, at its first save (empty then): rewrite it whole
+            save_hparams_to_yaml(Path(logger.log_dir) / "hparams.yaml", params)
+        else:
+            logger.log_hyperparams(params)
+            logger.log_metrics(final, step=step)
+        logger.finalize("success")

@@ -1,0 +1,76 @@
+"""The package's layers: imports run one way (entry points -> run -> lit -> config -> nn / data -> base), with no
+circle between modules, and the Hydra plugin imports the fused subpackage and nothing above it."""
+
+import ast
+from pathlib import Path
+
+import pytest
+
+SRC = Path(__file__).resolve().parents[1] / "src"
+# lowest first: a module may import from its own layer and the ones before it, never from a later one
+LAYERS = [
+    ["experiments.errors", "experiments.run_dir"],
+    ["experiments.nn", "experiments.data"],
+    ["experiments.config"],
+    ["experiments.lit"],
+    ["experiments.run", "experiments.reports"],
+    ["experiments.fused"],
+    ["experiments.__main__", "hydra_plugins"],
+]
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(SRC).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def layer(module: str) -> int:
+    for rank, prefixes in enumerate(LAYERS):
+        if any(module == p or module.startswith(p + ".") for p in prefixes):
+            return rank
+    raise AssertionError(f"{module} belongs to no layer: add it to LAYERS")
+
+
+def project_imports(path: Path) -> set[str]:
+    """Every project module ``path`` imports, at its top or inside a function."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "experiments":
+            for alias in node.names:  # ``from experiments.lit import diagnostics`` imports a module
+                candidate = f"{node.module}.{alias.name}"
+                found.add(candidate if (SRC / (candidate.replace(".", "/") + ".py")).exists() else node.module)
+        elif isinstance(node, ast.Import):
+            found |= {a.name for a in node.names if a.name.split(".")[0] == "experiments"}
+    return found
+
+
+MODULES = {module_name(p): p for root in ("experiments", "hydra_plugins") for p in (SRC / root).rglob("*.py")}
+GRAPH = {name: project_imports(path) for name, path in MODULES.items()}
+
+
+@pytest.mark.parametrize("module", sorted(MODULES))
+def test_a_module_imports_only_from_its_own_layer_or_below(module):
+    upward = [m for m in GRAPH[module] if layer(m) > layer(module)]
+    assert not upward, f"{module} imports {upward} from a layer above its own"
+
+
+def test_no_module_imports_itself_back_through_others():
+    done: set[str] = set()
+
+    def visit(module: str, path: list[str]) -> None:
+        if module in path:
+            raise AssertionError("import circle: " + " -> ".join([*path[path.index(module) :], module]))
+        if module in done:
+            return
+        for imported in sorted(GRAPH.get(module, ())):
+            visit(imported, [*path, module])
+        done.add(module)
+
+    for module in sorted(GRAPH):
+        visit(module, [])
+
+
+def test_the_hydra_plugin_imports_the_fused_subpackage_and_nothing_above_it():
+    plugin = [m for m in GRAPH if m.startswith("hydra_plugins")]
+    assert plugin and all(imported.startswith("experiments.fused") for m in plugin for imported in GRAPH[m])
+    assert any(GRAPH[m] for m in plugin)
