@@ -26,8 +26,10 @@ so that what the project adds on top of it shows on its own.
     python scripts/benchmark.py --device cuda --compile --whole --sweep
     python scripts/benchmark.py --sweep --sweep-jobs 36 --repeats 2 --rounds 1 --epochs 2
     python scripts/benchmark.py --rounds 0 --stacked-step --sweep-jobs 36 --repeats 3
+    python scripts/benchmark.py --ablation --whole --sweep --stacked-step --markdown docs/performance.md
 
-Results are printed as a table and written to ``outputs/benchmark/<time>/benchmark.json``.
+Results are printed as tables and written to ``outputs/benchmark/<time>/benchmark.json``; ``--markdown``
+also writes the tables as a page, with the date, the commit, the machine and the command that made them.
 Uses only the standard library, PyTorch and the project; not part of the test suite.
 """
 
@@ -374,7 +376,22 @@ def main() -> None:
         help="time spent in the diagnostics callbacks as a share of the epochs",
     )
     parser.add_argument("--sync-debug", action="store_true", help="warn on every host synchronisation (CUDA)")
+    parser.add_argument(
+        "--markdown",
+        type=Path,
+        default=None,
+        help="also write the tables, with the date, commit, machine and command, as a Markdown page "
+        "(docs/performance.md)",
+    )
     args = parser.parse_args()
+    if args.markdown is not None and not args.markdown.parent.is_dir():
+        parser.error(f"--markdown {args.markdown}: {args.markdown.parent} is not a directory")
+    tables: list[str] = []
+
+    def say(text: str) -> None:
+        """A line of the printed tables, kept for ``--markdown``."""
+        print(text)
+        tables.append(text)
 
     report: dict = {
         "device": args.device,
@@ -446,49 +463,49 @@ def main() -> None:
             for n, e in epochs.items()
         ]
 
-        print(
+        say(
             f"\n## Per epoch ({args.device}, batch {args.batch_size}, epochs 2-{args.epochs} of {args.rounds} rounds)\n"
         )
-        print("| run | median s/epoch (min-max) | ratio to plain | test acc |\n|---|---|---|---|")
+        say("| run | median s/epoch (min-max) | ratio to plain | test acc |\n|---|---|---|---|")
         for r in report["per_epoch"]:
-            print(
+            say(
                 f"| {r['what']} | {r['median_epoch_s']:.4f} ({r['min']:.4f}-{r['max']:.4f}) | {r['ratio']:.2f} "
                 f"| {r['test_acc']:.4f} |"
             )
 
     if args.whole:
         w = report["whole_process"] = whole_process(args.device, args.repeats)
-        print(f"\n## Whole process (median of {args.repeats}, min-max)\n")
-        print("| command | wall s | peak memory MiB |\n|---|---|---|")
+        say(f"\n## Whole process (median of {args.repeats}, min-max)\n")
+        say("| command | wall s | peak memory MiB |\n|---|---|---|")
         for name, label in (("framework", "python train.py"), ("plain", "python scripts/plain_mnist.py")):
-            print(
+            say(
                 f"| `{label}` | {w[name]['wall_median']:.2f} ({w[name]['wall_min']:.2f}-{w[name]['wall_max']:.2f})"
                 f" | {w[name]['peak_mib']:.0f} |"
             )
-        print(f"| ratio | {w['wall_ratio']:.2f} | {w['memory_ratio']:.2f} |")
+        say(f"| ratio | {w['wall_ratio']:.2f} | {w['memory_ratio']:.2f} |")
     if args.sweep:
         s = report["sweep"] = sweep(args.sweep_jobs, args.device, args.repeats, args.n_jobs)
-        print(f"\n## {args.sweep_jobs}-job sweep, 2 epochs each ({args.device}; median of {args.repeats}, min-max)\n")
-        print(f"`python train.py -m {' '.join(SWEEPS[args.sweep_jobs])} [hydra/launcher=...]`\n")
-        print("| launcher | wall s | s per job |\n|---|---|---|")
+        say(f"\n## {args.sweep_jobs}-job sweep, 2 epochs each ({args.device}; median of {args.repeats}, min-max)\n")
+        say(f"`python train.py -m {' '.join(SWEEPS[args.sweep_jobs])} [hydra/launcher=...]`\n")
+        say("| launcher | wall s | s per job |\n|---|---|---|")
         for name in (k for k in s if isinstance(s[k], dict)):
             r = s[name]
-            print(f"| {name} | {r['wall_median']:.1f} ({r['wall_min']:.1f}-{r['wall_max']:.1f}) | {r['per_job']:.2f} |")
-        print(
+            say(f"| {name} | {r['wall_median']:.1f} ({r['wall_min']:.1f}-{r['wall_max']:.1f}) | {r['per_job']:.2f} |")
+        say(
             f"\nbasic / fused: {s['basic_over_fused']:.2f}x; "
             f"fused sweep / one job alone: {s['fused_over_one_job']:.2f}x"
         )
     if args.stacked_step:
         t = report["stacked_step"] = stacked_step(args.sweep_jobs, args.device, args.repeats)
-        print(
+        say(
             f"\n## One training step of the {t['members']} members ({args.device}; {t['optimizer_groups']} optimizer "
             f"groups; median of {args.repeats} rounds of {t['steps']} steps, min-max)\n"
         )
-        print("| how | ms a step, all members |\n|---|---|")
+        say("| how | ms a step, all members |\n|---|---|")
         labels = {"stacked": "stacked (`hydra/launcher=fused`)", "separate": "separate models, one after another"}
         for name, label in labels.items():
-            print(f"| {label} | {t[name]['ms_median']:.2f} ({t[name]['ms_min']:.2f}-{t[name]['ms_max']:.2f}) |")
-        print(f"\nseparate / stacked: {t['separate_over_stacked']:.2f}x")
+            say(f"| {label} | {t[name]['ms_median']:.2f} ({t[name]['ms_min']:.2f}-{t[name]['ms_max']:.2f}) |")
+        say(f"\nseparate / stacked: {t['separate_over_stacked']:.2f}x")
     if args.device.startswith("cuda"):
         report["cuda_peak_allocated_mib"] = torch.cuda.max_memory_allocated() / 2**20
 
@@ -496,6 +513,36 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     (out / "benchmark.json").write_text(json.dumps(report, indent=2) + "\n")
     print(f"\nwritten to {out / 'benchmark.json'}")
+    if args.markdown is not None:
+        args.markdown.write_text(markdown_page(report, tables))
+        print(f"written to {args.markdown}")
+
+
+def markdown_page(report: dict, tables: list[str]) -> str:
+    """The run's own tables under what produced them: date, commit, machine and the command line."""
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
+    dirty = subprocess.run(
+        ["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT, capture_output=True, text=True
+    )
+    revision = (commit.stdout.strip() or "unknown") + (" with uncommitted changes" if dirty.stdout.strip() else "")
+    machine = (
+        f"{platform.machine()}, {report['cpus']} CPU cores, {report['gpu'] or 'no GPU'}; Python "
+        f"{report['python']}, torch {report['torch']}"
+    )
+    command = " ".join(["python", "scripts/benchmark.py", *sys.argv[1:]])
+    header = [
+        "# Performance",
+        "",
+        "Generated by the benchmark itself; do not edit by hand. Regenerate with the command below (it writes",
+        "this page with `--markdown docs/performance.md`). The machine is shared and its speed drifts between",
+        "runs: read each ratio within its own run. What each table measures: `python scripts/benchmark.py --help`.",
+        "",
+        f"- date: {time.strftime('%Y-%m-%d %H:%M %Z')}",
+        f"- commit: {revision}",
+        f"- machine: {machine}",
+        f"- command: `{command}`",
+    ]
+    return "\n".join([*header, *tables]).rstrip() + "\n"
 
 
 if __name__ == "__main__":
