@@ -131,17 +131,19 @@ def test_gradient_norms_are_lightnings_for_each_members_own_net():
     fused, alone = group(SPECS)
     x, y = torch.randn(len(SPECS), 8, 20), torch.randint(0, 5, (len(SPECS), 8))
     fused.training_step((x, y), 0).backward()
-    layers, totals = fused.member_grad_norms()
+    fused.bind_grads()  # what the fused launcher does before the gradient-norm monitor reads a member
     for k, module in enumerate(alone):
         module.loss_fn(module(x[k]), y[k]).backward()
         norms = grad_norm(module.net, norm_type=2)
-        expect = [
-            norms["grad_2.0_norm/hidden.0.linear.weight"],
-            norms["grad_2.0_norm/hidden.1.linear.weight"],
-            norms["grad_2.0_norm/output.weight"],
-        ]
-        torch.testing.assert_close(layers[k], torch.stack(expect), rtol=1e-3, atol=1e-6)
-        torch.testing.assert_close(totals[k], norms["grad_2.0_norm_total"], rtol=1e-3, atol=1e-6)
+        mine = grad_norm(fused.member(k).net, norm_type=2)
+        assert set(mine) == set(norms) and {
+            "grad_2.0_norm/hidden.0.linear.weight",
+            "grad_2.0_norm/hidden.1.linear.weight",
+            "grad_2.0_norm/output.weight",
+            "grad_2.0_norm_total",
+        } <= set(norms)
+        for name, value in norms.items():
+            torch.testing.assert_close(mine[name], value, rtol=1e-3, atol=1e-6, msg=f"member {k} {name}")
 
 
 def test_member_weights_round_trip_through_a_state_dict():
@@ -151,7 +153,7 @@ def test_member_weights_round_trip_through_a_state_dict():
         for p in fused.stacks:
             p.add_(1.0)
     assert not torch.equal(fused.member(2).net.output.weight, saved["net.output.weight"])
-    fused.load_member(2, saved)
+    fused.member(2).load_state_dict(saved)  # through the member's views, into the stacks
     assert torch.equal(fused.member(2).net.output.weight, saved["net.output.weight"])
     assert torch.equal(fused.stack(0, 2)[0][2], saved["net.output.weight"])  # group 0 holds members 0-2
 

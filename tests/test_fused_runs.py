@@ -9,7 +9,7 @@ from omegaconf import OmegaConf
 
 from conftest import compose_config
 from experiments.fused.grouping import fusion_key, fusion_problem, member_bytes, split_group
-from experiments.run.recipe import plain
+from experiments.run.hparams import plain
 
 
 @cache

@@ -15,22 +15,17 @@ import re
 from pathlib import Path
 from typing import Any
 
+from experiments import names
 from experiments.errors import CheckpointError, ConfigError
 
 CONF_DIR = Path(__file__).resolve().parents[3] / "conf"  # the entry points import this: no torch at import
 
 
 def kind(group: str) -> type:
-    """The base class of what the options of config group ``group`` build."""
-    import torch
-
-    return {
-        "model": torch.nn.Module,
-        "activation": torch.nn.Module,
-        "loss": torch.nn.Module,
-        "optimizer": torch.optim.Optimizer,
-        "scheduler": torch.optim.lr_scheduler.LRScheduler,
-    }[group]
+    """The base class of what the options of config group ``group`` build (``names.Group.base``); importing
+    it imports torch, so only a check that needs it pays for that."""
+    module, _, name = str(names.group(group).base).rpartition(".")
+    return getattr(importlib.import_module(module), name)
 
 
 _TARGET = re.compile(r"^\s*_target_:\s*([\w.]+)\s*$", re.MULTILINE)

@@ -17,6 +17,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, read_write
 
 from experiments.errors import RunDirectoryError, exit_with
+from experiments.names import Status
 from experiments.run_dir import check_writable, is_main_process, read_json
 
 RESULTS = (".hydra/config.yaml", "metrics.json", "eval.json")
@@ -63,7 +64,7 @@ class OutputGuard(Callback):
                 f"overwrite it; drop the override for a fresh directory"
                 + (", or add ckpt_path=... to resume it" if self.allow_resume else "")
             )
-        if resuming and read_json(run_dir / "metrics.json").get("status") == "completed":
+        if resuming and read_json(run_dir / "metrics.json").get("status") == Status.COMPLETED:
             exit_with(
                 f"hydra.run.dir={run_dir} holds a completed run: refusing to resume into it and "
                 f"overwrite its record; drop hydra.run.dir to continue from ckpt_path in a new directory"

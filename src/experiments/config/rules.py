@@ -24,6 +24,7 @@ from typing import Any
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from experiments import names
 from experiments.data.mnist import INPUT_SIZE, NORMALIZATIONS, NUM_CLASSES, TEST_SIZE, TRAIN_SIZE
 from experiments.errors import ConfigError
 from experiments.nn.losses import OUTPUT_ACTIVATIONS, check_output_activation
@@ -108,7 +109,10 @@ def devices(v: Any) -> str | None:
     return None if ok else "auto, an integer >= 1, or a list of device indices"
 
 
-METRICS = ("val/acc", "val/loss", "train/loss_epoch", "train/acc")
+def metric(v: Any) -> str | None:
+    """A per-epoch metric as the LightningModule logs it (``names.monitorable``)."""
+    return None if isinstance(v, str) and v in names.monitorable() else f"one of {', '.join(names.monitorable())}"
+
 
 RULES: dict[str, Check] = {
     "seed": integer(0, 2**32 - 1),
@@ -117,7 +121,7 @@ RULES: dict[str, Check] = {
     "threads": lambda v: None if v == "auto" or (_is_int(v) and v >= 1) else "auto or an integer >= 1",
     "ckpt_path": optional(existing_file),
     "print_config": boolean,
-    "optimized_metric": one_of(*METRICS),
+    "optimized_metric": metric,
     "data.root": optional(existing_dir),
     "data.batch_size": batch_size,
     "data.eval_batch_size": integer(1, TRAIN_SIZE),
@@ -184,7 +188,7 @@ RULES: dict[str, Check] = {
     "callbacks.*.refresh_rate": integer(1),
     "callbacks.*.patience": integer(0),
     "callbacks.*.min_delta": number(0, low_open=False),
-    "callbacks.*.monitor": optional(one_of(*METRICS)),
+    "callbacks.*.monitor": optional(metric),
     "callbacks.*.mode": one_of("min", "max"),
     "diagnostics.*.probe_size": integer(1, 5000),
     "diagnostics.*.every_n_steps": integer(1),
@@ -306,8 +310,8 @@ def domain_problems(cfg: DictConfig, choices: dict[str, Any], multirun: bool = F
     model, loss = cfg.get("model") or {}, cfg.get("loss") or {}
     if isinstance(loss.get("_target_"), str):
         verdict = check_output_activation(model.get("output_activation", "none"), loss["_target_"])
-        if verdict and verdict.startswith("refuse: "):
-            found.append(verdict.removeprefix("refuse: "))
+        if verdict and verdict.refuse:
+            found.append(verdict.message)
     data = cfg.get("data") or {}
     if choices.get("optimizer") == "gd" and data.get("batch_size") != "full":
         found.append(
@@ -366,12 +370,13 @@ def _builds_class(node: Any) -> bool:
 
 def _sections(cfg: DictConfig) -> Iterator[tuple[str, DictConfig]]:
     """Every part of the config that names a class to build, by its dotted key."""
-    for name in ("data", "model", "activation", "loss", "optimizer", "trainer"):
+    for name in names.group_names(builds="class"):
         if _builds_class(node := cfg.get(name)):
             yield name, node
-    if isinstance(scheduler := cfg.get("scheduler"), DictConfig) and _builds_class(node := scheduler.get("scheduler")):
-        yield "scheduler.scheduler", node
-    for group in BUILT_ENTRIES:
+    for name in names.group_names(builds="scheduler"):
+        if isinstance(section := cfg.get(name), DictConfig) and _builds_class(node := section.get("scheduler")):
+            yield f"{name}.scheduler", node
+    for group in names.group_names(builds="entries"):
         for name, node in (cfg.get(group) or {}).items():
             if _builds_class(node):
                 yield f"{group}.{name}", node
@@ -395,13 +400,12 @@ def parameters(cls: type) -> set[str] | None:
 
 
 # Groups whose entries are each a class to build (a callback, a monitor, a logger) or null (off).
-BUILT_ENTRIES = {"callbacks": "a callback", "diagnostics": "a monitor callback", "logger": "a logger"}
 
 
 def entry_problems(cfg: DictConfig) -> list[str]:
     """Entries of the callbacks, diagnostics and logger groups that are neither off nor a class to build."""
     found = []
-    for group, what in BUILT_ENTRIES.items():
+    for group, what in ((g.name, g.entry) for g in names.GROUPS if g.builds == "entries"):
         entries = cfg.get(group)
         for name in entries.keys() if isinstance(entries, DictConfig) else []:
             node = entries.get(name)
@@ -439,28 +443,6 @@ def argument_problems(cfg: DictConfig) -> list[str]:
     return found
 
 
-# Top-level keys that train.py reads: its settings and its config groups' sections.
-READ_AT_TOP = {
-    "seed",
-    "deterministic",
-    "compile",
-    "threads",
-    "ckpt_path",
-    "print_config",
-    "optimized_metric",
-    "data",
-    "model",
-    "activation",
-    "loss",
-    "optimizer",
-    "scheduler",
-    "callbacks",
-    "trainer",
-    "logger",
-    "diagnostics",
-}
-
-
 def _leaf_keys(node: Any, prefix: str = "") -> Iterator[str]:
     """Every dotted key of a plain (unresolved) config that holds a value, not a section."""
     if isinstance(node, dict):
@@ -477,7 +459,9 @@ def unread_keys(cfg: DictConfig) -> list[str]:
     unread = [
         k
         for k in cfg
-        if isinstance(k, str) and k not in READ_AT_TOP and not re.search(r"\$\{" + re.escape(k) + r"[.}\[]", text)
+        if isinstance(k, str)
+        and k not in names.read_at_top()
+        and not re.search(r"\$\{" + re.escape(k) + r"[.}\[]", text)
     ]
     if not unread:
         return []
@@ -486,8 +470,8 @@ def unread_keys(cfg: DictConfig) -> list[str]:
     }
     found = []
     for key in unread:
-        close = difflib.get_close_matches(key, sorted(READ_AT_TOP | leaves.keys()), n=1)
-        hint = f" (did you mean {close[0] if close[0] in READ_AT_TOP else leaves[close[0]]}?)" if close else ""
+        close = difflib.get_close_matches(key, sorted(names.read_at_top() | leaves.keys()), n=1)
+        hint = f" (did you mean {close[0] if close[0] in names.read_at_top() else leaves[close[0]]}?)" if close else ""
         found.append(f"{key} is set but train.py does not read it{hint}; it is kept in the run's config only")
     return found
 

@@ -60,9 +60,10 @@ def read_idx(path: Path) -> torch.Tensor:
     """Read one IDX file after checking its MD5 against the published value.
 
     A process that runs many jobs (a sweep under the basic, joblib or fused launcher) unpacks and checks
-    each file once, not once per job (about 0.25 s a job): the last verified tensor of each file name is
-    kept with a SHA-1 of the file's bytes, which are read every time (about 15 ms for all four files), so
-    a file that changed in any byte is unpacked and checked again. Each call returns its own copy.
+    each file once, not once per job (unpacking and checking is most of the data's start-up): the last
+    verified tensor of each file name is kept with a SHA-1 of the file's bytes, which are read every time
+    (hashing is far cheaper than unpacking), so a file that changed in any byte is unpacked and checked
+    again. Each call returns its own copy.
     """
     stored = path.read_bytes()
     digest = hashlib.sha1(stored).hexdigest()

@@ -20,7 +20,7 @@ from omegaconf import DictConfig
 
 from experiments.data.mnist import INPUT_SIZE, NUM_CLASSES, TRAIN_SIZE
 from experiments.nn.model import training_bytes
-from experiments.run.recipe import plain
+from experiments.run.hparams import plain
 
 # Optimizers whose update of an element depends on that element's gradient and state only.
 ELEMENTWISE_OPTIMIZERS = {

@@ -1,12 +1,11 @@
-"""A fused group's runs: which sweep jobs may train as one stacked model, and each member's record.
+"""A fused group's members: each one's run, recorded as a separate run records it, by the same code.
 
-``fusion_problem`` names what leaves a job to a separate run: dropout and RReLU (random numbers drawn
-in another order than a separate run draws them), in-place activations, batch norm, gradient clipping
-(a norm over the whole stack), early stopping, step checkpoints, ``compile``, DDP and resuming.
-``fusion_key`` is equal for jobs that may share a loop. ``train_members`` trains a group
-(``fused.FusedClassifier``) and writes each member's run directory through ``MemberRecords`` as a
-separate run would: ``metrics.json``, logger events, diagnostics, and best / last checkpoints that
-``eval.py`` loads like any other.
+Each member gets a separate run's own callbacks (``EpochHistory``, ``DivergenceGuard``, the monitors of its
+``diagnostics`` group), built from its config by the recipe's own builders, and ``MemberRuns`` calls them at
+the group loop's hooks with a ``MemberView`` (the group's trainer, seen with the member's own loggers and
+metrics) and the member's own ``Classifier``, whose layers are views into the stacked weights. What they
+record goes to the member's ``metrics.json`` through the run's record writer; its checkpoints are its own
+``Classifier``'s, named by its checkpoint callbacks. Which jobs may fuse: ``grouping.py``.
 """
 
 from __future__ import annotations
@@ -14,7 +13,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import signal
 import time
 import traceback
@@ -26,28 +24,55 @@ import lightning as L
 import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
-from lightning.pytorch.callbacks import ModelCheckpoint
-from lightning.pytorch.loggers import Logger, TensorBoardLogger
+from lightning.pytorch.callbacks import ModelCheckpoint, ProgressBar
+from lightning.pytorch.loggers import Logger
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
-from experiments.fused.grouping import CHECKPOINT, PROGRESS_BARS
+from experiments.errors import ExperimentError
 from experiments.fused.stacked import FusedClassifier, MembersData
-from experiments.lit.callbacks import Interrupts, at_logging_step_or_epoch_end
+from experiments.lit.callbacks import Diverged, DivergenceGuard, EpochHistory, Interrupts
 from experiments.lit.checkpoint_io import AtomicCheckpointIO
 from experiments.lit.classifier import Classifier
-from experiments.lit.diagnostics import log_histograms, unit_stats
-from experiments.run.cli import check_config, finish, quiet_lightning
-from experiments.run.hparams import log_final
-from experiments.run.recipe import build_loggers, build_module, plain, set_threads
-from experiments.run.record import Record, first_record, how_it_ran, record_failure
+from experiments.names import Status
+from experiments.run.cli import check_config, finish, quiet_lightning, user_error
+from experiments.run.hparams import log_final, plain
+from experiments.run.recipe import (
+    build_entries,
+    build_loggers,
+    build_module,
+    diverged,
+    history_of,
+    how_it_ran,
+    set_threads,
+    trained,
+)
+from experiments.run.record import Record, first_record, record_failure
 
 log = logging.getLogger(__name__)
 
 
+class MemberView:
+    """What a separate run's callbacks read of their trainer, for one member: the group's loop (its step,
+    epoch, data, batches), with the member's own loggers and epoch metrics."""
+
+    def __init__(self, trainer: L.Trainer, loggers: list[Logger]) -> None:
+        self.trainer, self.loggers = trainer, loggers
+        self.callback_metrics: dict[str, torch.Tensor] = {}
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.trainer, name)
+
+    def log(self, metrics: dict[str, float]) -> None:
+        """What the member's LightningModule would log: to its loggers, and for its callbacks to read."""
+        self.callback_metrics.update({k: torch.tensor(v) for k, v in metrics.items()})
+        for logger in self.loggers:
+            logger.log_metrics(metrics, step=self.trainer.global_step)
+
+
 @dataclass
 class Member:
-    """One job of a fused group: its resolved config and where its results go."""
+    """One job of a fused group: its resolved config, where its results go, and its run's parts."""
 
     job: int
     cfg: DictConfig
@@ -57,101 +82,63 @@ class Member:
     record: Record | None = None
     loggers: list[Logger] = field(default_factory=list)
     checkpoints: list[ModelCheckpoint] = field(default_factory=list)
-    history: dict[str, list[float]] = field(default_factory=lambda: {"epoch_seconds": []})
-    latest: dict[str, float] = field(default_factory=dict)
+    history: EpochHistory = field(default_factory=EpochHistory)
+    monitors: list[L.Callback] = field(default_factory=list)
+    view: MemberView | None = None
     best: tuple[float, str, dict[str, torch.Tensor]] | None = None  # score, path, weights
-    best_monitor: str | None = None
-    grad_readings: dict[str, list[float]] = field(default_factory=dict)
-    status: str = "running"
+    outcome: dict[str, Any] | None = None  # set once it stops training: diverged, or interrupted
+
+    def callbacks(self) -> list[L.Callback]:
+        """A separate run's own callbacks, in the order its trainer calls them."""
+        return [*self.monitors, self.history, DivergenceGuard(int(self.cfg.trainer.log_every_n_steps))]
 
 
-class MemberRecords(L.Callback):
-    """Each member's run, as a separate run would record it: epoch history, diagnostics, logger events,
-    best and last checkpoints, divergence and interruption in ``metrics.json``."""
+class MemberRuns(L.Callback):
+    """Calls each member's own callbacks at the group's hooks, with its view and its own module; keeps its
+    best and last checkpoints as its checkpoint callbacks name them; stops a member that diverged."""
 
     def __init__(self, members: list[Member], group: dict[str, Any]) -> None:
         self.members, self.group = members, group
-        cfg = members[0].cfg
-        diagnostics = cfg.get("diagnostics") or {}
-        self.dead = diagnostics.get("dead_units")
-        self.grads = diagnostics.get("grad_norms")
-        self.histograms = diagnostics.get("histograms")
-        self.log_every = int(cfg.trainer.log_every_n_steps)
-        self.probes: dict[int, torch.Tensor] = {}
-        self.epoch_started = time.perf_counter()
+        self.callbacks = [m.callbacks() for m in members]
         self.io = AtomicCheckpointIO()
 
-    def _log(self, member: Member, metrics: dict[str, float], step: int) -> None:
-        for logger in member.loggers:
-            logger.log_metrics(metrics, step=step)
-
-    def _probe(self, trainer: L.Trainer, pl_module: FusedClassifier, size: int) -> torch.Tensor:
-        if size not in self.probes:  # the first ``size`` validation images, as the monitors' probe
-            self.probes[size] = trainer.datamodule.images("val", size).to(pl_module.device)
-        return self.probes[size]
-
-    def _diagnose(self, trainer: L.Trainer, module: FusedClassifier, prefix: str = "") -> list[dict[str, float]]:
-        if not self.dead:
-            return [{} for _ in self.members]
-        probe = self._probe(trainer, module, int(self.dead.probe_size))
-        out: list[dict[str, float]] = []
+    def _each(self, hook: str, trainer: L.Trainer, module: FusedClassifier, *args: Any) -> None:
         for k, member in enumerate(self.members):
-            if member.status != "running":  # a diverged member's frozen weights tell nothing new
-                out.append({})
-                continue
-            stats = unit_stats(module.member(k).net, probe, float(self.dead.saturation_threshold))
-            stats = {key.replace("diag/", f"diag/{prefix}"): v for key, v in stats.items()}
-            self._log(member, stats, trainer.global_step)
-            out.append(stats)
-        return out
+            if member.outcome is None:
+                for callback in self.callbacks[k]:
+                    getattr(callback, hook)(member.view, module.member(k), *args)
+
+    def setup(self, trainer: L.Trainer, pl_module: FusedClassifier, stage: str) -> None:
+        for member in self.members:
+            member.view = MemberView(trainer, member.loggers)
+        self._each("setup", trainer, pl_module, stage)
 
     def on_train_start(self, trainer: L.Trainer, pl_module: FusedClassifier) -> None:
-        for member, born in zip(self.members, self._diagnose(trainer, pl_module, prefix="born_")):
-            member.latest.update({k: v for k, v in born.items() if "/total" in k or "dead" in k})
-        self.epoch_started = time.perf_counter()
+        self._each("on_train_start", trainer, pl_module)
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: FusedClassifier) -> None:
-        self.epoch_started = time.perf_counter()
+        self._each("on_train_epoch_start", trainer, pl_module)
 
     def on_before_optimizer_step(self, trainer: L.Trainer, pl_module: FusedClassifier, optimizer: Any) -> None:
-        if not self.grads or trainer.global_step % int(self.grads.every_n_steps):
-            return
-        layers, totals = pl_module.member_grad_norms()
-        names = [f"layer{i}" for i in range(1, pl_module.n_layers)] + ["output"]
-        for member, norms, total, alive in zip(
-            self.members, layers.tolist(), totals.tolist(), pl_module.alive.tolist()
-        ):
-            if not alive:
-                continue
-            stats = {f"grad_norm/{name}": v for name, v in zip(names, norms)}
-            stats["grad_norm/total"] = total
-            member.latest.update({f"diag/{k}": v for k, v in stats.items()})
-            for key, value in stats.items():
-                member.grad_readings.setdefault(f"diag/{key}", []).append(value)
-            self._log(member, stats, trainer.global_step)
+        pl_module.bind_grads()
+        self._each("on_before_optimizer_step", trainer, pl_module, optimizer)
 
     def on_train_batch_end(
         self, trainer: L.Trainer, pl_module: FusedClassifier, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
-        """At the logging interval and each epoch's end (as ``DivergenceGuard``): log, and stop a member
-        whose loss is no longer finite."""
-        if not at_logging_step_or_epoch_end(trainer, batch_idx, self.log_every):
-            return
         assert pl_module.last_losses is not None
-        for k, (member, loss) in enumerate(zip(self.members, pl_module.last_losses.tolist())):
-            if member.status != "running":
+        every = trainer.log_every_n_steps
+        for k, (member, loss) in enumerate(zip(self.members, pl_module.last_losses)):
+            if member.outcome is not None:
                 continue
-            if not math.isfinite(loss):
+            if trainer.global_step % every == 0:  # as the classifier logs train/loss
+                member.view.log({"train/loss": float(loss)})
+            try:
+                for callback in self.callbacks[k]:
+                    callback.on_train_batch_end(member.view, pl_module.member(k), {"loss": loss}, batch, batch_idx)
+            except Diverged as exc:  # this member stops where it is; the others train on
                 pl_module.freeze(k)
-                member.status = "diverged"
-                member.record.data.update(
-                    error=f"diverged at epoch {trainer.current_epoch}, step "
-                    f"{trainer.global_step}: train loss is {loss}",
-                    diverged_epoch=trainer.current_epoch,
-                    diverged_step=trainer.global_step,
-                )
-            elif trainer.global_step % self.log_every == 0:
-                self._log(member, {"train/loss": loss}, trainer.global_step)
+                member.outcome = diverged(exc, history_of(member.history, member.monitors))
         if not pl_module.alive.any():
             trainer.should_stop = True
 
@@ -159,37 +146,42 @@ class MemberRecords(L.Callback):
         if trainer.sanity_checking:
             pl_module.sums.pop("val", None)
             return
-        losses, accs = pl_module.epoch_means("val")
-        for k, (member, loss, acc) in enumerate(zip(self.members, losses, accs)):
-            if member.status != "running":
-                continue
-            member.latest.update({"val/loss": loss, "val/acc": acc})
-            self._log(member, {"val/loss": loss, "val/acc": acc}, trainer.global_step)
-            for ckpt in member.checkpoints:
-                if ckpt.monitor:
-                    self._keep_best(trainer, pl_module, k, member, ckpt, {"val/loss": loss, "val/acc": acc})
+        for k, (member, loss, acc) in enumerate(zip(self.members, *pl_module.epoch_means("val"))):
+            if member.outcome is None:
+                member.view.log({"val/loss": loss, "val/acc": acc})
+                for ckpt in (c for c in member.checkpoints if c.monitor):
+                    self._keep_best(trainer, pl_module, k, ckpt)
 
-    def _keep_best(
-        self,
-        trainer: L.Trainer,
-        module: FusedClassifier,
-        k: int,
-        member: Member,
-        ckpt: ModelCheckpoint,
-        metrics: dict[str, float],
-    ) -> None:
-        score = metrics[ckpt.monitor]
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: FusedClassifier) -> None:
+        for member, loss, acc in zip(self.members, *pl_module.epoch_means("train")):
+            if member.outcome is None:
+                member.view.log({"train/loss_epoch": loss, "train/acc": acc})
+        self._each("on_train_epoch_end", trainer, pl_module)
+        epoch = {"epoch": torch.tensor(trainer.current_epoch), "step": torch.tensor(trainer.global_step)}
+        for k, member in enumerate(self.members):
+            for ckpt in (c for c in member.checkpoints if not c.monitor and member.outcome is None):
+                self._save(trainer, pl_module, k, ckpt.format_checkpoint_name(epoch))
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: FusedClassifier) -> None:
+        self._each("on_train_end", trainer, pl_module)
+
+    def _keep_best(self, trainer: L.Trainer, module: FusedClassifier, k: int, ckpt: ModelCheckpoint) -> None:
+        """The best epoch by the checkpoint's monitor, as ``ModelCheckpoint(save_top_k=1)`` keeps it."""
+        member, metrics = self.members[k], self.members[k].view.callback_metrics
+        score = float(metrics[ckpt.monitor])
         if member.best is not None and not (score > member.best[0] if ckpt.mode == "max" else score < member.best[0]):
             return
-        names = {"epoch": trainer.current_epoch, "step": trainer.global_step, **metrics}
-        path = ckpt.format_checkpoint_name({n: torch.tensor(v) for n, v in names.items()})
-        state = self._save(trainer, module, k, member, path)
+        path = ckpt.format_checkpoint_name(
+            {"epoch": torch.tensor(trainer.current_epoch), "step": torch.tensor(trainer.global_step), **metrics}
+        )
+        state = self._save(trainer, module, k, path)
         if member.best is not None and member.best[1] != path:
             Path(member.best[1]).unlink(missing_ok=True)
-        member.best, member.best_monitor = (score, path, state), ckpt.monitor
+        member.best = (score, path, state)
 
-    def _save(self, trainer: L.Trainer, module: FusedClassifier, k: int, member: Member, path: str) -> dict[str, Any]:
-        classifier = module.member(k)
+    def _save(self, trainer: L.Trainer, module: FusedClassifier, k: int, path: str) -> dict[str, Any]:
+        """The member's own classifier's weights and hyperparameters, in a checkpoint eval.py loads."""
+        classifier, member = module.member(k), self.members[k]
         state = {n: t.detach().cpu().clone() for n, t in classifier.state_dict().items()}
         self.io.save_checkpoint(
             {
@@ -198,73 +190,29 @@ class MemberRecords(L.Callback):
                 "pytorch-lightning_version": L.__version__,
                 "state_dict": state,
                 "hyper_parameters": dict(classifier.hparams),
-                "datamodule_hyper_parameters": {k2: v for k2, v in plain(member.cfg.data).items() if k2 != "_target_"},
+                "datamodule_hyper_parameters": {n: v for n, v in plain(member.cfg.data).items() if n != "_target_"},
                 "fused_group": self.group,
             },
             path,
         )
         return state
 
-    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: FusedClassifier) -> None:
-        if pl_module.device.type == "cuda":
-            torch.cuda.synchronize(pl_module.device)
-        seconds = round(time.perf_counter() - self.epoch_started, 4)
-        losses, accs = pl_module.epoch_means("train")
-        stats = self._diagnose(trainer, pl_module)
-        for k, member in enumerate(self.members):
-            if member.status != "running":
-                continue
-            epoch = {"train/loss": losses[k], "train/acc": accs[k]}
-            self._log(member, {"train/loss_epoch": losses[k], "train/acc": accs[k]}, trainer.global_step)
-            member.history["epoch_seconds"].append(seconds)
-            for name, value in {
-                **epoch,
-                "val/loss": member.latest.get("val/loss"),
-                "val/acc": member.latest.get("val/acc"),
-                **stats[k],
-            }.items():
-                if value is not None:
-                    member.history.setdefault(name, []).append(value)
-            member.latest.update(stats[k])
-            for key, values in member.grad_readings.items():
-                member.history.setdefault(key, []).append(sum(values) / len(values))
-            member.grad_readings = {}
-            if self.histograms and trainer.current_epoch % int(self.histograms.every_n_epochs) == 0:
-                writers = [lg.experiment for lg in member.loggers if isinstance(lg, TensorBoardLogger)]
-                if writers:
-                    probe = self._probe(trainer, pl_module, int(self.histograms.probe_size))
-                    log_histograms(
-                        writers[0], pl_module.member(k).net, probe, trainer.global_step, int(self.histograms.bins)
-                    )
-            for ckpt in member.checkpoints:
-                if not ckpt.monitor:
-                    self._save(
-                        trainer,
-                        pl_module,
-                        k,
-                        member,
-                        ckpt.format_checkpoint_name(
-                            {"epoch": torch.tensor(trainer.current_epoch), "step": torch.tensor(trainer.global_step)}
-                        ),
-                    )
-
     def interrupted(self, trainer: L.Trainer, ckpt: Path | None) -> None:
         """Ctrl-C or SIGTERM: every member still training saves its weights and says so."""
-        module = trainer.lightning_module
         for k, member in enumerate(self.members):
-            if member.status != "running":
+            if member.outcome is not None:
                 continue
             path = member.run_dir / "checkpoints" / "interrupted.ckpt"
-            self._save(trainer, module, k, member, str(path))
-            member.status = "interrupted"
-            member.record.update(
-                status="interrupted",
-                interrupted_ckpt=str(path),
-                global_step=trainer.global_step,
-                error="interrupted during fused training; eval.py loads the checkpoint, a fused run "
+            self._save(trainer, trainer.lightning_module, k, str(path))
+            member.outcome = {
+                "status": Status.INTERRUPTED,
+                "interrupted_ckpt": str(path),
+                "global_step": trainer.global_step,
+                "history": history_of(member.history, member.monitors),
+                "error": "interrupted during fused training; eval.py loads the checkpoint, a fused run "
                 "does not resume: train the job again",
-                history=member.history,
-            )
+            }
+            member.record.update(**member.outcome)
         if trainer.is_global_zero:
             print(
                 f"\nInterrupted at epoch {trainer.current_epoch}, step {trainer.global_step}; each member's "
@@ -310,32 +258,23 @@ def train_members(members: list[Member], group_name: str) -> dict[int, dict[str,
     cfg = members[0].cfg
     group = {"name": group_name, "members": len(members), "jobs": [m.job for m in members]}
     for member in members:
-        member.record = Record(
-            member.run_dir / "metrics.json",
-            {**first_record(member.run_dir, member.choices, member.overrides), "fused_group": group},
-        )
+        data = {**first_record(member.run_dir, member.choices, member.overrides), "fused_group": group}
+        member.record = Record(member.run_dir / "metrics.json", data)
         member.record.update()
     set_threads(cfg.threads, 1)
     torch.use_deterministic_algorithms(bool(cfg.deterministic))
     data, classifiers = build_members(members)
     module = FusedClassifier(classifiers, opt_groups)
-    for member in members:
+    for member in members:  # the parts of a separate run, built by the recipe's own builders
         member.loggers = build_loggers(member.cfg)
-        member.checkpoints = [
-            instantiate(c)
-            for c in (member.cfg.get("callbacks") or {}).values()
-            if c is not None and c.get("_target_") == CHECKPOINT
-        ]
-    records = MemberRecords(members, group)
-    bars = [
-        instantiate(c)
-        for c in (cfg.get("callbacks") or {}).values()
-        if c is not None and c.get("_target_") in PROGRESS_BARS
-    ]
-    interrupts = Interrupts(None, records.interrupted)
+        member.monitors = build_entries(member.cfg, "diagnostics")
+        member.checkpoints = [c for c in build_entries(member.cfg, "callbacks") if isinstance(c, ModelCheckpoint)]
+    runs = MemberRuns(members, group)
+    bars = [c for c in build_entries(cfg, "callbacks") if isinstance(c, ProgressBar)]
+    interrupts = Interrupts(None, runs.interrupted)
     trainer: L.Trainer = instantiate(
         cfg.trainer,
-        callbacks=[records, interrupts, *bars],
+        callbacks=[runs, interrupts, *bars],
         logger=False,
         enable_checkpointing=False,
         enable_progress_bar=bool(bars),
@@ -347,47 +286,37 @@ def train_members(members: list[Member], group_name: str) -> dict[int, dict[str,
         trainer.fit(module, datamodule=data)
         for k, member in enumerate(members):  # the test is of each member's best epoch
             if member.best is not None:
-                module.load_member(k, member.best[2])
+                module.member(k).load_state_dict(member.best[2])
         trainer.test(module, datamodule=data, verbose=False)
     except (KeyboardInterrupt, SystemExit) as exc:  # Ctrl-C or SIGTERM: exit as a process they end does
-        for member in members:  # those records.interrupted did not reach: diverged, or stopped in the test
-            if member.record.data["status"] == "running":
-                member.record.update(
-                    status="diverged" if member.status == "diverged" else "interrupted",
-                    history=member.history,
-                    **({} if member.status == "diverged" else {"error": "interrupted after training, during the test"}),
-                )
+        for member in members:  # those runs.interrupted did not reach: diverged, or stopped in the test
+            if member.record.data["status"] == Status.RUNNING:
+                history = history_of(member.history, member.monitors)
+                stopped = {"status": Status.INTERRUPTED, "error": "interrupted after training, during the test"}
+                member.record.update(**(member.outcome or {**stopped, "history": history}))
         by = interrupts.signal or (signal.SIGTERM if isinstance(exc, SIGTERMException) else signal.SIGINT)
         raise SystemExit(128 + by) from None
-    test_losses, test_accs = module.epoch_means("test")
+    test = dict(zip(("test/loss", "test/acc"), module.epoch_means("test")))
     seconds = round(time.perf_counter() - started, 3)
     results = {}
     for k, member in enumerate(members):
-        data_out: dict[str, Any] = {
-            "history": member.history,
-            **member.latest,
-            **how_it_ran(trainer),
-            "group_seconds": seconds,
-        }
-        for name in ("train/loss", "train/acc", "val/loss", "val/acc"):
-            if member.history.get(name):
-                data_out[name] = member.history[name][-1]
-        if member.status == "diverged":
-            data_out["status"] = "diverged"
-        else:
-            data_out.update(
-                {
-                    "status": "completed",
-                    "test/loss": test_losses[k],
-                    "test/acc": test_accs[k],
-                    "best_ckpt": member.best[1] if member.best else None,
-                    "best_val_acc": member.best[0] if member.best and member.best_monitor == "val/acc" else None,
-                }
-            )
+        outcome = member.outcome or trained(history_of(member.history, member.monitors))
+        if outcome["status"] == Status.TRAINED:
+            tested = {name: values[k] for name, values in test.items()}
             for logger in member.loggers:
-                logger.log_metrics({"test/loss": test_losses[k], "test/acc": test_accs[k]}, step=trainer.global_step)
-        result = member.record.update(**data_out)
-        if result["status"] == "completed":
+                logger.log_metrics(tested, step=trainer.global_step)
+            monitored = [c.monitor for c in member.checkpoints if c.monitor]
+            best = member.best if member.best and monitored[0] == "val/acc" else None
+            outcome.update(
+                tested,
+                status=Status.COMPLETED,
+                best_ckpt=member.best[1] if member.best else None,
+                best_val_acc=best[0] if best else None,
+            )
+        for monitor in (m for m in member.monitors if hasattr(m, "latest")):
+            outcome.update(monitor.latest)
+        result = member.record.update(**outcome, **how_it_ran(trainer), group_seconds=seconds)
+        if result["status"] == Status.COMPLETED:
             log_final(member.loggers, trainer.global_step, member.cfg, member.choices, result, member.overrides)
         results[member.job] = result
     return results
@@ -396,8 +325,6 @@ def train_members(members: list[Member], group_name: str) -> dict[int, dict[str,
 def prepare_member(cfg: DictConfig) -> Any:
     """A fused launcher's job before it trains with others: ``train_main``'s checks, and the job's
     config resolved while its Hydra context is set. A job that fails them is recorded ``failed``."""
-    from experiments.errors import ExperimentError
-
     hc = HydraConfig.get()
     run_dir = Path(hc.runtime.output_dir)
     overrides = OmegaConf.to_container(hc.overrides.task, resolve=False)
@@ -405,11 +332,7 @@ def prepare_member(cfg: DictConfig) -> Any:
     try:
         check_config(cfg, hc, multirun=True)
     except ExperimentError as exc:
-        record_failure(run_dir, str(exc), overrides)
-        if os.environ.get("HYDRA_FULL_ERROR") == "1":
-            raise
-        log.error("job %s failed: %s", run_dir.name, exc)
-        return math.nan
+        return user_error(exc, run_dir, overrides, multirun=True)
     resolved = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))
     return Member(
         job=int(hc.job.num), cfg=resolved, run_dir=run_dir, choices=dict(hc.runtime.choices), overrides=overrides

@@ -83,8 +83,10 @@ class FusedClassifier(L.LightningModule):
 
     ``members`` are built as their own runs would build them (seeded); their weights are copied into
     stacked parameters, which train. ``opt_groups``: consecutive ranges of members that share an
-    optimizer parameter group (equal optimizer settings). ``member(k)`` writes the stacked weights back
-    into member ``k``'s own ``Classifier`` (for diagnostics and checkpoints).
+    optimizer parameter group (equal optimizer settings). Then each member's layers become views into the
+    stacks (the same storage), so member ``k``'s own ``Classifier`` always holds its current weights, and
+    after ``bind_grads`` its gradients: a separate run's callbacks and checkpoint code read it as they read
+    their own run's module.
     """
 
     def __init__(self, members: list[Classifier], opt_groups: list[range]) -> None:
@@ -110,10 +112,33 @@ class FusedClassifier(L.LightningModule):
         self.frozen: dict[int, list[torch.Tensor]] = {}
         self.sums: dict[str, torch.Tensor] = {}
         self.last_losses: torch.Tensor | None = None
+        self._bind()
 
     def on_fit_start(self) -> None:
-        for member in self.members:  # their nets take the stacks' weights for diagnostics and checkpoints
+        for member in self.members:  # the stacks moved to the training device: the views follow them
             member.to(self.device)
+        self._bind()
+
+    def _member_layers(self, flats: list[torch.Tensor]) -> list[tuple[int, list[tuple[torch.Tensor, torch.Tensor]]]]:
+        """Per member, in order: its row and each layer's ``(weight, bias)`` of ``flats`` (one per group)."""
+        return [(i, self._layers(flat)) for flat in flats for i in range(len(flat))]
+
+    @torch.no_grad()
+    def _bind(self) -> None:
+        """Member ``k``'s linear layers as views into row ``k`` of its group's stack: not trained themselves
+        (the stack is), but always holding what the stack holds."""
+        for member, (i, layers) in zip(self.members, self._member_layers([s.detach() for s in self.stacks])):
+            for linear, (weight, bias) in zip(self._linears(member.net), layers):
+                linear.weight = nn.Parameter(weight[i], requires_grad=False)
+                linear.bias = nn.Parameter(bias[i], requires_grad=False)
+
+    def bind_grads(self) -> None:
+        """Each member's layers' ``.grad`` as views into its group's stacked gradient, for the gradient-norm
+        monitor (Lightning's ``grad_norm`` of the member's own net)."""
+        grads = [s.grad if s.grad is not None else torch.zeros_like(s) for s in self.stacks]
+        for member, (i, layers) in zip(self.members, self._member_layers(grads)):
+            for linear, (weight, bias) in zip(self._linears(member.net), layers):
+                linear.weight.grad, linear.bias.grad = weight[i], bias[i]
 
     @staticmethod
     def _linears(net: nn.Module) -> list[nn.Linear]:
@@ -239,43 +264,9 @@ class FusedClassifier(L.LightningModule):
         g = next(i for i, group in enumerate(self.opt_groups) if k in group)
         return g, k - self.opt_groups[g].start
 
-    @torch.no_grad()
     def member(self, k: int) -> Classifier:
-        """Member ``k``'s own classifier, holding the stacked weights' slice ``k``."""
-        g, i = self._slot(k)
-        module = self.members[k]
-        for layer, linear in enumerate(self._linears(module.net)):
-            weight, bias = self.stack(g, layer)
-            linear.weight.copy_(weight[i])
-            linear.bias.copy_(bias[i])
-        return module
-
-    @torch.no_grad()
-    def load_member(self, k: int, state: dict[str, torch.Tensor]) -> None:
-        """Put weights saved from ``member(k)`` back into the stacks (the best epoch's, for the test)."""
-        g, i = self._slot(k)
-        module = self.members[k]
-        module.load_state_dict(state)
-        for layer, linear in enumerate(self._linears(module.net)):
-            weight, bias = self.stack(g, layer)
-            weight[i].copy_(linear.weight)
-            bias[i].copy_(linear.bias)
-
-    def member_grad_norms(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """Per member the L2 norm of each layer's weight gradient ``[members, layers]`` and of all its
-        gradients ``[members]``: what ``lightning.pytorch.utilities.grad_norm`` reports for one net."""
-        layers, squares = [], []
-        for g, group in enumerate(self.opt_groups):
-            grad = self.stacks[g].grad if self.stacks[g].grad is not None else torch.zeros_like(self.stacks[g])
-            per_layer = [weight.flatten(1).square().sum(1).sqrt() for weight, _ in self._layers(grad)]
-            total = grad.square().sum(1)
-            for i, k in enumerate(group):
-                for p in self._activation_params(k):
-                    if p.grad is not None:
-                        total[i] = total[i] + p.grad.square().sum()
-            layers.append(torch.stack(per_layer, 1))
-            squares.append(total)
-        return torch.cat(layers), torch.cat(squares).sqrt()
+        """Member ``k``'s own classifier, its layers views into the stacks."""
+        return self.members[k]
 
     @torch.no_grad()
     def freeze(self, k: int) -> None:

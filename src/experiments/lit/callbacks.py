@@ -20,6 +20,8 @@ import lightning as L
 import torch
 from lightning.pytorch import callbacks
 
+from experiments import names
+
 
 class EpochHistory(L.Callback):
     """Per-epoch wall time and metrics, for ``metrics.json`` (the sweep report plots them).
@@ -29,8 +31,6 @@ class EpochHistory(L.Callback):
     when the next epoch starts (or training ends, or a checkpoint is written): Lightning computes the
     epoch's training means after the callbacks' ``on_train_epoch_end``.
     """
-
-    KEYS = {"train/loss_epoch": "train/loss", "train/acc": "train/acc", "val/loss": "val/loss", "val/acc": "val/acc"}
 
     def __init__(self) -> None:
         self.history: dict[str, list[float]] = {"epoch_seconds": []}
@@ -45,7 +45,7 @@ class EpochHistory(L.Callback):
     def _snapshot(self) -> None:
         if self.pending and self.trainer is not None:
             metrics = self.trainer.callback_metrics
-            for key, name in self.KEYS.items():
+            for key, name in names.epoch_metrics().items():
                 if key in metrics:
                     self.history.setdefault(name, []).append(float(metrics[key]))
             self.pending = False
@@ -165,9 +165,9 @@ class RichProgressBar(callbacks.RichProgressBar):
     """Lightning's rich bar, with the logged metrics read at the logging interval, not after every batch.
 
     Lightning 2.6's bar reads ``trainer.progress_bar_metrics`` after every training batch: a pass over
-    the logged results and a ``.item()`` per metric, about 2% of an epoch of this MLP at batch 64 on two
-    CPU cores (README, Performance). Lightning's fix (PR #21032, in no release up to 2.6.6) reads them only when the bar
-    refreshes. Here they are read every ``trainer.log_every_n_steps`` steps (when the classifier logs
+    the logged results and a ``.item()`` per metric, which for a model this small is a measurable share of
+    the step (docs/performance-notes.md). Lightning's fix (PR #21032, in no release up to 2.6.6) reads them
+    only when the bar refreshes. Here they are read every ``trainer.log_every_n_steps`` steps (when the classifier logs
     ``train/loss`` and the loggers write), at an epoch's last batch, and fresh at every other call
     (after validation, at an epoch's end); in between, the bar keeps showing the last values read.
     """

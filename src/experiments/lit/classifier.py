@@ -17,15 +17,13 @@ from hydra.utils import instantiate
 from torchmetrics.aggregation import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
+from experiments import names
 from experiments.config import catalogue
 from experiments.nn.activations import activation_factory
 from experiments.nn.losses import check_output_activation
 from experiments.nn.optimizers import build_optimizer, build_scheduler
 
 Batch = tuple[torch.Tensor, torch.Tensor]
-
-
-GROUPS = ("model", "activation", "loss", "optimizer")
 
 
 class Classifier(L.LightningModule):
@@ -44,7 +42,9 @@ class Classifier(L.LightningModule):
         num_classes: int = 10,
     ) -> None:
         super().__init__()
-        for group, cfg in zip(GROUPS, (model, activation, loss, optimizer)):
+        sections = {"model": model, "activation": activation, "loss": loss, "optimizer": optimizer}
+        for group in names.group_names(network=True):  # what a checkpoint rebuilds: each class from conf/
+            cfg = sections[group]
             catalogue.check(group, cfg)
         if scheduler and scheduler.get("scheduler"):
             catalogue.check("scheduler", scheduler["scheduler"])
@@ -54,8 +54,8 @@ class Classifier(L.LightningModule):
         )
         self.loss_fn = instantiate(loss)
         verdict = check_output_activation(model.get("output_activation", "none"), loss["_target_"])
-        if verdict and verdict.startswith("warn: "):  # the refusals are config checks, made before this
-            warnings.warn(verdict.removeprefix("warn: "), UserWarning, stacklevel=2)
+        if verdict and not verdict.refuse:  # the refusals are config checks, made before this
+            warnings.warn(verdict.message, UserWarning, stacklevel=2)
         # No per-step input checks: they cost a host sync per step on a GPU (DivergenceGuard watches for NaN).
         # The running sums go into checkpoints (persistent), so an epoch interrupted and resumed ends with
         # the means over all its batches, as an uninterrupted one does.
@@ -77,8 +77,8 @@ class Classifier(L.LightningModule):
         # the batch mean once per example, so the epoch's mean is per example (MeanMetric ignores its
         # weight argument under nan_strategy="disable", the setting without a NaN check's host sync)
         self.train_loss.update(loss.detach().expand(len(y)))
-        # Only at the steps Lightning writes to the loggers (every trainer.log_every_n_steps): one self.log
-        # costs about 0.8 ms in Lightning's result bookkeeping, half a training step of this MLP on a CPU.
+        # Only at the steps Lightning writes to the loggers (every trainer.log_every_n_steps): each self.log
+        # goes through Lightning's result bookkeeping, a cost of the order of this small MLP's whole step.
         if (self.global_step + 1) % self.trainer.log_every_n_steps == 0:
             self.log("train/loss", loss, prog_bar=True)
         return loss

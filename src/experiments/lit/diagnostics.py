@@ -159,8 +159,8 @@ class GradNormMonitor(L.Callback):
 def add_histogram(writer: Any, tag: str, values: torch.Tensor, step: int, bins: int) -> None:
     """``SummaryWriter.add_histogram`` with the counting done by ``torch.histc`` on the values' device.
 
-    TensorBoard's own ``add_histogram`` copies the values to NumPy and bins them there, about ten times
-    slower for one layer of this MLP: a tenth of an epoch for the whole network.
+    TensorBoard's own ``add_histogram`` copies the values to NumPy and bins them there: slower by an order
+    of magnitude, and a visible share of an epoch for the whole network (docs/performance-notes.md).
     """
     v = values.detach().flatten().float()
     low, high = (float(t) for t in v.aminmax())

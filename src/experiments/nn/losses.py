@@ -7,6 +7,8 @@ layer in front of ``CrossEntropyLoss``, which silently applies softmax twice.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -74,8 +76,17 @@ _VERDICT = {
 }
 
 
-def check_output_activation(output_activation: str, loss_target: str) -> str | None:
-    """``None`` if the pair is right, else ``'warn: ...'`` or ``'refuse: ...'`` naming the fix.
+@dataclass(frozen=True)
+class OutputVerdict:
+    """What is wrong with an output activation before a loss: ``refuse``, it cannot train (a config check
+    refuses it); otherwise it trains, with a warning. ``message`` names the fix."""
+
+    refuse: bool
+    message: str
+
+
+def check_output_activation(output_activation: str, loss_target: str) -> OutputVerdict | None:
+    """``None`` if the pair is right, else the verdict naming the fix.
 
     ``loss_target`` is the loss config's ``_target_`` (``torch.nn.CrossEntropyLoss``): the check runs
     with the other config checks, before anything is built.
@@ -87,6 +98,7 @@ def check_output_activation(output_activation: str, loss_target: str) -> str | N
     if verdict is None:
         return None
     kind, reason = verdict
-    return (
-        f"{kind}: model.output_activation={output_activation} with {name}: {reason}. Set model.output_activation=none"
+    return OutputVerdict(
+        refuse=kind == "refuse",
+        message=f"model.output_activation={output_activation} with {name}: {reason}. Set model.output_activation=none",
     )

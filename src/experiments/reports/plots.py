@@ -21,6 +21,7 @@ import textwrap
 from pathlib import Path
 from typing import Any
 
+from experiments.names import Status
 from experiments.reports.table import describe, short_keys
 
 CHANCE = 0.1  # ten balanced classes
@@ -203,7 +204,7 @@ def dead_vs_lr(jobs: list[dict[str, Any]], path: Path) -> Path | None:
     swept = jobs[0].get("swept", {}) if jobs else {}
     if "optimizer.lr" not in swept:
         return None
-    done = [j for j in jobs if j.get("status") == "completed"]
+    done = [j for j in jobs if j.get("status") == Status.COMPLETED]
     layers = [n for n in _layers(done, "diag/dead_frac/") if n != "output"]
     if not layers:
         return None

@@ -21,10 +21,9 @@ from typing import Any
 
 import yaml
 
+from experiments import names
+from experiments.names import Status
 from experiments.run_dir import read_json
-
-METRICS = ("test/acc", "test/loss", "val/acc", "val/loss", "train/loss")
-
 
 SUMMARY_DIAG = (
     "diag/dead_frac/total",
@@ -41,9 +40,6 @@ def job_dirs(sweep_dir: Path) -> list[Path]:
     return sorted(
         dirs, key=lambda d: (int(d.name.split("_")[0]) if d.name.split("_")[0].isdigit() else 1 << 30, d.name)
     )
-
-
-STATUSES = ("completed", "failed", "diverged", "interrupted")  # what a finished record says
 
 
 def _overrides(value: Any) -> list[str]:
@@ -75,8 +71,8 @@ def read_job(job_dir: Path) -> dict[str, Any]:
     except (OSError, yaml.YAMLError):
         overrides = []
     metrics = _numbers_only(read_json(job_dir / "metrics.json"))
-    if metrics.get("status") not in STATUSES:
-        metrics["status"] = "incomplete"
+    if metrics.get("status") not in names.finished():
+        metrics["status"] = Status.INCOMPLETE
     overrides = overrides or _overrides(metrics.get("overrides"))
     settings = dict(o.split("=", 1) for o in overrides if "=" in o)
     # after the record's own keys: its "overrides" is a list, the report's a string
@@ -142,7 +138,7 @@ def group_configs(jobs: list[dict[str, Any]], rank_by: str = "test/acc") -> list
         groups.setdefault(job["config"], []).append(job)
     rows = []
     for config, members in groups.items():
-        done = [j for j in members if j["status"] == "completed"]
+        done = [j for j in members if j["status"] == Status.COMPLETED]
         row: dict[str, Any] = {
             "config": config,
             "jobs": len(members),
@@ -150,7 +146,7 @@ def group_configs(jobs: list[dict[str, Any]], rank_by: str = "test/acc") -> list
             "statuses": ",".join(sorted({j["status"] for j in members})),
             "members": members,
         }
-        for key in {*METRICS, *SUMMARY_DIAG, rank_by, "wall_seconds"}:
+        for key in {*names.recorded(), *SUMMARY_DIAG, rank_by, "wall_seconds"}:
             row[key] = _mean_std([j[key] for j in done if key in j])
         rows.append(row)
     sign = 1 if "loss" in rank_by else -1
@@ -191,7 +187,7 @@ def sweep_settings(sweep_dir: Path) -> dict[str, Any]:
         cfg = _yaml(jobs[0] / ".hydra" / "config.yaml") if jobs else {}
     sweeper = str((hydra_cfg.get("sweeper") or {}).get("_target_", ""))
     metric = cfg.get("optimized_metric") if "optuna" in sweeper.lower() else None
-    return {"rank_by": metric if metric in (*METRICS, "train/acc") else "test/acc", "optimizing": bool(metric)}
+    return {"rank_by": metric if metric in names.recorded() else "test/acc", "optimizing": bool(metric)}
 
 
 def write_csv(jobs: list[dict[str, Any]], path: Path) -> None:
@@ -205,8 +201,7 @@ def write_csv(jobs: list[dict[str, Any]], path: Path) -> None:
         "seed",
         "overrides",
         "status",
-        *METRICS,
-        "train/acc",
+        *names.recorded(),
         "epochs",
         *diag,
         "wall_seconds",
@@ -269,7 +264,7 @@ def write_markdown(
             "Trained together as one stacked model (`hydra/launcher=fused`; a member's wall s is its "
             "group's): " + "; ".join(f"jobs {_ranges(list(members))}" for members in sorted(fused)) + ".",
         ]
-    bad = [j for j in jobs if j["status"] != "completed"]
+    bad = [j for j in jobs if j["status"] != Status.COMPLETED]
     if bad:
         lines += ["", "## Jobs that did not complete", ""]
         lines += [f"- `{j['job']}`: **{j['status']}** {j.get('error', '')}".rstrip() for j in bad]
@@ -279,7 +274,7 @@ def write_markdown(
 def incomplete_summary(sweep_dir: str | Path) -> str | None:
     """``'2 of 3 jobs did not complete (1 failed, 1 diverged)'``, or ``None`` when every job completed."""
     statuses = [read_job(d)["status"] for d in job_dirs(Path(sweep_dir))]
-    bad = [s for s in statuses if s != "completed"]
+    bad = [s for s in statuses if s != Status.COMPLETED]
     if not bad:
         return None
     counts = ", ".join(f"{bad.count(s)} {s}" for s in sorted(set(bad)))

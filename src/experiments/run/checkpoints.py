@@ -16,9 +16,10 @@ from typing import Any
 
 import torch
 
+from experiments import names
 from experiments.config import catalogue
 from experiments.errors import CheckpointError
-from experiments.lit.classifier import GROUPS, Classifier
+from experiments.lit.classifier import Classifier
 
 
 def _names_objects(path: str | Path) -> bool:
@@ -58,7 +59,7 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
         kind = "a dict" if isinstance(checkpoint, dict) else type(checkpoint).__name__
         raise CheckpointError(f"{path}: not a checkpoint of this project ({kind} without {' or '.join(missing)})")
     hparams = checkpoint["hyper_parameters"]
-    for group in GROUPS:
+    for group in names.group_names(network=True):
         catalogue.check(group, hparams.get(group), source=str(path))
     if (hparams.get("scheduler") or {}).get("scheduler"):
         catalogue.check("scheduler", hparams["scheduler"]["scheduler"], source=str(path))

@@ -21,7 +21,8 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from experiments.errors import exit_with
+from experiments.errors import ExperimentError, exit_with
+from experiments.names import Status
 from experiments.run.record import record_failure
 
 log = logging.getLogger("experiments")
@@ -85,9 +86,23 @@ def check_config(cfg: DictConfig, hc: Any, multirun: bool) -> None:
         log.warning(warning)
 
 
+def user_error(exc: ExperimentError, run_dir: Path | None, overrides: list[str], multirun: bool) -> float:
+    """The one way an error the user can fix ends a job (train.py's, a fused member's, eval.py's): recorded
+    ``failed`` where the job keeps a record; with ``HYDRA_FULL_ERROR=1`` its traceback; otherwise one line and
+    exit 2 for a single run, or a logged line and NaN for the sweeper, whose sweep goes on (its report shows
+    the job). Called from the ``except`` that caught ``exc``."""
+    if run_dir is not None:
+        record_failure(run_dir, str(exc), overrides)
+    if os.environ.get("HYDRA_FULL_ERROR") == "1":
+        raise exc
+    if not multirun:
+        exit_with(str(exc))
+    log.error("job %s failed: %s", run_dir.name if run_dir is not None else "", exc)
+    return math.nan
+
+
 def train_main(cfg: DictConfig) -> float:
     """Run one job; returns ``optimized_metric`` for sweepers (NaN when the job did not complete)."""
-    from experiments.errors import ExperimentError
     from experiments.run_dir import is_main_process
 
     hc = HydraConfig.get()
@@ -103,13 +118,7 @@ def train_main(cfg: DictConfig) -> float:
         quiet_lightning()
         result = run(cfg, run_dir, dict(hc.runtime.choices), overrides, _parallel_jobs(hc))
     except ExperimentError as exc:
-        record_failure(run_dir, str(exc), overrides)
-        if os.environ.get("HYDRA_FULL_ERROR") == "1":
-            raise
-        if not multirun:
-            exit_with(str(exc))
-        log.error("job %s failed: %s", run_dir.name, exc)  # the sweep goes on; its report shows the job
-        return math.nan
+        return user_error(exc, run_dir, overrides, multirun)
     except Exception as exc:  # a bug or an environment problem: the traceback is kept
         record_failure(run_dir, f"{type(exc).__name__}: {exc}", overrides)
         if not multirun:
@@ -124,7 +133,7 @@ def train_main(cfg: DictConfig) -> float:
 def finish(cfg: DictConfig, result: dict[str, Any], run_dir: Path, multirun: bool = True) -> float:
     """A job's one line of outcome; ``optimized_metric`` for a sweeper (NaN where it did not complete)."""
     status = result["status"]
-    if status == "completed":
+    if status == Status.COMPLETED:
         print(
             f"test/acc={result['test/acc']:.4f} test/loss={result['test/loss']:.4f} "
             f"epochs={result['epochs']} wall={result['wall_seconds']:.1f}s run_dir={run_dir}",
@@ -143,7 +152,6 @@ def eval_main(cfg: DictConfig) -> float:
     from hydra.utils import instantiate
 
     from experiments.config.rules import RULES, boolean, existing_file, validate
-    from experiments.errors import ExperimentError
     from experiments.run_dir import write_json
 
     hc = HydraConfig.get()
@@ -166,9 +174,7 @@ def eval_main(cfg: DictConfig) -> float:
         datamodule = instantiate(cfg.data)
         datamodule.prepare_data()
     except ExperimentError as exc:
-        if os.environ.get("HYDRA_FULL_ERROR") == "1":
-            raise
-        exit_with(str(exc))
+        return user_error(exc, None, [], multirun=False)
     trainer = L.Trainer(
         accelerator=cfg.accelerator,
         devices=1,

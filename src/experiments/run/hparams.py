@@ -14,15 +14,12 @@ from lightning.pytorch.core.saving import save_hparams_to_yaml
 from lightning.pytorch.loggers import Logger, TensorBoardLogger
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-FINAL_KEYS = ("test/acc", "test/loss", "val/acc", "val/loss", "train/loss", "train/acc")
+from experiments import names
 
 
 def plain(cfg: DictConfig | None) -> Any:
     """A config section as plain dicts and lists, interpolations resolved."""
     return OmegaConf.to_container(cfg, resolve=True) if cfg is not None else None
-
-
-HPARAM_GROUPS = ("model", "activation", "loss", "optimizer", "scheduler", "data", "trainer", "search")
 
 
 def _flatten(value: Any, key: str, out: dict[str, Any]) -> None:
@@ -43,10 +40,11 @@ def flat_hparams(cfg: DictConfig, choices: dict[str, str], overrides: list[str] 
     key of the groups (nested ones dotted: ``scheduler.scheduler.gamma``), the top-level settings, and
     whatever an override set, wherever it lives."""
     out: dict[str, Any] = {k: v for k, v in choices.items() if not k.startswith("hydra") and v is not None}
-    for group in HPARAM_GROUPS:
+    sections = (*names.group_names(hparams=True), *names.SEARCH_SECTIONS)
+    for group in sections:
         _flatten(cfg.get(group) or {}, group, out)
     for key, value in cfg.items():
-        if key not in HPARAM_GROUPS and not isinstance(value, DictConfig):
+        if key not in sections and not isinstance(value, DictConfig):
             _flatten(value, str(key), out)
     for override in overrides:
         key = override.lstrip("+~").split("=", 1)[0]
@@ -64,7 +62,7 @@ def log_final(
     overrides: list[str] = (),
 ) -> None:
     """Hyperparameters with the final metrics: TensorBoard's HParams tab, and every other logger."""
-    final = {f"final/{k.replace('/', '_')}": v for k, v in result.items() if k in FINAL_KEYS}
+    final = {f"final/{k.replace('/', '_')}": v for k, v in result.items() if k in names.recorded()}
     params = flat_hparams(cfg, choices, overrides)
     for logger in loggers:
         if isinstance(logger, TensorBoardLogger):

@@ -21,14 +21,16 @@ from lightning.pytorch.loggers import Logger
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig
 
+from experiments import names
 from experiments.data.datamodule import MNISTDataModule
 from experiments.errors import CheckpointError
 from experiments.lit.callbacks import Diverged, DivergenceGuard, EpochHistory, Interrupts
 from experiments.lit.checkpoint_io import AtomicCheckpointIO
-from experiments.lit.classifier import GROUPS, Classifier
+from experiments.lit.classifier import Classifier
+from experiments.names import Status
 from experiments.run.checkpoints import read_checkpoint, resume_mismatches
-from experiments.run.hparams import FINAL_KEYS, log_final, plain
-from experiments.run.record import Record, first_record, how_it_ran
+from experiments.run.hparams import log_final, plain
+from experiments.run.record import Record, first_record
 from experiments.run_dir import is_main_process, read_json, resume_command
 
 
@@ -40,6 +42,17 @@ class Built:
     history: EpochHistory
     interrupts: Interrupts
     monitors: list[L.Callback]
+
+
+def how_it_ran(trainer: L.Trainer) -> dict[str, Any]:
+    """The record's account of the loop: how far it got, on how many threads, on which device."""
+    return {
+        "epochs": trainer.current_epoch,
+        "global_step": trainer.global_step,
+        "threads": torch.get_num_threads(),
+        "deterministic_algorithms": torch.are_deterministic_algorithms_enabled(),
+        "device": str(trainer.strategy.root_device),
+    }
 
 
 def set_threads(threads: int | str, parallel_jobs: int) -> int:
@@ -66,13 +79,17 @@ def build_module(cfg: DictConfig, datamodule: MNISTDataModule) -> Classifier:
 
 
 def build_loggers(cfg: DictConfig) -> list[Logger]:
-    return [instantiate(c) for c in (cfg.get("logger") or {}).values() if c is not None]
+    return build_entries(cfg, "logger")
+
+
+def build_entries(cfg: DictConfig, group: str) -> list[Any]:
+    """The entries of a group whose entries each build a class (``callbacks``, ``diagnostics``, ``logger``)."""
+    return [instantiate(c) for c in (cfg.get(group) or {}).values() if c is not None]
 
 
 def build_callbacks(cfg: DictConfig) -> list[L.Callback]:
     """The ``callbacks`` group (checkpoints, progress bar, early stopping) and the ``diagnostics`` group."""
-    groups = [cfg.get("callbacks") or {}, cfg.get("diagnostics") or {}]
-    return [instantiate(c) for group in groups for c in group.values() if c is not None]
+    return [*build_entries(cfg, "callbacks"), *build_entries(cfg, "diagnostics")]
 
 
 def build(cfg: DictConfig, run_dir: Path, record: Record) -> Built:
@@ -85,7 +102,10 @@ def build(cfg: DictConfig, run_dir: Path, record: Record) -> Built:
     def interrupted(trainer: L.Trainer, ckpt: Path) -> None:
         command = resume_command(ckpt.resolve(), run_dir.resolve(), record.data["overrides"])
         record.update(
-            status="interrupted", resume_command=command, interrupted_ckpt=str(ckpt), global_step=trainer.global_step
+            status=Status.INTERRUPTED,
+            resume_command=command,
+            interrupted_ckpt=str(ckpt),
+            global_step=trainer.global_step,
         )
         if trainer.is_global_zero:
             print(
@@ -118,25 +138,34 @@ def fit(built: Built, ckpt_path: str | None) -> dict[str, Any]:
     try:
         built.trainer.fit(built.module, datamodule=built.datamodule, ckpt_path=ckpt_path, weights_only=True)
     except Diverged as exc:
-        return {
-            "status": "diverged",
-            "error": str(exc),
-            "diverged_epoch": exc.epoch,
-            "diverged_step": exc.step,
-            "history": history_of(built),
-        }
-    history = history_of(built)
-    out = {name: values[-1] for name, values in history.items() if name in FINAL_KEYS and values}
-    return {**out, "status": "trained", "history": history}
+        return diverged(exc, history_of(built.history, built.monitors))
+    return trained(history_of(built.history, built.monitors))
 
 
-def history_of(built: Built) -> dict[str, list[float]]:
+def diverged(exc: Diverged, history: dict[str, list[float]]) -> dict[str, Any]:
+    """The record of a run that the divergence guard stopped."""
+    return {
+        "status": Status.DIVERGED,
+        "error": str(exc),
+        "diverged_epoch": exc.epoch,
+        "diverged_step": exc.step,
+        "history": history,
+    }
+
+
+def trained(history: dict[str, list[float]]) -> dict[str, Any]:
+    """The record of a run whose training ended: its history and each metric's last epoch."""
+    out = {name: values[-1] for name, values in history.items() if name in names.recorded() and values}
+    return {**out, "status": Status.TRAINED, "history": history}
+
+
+def history_of(history: EpochHistory, monitors: list[L.Callback]) -> dict[str, list[float]]:
     """Per-epoch metrics and diagnostics, copied: testing a checkpoint restores every callback's state
     from it, the histories' too."""
-    history = {name: list(values) for name, values in built.history.history.items()}
-    for monitor in built.monitors:
-        history.update({name: list(values) for name, values in getattr(monitor, "history", {}).items()})
-    return history
+    out = {name: list(values) for name, values in history.history.items()}
+    for monitor in monitors:
+        out.update({name: list(values) for name, values in getattr(monitor, "history", {}).items()})
+    return out
 
 
 def evaluate_best(built: Built) -> dict[str, Any]:
@@ -150,8 +179,8 @@ def evaluate_best(built: Built) -> dict[str, Any]:
     ]
     score = best.best_model_score if best else None
     return {
-        **{k: float(v) for k, v in result.items() if k in FINAL_KEYS},
-        "status": "completed",
+        **{name: float(result[logged]) for logged, name in names.test_metrics().items() if logged in result},
+        "status": Status.COMPLETED,
         "best_ckpt": path,
         "best_val_acc": float(score) if score is not None else None,
     }
@@ -173,7 +202,9 @@ def run(
                 f"saved without its training state): eval.py tests it, but a run cannot resume "
                 f"from it; train the job again without ckpt_path"
             )
-        mismatches = resume_mismatches(checkpoint, {g: plain(cfg[g]) for g in (*GROUPS, "data")})
+        mismatches = resume_mismatches(
+            checkpoint, {g: plain(cfg[g]) for g in (*names.group_names(network=True), "data")}
+        )
         if mismatches:
             raise CheckpointError(
                 f"ckpt_path={cfg.ckpt_path} was made for another network, optimizer or input "
@@ -185,7 +216,7 @@ def run(
             {k: earlier[k] for k in ("resume_command", "interrupted_ckpt") if k in earlier},
             resumed_from=str(cfg.ckpt_path),
         )
-    record = Record(metrics_path, data, write=is_main_process())
+    record = Record(metrics_path, data, writes=is_main_process())
     record.update()
 
     set_threads(cfg.threads, parallel_jobs)
@@ -194,22 +225,22 @@ def run(
     built = build(cfg, run_dir, record)
     try:
         outcome = fit(built, cfg.ckpt_path)
-        if outcome["status"] == "trained":
+        if outcome["status"] == Status.TRAINED:
             record.data.update(outcome)  # kept should the test be interrupted
             outcome = evaluate_best(built)
     except (KeyboardInterrupt, SystemExit) as exc:  # Ctrl-C or SIGTERM: exit as a process they end does
-        if record.data["status"] in ("running", "trained"):  # stopped outside training (the final test)
-            record.update(status="interrupted", error="interrupted after training, during the test")
+        if record.data["status"] in (Status.RUNNING, Status.TRAINED):  # stopped outside training (the final test)
+            record.update(status=Status.INTERRUPTED, error="interrupted after training, during the test")
         by = built.interrupts.signal or (signal.SIGTERM if isinstance(exc, SIGTERMException) else signal.SIGINT)
         raise SystemExit(128 + by) from None
     trainer = built.trainer
-    if outcome["status"] == "completed":  # the way back from an interruption is no longer needed
+    if outcome["status"] == Status.COMPLETED:  # the way back from an interruption is no longer needed
         for key in ("resume_command", "interrupted_ckpt", "error"):
             record.data.pop(key, None)
     record.data.update(outcome)  # the history came with fit's outcome, trained or diverged
     for monitor in built.monitors:
         record.data.update(monitor.latest)
     result = record.update(**how_it_ran(trainer))
-    if result["status"] == "completed" and trainer.is_global_zero:
+    if result["status"] == Status.COMPLETED and trainer.is_global_zero:
         log_final(trainer.loggers, trainer.global_step, cfg, choices, result, overrides)
     return result

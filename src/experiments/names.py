@@ -1,0 +1,130 @@
+"""The names the project keeps in one place: its config groups, the metrics a run records, how a run ends.
+
+Every module that lists groups, metrics or statuses asks this one, when it needs them (not once at import),
+so a group or a metric added here reaches the record, the sweep report, TensorBoard's HParams tab and the
+config checks without an edit anywhere else (``tests/test_names.py`` adds one of each and looks for it).
+No imports beyond the standard library: every layer may read it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+from typing import Literal
+
+
+class Status(str, Enum):
+    """What ``metrics.json`` says of a run; a ``str``, so it is written, read and compared as plain text."""
+
+    RUNNING = "running"  # written when the run starts; what a killed run leaves
+    TRAINED = "trained"  # fit ended, the final test not yet: never a run's last word
+    COMPLETED = "completed"
+    FAILED = "failed"
+    DIVERGED = "diverged"
+    INTERRUPTED = "interrupted"
+    INCOMPLETE = "incomplete"  # the report's word for a record that says none of the finished statuses
+
+    def __str__(self) -> str:
+        return self.value
+
+    def __format__(self, spec: str) -> str:
+        return format(self.value, spec)
+
+
+def finished() -> tuple[Status, ...]:
+    """The statuses a run ends with: a record that says another was cut short (killed) or is no record."""
+    return Status.COMPLETED, Status.FAILED, Status.DIVERGED, Status.INTERRUPTED
+
+
+@dataclass(frozen=True)
+class Metric:
+    """A metric the run records under ``name``; the LightningModule logs it as ``logged`` (per epoch, or at
+    the test); the loggers get its final value as ``final/<name with _ for />``."""
+
+    name: str
+    logged: str
+    per_epoch: bool  # logged every epoch (a history entry, and a monitor for checkpoints and sweepers)
+
+
+METRICS: tuple[Metric, ...] = (
+    Metric("test/acc", "test/acc", per_epoch=False),
+    Metric("test/loss", "test/loss", per_epoch=False),
+    Metric("val/acc", "val/acc", per_epoch=True),
+    Metric("val/loss", "val/loss", per_epoch=True),
+    Metric("train/loss", "train/loss_epoch", per_epoch=True),
+    Metric("train/acc", "train/acc", per_epoch=True),
+)
+
+
+def recorded() -> tuple[str, ...]:
+    """The final metrics of ``metrics.json``, in the order the report shows them."""
+    return tuple(m.name for m in METRICS)
+
+
+def epoch_metrics() -> dict[str, str]:
+    """Per-epoch metrics: what the LightningModule logs -> the record's name for it."""
+    return {m.logged: m.name for m in METRICS if m.per_epoch}
+
+
+def test_metrics() -> dict[str, str]:
+    """Metrics of the final test: what the LightningModule logs -> the record's name for it."""
+    return {m.logged: m.name for m in METRICS if not m.per_epoch}
+
+
+def monitorable() -> tuple[str, ...]:
+    """What a checkpoint, early stopping or a sweeper may watch: the per-epoch metrics as logged."""
+    return tuple(epoch_metrics())
+
+
+Builds = Literal["class", "entries", "scheduler", "preset"]
+
+
+@dataclass(frozen=True)
+class Group:
+    """A config group. ``builds``: ``class``, its section names one class (``_target_``); ``entries``, each
+    entry of it names one (a callback, a logger) or is null; ``scheduler``, Lightning's ``lr_scheduler`` dict
+    with the class under ``scheduler``; ``preset``, it only sets other groups' keys. ``base``: the class
+    every class it builds must derive from (the catalogue's check). ``network``: held in a checkpoint's
+    hyperparameters and rebuilt from them. ``hparams``: its keys are hyperparameters (HParams tab)."""
+
+    name: str
+    builds: Builds
+    base: str | None = None
+    network: bool = False
+    hparams: bool = False
+    entry: str = ""  # for ``entries``: what one entry builds, as an error message names it
+
+
+GROUPS: tuple[Group, ...] = (
+    Group("data", "class", hparams=True),
+    Group("model", "class", base="torch.nn.Module", network=True, hparams=True),
+    Group("activation", "class", base="torch.nn.Module", network=True, hparams=True),
+    Group("loss", "class", base="torch.nn.Module", network=True, hparams=True),
+    Group("optimizer", "class", base="torch.optim.Optimizer", network=True, hparams=True),
+    Group("scheduler", "scheduler", base="torch.optim.lr_scheduler.LRScheduler", hparams=True),
+    Group("trainer", "class", hparams=True),
+    Group("callbacks", "entries", entry="a callback"),
+    Group("diagnostics", "entries", entry="a monitor callback"),
+    Group("logger", "entries", entry="a logger"),
+    Group("experiment", "preset"),
+    Group("hparams_search", "preset"),
+)
+
+# Top-level keys train.py reads beside its groups' sections.
+SETTINGS = ("seed", "deterministic", "compile", "threads", "ckpt_path", "print_config", "optimized_metric")
+# Top-level sections that a preset adds and interpolations read; their keys are hyperparameters too.
+SEARCH_SECTIONS = ("search",)
+
+
+def group(name: str) -> Group:
+    return next(g for g in GROUPS if g.name == name)
+
+
+def group_names(**flags: object) -> tuple[str, ...]:
+    """The groups whose fields equal ``flags`` (``group_names(network=True)``), in ``GROUPS``' order."""
+    return tuple(g.name for g in GROUPS if all(getattr(g, k) == v for k, v in flags.items()))
+
+
+def read_at_top() -> frozenset[str]:
+    """Every top-level key train.py reads: its settings and its groups' sections."""
+    return frozenset((*SETTINGS, *(g.name for g in GROUPS if g.builds != "preset")))
