@@ -39,7 +39,7 @@ OPTIMIZERS = ["gd", "sgd", "momentum", "nesterov", "adam", "adamw", "rmsprop", "
 def group(name: str, option: str) -> dict:
     """One group option's YAML as a plain dict (a ``# @package _global_`` file: its ``name`` key). Read
     directly, not composed: 28 compositions took 7 s; that every option composes is
-    ``test_config_checks.py``'s test, this one is that every combination trains."""
+    ``test_rules.py``'s test, this one is that every combination trains."""
     text = (Path(CONF) / name / f"{option}.yaml").read_text()
     cfg = OmegaConf.create(text)
     return OmegaConf.to_container(cfg[name] if "# @package _global_" in text else cfg)

@@ -10,8 +10,10 @@ import pytest
 import yaml
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from conftest import FAST, ROOT, read_metrics, run_script, subprocess_env
+from conftest import FAST, ROOT, compose_config, read_metrics, run_script, subprocess_env
+from experiments.fused.grouping import fusion_problem
 from experiments.run.checkpoints import read_checkpoint
+from experiments.run.hparams import plain
 
 pytestmark = pytest.mark.slow
 
@@ -69,10 +71,36 @@ def test_fused_members_agree_with_separate_runs_and_keep_their_outputs(tmp_path)
         assert len(events.Scalars("diag/dead_frac/layer1")) == 2 and events.Scalars("grad_norm/layer1")
         assert "optimizer.lr" in yaml.safe_load((fused_job / "tensorboard" / "hparams.yaml").read_text())
     # the best checkpoint of a member is an ordinary checkpoint of this project (eval.py's loading of it:
-    # test_fused_runs.py), marked with the group it trained in
+    # test_grouping.py), marked with the group it trained in
     member = read_metrics(pairs[5][0])
     assert read_checkpoint(member["best_ckpt"])["fused_group"]["members"] == 8
     assert "8 jobs, 8 completed" in (fused_dir / "summary.md").read_text()
+
+
+def fusing_activations() -> list[str]:
+    """Every option of conf/activation/ that fuses, as the fused launcher decides it."""
+    options = sorted(p.stem for p in (ROOT / "conf" / "activation").glob("*.yaml"))
+    return [a for a in options if fusion_problem(plain(compose_config([f"activation={a}"]))) is None]
+
+
+def test_every_activation_that_fuses_equals_its_separate_run_at_the_largest_learning_rate(tmp_path):
+    """Two epochs of Adam at lr 0.01, each activation of the catalogue that fuses: final val/acc and test/acc
+    within 0.002 of the separate run's (batched kernels change the last bits of each step)."""
+    activations = fusing_activations()
+    assert {"relu", "elu", "leaky_relu", "tanh", "prelu"} <= set(activations) and "rrelu" not in activations
+    sweep = [f"activation={','.join(activations)}", "optimizer.lr=0.01", "seed=0", *SWEEP[3:], "diagnostics=none"]
+    fused = run_script(["-m", "hydra/launcher=fused", *sweep, f"hydra.sweep.dir={tmp_path / 'fused'}"], tmp_path)
+    assert fused.returncode == 0, fused.stderr[-3000:]
+    assert "training jobs #0, #1, #2" in fused.stdout  # one group, not separate runs
+    basic = run_script(["-m", *sweep, f"hydra.sweep.dir={tmp_path / 'basic'}"], tmp_path)
+    assert basic.returncode == 0, basic.stderr[-3000:]
+    pairs = list(zip(jobs_in(tmp_path / "fused"), jobs_in(tmp_path / "basic")))
+    assert len(pairs) == len(activations)
+    for fused_job, basic_job in pairs:
+        f, b = read_metrics(fused_job), read_metrics(basic_job)
+        assert f["status"] == b["status"] == "completed" and f["fused_group"]["members"] == len(pairs), fused_job.name
+        for key in ("val/acc", "test/acc"):
+            assert abs(f[key] - b[key]) <= 0.002, (fused_job.name, key, f[key], b[key])
 
 
 def test_a_diverging_and_an_invalid_member_leave_the_others_training(tmp_path):

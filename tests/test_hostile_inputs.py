@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from test_config_checks import BAD, problems_of
+from test_rules import BAD, problems_of
 
 from conftest import FAST, ROOT
 from experiments.run.cli import register_resolvers

@@ -74,3 +74,10 @@ def test_the_hydra_plugin_imports_the_fused_subpackage_and_nothing_above_it():
     plugin = [m for m in GRAPH if m.startswith("hydra_plugins")]
     assert plugin and all(imported.startswith("experiments.fused") for m in plugin for imported in GRAPH[m])
     assert any(GRAPH[m] for m in plugin)
+
+
+@pytest.mark.parametrize("module", sorted(MODULES))
+def test_each_module_reads_in_one_sitting(module):
+    """About 250 lines at most (280 allowed); the one rules table every config value passes may be longer."""
+    lines = len(MODULES[module].read_text().splitlines())
+    assert module == "experiments.config.rules" or lines <= 280, f"{module}: {lines} lines"

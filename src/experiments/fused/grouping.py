@@ -1,21 +1,23 @@
-"""A fused group's runs: which sweep jobs may train as one stacked model, and each member's record.
+"""Which sweep jobs may train as one stacked model, and how many at once.
 
 ``fusion_problem`` names what leaves a job to a separate run: dropout and RReLU (random numbers drawn
 in another order than a separate run draws them), in-place activations, batch norm, gradient clipping
-(a norm over the whole stack), early stopping, step checkpoints, ``compile``, DDP and resuming.
-``fusion_key`` is equal for jobs that may share a loop. ``train_members`` trains a group
-(``fused.FusedClassifier``) and writes each member's run directory through ``MemberRecords`` as a
-separate run would: ``metrics.json``, logger events, diagnostics, and best / last checkpoints that
-``eval.py`` loads like any other.
+(a norm over the whole stack), a callback that uses a hook a fused member's run does not call, ``compile``,
+DDP and resuming. ``fusion_key`` is equal for jobs that may share a loop; ``split_group`` keeps a group
+within its members and memory limits.
 """
 
 from __future__ import annotations
 
+import importlib
+import inspect
 import json
 import os
 from typing import Any
 
+import lightning as L
 import torch
+from lightning.pytorch.callbacks import ModelCheckpoint, ProgressBar
 from omegaconf import DictConfig
 
 from experiments.data.mnist import INPUT_SIZE, NUM_CLASSES, TRAIN_SIZE
@@ -34,23 +36,6 @@ ELEMENTWISE_OPTIMIZERS = {
 
 
 RANDOM_ACTIVATIONS = {"torch.nn.RReLU"}
-
-
-MONITORS = {
-    "experiments.lit.diagnostics.DeadUnitMonitor",
-    "experiments.lit.diagnostics.GradNormMonitor",
-    "experiments.lit.diagnostics.HistogramMonitor",
-}
-
-
-PROGRESS_BARS = {
-    "experiments.lit.callbacks.RichProgressBar",
-    "lightning.pytorch.callbacks.RichProgressBar",
-    "lightning.pytorch.callbacks.TQDMProgressBar",
-}
-
-
-CHECKPOINT = "lightning.pytorch.callbacks.ModelCheckpoint"
 
 
 # What members of one group may differ in; everything else of their configs must be equal.
@@ -85,19 +70,44 @@ def fusion_problem(cfg: DictConfig | dict[str, Any]) -> str | None:
     for bad, reason in checks:
         if bad:
             return reason
-    for name, cb in (c.get("callbacks") or {}).items():
-        target = (cb or {}).get("_target_")
-        if cb is None or target in PROGRESS_BARS:
-            continue
-        if target != CHECKPOINT:
-            return f"callbacks.{name} ({target}) has no fused counterpart"
-        if cb.get("every_n_train_steps") or cb.get("train_time_interval") or (cb.get("every_n_epochs") or 1) != 1:
-            return f"callbacks.{name} saves other than once per epoch"
-        if cb.get("monitor") not in (None, "val/acc", "val/loss") or cb.get("save_top_k", 1) != 1:
-            return f"callbacks.{name} keeps other than the one best checkpoint by val/acc or val/loss"
-    for name, monitor in (c.get("diagnostics") or {}).items():
-        if monitor is not None and monitor.get("_target_") not in MONITORS:
-            return f"diagnostics.{name} has no fused counterpart"
+    for group in ("callbacks", "diagnostics"):
+        for name, entry in (c.get(group) or {}).items():
+            if entry is not None and (problem := _callback_problem(f"{group}.{name}", entry)):
+                return problem
+    return None
+
+
+def hooks_used(cls: type) -> set[str]:
+    """The Lightning hooks a callback class implements (overrides), its state aside."""
+    return {
+        name
+        for name, hook in vars(L.Callback).items()
+        if inspect.isfunction(hook)
+        and not name.startswith("_")
+        and name not in ("state_dict", "load_state_dict")
+        and getattr(cls, name, hook) is not hook
+    }
+
+
+def _callback_problem(key: str, entry: dict[str, Any]) -> str | None:
+    """Why a member's callback cannot run fused: derived from the hooks it uses, so a new callback runs
+    fused exactly when every hook it uses is one a member's run calls (``members.FORWARDED_HOOKS``)."""
+    from experiments.fused.member_runs import FORWARDED_HOOKS
+
+    target = str(entry.get("_target_"))
+    module, _, name = target.rpartition(".")
+    cls = getattr(importlib.import_module(module), name)
+    if issubclass(cls, ProgressBar):  # the group's trainer shows one for all members
+        return None
+    if issubclass(cls, ModelCheckpoint):
+        every = entry.get("every_n_epochs")
+        if entry.get("every_n_train_steps") or entry.get("train_time_interval") or (every or 1) != 1:
+            return f"{key} saves other than once per epoch"
+        if entry.get("monitor") not in (None, "val/acc", "val/loss") or entry.get("save_top_k", 1) != 1:
+            return f"{key} keeps other than the one best checkpoint by val/acc or val/loss"
+        return None
+    if unused := sorted(hooks_used(cls) - FORWARDED_HOOKS):
+        return f"{key} ({target}) uses {', '.join(unused)}, which a fused member's run does not call"
     return None
 
 

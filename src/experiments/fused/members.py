@@ -1,11 +1,6 @@
-"""A fused group's members: each one's run, recorded as a separate run records it, by the same code.
-
-Each member gets a separate run's own callbacks (``EpochHistory``, ``DivergenceGuard``, the monitors of its
-``diagnostics`` group), built from its config by the recipe's own builders, and ``MemberRuns`` calls them at
-the group loop's hooks with a ``MemberView`` (the group's trainer, seen with the member's own loggers and
-metrics) and the member's own ``Classifier``, whose layers are views into the stacked weights. What they
-record goes to the member's ``metrics.json`` through the run's record writer; its checkpoints are its own
-``Classifier``'s, named by its checkpoint callbacks. Which jobs may fuse: ``grouping.py``.
+"""A fused group's training: the members built as their own runs build them, trained as one stacked model,
+each one's record written by the run's own writer. What each member's run sees: ``member_runs.py``; which
+jobs may fuse: ``grouping.py``.
 """
 
 from __future__ import annotations
@@ -16,7 +11,6 @@ import math
 import signal
 import time
 import traceback
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,14 +19,14 @@ import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import ModelCheckpoint, ProgressBar
-from lightning.pytorch.loggers import Logger
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
 from experiments.errors import ExperimentError
-from experiments.fused.stacked import FusedClassifier, MembersData
-from experiments.lit.callbacks import Diverged, DivergenceGuard, EpochHistory, Interrupts
-from experiments.lit.checkpoint_io import AtomicCheckpointIO
+from experiments.fused.data import MembersData
+from experiments.fused.member_runs import Member, MemberRuns
+from experiments.fused.stacked import FusedClassifier
+from experiments.lit.callbacks import Interrupts
 from experiments.lit.classifier import Classifier
 from experiments.names import Status
 from experiments.run.cli import check_config, finish, quiet_lightning, user_error
@@ -41,7 +35,6 @@ from experiments.run.recipe import (
     build_entries,
     build_loggers,
     build_module,
-    diverged,
     history_of,
     how_it_ran,
     set_threads,
@@ -50,175 +43,6 @@ from experiments.run.recipe import (
 from experiments.run.record import Record, first_record, record_failure
 
 log = logging.getLogger(__name__)
-
-
-class MemberView:
-    """What a separate run's callbacks read of their trainer, for one member: the group's loop (its step,
-    epoch, data, batches), with the member's own loggers and epoch metrics."""
-
-    def __init__(self, trainer: L.Trainer, loggers: list[Logger]) -> None:
-        self.trainer, self.loggers = trainer, loggers
-        self.callback_metrics: dict[str, torch.Tensor] = {}
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.trainer, name)
-
-    def log(self, metrics: dict[str, float]) -> None:
-        """What the member's LightningModule would log: to its loggers, and for its callbacks to read."""
-        self.callback_metrics.update({k: torch.tensor(v) for k, v in metrics.items()})
-        for logger in self.loggers:
-            logger.log_metrics(metrics, step=self.trainer.global_step)
-
-
-@dataclass
-class Member:
-    """One job of a fused group: its resolved config, where its results go, and its run's parts."""
-
-    job: int
-    cfg: DictConfig
-    run_dir: Path
-    choices: dict[str, str]
-    overrides: list[str]
-    record: Record | None = None
-    loggers: list[Logger] = field(default_factory=list)
-    checkpoints: list[ModelCheckpoint] = field(default_factory=list)
-    history: EpochHistory = field(default_factory=EpochHistory)
-    monitors: list[L.Callback] = field(default_factory=list)
-    view: MemberView | None = None
-    best: tuple[float, str, dict[str, torch.Tensor]] | None = None  # score, path, weights
-    outcome: dict[str, Any] | None = None  # set once it stops training: diverged, or interrupted
-
-    def callbacks(self) -> list[L.Callback]:
-        """A separate run's own callbacks, in the order its trainer calls them."""
-        return [*self.monitors, self.history, DivergenceGuard(int(self.cfg.trainer.log_every_n_steps))]
-
-
-class MemberRuns(L.Callback):
-    """Calls each member's own callbacks at the group's hooks, with its view and its own module; keeps its
-    best and last checkpoints as its checkpoint callbacks name them; stops a member that diverged."""
-
-    def __init__(self, members: list[Member], group: dict[str, Any]) -> None:
-        self.members, self.group = members, group
-        self.callbacks = [m.callbacks() for m in members]
-        self.io = AtomicCheckpointIO()
-
-    def _each(self, hook: str, trainer: L.Trainer, module: FusedClassifier, *args: Any) -> None:
-        for k, member in enumerate(self.members):
-            if member.outcome is None:
-                for callback in self.callbacks[k]:
-                    getattr(callback, hook)(member.view, module.member(k), *args)
-
-    def setup(self, trainer: L.Trainer, pl_module: FusedClassifier, stage: str) -> None:
-        for member in self.members:
-            member.view = MemberView(trainer, member.loggers)
-        self._each("setup", trainer, pl_module, stage)
-
-    def on_train_start(self, trainer: L.Trainer, pl_module: FusedClassifier) -> None:
-        self._each("on_train_start", trainer, pl_module)
-
-    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: FusedClassifier) -> None:
-        self._each("on_train_epoch_start", trainer, pl_module)
-
-    def on_before_optimizer_step(self, trainer: L.Trainer, pl_module: FusedClassifier, optimizer: Any) -> None:
-        pl_module.bind_grads()
-        self._each("on_before_optimizer_step", trainer, pl_module, optimizer)
-
-    def on_train_batch_end(
-        self, trainer: L.Trainer, pl_module: FusedClassifier, outputs: Any, batch: Any, batch_idx: int
-    ) -> None:
-        assert pl_module.last_losses is not None
-        every = trainer.log_every_n_steps
-        for k, (member, loss) in enumerate(zip(self.members, pl_module.last_losses)):
-            if member.outcome is not None:
-                continue
-            if trainer.global_step % every == 0:  # as the classifier logs train/loss
-                member.view.log({"train/loss": float(loss)})
-            try:
-                for callback in self.callbacks[k]:
-                    callback.on_train_batch_end(member.view, pl_module.member(k), {"loss": loss}, batch, batch_idx)
-            except Diverged as exc:  # this member stops where it is; the others train on
-                pl_module.freeze(k)
-                member.outcome = diverged(exc, history_of(member.history, member.monitors))
-        if not pl_module.alive.any():
-            trainer.should_stop = True
-
-    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: FusedClassifier) -> None:
-        if trainer.sanity_checking:
-            pl_module.sums.pop("val", None)
-            return
-        for k, (member, loss, acc) in enumerate(zip(self.members, *pl_module.epoch_means("val"))):
-            if member.outcome is None:
-                member.view.log({"val/loss": loss, "val/acc": acc})
-                for ckpt in (c for c in member.checkpoints if c.monitor):
-                    self._keep_best(trainer, pl_module, k, ckpt)
-
-    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: FusedClassifier) -> None:
-        for member, loss, acc in zip(self.members, *pl_module.epoch_means("train")):
-            if member.outcome is None:
-                member.view.log({"train/loss_epoch": loss, "train/acc": acc})
-        self._each("on_train_epoch_end", trainer, pl_module)
-        epoch = {"epoch": torch.tensor(trainer.current_epoch), "step": torch.tensor(trainer.global_step)}
-        for k, member in enumerate(self.members):
-            for ckpt in (c for c in member.checkpoints if not c.monitor and member.outcome is None):
-                self._save(trainer, pl_module, k, ckpt.format_checkpoint_name(epoch))
-
-    def on_train_end(self, trainer: L.Trainer, pl_module: FusedClassifier) -> None:
-        self._each("on_train_end", trainer, pl_module)
-
-    def _keep_best(self, trainer: L.Trainer, module: FusedClassifier, k: int, ckpt: ModelCheckpoint) -> None:
-        """The best epoch by the checkpoint's monitor, as ``ModelCheckpoint(save_top_k=1)`` keeps it."""
-        member, metrics = self.members[k], self.members[k].view.callback_metrics
-        score = float(metrics[ckpt.monitor])
-        if member.best is not None and not (score > member.best[0] if ckpt.mode == "max" else score < member.best[0]):
-            return
-        path = ckpt.format_checkpoint_name(
-            {"epoch": torch.tensor(trainer.current_epoch), "step": torch.tensor(trainer.global_step), **metrics}
-        )
-        state = self._save(trainer, module, k, path)
-        if member.best is not None and member.best[1] != path:
-            Path(member.best[1]).unlink(missing_ok=True)
-        member.best = (score, path, state)
-
-    def _save(self, trainer: L.Trainer, module: FusedClassifier, k: int, path: str) -> dict[str, Any]:
-        """The member's own classifier's weights and hyperparameters, in a checkpoint eval.py loads."""
-        classifier, member = module.member(k), self.members[k]
-        state = {n: t.detach().cpu().clone() for n, t in classifier.state_dict().items()}
-        self.io.save_checkpoint(
-            {
-                "epoch": trainer.current_epoch,
-                "global_step": trainer.global_step,
-                "pytorch-lightning_version": L.__version__,
-                "state_dict": state,
-                "hyper_parameters": dict(classifier.hparams),
-                "datamodule_hyper_parameters": {n: v for n, v in plain(member.cfg.data).items() if n != "_target_"},
-                "fused_group": self.group,
-            },
-            path,
-        )
-        return state
-
-    def interrupted(self, trainer: L.Trainer, ckpt: Path | None) -> None:
-        """Ctrl-C or SIGTERM: every member still training saves its weights and says so."""
-        for k, member in enumerate(self.members):
-            if member.outcome is not None:
-                continue
-            path = member.run_dir / "checkpoints" / "interrupted.ckpt"
-            self._save(trainer, trainer.lightning_module, k, str(path))
-            member.outcome = {
-                "status": Status.INTERRUPTED,
-                "interrupted_ckpt": str(path),
-                "global_step": trainer.global_step,
-                "history": history_of(member.history, member.monitors),
-                "error": "interrupted during fused training; eval.py loads the checkpoint, a fused run "
-                "does not resume: train the job again",
-            }
-            member.record.update(**member.outcome)
-        if trainer.is_global_zero:
-            print(
-                f"\nInterrupted at epoch {trainer.current_epoch}, step {trainer.global_step}; each member's "
-                f"weights saved to <job>/checkpoints/interrupted.ckpt",
-                flush=True,
-            )
 
 
 def build_members(members: list[Member]) -> tuple[MembersData, list[Classifier]]:

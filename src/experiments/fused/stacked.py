@@ -10,72 +10,18 @@ own in one optimizer of the shared class: every optimizer allowed here updates e
 each member's update is what its own optimizer would make. Each member sees its own seed's shuffle of
 the same training split (``StackedBatches``) and starts from the weights its own run would build.
 
-Which jobs may fuse, and how each member's run directory is written: ``fused_runs.py``.
+Which jobs may fuse: ``grouping.py``; how each member's run directory is written: ``members.py``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import lightning as L
 import torch
 from torch import nn
 
-from experiments.data.datamodule import EpochOrder, MNISTDataModule
-from experiments.data.mnist import normalize
 from experiments.lit.classifier import Classifier, run_length
-
-
-class StackedBatches:
-    """Every member's batch ``i`` at once: ``x`` of shape ``[members, batch, 784]`` and ``y`` of
-    ``[members, batch]``, each member's rows in its own seed's order (the order its own run's
-    ``TensorBatches`` would give). ``x`` is normalised already: one gather per batch, nothing more."""
-
-    batch_sampler = None
-
-    class _Epochs:
-        def __init__(self, orders: list[EpochOrder]) -> None:
-            self.orders = orders
-
-        def set_epoch(self, epoch: int) -> None:  # Lightning calls it at the start of every epoch
-            for order in self.orders:
-                order.set_epoch(epoch)
-
-    def __init__(self, x: torch.Tensor, y: torch.Tensor, batch_size: int, seeds: list[int]) -> None:
-        self.x, self.y, self.batch_size = x, y, batch_size
-        self.sampler = self._Epochs([EpochOrder(len(x), True, seed) for seed in seeds])
-        self.num_batches = -(-len(x) // batch_size)
-
-    def __len__(self) -> int:
-        return self.num_batches
-
-    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        order = torch.stack([o.indices(self.x.device) for o in self.sampler.orders])  # [members, rows]
-        members = len(order)
-        for i in range(self.num_batches):
-            idx = order[:, i * self.batch_size : (i + 1) * self.batch_size].reshape(-1)
-            yield (
-                self.x.index_select(0, idx).view(members, -1, self.x.shape[1]),
-                self.y.index_select(0, idx).view(members, -1),
-            )
-
-
-class MembersData(MNISTDataModule):
-    """The members' data: one split for all (their data settings are equal), and per member its own
-    training order (``shuffle_seeds``). The training images are normalised once, not per batch: the
-    same values (one formula per pixel), gathered for many members at a time."""
-
-    def __init__(self, shuffle_seeds: list[int], **settings: Any) -> None:
-        super().__init__(**settings)
-        self.shuffle_seeds = list(shuffle_seeds)
-        self.train_x: torch.Tensor | None = None
-
-    def train_dataloader(self) -> StackedBatches:  # type: ignore[override]
-        assert self.tensors is not None
-        if self.train_x is None or self.train_x.device != self.tensors["train_x"].device:
-            self.train_x = normalize(self.tensors["train_x"], self.normalize)
-        return StackedBatches(self.train_x, self.tensors["train_y"], self.resolved_batch_size(), self.shuffle_seeds)
 
 
 class FusedClassifier(L.LightningModule):

@@ -1,9 +1,8 @@
 """The project's Lightning callbacks: per-epoch history, divergence, interrupts that resume exactly, and
-Lightning's rich progress bar reading the metrics only when they can have changed; and the checkpoint
-writer (a Lightning ``CheckpointIO`` plugin) that a kill -9 cannot leave half-written.
+Lightning's rich progress bar reading the metrics only when they can have changed.
 
 Each keeps to Lightning's hooks and public state. What they record goes to ``metrics.json`` through
-the run (``training.py``); their state travels in checkpoints, so a resumed run continues them.
+the run (``run/recipe.py``); their state travels in checkpoints, so a resumed run continues them.
 """
 
 from __future__ import annotations

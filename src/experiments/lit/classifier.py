@@ -1,9 +1,9 @@
 """The LightningModule: network, loss and optimizer, each built from its own config group.
 
-Hyperparameters are stored as plain dicts (``save_hyperparameters``), so a checkpoint rebuilds the
-exact model with ``Classifier.load_from_checkpoint(path, weights_only=True)``; every class they name
-is checked against the catalogue of ``conf/`` first (``catalogue.py``), so a crafted checkpoint cannot
-make the rebuild call anything else. Metrics are torchmetrics objects, accumulated on the device.
+Hyperparameters are stored as plain dicts (``save_hyperparameters``), so a checkpoint rebuilds the exact
+model with ``Classifier.load_from_checkpoint(path, weights_only=True)``; every class they name is checked
+against the catalogue of ``conf/`` (``config/catalogue.py``) when it is built. Metrics are torchmetrics
+objects, accumulated on the device.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 Config files name the class directly (``_target_: torch.nn.ReLU``), so the YAML is the catalogue.
 This module adds what the YAML cannot say: ALReLU itself, and a per-unit PReLU whose size is only
-known when the layer is built. Parameter ranges are checked with every other value, in ``config_checks``.
+known when the layer is built. Parameter ranges are checked with every other value, in ``config/rules.py``.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ class ALReLU(nn.Module):
 
     def __init__(self, alpha: float = 0.01) -> None:
         super().__init__()
-        self.alpha = alpha  # > 0, checked with every other config value (config_checks.RULES)
+        self.alpha = alpha  # > 0, checked with every other config value (config.rules.RULES)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # for x <= 0, |alpha x| = -alpha x; written so the derivative is -alpha at 0 too (never dead)

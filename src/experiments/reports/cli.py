@@ -1,14 +1,9 @@
-"""Sweep reports: a table that answers "which configuration won, and by how much?", and the pictures
-of ``report_plots.py`` that show why.
-
-Written into the sweep directory at the end of every multirun (``SweepReport``, a Hydra callback),
-and rebuilt at any time, also for an interrupted sweep, with::
+"""The sweep report, written into the sweep directory at the end of every multirun (``SweepReport``, a
+Hydra callback) and rebuilt at any time, also for an interrupted sweep, with::
 
     python -m experiments.reports <sweep_dir>
 
-Jobs that differ only in ``seed`` form one configuration: its metrics are reported as mean and
-standard deviation over the seeds that completed. Failed, diverged and unfinished jobs stay in the
-report with their status, never silently dropped.
+It writes the table (``table.py``) and the pictures (``plots.py``).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The sweep report's pictures: what won, and why (dead units, gradient norms), as a reader compares them.
 
-Each function takes the jobs and the configurations of ``reports.py`` (seeds grouped, best first) and
+Each function takes the jobs and the configurations of ``table.py`` (seeds grouped, best first) and
 writes one PNG into the sweep directory, or nothing where the sweep has no data for it:
 
 - ``val_acc_per_epoch.png``: validation accuracy per epoch, one line per configuration;

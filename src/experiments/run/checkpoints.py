@@ -1,9 +1,9 @@
-"""The LightningModule: network, loss and optimizer, each built from its own config group.
+"""Checkpoint safety: what a run or eval.py reads from a checkpoint file before anything is built from it.
 
-Hyperparameters are stored as plain dicts (``save_hyperparameters``), so a checkpoint rebuilds the
-exact model with ``Classifier.load_from_checkpoint(path, weights_only=True)``; every class they name
-is checked against the catalogue of ``conf/`` first (``catalogue.py``), so a crafted checkpoint cannot
-make the rebuild call anything else. Metrics are torchmetrics objects, accumulated on the device.
+``read_checkpoint`` loads with ``weights_only=True`` (tensors and plain containers), names a file that is
+no checkpoint or one that would need arbitrary unpickling, and checks every class its hyperparameters name
+against the catalogue of ``conf/``, so a crafted checkpoint cannot make the rebuild call anything else.
+``resume_mismatches`` says what of a checkpoint does not fit the run that would resume it.
 """
 
 from __future__ import annotations

@@ -1,8 +1,5 @@
-"""One training run from a composed config, as a recipe: build, fit, test, record.
-
-``run`` is what ``train.py`` calls for each Hydra job (after the config passed its checks). Its
-outcome, completed, diverged or interrupted, is written to ``<run_dir>/metrics.json`` and returned;
-a failure is recorded by the caller (``cli.py``), the one place that records ``failed``.
+"""A run's settings as hyperparameters: flat, for TensorBoard's HParams tab and every other logger, beside
+the final metrics.
 """
 
 from __future__ import annotations

@@ -1,8 +1,9 @@
 """One training run from a composed config, as a recipe: build, fit, test, record.
 
-``run`` is what ``train.py`` calls for each Hydra job (after the config passed its checks). Its
-outcome, completed, diverged or interrupted, is written to ``<run_dir>/metrics.json`` and returned;
-a failure is recorded by the caller (``cli.py``), the one place that records ``failed``.
+``run`` is what ``train.py`` calls for each Hydra job (after the config passed its checks). Its outcome,
+completed, diverged or interrupted, is written to ``<run_dir>/metrics.json`` and returned; a failure is
+recorded by the caller (``run/cli.py``). The fused launcher builds its members with the same builders and
+records them with the same outcome functions.
 """
 
 from __future__ import annotations

@@ -3,12 +3,16 @@
 import json
 from functools import cache
 
+import lightning as L
 import pytest
 import yaml
 from omegaconf import OmegaConf
 
 from conftest import compose_config
-from experiments.fused.grouping import fusion_key, fusion_problem, member_bytes, split_group
+from experiments.fused.grouping import fusion_key, fusion_problem, hooks_used, member_bytes, split_group
+from experiments.fused.member_runs import FORWARDED_HOOKS, MemberRuns
+from experiments.lit.callbacks import DivergenceGuard, EpochHistory
+from experiments.lit.diagnostics import DeadUnitMonitor, GradNormMonitor, HistogramMonitor
 from experiments.run.hparams import plain
 
 
@@ -195,3 +199,33 @@ def test_the_launchers_own_settings_are_checked_with_their_key(kwargs, words):
 
     with pytest.raises(ValueError, match=words.replace(".", r"\.")):
         FusedLauncher(**kwargs)
+
+
+class EpochEndOnly(L.Callback):
+    """A user's callback that uses only hooks a fused member's run calls."""
+
+    def on_train_epoch_end(self, trainer, pl_module):
+        pass
+
+
+class ReadsValidationBatches(EpochEndOnly):
+    """A user's callback that also uses a hook a fused member's run does not call."""
+
+    def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0):
+        pass
+
+
+def test_whether_a_callback_fuses_is_derived_from_the_hooks_it_uses():
+    fuses = task([f"+callbacks.mine._target_={__name__}.EpochEndOnly"])
+    assert fusion_problem(fuses) is None
+    apart = task([f"+diagnostics.mine._target_={__name__}.ReadsValidationBatches"])
+    problem = fusion_problem(apart)
+    assert problem is not None and "diagnostics.mine" in problem and "on_validation_batch_end" in problem
+    assert "on_train_epoch_end" not in problem
+    assert hooks_used(ReadsValidationBatches) == {"on_train_epoch_end", "on_validation_batch_end"}
+
+
+def test_every_hook_forwarded_to_members_is_one_that_the_group_calls_them_at():
+    assert hooks_used(MemberRuns) >= FORWARDED_HOOKS
+    for monitor in (DeadUnitMonitor, GradNormMonitor, HistogramMonitor, EpochHistory, DivergenceGuard):
+        assert hooks_used(monitor) <= FORWARDED_HOOKS, monitor

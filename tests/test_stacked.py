@@ -6,7 +6,8 @@ from lightning.pytorch.utilities import grad_norm
 
 from experiments.data.datamodule import TensorBatches
 from experiments.data.mnist import normalize
-from experiments.fused.stacked import FusedClassifier, MembersData, StackedBatches
+from experiments.fused.data import MembersData, StackedBatches
+from experiments.fused.stacked import FusedClassifier
 from experiments.lit.classifier import Classifier
 from experiments.nn.optimizers import build_optimizer
 

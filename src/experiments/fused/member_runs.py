@@ -1,0 +1,213 @@
+"""A fused group's members at the group loop's hooks: each one's run recorded by a separate run's own code.
+
+Each member gets a separate run's own callbacks (``EpochHistory``, ``DivergenceGuard``, the monitors of its
+``diagnostics`` group), and ``MemberRuns`` calls them at the hooks in ``FORWARDED_HOOKS`` with a ``MemberView``
+(the group's trainer, seen with the member's own loggers and epoch metrics) and the member's own
+``Classifier``, whose layers are views into the stacked weights. Its checkpoints are its own classifier's,
+named and chosen by its checkpoint callbacks' settings.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.loggers import Logger
+from omegaconf import DictConfig
+
+from experiments.fused.stacked import FusedClassifier
+from experiments.lit.callbacks import Diverged, DivergenceGuard, EpochHistory
+from experiments.lit.checkpoint_io import AtomicCheckpointIO
+from experiments.names import Status
+from experiments.run.hparams import plain
+from experiments.run.recipe import (
+    diverged,
+    history_of,
+)
+from experiments.run.record import Record
+
+# The hooks at which MemberRuns calls each member's own callbacks; a callback that uses another runs alone.
+FORWARDED_HOOKS = frozenset(
+    {
+        "setup",
+        "on_train_start",
+        "on_train_epoch_start",
+        "on_before_optimizer_step",
+        "on_train_batch_end",
+        "on_train_epoch_end",
+        "on_train_end",
+    }
+)
+
+
+class MemberView:
+    """What a separate run's callbacks read of their trainer, for one member: the group's loop (its step,
+    epoch, data, batches), with the member's own loggers and epoch metrics."""
+
+    def __init__(self, trainer: L.Trainer, loggers: list[Logger]) -> None:
+        self.trainer, self.loggers = trainer, loggers
+        self.callback_metrics: dict[str, torch.Tensor] = {}
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.trainer, name)
+
+    def log(self, metrics: dict[str, float]) -> None:
+        """What the member's LightningModule would log: to its loggers, and for its callbacks to read."""
+        self.callback_metrics.update({k: torch.tensor(v) for k, v in metrics.items()})
+        for logger in self.loggers:
+            logger.log_metrics(metrics, step=self.trainer.global_step)
+
+
+@dataclass
+class Member:
+    """One job of a fused group: its resolved config, where its results go, and its run's parts."""
+
+    job: int
+    cfg: DictConfig
+    run_dir: Path
+    choices: dict[str, str]
+    overrides: list[str]
+    record: Record | None = None
+    loggers: list[Logger] = field(default_factory=list)
+    checkpoints: list[ModelCheckpoint] = field(default_factory=list)
+    history: EpochHistory = field(default_factory=EpochHistory)
+    monitors: list[L.Callback] = field(default_factory=list)
+    view: MemberView | None = None
+    best: tuple[float, str, dict[str, torch.Tensor]] | None = None  # score, path, weights
+    outcome: dict[str, Any] | None = None  # set once it stops training: diverged, or interrupted
+
+    def callbacks(self) -> list[L.Callback]:
+        """A separate run's own callbacks, in the order its trainer calls them."""
+        return [*self.monitors, self.history, DivergenceGuard(int(self.cfg.trainer.log_every_n_steps))]
+
+
+class MemberRuns(L.Callback):
+    """Calls each member's own callbacks at the group's hooks, with its view and its own module; keeps its
+    best and last checkpoints as its checkpoint callbacks name them; stops a member that diverged."""
+
+    def __init__(self, members: list[Member], group: dict[str, Any]) -> None:
+        self.members, self.group = members, group
+        self.callbacks = [m.callbacks() for m in members]
+        self.io = AtomicCheckpointIO()
+
+    def _each(self, hook: str, trainer: L.Trainer, module: FusedClassifier, *args: Any) -> None:
+        for k, member in enumerate(self.members):
+            if member.outcome is None:
+                for callback in self.callbacks[k]:
+                    getattr(callback, hook)(member.view, module.member(k), *args)
+
+    def setup(self, trainer: L.Trainer, pl_module: FusedClassifier, stage: str) -> None:
+        for member in self.members:
+            member.view = MemberView(trainer, member.loggers)
+        self._each("setup", trainer, pl_module, stage)
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: FusedClassifier) -> None:
+        self._each("on_train_start", trainer, pl_module)
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: FusedClassifier) -> None:
+        self._each("on_train_epoch_start", trainer, pl_module)
+
+    def on_before_optimizer_step(self, trainer: L.Trainer, pl_module: FusedClassifier, optimizer: Any) -> None:
+        pl_module.bind_grads()
+        self._each("on_before_optimizer_step", trainer, pl_module, optimizer)
+
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: FusedClassifier, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        assert pl_module.last_losses is not None
+        every = trainer.log_every_n_steps
+        for k, (member, loss) in enumerate(zip(self.members, pl_module.last_losses)):
+            if member.outcome is not None:
+                continue
+            if trainer.global_step % every == 0:  # as the classifier logs train/loss
+                member.view.log({"train/loss": float(loss)})
+            try:
+                for callback in self.callbacks[k]:
+                    callback.on_train_batch_end(member.view, pl_module.member(k), {"loss": loss}, batch, batch_idx)
+            except Diverged as exc:  # this member stops where it is; the others train on
+                pl_module.freeze(k)
+                member.outcome = diverged(exc, history_of(member.history, member.monitors))
+        if not pl_module.alive.any():
+            trainer.should_stop = True
+
+    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: FusedClassifier) -> None:
+        if trainer.sanity_checking:
+            pl_module.sums.pop("val", None)
+            return
+        for k, (member, loss, acc) in enumerate(zip(self.members, *pl_module.epoch_means("val"))):
+            if member.outcome is None:
+                member.view.log({"val/loss": loss, "val/acc": acc})
+                for ckpt in (c for c in member.checkpoints if c.monitor):
+                    self._keep_best(trainer, pl_module, k, ckpt)
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: FusedClassifier) -> None:
+        for member, loss, acc in zip(self.members, *pl_module.epoch_means("train")):
+            if member.outcome is None:
+                member.view.log({"train/loss_epoch": loss, "train/acc": acc})
+        self._each("on_train_epoch_end", trainer, pl_module)
+        epoch = {"epoch": torch.tensor(trainer.current_epoch), "step": torch.tensor(trainer.global_step)}
+        for k, member in enumerate(self.members):
+            for ckpt in (c for c in member.checkpoints if not c.monitor and member.outcome is None):
+                self._save(trainer, pl_module, k, ckpt.format_checkpoint_name(epoch))
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: FusedClassifier) -> None:
+        self._each("on_train_end", trainer, pl_module)
+
+    def _keep_best(self, trainer: L.Trainer, module: FusedClassifier, k: int, ckpt: ModelCheckpoint) -> None:
+        """The best epoch by the checkpoint's monitor, as ``ModelCheckpoint(save_top_k=1)`` keeps it."""
+        member, metrics = self.members[k], self.members[k].view.callback_metrics
+        score = float(metrics[ckpt.monitor])
+        if member.best is not None and not (score > member.best[0] if ckpt.mode == "max" else score < member.best[0]):
+            return
+        path = ckpt.format_checkpoint_name(
+            {"epoch": torch.tensor(trainer.current_epoch), "step": torch.tensor(trainer.global_step), **metrics}
+        )
+        state = self._save(trainer, module, k, path)
+        if member.best is not None and member.best[1] != path:
+            Path(member.best[1]).unlink(missing_ok=True)
+        member.best = (score, path, state)
+
+    def _save(self, trainer: L.Trainer, module: FusedClassifier, k: int, path: str) -> dict[str, Any]:
+        """The member's own classifier's weights and hyperparameters, in a checkpoint eval.py loads."""
+        classifier, member = module.member(k), self.members[k]
+        state = {n: t.detach().cpu().clone() for n, t in classifier.state_dict().items()}
+        self.io.save_checkpoint(
+            {
+                "epoch": trainer.current_epoch,
+                "global_step": trainer.global_step,
+                "pytorch-lightning_version": L.__version__,
+                "state_dict": state,
+                "hyper_parameters": dict(classifier.hparams),
+                "datamodule_hyper_parameters": {n: v for n, v in plain(member.cfg.data).items() if n != "_target_"},
+                "fused_group": self.group,
+            },
+            path,
+        )
+        return state
+
+    def interrupted(self, trainer: L.Trainer, ckpt: Path | None) -> None:
+        """Ctrl-C or SIGTERM: every member still training saves its weights and says so."""
+        for k, member in enumerate(self.members):
+            if member.outcome is not None:
+                continue
+            path = member.run_dir / "checkpoints" / "interrupted.ckpt"
+            self._save(trainer, trainer.lightning_module, k, str(path))
+            member.outcome = {
+                "status": Status.INTERRUPTED,
+                "interrupted_ckpt": str(path),
+                "global_step": trainer.global_step,
+                "history": history_of(member.history, member.monitors),
+                "error": "interrupted during fused training; eval.py loads the checkpoint, a fused run "
+                "does not resume: train the job again",
+            }
+            member.record.update(**member.outcome)
+        if trainer.is_global_zero:
+            print(
+                f"\nInterrupted at epoch {trainer.current_epoch}, step {trainer.global_step}; each member's "
+                f"weights saved to <job>/checkpoints/interrupted.ckpt",
+                flush=True,
+            )
