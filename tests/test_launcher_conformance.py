@@ -23,6 +23,7 @@ def a_process_that_chose_no_version_base():
         version_base.setbase(before)
 
 
+@pytest.mark.slow  # each test runs a Hydra sweep
 @pytest.mark.parametrize("launcher_name, overrides", [(name, []) for name in LAUNCHERS])
 class TestFusedLauncher(LauncherTestSuite):
     """Hydra's launcher suite: sweeps of one and two jobs, overrides, resolvers, mandatory defaults."""
