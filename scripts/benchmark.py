@@ -246,9 +246,10 @@ def stacked_step(jobs: int, device: str, repeats: int, steps: int = 40) -> dict:
     members, groups = order_members([Member(i, c, Path("."), {}, []) for i, c in enumerate(cfgs)])
     data, classifiers = build_members(members)
     data.setup("fit")
+    # copied before they are stacked: the stacked model makes each member's layers views into its stacks
+    separate = [copy.deepcopy(c.net).to(device) for c in classifiers]
     stacked = FusedClassifier(classifiers, groups).to(device)
     optimizer = stacked.configure_optimizers()
-    separate = [copy.deepcopy(c.net).to(device) for c in classifiers]
     optimizers = [build_optimizer(c.hparams.optimizer, net.parameters()) for c, net in zip(classifiers, separate)]
     losses = [c.loss_fn for c in classifiers]
     batches = [(x.to(device), y.to(device)) for x, y in itertools.islice(iter(data.train_dataloader()), steps)]
