@@ -165,6 +165,31 @@ def test_load_from_checkpoint_with_weights_only_rebuilds_the_model(tmp_path):
     assert all(torch.equal(a, b) for a, b in zip(module.state_dict().values(), loaded.state_dict().values()))
 
 
+def test_a_checkpoint_written_before_the_package_was_cut_into_layers_still_loads(tmp_path):
+    """Its hyperparameters name the project's classes where they lived then (``experiments.model.MLP``)."""
+    module = classifier(hidden_sizes=[24])
+    old = {
+        "model": {**module.hparams.model, "_target_": "experiments.model.MLP"},
+        "activation": {"_target_": "experiments.activations.ALReLU", "alpha": 0.01},
+        "loss": {"_target_": "experiments.losses.SoftmaxMSELoss"},
+    }
+    path = save(module, tmp_path / "c.ckpt", **old)
+    loaded = load_classifier(path)
+    assert loaded.hparams.model["_target_"] == "experiments.nn.model.MLP"
+    assert type(loaded.net.hidden[0].activation).__name__ == "ALReLU"
+    assert type(loaded.loss_fn).__name__ == "SoftmaxMSELoss"
+    assert all(torch.equal(a, b) for a, b in zip(module.net.state_dict().values(), loaded.net.state_dict().values()))
+    assert read_checkpoint(path)["hyper_parameters"]["activation"]["_target_"] == "experiments.nn.activations.ALReLU"
+
+
+def test_a_moved_name_is_no_way_around_the_catalogue(tmp_path):
+    path = save(classifier(), tmp_path / "c.ckpt", loss={"_target_": "experiments.losses.os.system"})
+    with pytest.raises(
+        CheckpointError, match="loss._target_='experiments.losses.os.system' is not a class that conf/loss/ names"
+    ):
+        load_classifier(path)
+
+
 MARKER = "experiments-catalogue-payload"
 
 

@@ -39,6 +39,30 @@ def _names_objects(path: str | Path) -> bool:
 _OBJECT_OPCODES = {"GLOBAL", "STACK_GLOBAL", "INST", "OBJ", "REDUCE", "NEWOBJ", "NEWOBJ_EX", "BUILD"}
 
 
+# Where the project's classes lived before the package was cut into layers. Checkpoints written then name
+# them so; they are the same classes, moved, and such checkpoints load as they did.
+MOVED = {
+    "experiments.model.": "experiments.nn.model.",
+    "experiments.activations.": "experiments.nn.activations.",
+    "experiments.losses.": "experiments.nn.losses.",
+    "experiments.optimizers.": "experiments.nn.optimizers.",
+}
+
+
+def _moved(value: Any) -> Any:
+    """``value`` with every ``_target_`` that names a class where it used to live named where it lives now."""
+    if isinstance(value, dict):
+        out = {k: _moved(v) for k, v in value.items()}
+        target = out.get("_target_")
+        old = next((o for o in MOVED if isinstance(target, str) and target.startswith(o)), None)
+        if old is not None and target.count(".") == old.count("."):
+            out["_target_"] = MOVED[old] + target.removeprefix(old)
+        return out
+    if isinstance(value, list):
+        return [_moved(v) for v in value]
+    return value
+
+
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
     """``torch.load`` with ``weights_only=True`` (tensors and plain containers only), and a checkpoint's shape."""
     try:
@@ -58,7 +82,7 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     if missing:
         kind = "a dict" if isinstance(checkpoint, dict) else type(checkpoint).__name__
         raise CheckpointError(f"{path}: not a checkpoint of this project ({kind} without {' or '.join(missing)})")
-    hparams = checkpoint["hyper_parameters"]
+    hparams = checkpoint["hyper_parameters"] = _moved(checkpoint["hyper_parameters"])
     for group in names.group_names(network=True):
         catalogue.check(group, hparams.get(group), source=str(path))
     if (hparams.get("scheduler") or {}).get("scheduler"):
@@ -94,9 +118,10 @@ def load_classifier(path: str | Path, checkpoint: dict[str, Any] | None = None) 
     ``checkpoint``: the file as ``read_checkpoint`` returned it, where the caller has read it already.
     """
     if checkpoint is None:
-        read_checkpoint(path)
+        checkpoint = read_checkpoint(path)
+    hparams = checkpoint["hyper_parameters"]  # as read_checkpoint checked it: moved classes named anew
     try:
-        return Classifier.load_from_checkpoint(path, map_location="cpu", weights_only=True)
+        return Classifier.load_from_checkpoint(path, map_location="cpu", weights_only=True, **hparams)
     except RuntimeError as exc:  # weights of another shape than the hyperparameters describe
         raise CheckpointError(
             f"{path}: its weights do not fit the model its hyperparameters describe "
