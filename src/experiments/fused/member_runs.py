@@ -24,10 +24,7 @@ from experiments.lit.callbacks import Diverged, DivergenceGuard, EpochHistory
 from experiments.lit.checkpoint_io import AtomicCheckpointIO
 from experiments.names import Status
 from experiments.run.hparams import plain
-from experiments.run.recipe import (
-    diverged,
-    history_of,
-)
+from experiments.run.recipe import diverged, history_of
 from experiments.run.record import Record
 
 # The hooks at which MemberRuns calls each member's own callbacks; a callback that uses another runs alone.
@@ -95,6 +92,7 @@ class MemberRuns(L.Callback):
         self.io = AtomicCheckpointIO()
 
     def _each(self, hook: str, trainer: L.Trainer, module: FusedClassifier, *args: Any) -> None:
+        assert hook in FORWARDED_HOOKS, hook  # what grouping.py lets fuse is what is called here
         for k, member in enumerate(self.members):
             if member.outcome is None:
                 for callback in self.callbacks[k]:
