@@ -111,7 +111,8 @@ def devices(v: Any) -> str | None:
 
 def metric(v: Any) -> str | None:
     """A per-epoch metric as the LightningModule logs it (``names.monitorable``)."""
-    return None if isinstance(v, str) and v in names.monitorable() else f"one of {', '.join(names.monitorable())}"
+    valid = names.monitorable()
+    return None if isinstance(v, str) and v in valid else f"one of {', '.join(valid)}"
 
 
 RULES: dict[str, Check] = {
@@ -456,12 +457,11 @@ def unread_keys(cfg: DictConfig) -> list[str]:
     """Top-level keys that nothing reads: neither train.py nor an interpolation (``+width=128`` used as
     ``${width}`` is read); most likely a misplaced or misspelt setting."""
     text = OmegaConf.to_yaml(cfg)  # unresolved: the interpolations as written
+    read = names.read_at_top()
     unread = [
         k
         for k in cfg
-        if isinstance(k, str)
-        and k not in names.read_at_top()
-        and not re.search(r"\$\{" + re.escape(k) + r"[.}\[]", text)
+        if isinstance(k, str) and k not in read and not re.search(r"\$\{" + re.escape(k) + r"[.}\[]", text)
     ]
     if not unread:
         return []
@@ -470,8 +470,8 @@ def unread_keys(cfg: DictConfig) -> list[str]:
     }
     found = []
     for key in unread:
-        close = difflib.get_close_matches(key, sorted(names.read_at_top() | leaves.keys()), n=1)
-        hint = f" (did you mean {close[0] if close[0] in names.read_at_top() else leaves[close[0]]}?)" if close else ""
+        close = difflib.get_close_matches(key, sorted(read | leaves.keys()), n=1)
+        hint = f" (did you mean {close[0] if close[0] in read else leaves[close[0]]}?)" if close else ""
         found.append(f"{key} is set but train.py does not read it{hint}; it is kept in the run's config only")
     return found
 

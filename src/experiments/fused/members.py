@@ -37,6 +37,7 @@ from experiments.run.recipe import (
     build_module,
     history_of,
     how_it_ran,
+    latest_of,
     set_threads,
     trained,
 )
@@ -137,8 +138,7 @@ def train_members(members: list[Member], group_name: str) -> dict[int, dict[str,
                 best_ckpt=member.best[1] if member.best else None,
                 best_val_acc=best[0] if best else None,
             )
-        for monitor in (m for m in member.monitors if hasattr(m, "latest")):
-            outcome.update(monitor.latest)
+        outcome.update(latest_of(member.monitors))
         result = member.record.update(**outcome, **how_it_ran(trainer), group_seconds=seconds)
         if result["status"] == Status.COMPLETED:
             log_final(member.loggers, trainer.global_step, member.cfg, member.choices, result, member.overrides)

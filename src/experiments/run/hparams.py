@@ -59,7 +59,8 @@ def log_final(
     overrides: list[str] = (),
 ) -> None:
     """Hyperparameters with the final metrics: TensorBoard's HParams tab, and every other logger."""
-    final = {f"final/{k.replace('/', '_')}": v for k, v in result.items() if k in names.recorded()}
+    recorded = names.recorded()
+    final = {f"final/{k.replace('/', '_')}": v for k, v in result.items() if k in recorded}
     params = flat_hparams(cfg, choices, overrides)
     for logger in loggers:
         if isinstance(logger, TensorBoardLogger):

@@ -156,8 +156,14 @@ def diverged(exc: Diverged, history: dict[str, list[float]]) -> dict[str, Any]:
 
 def trained(history: dict[str, list[float]]) -> dict[str, Any]:
     """The record of a run whose training ended: its history and each metric's last epoch."""
-    out = {name: values[-1] for name, values in history.items() if name in names.recorded() and values}
+    recorded = names.recorded()
+    out = {name: values[-1] for name, values in history.items() if name in recorded and values}
     return {**out, "status": Status.TRAINED, "history": history}
+
+
+def latest_of(monitors: list[L.Callback]) -> dict[str, float]:
+    """The monitors' last measurements (the diagnostics' final ``diag/*`` values), for the record."""
+    return {k: v for monitor in monitors for k, v in getattr(monitor, "latest", {}).items()}
 
 
 def history_of(history: EpochHistory, monitors: list[L.Callback]) -> dict[str, list[float]]:
@@ -239,8 +245,7 @@ def run(
         for key in ("resume_command", "interrupted_ckpt", "error"):
             record.data.pop(key, None)
     record.data.update(outcome)  # the history came with fit's outcome, trained or diverged
-    for monitor in built.monitors:
-        record.data.update(monitor.latest)
+    record.data.update(latest_of(built.monitors))
     result = record.update(**how_it_ran(trainer))
     if result["status"] == Status.COMPLETED and trainer.is_global_zero:
         log_final(trainer.loggers, trainer.global_step, cfg, choices, result, overrides)
