@@ -265,6 +265,48 @@ def test_without_logging_steps_the_progress_bar_reads_metrics_at_the_epochs_end(
     assert [m["batch"] for m in bar.shown_after] == [0, 0, 0, 0, 0, 5] + [5] * 6  # the first epoch's end, twice
 
 
+class EpochNames(RichProgressBar):
+    """Records the training bar's description after every training batch."""
+
+    def __init__(self) -> None:
+        super().__init__(refresh_rate=1000)
+        self.names: list[str] = []
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
+        self.names.append(self.progress.tasks[self.train_progress_bar_id].description.strip())
+
+
+@pytest.mark.parametrize("max_epochs, shown", [(2, ["Epoch 1/2", "Epoch 2/2"]), (-1, ["Epoch 1", "Epoch 2"])])
+def test_the_progress_bar_counts_epochs_from_one(tmp_path, max_epochs, shown):
+    data = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(torch.randn(8, 4)), batch_size=2)
+    bar = EpochNames()
+    trainer = L.Trainer(
+        max_epochs=max_epochs,
+        max_steps=8,
+        accelerator="cpu",
+        logger=False,
+        enable_model_summary=False,
+        limit_val_batches=0,
+        callbacks=[bar],
+        default_root_dir=tmp_path,
+    )
+    trainer.fit(LogsEveryStep(), train_dataloaders=data)
+    assert bar.names == [shown[0]] * 4 + [shown[1]] * 4
+
+
+def test_a_progress_bar_resumed_in_an_epochs_middle_counts_from_one_too(tmp_path):
+    data = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(torch.randn(8, 4)), batch_size=2)
+    at_step_6 = L.pytorch.callbacks.ModelCheckpoint(dirpath=tmp_path, filename="mid", every_n_train_steps=6)
+    trainer = dict(accelerator="cpu", logger=False, enable_model_summary=False, limit_val_batches=0)
+    L.Trainer(max_epochs=2, callbacks=[at_step_6, EpochNames()], **trainer).fit(LogsEveryStep(), data)
+    resumed = EpochNames()
+    L.Trainer(max_epochs=3, callbacks=[resumed], enable_checkpointing=False, **trainer).fit(
+        LogsEveryStep(), data, ckpt_path=tmp_path / "mid.ckpt"
+    )
+    assert resumed.names == ["Epoch 2/3"] * 2 + ["Epoch 3/3"] * 4  # from the second epoch's third batch
+
+
 SAVER = """
 import sys, torch
 from pathlib import Path

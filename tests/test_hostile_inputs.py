@@ -29,8 +29,11 @@ def entry(script: str):
     return SCRIPTS[script].main
 
 
-def run(script: str, args: list[str], monkeypatch, capsys, run_dir: Path) -> tuple[int, list[str]]:
-    """The entry point in this process (a few tenths of a second, where a subprocess takes seconds)."""
+def run(
+    script: str, args: list[str], monkeypatch, capsys, run_dir: Path, stdout: list[str] | None = None
+) -> tuple[int, list[str]]:
+    """The entry point in this process (a few tenths of a second, where a subprocess takes seconds); its
+    non-empty stderr lines (its stdout's into ``stdout`` where one is given)."""
     register_resolvers()
     monkeypatch.setattr(sys, "argv", [script, f"hydra.run.dir={run_dir}", *args])
     monkeypatch.delenv("HYDRA_FULL_ERROR", raising=False)
@@ -39,8 +42,10 @@ def run(script: str, args: list[str], monkeypatch, capsys, run_dir: Path) -> tup
         code = 0
     except SystemExit as exit_:
         code = int(exit_.code or 0)
-    err = capsys.readouterr().err
+    out, err = capsys.readouterr()
     assert "Traceback" not in err, err
+    if stdout is not None:
+        stdout.extend(line for line in out.splitlines() if line.strip())
     return code, [line for line in err.splitlines() if line.strip()]
 
 
@@ -68,6 +73,26 @@ def test_a_wrong_value(override, words, monkeypatch, capsys, tmp_path):
     assert lines[0] == f"Error: {problems_of(override)}"
     record = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert record["status"] == "failed" and words in record["error"]
+    only_the_records(tmp_path / "run")
+
+
+@pytest.mark.parametrize(
+    "override, setting",
+    [
+        ("+optimiser=sgd", "optimizer=sgd"),  # what Hydra advises for a misspelt group
+        ("+max_epochs=3", "trainer.max_epochs=3"),
+        ("+actvation.negative_slope=0.1", "activation.negative_slope=0.1"),
+    ],
+)
+def test_a_misspelt_key_taken_with_a_plus_is_refused_before_anything_is_printed(
+    override, setting, monkeypatch, capsys, tmp_path
+):
+    out = []
+    args = [a for a in FAST if a != "print_config=false"]  # the config dump would come first
+    code, lines = run("train.py", [*args, override], monkeypatch, capsys, tmp_path / "run", out)
+    one_line(code, lines, 2, f"write {setting}, without the '+'")
+    assert out == []
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["status"] == "failed"
     only_the_records(tmp_path / "run")
 
 

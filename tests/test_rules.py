@@ -11,7 +11,15 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from conftest import ROOT, compose_config
-from experiments.config.rules import ConfigError, advice, parameters, problems, sweep_problems, validate
+from experiments.config.rules import (
+    ConfigError,
+    advice,
+    misspelt_keys,
+    parameters,
+    problems,
+    sweep_problems,
+    validate,
+)
 from experiments.run.cli import register_resolvers
 
 spec = importlib.util.spec_from_file_location("train_script", ROOT / "train.py")
@@ -379,17 +387,37 @@ def test_what_a_class_takes_is_read_through_inits_that_only_pass_arguments_on():
 
 
 @pytest.mark.parametrize(
-    "override, hint",
+    "override, meant, setting",
     [
-        ("+max_epochs=3", "(did you mean trainer.max_epochs?)"),
-        ("+seeds=3", "(did you mean seed?)"),
-        ("+lr=0.1", "(did you mean optimizer.lr?)"),
+        ("+max_epochs=3", "trainer.max_epochs", "trainer.max_epochs=3"),
+        ("+seeds=3", "seed", "seed=3"),
+        ("+lr=0.1", "optimizer.lr", "optimizer.lr=0.1"),
+        ("+optimiser=sgd", "optimizer", "optimizer=sgd"),  # Hydra's advice for a misspelt group, taken
+        ("+actvation=elu", "activation", "activation=elu"),
+        ("+optimiser.lr=0.1", "optimizer", "optimizer.lr=0.1"),
+        ("+modle.hidden_sizes=[8,8]", "model", "model.hidden_sizes=[8,8]"),  # a section: not the leaf 'mode'
     ],
 )
-def test_a_top_level_key_nothing_reads_is_a_warning_naming_the_likely_one(override, hint):
+def test_a_top_level_key_nothing_reads_that_is_a_near_miss_is_refused_naming_the_likely_one(override, meant, setting):
     cfg, _ = with_overrides([override])
-    key = override[1:].split("=")[0]
-    assert advice(cfg) == [f"{key} is set but train.py does not read it {hint}; it is kept in the run's config only"]
+    key = override[1:].split("=")[0].split(".")[0]
+    assert misspelt_keys(cfg) == [
+        f"{key} is not read by train.py (did you mean {meant}?): write {setting}, without the '+'"
+    ]
+    assert not any(w.startswith(key) for w in advice(cfg))
+
+
+@pytest.mark.parametrize("override", ["+note=first_try", "+regularizer.p=0.1"])
+def test_a_top_level_key_nothing_reads_and_no_near_miss_is_a_warning(override):
+    cfg, _ = with_overrides([override])
+    key = override[1:].split("=")[0].split(".")[0]
+    assert misspelt_keys(cfg) == []
+    assert advice(cfg) == [f"{key} is set but train.py does not read it; it is kept in the run's config only"]
+
+
+def test_a_top_level_key_read_through_an_interpolation_is_neither_refused_nor_warned_about():
+    cfg, _ = with_overrides(["+width=32", "model.hidden_sizes=[${width},${width}]"])
+    assert misspelt_keys(cfg) == [] and advice(cfg) == []
 
 
 @pytest.mark.parametrize(

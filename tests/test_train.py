@@ -37,7 +37,7 @@ def test_subprocesses_run_this_checkouts_code(tmp_path):
 def test_train_writes_metrics_tensorboard_and_checkpoints(tmp_path):
     proc = run_script([*FAST, "trainer.log_every_n_steps=5"], tmp_path, env={"PYTHONWARNINGS": "default"})
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "smaller than the logging interval" not in proc.stderr
+    assert "smaller than the logging interval" not in proc.stdout + proc.stderr
     run_dir = only_run_dir(tmp_path)
     last = proc.stdout.strip().splitlines()[-1]
     assert last.startswith("test/acc=") and str(run_dir) in last
@@ -76,6 +76,18 @@ def test_train_writes_metrics_tensorboard_and_checkpoints(tmp_path):
     assert metrics["history"]["train/loss"] == [pytest.approx(metrics["train/loss"])]
     assert metrics["history"]["val/acc"] == [pytest.approx(metrics["val/acc"])]
     assert (run_dir / ".hydra" / "config.yaml").is_file() and (run_dir / "train.log").is_file()
+
+
+def test_every_warning_a_run_printed_is_repeated_just_before_its_outcome(tmp_path):
+    # a key nothing reads (a project warning) and too few batches for the logging interval (Lightning's)
+    args = [*FAST, "+note=first_try", "trainer.limit_train_batches=3"]
+    proc = run_script(args, tmp_path, env={"PYTHONWARNINGS": "default"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = proc.stdout.strip().splitlines()
+    assert lines[-4] == "2 warning(s) above, repeated:" and lines[-1].startswith("test/acc=")
+    assert lines[-3] == "  note is set but train.py does not read it; it is kept in the run's config only"
+    assert "smaller than the logging interval" in lines[-2]
+    assert sum("note is set but" in line for line in lines) == 2  # printed where it arose, and repeated
 
 
 def test_eval_tests_the_best_checkpoint_as_it_was_trained(tmp_path):

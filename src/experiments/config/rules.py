@@ -453,9 +453,9 @@ def _leaf_keys(node: Any, prefix: str = "") -> Iterator[str]:
         yield prefix
 
 
-def unread_keys(cfg: DictConfig) -> list[str]:
-    """Top-level keys that nothing reads: neither train.py nor an interpolation (``+width=128`` used as
-    ``${width}`` is read); most likely a misplaced or misspelt setting."""
+def _unread(cfg: DictConfig) -> dict[str, str | None]:
+    """Top-level keys that nothing reads (neither train.py nor an interpolation: ``+width=128`` used as
+    ``${width}`` is read), each with the group or key it most likely meant, where one is close."""
     text = OmegaConf.to_yaml(cfg)  # unresolved: the interpolations as written
     read = names.read_at_top()
     unread = [
@@ -464,16 +464,52 @@ def unread_keys(cfg: DictConfig) -> list[str]:
         if isinstance(k, str) and k not in read and not re.search(r"\$\{" + re.escape(k) + r"[.}\[]", text)
     ]
     if not unread:
-        return []
+        return {}
     leaves = {
         key.rpartition(".")[2]: key for key in _leaf_keys(OmegaConf.to_container(cfg, resolve=False)) if "." in key
     }
+    meant: dict[str, str | None] = {}
+    for key in unread:  # a top-level name first; a section (+modle.x=1) is no leaf's near miss
+        close = difflib.get_close_matches(key, sorted(read), n=1)
+        if not close and not isinstance(cfg[key], DictConfig):
+            close = [leaves[m] for m in difflib.get_close_matches(key, sorted(leaves), n=1)]
+        meant[key] = close[0] if close else None
+    return meant
+
+
+def _typed(value: Any) -> str:
+    """A value as it is typed on the command line: a list without spaces, so it needs no quotes."""
+    if isinstance(value, (list, ListConfig)):
+        return "[" + ",".join(_typed(v) for v in value) + "]"
+    return str(value)
+
+
+def misspelt_keys(cfg: DictConfig) -> list[str]:
+    """Refusals: a top-level key nothing reads that is a near miss of a group or key (``+optimiser=sgd``,
+    Hydra's own advice for a misspelt group) would train the default in silence."""
     found = []
-    for key in unread:
-        close = difflib.get_close_matches(key, sorted(read | leaves.keys()), n=1)
-        hint = f" (did you mean {close[0] if close[0] in read else leaves[close[0]]}?)" if close else ""
-        found.append(f"{key} is set but train.py does not read it{hint}; it is kept in the run's config only")
+    for key, meant in _unread(cfg).items():
+        if meant is None:
+            continue
+        value = OmegaConf.to_container(cfg, resolve=False)[key]
+        if isinstance(value, dict):  # +optimiser.lr=0.1: each key it set, under the name it meant
+            setting = " ".join(
+                f"{meant}.{leaf}={_typed(OmegaConf.select(cfg, f'{key}.{leaf}'))}" for leaf in _leaf_keys(value)
+            )
+        else:
+            setting = f"{meant}={_typed(value)}"
+        found.append(f"{key} is not read by train.py (did you mean {meant}?): write {setting}, without the '+'")
     return found
+
+
+def unread_keys(cfg: DictConfig) -> list[str]:
+    """Warnings: a top-level key nothing reads and that is no near miss (a note, a new group not yet
+    registered in ``names.GROUPS``); it is kept in the run's config only."""
+    return [
+        f"{key} is set but train.py does not read it; it is kept in the run's config only"
+        for key, meant in _unread(cfg).items()
+        if meant is None
+    ]
 
 
 def _batch_limit_problems(trainer: DictConfig | dict[str, Any], data: DictConfig | dict[str, Any]) -> list[str]:

@@ -176,14 +176,34 @@ class RichProgressBar(callbacks.RichProgressBar):
         self.shown: dict[str, Any] | None = None
         self.between_logging_steps = False
 
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        super().on_train_epoch_start(trainer, pl_module)
+        self._count_epochs_from_one(trainer)
+
     def on_train_batch_end(
         self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
+        new_bar = self.train_progress_bar_id is None  # Lightning adds it here when a run resumes mid-epoch
         self.between_logging_steps = not at_logging_step_or_epoch_end(trainer, batch_idx, trainer.log_every_n_steps)
         try:
             super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
         finally:
             self.between_logging_steps = False
+        if new_bar:
+            self._count_epochs_from_one(trainer)
+
+    def _count_epochs_from_one(self, trainer: L.Trainer) -> None:
+        """Lightning's bar counts epochs from 0 ("Epoch 1/1" in a two-epoch run), the record and the
+        checkpoints' ``epochs`` from 1; the bar is told to count as a student does: "Epoch 2/2"."""
+        if self.progress is None or self.train_progress_bar_id is None:
+            return
+        text = f"Epoch {trainer.current_epoch + 1}"
+        if trainer.max_epochs is not None and trainer.max_epochs >= 0:
+            text += f"/{trainer.max_epochs}"
+        text = f"{text:{len(self.validation_description)}}"  # as long as the validation bar's: no flicker
+        if self.theme.description:
+            text = f"[{self.theme.description}]{text}"
+        self.progress.update(self.train_progress_bar_id, description=text)
 
     def get_metrics(self, trainer: L.Trainer, pl_module: L.LightningModule) -> dict[str, Any]:
         if not self.between_logging_steps or self.shown is None:

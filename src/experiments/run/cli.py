@@ -21,7 +21,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from experiments.errors import ExperimentError, exit_with
+from experiments.errors import ConfigError, ExperimentError, exit_with
 from experiments.names import Status
 from experiments.run.record import record_failure
 
@@ -61,6 +61,33 @@ def quiet_lightning() -> None:
     warnings.filterwarnings("ignore", message=r".*treespec.*LeafSpec.*")
 
 
+class WarningsSeen(logging.Handler):
+    """The warnings a job printed, to repeat in its last lines: the config dump and the progress bar
+    scroll the first ones out of sight. Python's ``warnings`` (Lightning's among them) are logged too."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        line = record.getMessage().strip().splitlines()[0]
+        if line not in self.lines:
+            self.lines.append(line)
+
+    def __enter__(self) -> WarningsSeen:
+        logging.captureWarnings(True)
+        logging.getLogger().addHandler(self)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        logging.getLogger().removeHandler(self)
+        logging.captureWarnings(False)
+
+    def repeat(self) -> None:
+        if self.lines:
+            print(f"{len(self.lines)} warning(s) above, repeated:", *(f"  {w}" for w in self.lines), sep="\n")
+
+
 def _print_config(cfg: DictConfig) -> None:
     from rich.console import Console
     from rich.syntax import Syntax
@@ -79,8 +106,10 @@ def _parallel_jobs(hc: Any) -> int:
 
 def check_config(cfg: DictConfig, hc: Any, multirun: bool) -> None:
     """The config checks (one line per problem, before anything is built) and the advice they give."""
-    from experiments.config.rules import advice, validate
+    from experiments.config.rules import advice, misspelt_keys, validate
 
+    if misspelt := misspelt_keys(cfg):
+        raise ConfigError("\n".join(misspelt))
     validate(cfg, choices=dict(hc.runtime.choices), multirun=multirun)
     for warning in advice(cfg):
         log.warning(warning)
@@ -109,6 +138,21 @@ def train_main(cfg: DictConfig) -> float:
     run_dir = Path(hc.runtime.output_dir)
     multirun = hc.mode == RunMode.MULTIRUN
     overrides = OmegaConf.to_container(hc.overrides.task, resolve=False)  # as typed, ${...} included
+    with WarningsSeen() as seen:
+        result = _train(cfg, hc, run_dir, multirun, overrides)
+    if result is None:
+        return math.nan
+    if not is_main_process():
+        return float(result.get(cfg.optimized_metric, math.nan))
+    seen.repeat()
+    return finish(cfg, result, run_dir, multirun)
+
+
+def _train(cfg: DictConfig, hc: Any, run_dir: Path, multirun: bool, overrides: list[str]) -> dict[str, Any] | None:
+    """Check, print, build and run one job: its ``metrics.json`` content, or None where it failed in a
+    sweep (a single run that fails exits here)."""
+    from experiments.run_dir import is_main_process
+
     try:
         check_config(cfg, hc, multirun)
         if cfg.print_config and not multirun and is_main_process():
@@ -118,16 +162,15 @@ def train_main(cfg: DictConfig) -> float:
         quiet_lightning()
         result = run(cfg, run_dir, dict(hc.runtime.choices), overrides, _parallel_jobs(hc))
     except ExperimentError as exc:
-        return user_error(exc, run_dir, overrides, multirun)
+        user_error(exc, run_dir, overrides, multirun)
+        return None
     except Exception as exc:  # a bug or an environment problem: the traceback is kept
         record_failure(run_dir, f"{type(exc).__name__}: {exc}", overrides)
         if not multirun:
             raise
         log.error("job %s crashed:\n%s", run_dir.name, traceback.format_exc())
-        return math.nan
-    if not is_main_process():
-        return float(result.get(cfg.optimized_metric, math.nan))
-    return finish(cfg, result, run_dir, multirun)
+        return None
+    return result
 
 
 def finish(cfg: DictConfig, result: dict[str, Any], run_dir: Path, multirun: bool = True) -> float:
