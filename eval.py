@@ -1,14 +1,16 @@
 """Evaluate a checkpoint on the MNIST test set: ``python eval.py ckpt_path=<file>`` (see README.md)."""
 
-from pathlib import Path
+from experiments.errors import ctrl_c_in_one_line
 
-import hydra
+with ctrl_c_in_one_line():  # Ctrl-C while Python imports: one line, not a traceback
+    from pathlib import Path
 
-from experiments.run.cli import eval_main, register_resolvers
+    from experiments.run.cli import eval_main, hydra_main, register_resolvers
 
-CONF = str(Path(__file__).resolve().parent / "conf")
-main = hydra.main(version_base="1.3", config_path=CONF, config_name="eval")(eval_main)
+    CONF = str(Path(__file__).resolve().parent / "conf")
+    main = hydra_main(CONF, "eval", eval_main)
 
 if __name__ == "__main__":
-    register_resolvers()
-    main()
+    with ctrl_c_in_one_line():
+        register_resolvers()
+        main()

@@ -1,14 +1,16 @@
 """Train the MNIST MLP: ``python train.py [group=option ...] [key=value ...]`` (see README.md)."""
 
-from pathlib import Path
+from experiments.errors import ctrl_c_in_one_line
 
-import hydra
+with ctrl_c_in_one_line():  # Ctrl-C while Python imports: one line, not a traceback
+    from pathlib import Path
 
-from experiments.run.cli import register_resolvers, train_main
+    from experiments.run.cli import hydra_main, register_resolvers, train_main
 
-CONF = str(Path(__file__).resolve().parent / "conf")
-main = hydra.main(version_base="1.3", config_path=CONF, config_name="config")(train_main)
+    CONF = str(Path(__file__).resolve().parent / "conf")
+    main = hydra_main(CONF, "config", train_main)
 
 if __name__ == "__main__":
-    register_resolvers()
-    main()
+    with ctrl_c_in_one_line():
+        register_resolvers()
+        main()

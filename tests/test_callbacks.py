@@ -24,6 +24,7 @@ from experiments.lit.callbacks import Diverged, DivergenceGuard, EpochHistory, R
 from experiments.lit.checkpoint_io import AtomicCheckpointIO
 
 TESTS = Path(__file__).parent
+STARTUP = TESTS / "ctrl_c_at_import"  # its sitecustomize sends SIGINT at an import
 # 3 epochs of 10 batches; deterministic
 SMALL = [
     "print_config=false",
@@ -74,7 +75,12 @@ def interrupt_and_resume(tmp_path: Path, step: int, signal_name: str, exit_code:
     assert saved["global_step"] == step + 1
     before = next(v for k, v in saved["callbacks"].items() if k.startswith("EpochHistory"))["elapsed"]
     assert "Resume with:" in proc.stdout and metrics["resume_command"] in proc.stdout
-    assert "`weights_only` was not set" not in proc.stderr + (run_dir / "train.log").read_text()
+    log = (run_dir / "train.log").read_text()
+    assert "`weights_only` was not set" not in proc.stderr + log
+    if signal_name == "SIGINT":  # the log names what the user did
+        assert "Ctrl-C: stopping after this training step" in log and "Received SIGTERM" not in log
+    else:
+        assert "Received SIGTERM" in log and "Ctrl-C" not in log
     original = (run_dir / ".hydra" / "config.yaml").read_text()
     args = shlex.split(metrics["resume_command"])[2:]  # drop "python train.py"
     proc = run_script(args, tmp_path, extra_paths=[TESTS])
@@ -124,6 +130,30 @@ def test_sigterm_saves_marks_and_resumes_exactly(tmp_path, reference):
     step = random.choice(range(11, 19))
     run_dir, before = interrupt_and_resume(tmp_path, step, "SIGTERM", 143)
     assert_same_run(run_dir, reference, step, before)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("script", ["train.py", "eval.py"])
+def test_ctrl_c_while_python_imports_hydra_is_one_line_and_leaves_no_directory(tmp_path, script):
+    env = {"CTRL_C_AT_IMPORT": "hydra"}
+    proc = run_script(["ckpt_path=x.ckpt"] if script == "eval.py" else SMALL, tmp_path, script, env, 60, [STARTUP])
+    assert proc.returncode == 130
+    assert proc.stderr.strip() == "Interrupted (Ctrl-C) while starting, before a run began"
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("module", ["torch", "lightning"])  # the config checks' import; the training stack's
+def test_ctrl_c_while_a_run_starts_up_is_one_line_and_recorded_interrupted(tmp_path, module):
+    proc = run_script(SMALL, tmp_path, env={"CTRL_C_AT_IMPORT": module}, timeout=60, extra_paths=[STARTUP])
+    assert proc.returncode == 130
+    (run_dir,) = [p.parent for p in tmp_path.glob("outputs/runs/*/*/train.log")]
+    assert proc.stderr.strip() == (
+        f"Interrupted (Ctrl-C) before training began; metrics.json status=interrupted; run_dir={run_dir}"
+    )
+    metrics = read_metrics(run_dir)
+    assert metrics["status"] == "interrupted" and metrics["error"] == "interrupted (Ctrl-C) before training began"
+    assert not (run_dir / "checkpoints").exists()
 
 
 @pytest.mark.slow

@@ -6,6 +6,7 @@ import gzip
 import importlib.util
 import json
 import os
+import shlex
 import shutil
 import sys
 from pathlib import Path
@@ -15,7 +16,7 @@ import torch
 from test_rules import BAD, problems_of
 
 from conftest import FAST, ROOT
-from experiments.run.cli import register_resolvers
+from experiments.run.cli import register_resolvers, unreadable_override
 
 pytestmark = pytest.mark.slow
 SCRIPTS = {}
@@ -96,7 +97,44 @@ def test_a_misspelt_key_taken_with_a_plus_is_refused_before_anything_is_printed(
     only_the_records(tmp_path / "run")
 
 
+@pytest.mark.parametrize(
+    "script, override",
+    [
+        ("train.py", "data.root=/tmp/a=b"),
+        ("eval.py", "ckpt_path=outputs/multirun/x/0_activation=relu,optimizer.lr=0.1/checkpoints/last.ckpt"),
+        ("train.py", "hydra.run.dir=my runs/lr=0.1, try 2"),
+    ],
+)
+def test_an_override_hydra_cannot_read_says_how_to_quote_it(script, override, monkeypatch, capsys, tmp_path):
+    code, lines = run(script, [override], monkeypatch, capsys, tmp_path / "run")
+    key, _, value = override.partition("=")
+    one_line(code, lines, 2, f"Hydra cannot read {override!r} (mismatched input '=' expecting <EOF>)")
+    assert lines[0].endswith(f"""inside the shell's quotes: '{key}="{value}"'""")
+    assert not (tmp_path / "run").exists()
+    # quoted as the line says (the shell's quotes gone), Hydra reads it
+    (override,) = shlex.split(lines[0].rpartition(": ")[2])
+    assert unreadable_override([override]) is None
+
+
 # ---------------------------------------------------------------- 2. checkpoints
+
+
+@pytest.mark.parametrize("holds", [[], ["a.ckpt", "checkpoints/last.ckpt"]])
+def test_eval_of_a_directory_without_one_checkpoint_it_can_choose_names_what_it_holds(
+    holds, monkeypatch, capsys, tmp_path
+):
+    directory = tmp_path / "my run"
+    (directory / "checkpoints").mkdir(parents=True)
+    for name in holds:
+        (directory / name).write_bytes(b"")
+    code, lines = run("eval.py", [f"ckpt_path='{directory}'"], monkeypatch, capsys, tmp_path / "eval")
+    one_line(code, lines, 2, f"ckpt_path={directory} ")
+    if holds:
+        assert lines[0].endswith(
+            "holds 2 checkpoints and no record of the one its run tested: name one (a.ckpt, checkpoints/last.ckpt)"
+        )
+    else:
+        assert lines[0].endswith("is a directory without checkpoints: name a .ckpt file")
 
 
 @pytest.fixture(scope="module")

@@ -3,6 +3,7 @@
 import csv
 import json
 import math
+import re
 import statistics
 import subprocess
 import sys
@@ -248,6 +249,46 @@ def test_gradient_norms_are_on_a_log_scale_per_layer_and_dead_units_per_epoch_fr
     assert ticks.get_xscale() == "log"
 
 
+def drawn_alone(draw, groups, tmp_path):
+    """The figure one plot function saves."""
+    import experiments.reports.plots as plots
+
+    figures = []
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(plots, "_save", lambda fig, path: figures.append(fig) or path)
+        draw(groups, tmp_path / "plot.png")
+    (figure,) = figures
+    figure.canvas.draw()  # the tick labels as a reader sees them
+    return figure
+
+
+def test_curves_a_hair_apart_are_drawn_close_and_each_line_is_told_apart(tmp_path):
+    import experiments.reports.plots as plots
+
+    jobs = [history_job(a, "0.01", 0, [0.1], [0.3]) for a in ("relu", "elu", "tanh")]
+    for job, acc in zip(jobs, (0.9449, 0.9455, 0.9460)):
+        job["history"]["val/acc"] = [acc - 0.0005, acc]
+    label_configs(jobs)
+    ax = drawn_alone(plots.val_acc_curves, group_configs(jobs), tmp_path).axes[0]
+    low, high = ax.get_ylim()
+    assert high - low == pytest.approx(plots.MIN_ACCURACY_SPAN) and low < 0.9444 and high > 0.9460
+    styles = {(line.get_marker(), line.get_linestyle(), line.get_fillstyle()) for line in ax.lines}
+    assert len(ax.lines) == 3 and len(styles) == 3
+
+
+@pytest.mark.parametrize("grads", [[0.3, 0.4, 0.5], [1e-6, 1e-3, 1.0]])
+def test_gradient_norm_ticks_read_as_plain_numbers(grads, tmp_path):
+    import experiments.reports.plots as plots
+
+    jobs = [history_job("relu", "0.01", 0, [0.1, 0.1, 0.1], grads)]
+    label_configs(jobs)
+    ax = drawn_alone(plots.grad_norms, group_configs(jobs), tmp_path).axes[0]
+    labels = [t.get_text() for t in ax.get_yticklabels(minor=True) + ax.get_yticklabels() if t.get_text()]
+    assert labels and all(re.fullmatch(r"[0-9.e+-]+", text) for text in labels), labels
+    if grads[0] == 0.3:  # within a decade: the minor ticks are labelled, 0.4 among them
+        assert "0.4" in labels
+
+
 def test_the_csv_has_one_column_per_swept_key(tmp_path):
     from experiments.reports.table import write_csv
 
@@ -274,7 +315,8 @@ def fake_sweep(root: Path) -> Path:
                 "test/acc": 0.91,
                 "val/acc": 0.90,
                 "test/loss": 0.3,
-                "wall_seconds": 2.0,
+                "wall_seconds": 9.0,  # the sweep's first job: the process's start-up on its clock
+                "history": {"epoch_seconds": [1.0, 1.0]},
                 "diag/grad_norm/layer1": 2e-5,
             },
         ),
@@ -286,6 +328,7 @@ def fake_sweep(root: Path) -> Path:
                 "val/acc": 0.92,
                 "test/loss": 0.25,
                 "wall_seconds": 4.0,
+                "history": {"epoch_seconds": [1.5, 1.5]},
                 "diag/grad_norm/layer1": 4e-5,
             },
         ),
@@ -326,7 +369,8 @@ def test_the_markdown_report_ranks_aggregates_and_lists_what_did_not_complete(tm
     assert header.split(" | ")[:6] == ["| #", "configuration", "seeds ok", "test/acc", "val/acc", "test/loss"]
     rows = [line for line in md if line.startswith("| 1 |") or line.startswith("| 2 |") or line.startswith("| 3 |")]
     assert rows[0].startswith("| 1 | `activation=relu` | 2/2 | 0.9200 ± 0.0141 | 0.9100 ± 0.0141 | 0.2750 ± 0.0354 |")
-    assert "3.00e-05 ± 1.41e-05" in rows[0] and "| 3.0 ± 1.4 | completed |" in rows[0]
+    # train s: the epochs' seconds (2.0 and 3.0), not the wall time the first job's start-up inflates
+    assert "3.00e-05 ± 1.41e-05" in rows[0] and "| 2.5 ± 0.7 | completed |" in rows[0]
     assert rows[1].split(" | ")[1:3] == ["`activation=elu`", "0/2"] and "diverged,incomplete" in rows[1]
     assert md[md.index("## Jobs that did not complete") + 2 :] == [
         "- `2_activation=elu,seed=0`: **diverged** diverged at epoch 0, step 5",
@@ -337,7 +381,7 @@ def test_the_markdown_report_ranks_aggregates_and_lists_what_did_not_complete(tm
     assert not any("stacked model" in line for line in md)  # no job trained fused
 
 
-def test_fused_members_are_named_with_their_group_whose_wall_time_they_share(tmp_path):
+def test_fused_members_are_named_with_their_group_whose_train_time_they_share(tmp_path):
     from experiments.reports.cli import build_report
 
     sweep = fake_sweep(tmp_path)
@@ -345,7 +389,7 @@ def test_fused_members_are_named_with_their_group_whose_wall_time_they_share(tmp
         rewrite(job, fused_group={"name": "fused-0", "members": 3, "jobs": [0, 1, 2]})
     md = build_report(sweep)["md"].read_text()
     assert (
-        "Trained together as one stacked model (`hydra/launcher=fused`; a member's wall s is its group's): jobs 0-2."
+        "Trained together as one stacked model (`hydra/launcher=fused`; a member's train s is its group's): jobs 0-2."
     ) in md
 
 
@@ -463,7 +507,8 @@ def test_the_markdown_report_reads_exactly_as_documented(tmp_path):
         jobs[4],
         status="completed",
         fused_group={"name": "fused-3", "members": 2, "jobs": [3, 4]},
-        **{"test/acc": 0.95, "val/acc": 0.93, "test/loss": 0.001, "wall_seconds": 1.5},
+        **{"test/acc": 0.95, "val/acc": 0.93, "test/loss": 0.001, "wall_seconds": 3.5},
+        history={"epoch_seconds": [0.5, 1.0]},
     )
     md = build_report(sweep)["md"].read_text()
     assert (
@@ -474,13 +519,15 @@ def test_the_markdown_report_reads_exactly_as_documented(tmp_path):
 
 Common to every job: `data.val_size=500 optimizer=sgd`
 
-| # | configuration | seeds ok | test/acc | val/acc | test/loss | diag/dead_frac/total | diag/grad_norm/layer1 | wall s | status |
+| # | configuration | seeds ok | test/acc | val/acc | test/loss | diag/dead_frac/total | diag/grad_norm/layer1 | train s | status |
 |---|---|---|---|---|---|---|---|---|---|
 | 1 | `activation=tanh` | 1/1 | 0.9500 | 0.9300 | 0.0010 | - | - | 1.5 | completed |
-| 2 | `activation=relu` | 2/2 | 0.9200 ± 0.0141 | 0.9100 ± 0.0141 | 0.2750 ± 0.0354 | 0.375 ± 0.177 | 3.00e-05 ± 1.41e-05 | 3.0 ± 1.4 | completed |
+| 2 | `activation=relu` | 2/2 | 0.9200 ± 0.0141 | 0.9100 ± 0.0141 | 0.2750 ± 0.0354 | 0.375 ± 0.177 | 3.00e-05 ± 1.41e-05 | 2.5 ± 0.7 | completed |
 | 3 | `activation=elu` | 0/2 | - | - | - | - | - | - | diverged,incomplete |
 
-Trained together as one stacked model (`hydra/launcher=fused`; a member's wall s is its group's): jobs 0-2, 5, 7-8; jobs 3-4.
+train s: seconds in the training epochs (a job's start-up, set-up and test left out, so the first job of a process is not charged for its imports); summary.csv has each job's whole `wall_seconds` too.
+
+Trained together as one stacked model (`hydra/launcher=fused`; a member's train s is its group's): jobs 0-2, 5, 7-8; jobs 3-4.
 
 ## Jobs that did not complete
 
@@ -498,11 +545,11 @@ def test_the_csv_reads_exactly_as_documented(tmp_path):
     assert text.splitlines()[0] == (
         "job,config,activation,seed,overrides,status,test/acc,test/loss,val/acc,val/loss,"
         "train/loss,train/acc,epochs,collapse/max_abs_diff,diag/grad_norm/layer1,"
-        "wall_seconds,error"
+        "train_seconds,wall_seconds,error"
     )
     assert (
         text.splitlines()[1] == '"0_activation=relu,seed=0",activation=relu,relu,0,activation=relu seed=0,'
-        "completed,0.91,0.3,0.9,,,0.95,2,1e-06,2e-05,2.0,"
+        "completed,0.91,0.3,0.9,,,0.95,2,1e-06,2e-05,2.0,9.0,"
     )
     assert text.count("\r\n") == 6 and "\r\r" not in text  # csv's own line ends, not doubled
 

@@ -3,6 +3,7 @@ callbacks and logger option."""
 
 import csv
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -111,13 +112,24 @@ def test_eval_tests_the_best_checkpoint_as_it_was_trained(tmp_path):
     assert best.name.startswith("best-epoch00") and metrics["best_val_acc"] == min(metrics["history"]["val/acc"])
     assert torch.load(best, weights_only=True)["datamodule_hyper_parameters"]["normalize"] == "unit"
     results = {}
-    for name, extra in ((best.name, []), ("last.ckpt", []), ("standardized", ["data.normalize=standardize"])):
-        ckpt = run_dir / "checkpoints" / (best.name if extra else name)
+    for name, ckpt, extra in (
+        (best.name, best, []),
+        ("last.ckpt", run_dir / "checkpoints" / "last.ckpt", []),
+        ("standardized", best, ["data.normalize=standardize"]),
+        ("run directory", run_dir, []),  # the checkpoint its run tested
+    ):
         proc = run_script([f"ckpt_path={ckpt}", "progress_bar=false", *extra], tmp_path, script="eval.py")
         assert proc.returncode == 0, proc.stderr[-2000:]
-        results[name] = float(proc.stdout.strip().splitlines()[-1].split()[0].removeprefix("test/acc="))
+        last = proc.stdout.strip().splitlines()[-1]
+        results[name] = float(last.split()[0].removeprefix("test/acc="))
+        (written,) = [p for p in tmp_path.glob("outputs/eval/*/*/eval.json") if str(p) in last]  # it says where
+        assert json.loads(written.read_text())["ckpt_path"] == str(best if ckpt == run_dir else ckpt)
     # the run tested its best checkpoint on the full test set: eval of that file gives the same number
-    assert results[best.name] == pytest.approx(metrics["test/acc"], abs=1e-4)
+    assert results[best.name] == results["run directory"] == pytest.approx(metrics["test/acc"], abs=1e-4)
+    # train.py and eval.py log in one format: a short time stamp and the level
+    for log in (run_dir / "train.log", written.parent / "eval.log"):
+        lines = log.read_text().splitlines()
+        assert lines and all(re.match(r"\[\d\d:\d\d:\d\d\]\[(INFO|WARNING)\] ", line) for line in lines), lines
     assert results["last.ckpt"] != pytest.approx(metrics["test/acc"], abs=1e-4)
     assert results["standardized"] != pytest.approx(metrics["test/acc"], abs=1e-3)  # pixels scaled otherwise
     evaluated = [json.loads(p.read_text()) for p in tmp_path.glob("outputs/eval/*/*/eval.json")]

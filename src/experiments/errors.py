@@ -4,13 +4,28 @@ Anything else raised during a run is a bug or an environment problem and keeps i
 """
 
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import NoReturn
+
+INTERRUPTED = 128 + 2  # a shell's status for a process that Ctrl-C (SIGINT) ended
 
 
 def exit_with(message: str, code: int = 2) -> NoReturn:
     """The one-line form of an error a user can fix: ``Error: <message>`` on stderr, then exit."""
     print(f"Error: {message}", file=sys.stderr, flush=True)
     sys.exit(code)
+
+
+@contextmanager
+def ctrl_c_in_one_line(where: str = "while starting, before a run began") -> Iterator[None]:
+    """A Ctrl-C that lands outside training (Python's imports, Hydra's start) ends the process with one
+    line and the status a shell expects, not a traceback; training handles its own and records it."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        print(f"Interrupted (Ctrl-C) {where}", file=sys.stderr, flush=True)
+        sys.exit(INTERRUPTED)
 
 
 class ExperimentError(Exception):

@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from experiments.errors import RunDirectoryError
+from experiments.errors import CheckpointError, RunDirectoryError
 
 
 def write_json(path: Path, data: dict[str, Any]) -> None:
@@ -75,3 +75,27 @@ def resume_command(ckpt: Path, run_dir: Path, overrides: list[str]) -> str:
         f"hydra.output_subdir=.hydra/resumed-{time.strftime('%Y%m%d-%H%M%S')}",
     ]
     return " ".join(shlex.quote(a) for a in args)
+
+
+def checkpoint_in(ckpt_path: Any) -> Any:
+    """``ckpt_path`` as eval.py takes it: a checkpoint file as it is, or a run directory, meaning the checkpoint
+    its run tested (``best_ckpt`` in its ``metrics.json``, found in its ``checkpoints/`` should the directory
+    have moved), else its only checkpoint. A directory with none, or several and no record of which was
+    tested, is refused naming what it holds."""
+    directory = Path(str(ckpt_path)).expanduser()
+    if not isinstance(ckpt_path, str) or not directory.is_dir():
+        return ckpt_path
+    found = sorted({*directory.glob("*.ckpt"), *directory.glob("checkpoints/*.ckpt")})
+    if best := read_json(directory / "metrics.json").get("best_ckpt"):
+        for path in (Path(best), directory / "checkpoints" / Path(best).name):
+            if path.is_file():
+                return str(path)
+    if len(found) == 1:
+        return str(found[0])
+    if not found:
+        raise CheckpointError(f"ckpt_path={ckpt_path} is a directory without checkpoints: name a .ckpt file")
+    names = ", ".join(str(p.relative_to(directory)) for p in found)
+    raise CheckpointError(
+        f"ckpt_path={ckpt_path} holds {len(found)} checkpoints and no record of the one its run tested: "
+        f"name one ({names})"
+    )

@@ -95,6 +95,10 @@ def existing_file(v: Any) -> str | None:
     return None if isinstance(v, str) and Path(v).expanduser().is_file() else "the path of an existing checkpoint file"
 
 
+def checkpoint_or_run(v: Any) -> str | None:
+    return None if existing_file(v) is None else "a checkpoint file, or a run directory whose run tested one"
+
+
 def existing_dir(v: Any) -> str | None:
     return None if isinstance(v, str) and v and Path(v).expanduser().is_dir() else "an existing directory"
 

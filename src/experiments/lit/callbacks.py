@@ -7,6 +7,7 @@ the run (``run/recipe.py``); their state travels in checkpoints, so a resumed ru
 
 from __future__ import annotations
 
+import logging
 import math
 import signal
 import threading
@@ -20,6 +21,10 @@ import torch
 from lightning.pytorch import callbacks
 
 from experiments import names
+
+log = logging.getLogger(__name__)
+# Where Lightning logs "Received SIGTERM" when its graceful stop begins.
+LIGHTNING_SIGNALS = logging.getLogger("lightning.pytorch.trainer.connectors.signal_connector")
 
 
 class EpochHistory(L.Callback):
@@ -130,7 +135,12 @@ class Interrupts(L.Callback):
         if self.signal is not None:  # the second Ctrl-C: now
             raise KeyboardInterrupt
         self.signal = signal.SIGINT
+        log.warning("Ctrl-C: stopping after this training step and saving interrupted.ckpt (Ctrl-C again: at once)")
         signal.raise_signal(signal.SIGTERM)  # Lightning's graceful stop
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Lightning's "Received SIGTERM" is not logged for a Ctrl-C that this callback turned into one."""
+        return not (self.signal == signal.SIGINT and "Received SIGTERM" in record.getMessage())
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.signal = None
@@ -138,11 +148,13 @@ class Interrupts(L.Callback):
         lightning_handles_sigterm = signal.getsignal(signal.SIGTERM) not in (signal.SIG_DFL, signal.SIG_IGN, None)
         if threading.current_thread() is threading.main_thread() and lightning_handles_sigterm:
             self.previous = signal.signal(signal.SIGINT, self._ctrl_c)
+            LIGHTNING_SIGNALS.addFilter(self)
 
     def _restore(self) -> None:
         if self.previous is not None:
             signal.signal(signal.SIGINT, self.previous)
             self.previous = None
+            LIGHTNING_SIGNALS.removeFilter(self)
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._restore()

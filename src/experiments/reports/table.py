@@ -69,6 +69,8 @@ def read_job(job_dir: Path) -> dict[str, Any]:
         metrics["status"] = Status.INCOMPLETE
     overrides = overrides or _overrides(metrics.get("overrides"))
     settings = dict(o.split("=", 1) for o in overrides if "=" in o)
+    if epochs := metrics["history"].get("epoch_seconds"):  # its training alone: no start-up, set-up or test
+        metrics["train_seconds"] = round(sum(epochs), 3)
     # after the record's own keys: its "overrides" is a list, the report's a string
     return {
         **metrics,
@@ -140,7 +142,7 @@ def group_configs(jobs: list[dict[str, Any]], rank_by: str = "test/acc") -> list
             "statuses": ",".join(sorted({j["status"] for j in members})),
             "members": members,
         }
-        for key in {*names.recorded(), *SUMMARY_DIAG, rank_by, "wall_seconds"}:
+        for key in {*names.recorded(), *SUMMARY_DIAG, rank_by, "train_seconds"}:
             row[key] = _mean_std([j[key] for j in done if key in j])
         rows.append(row)
     sign = 1 if "loss" in rank_by else -1
@@ -198,6 +200,7 @@ def write_csv(jobs: list[dict[str, Any]], path: Path) -> None:
         *names.recorded(),
         "epochs",
         *diag,
+        "train_seconds",
         "wall_seconds",
         "error",
     ]
@@ -223,7 +226,7 @@ def write_markdown(
 ) -> None:
     diag = [k for k in SUMMARY_DIAG if any(math.isfinite(g[k][0]) for g in groups)]
     metrics = [rank_by, *(m for m in ("test/acc", "val/acc", "test/loss") if m != rank_by)]
-    head = ["#", "configuration", "seeds ok", *metrics, *diag, "wall s", "status"]
+    head = ["#", "configuration", "seeds ok", *metrics, *diag, "train s", "status"]
     why = (
         f"ranked by {rank_by}, the metric the search optimised (test accuracy beside it)"
         if rank_by != "test/acc"
@@ -247,15 +250,20 @@ def write_markdown(
             f"{g['completed']}/{g['jobs']}",
             *(_fmt(g[m]) for m in metrics),
             *(_fmt(g[k], 3) for k in diag),
-            _fmt(g["wall_seconds"], 1),
+            _fmt(g["train_seconds"], 1),
             g["statuses"],
         ]
         lines.append("| " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        "train s: seconds in the training epochs (a job's start-up, set-up and test left out, so the first job "
+        "of a process is not charged for its imports); summary.csv has each job's whole `wall_seconds` too.",
+    ]
     fused = {tuple(j["fused_group"]["jobs"]) for j in jobs if isinstance(j.get("fused_group"), dict)}
-    if fused:  # hydra/launcher=fused: a member's wall time is its group's
+    if fused:  # hydra/launcher=fused: a member's epochs are its group's
         lines += [
             "",
-            "Trained together as one stacked model (`hydra/launcher=fused`; a member's wall s is its "
+            "Trained together as one stacked model (`hydra/launcher=fused`; a member's train s is its "
             "group's): " + "; ".join(f"jobs {_ranges(list(members))}" for members in sorted(fused)) + ".",
         ]
     bad = [j for j in jobs if j["status"] != Status.COMPLETED]

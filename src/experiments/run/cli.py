@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import sys
 import time
 import traceback
 import warnings
@@ -21,7 +22,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from experiments.errors import ConfigError, ExperimentError, exit_with
+from experiments.errors import INTERRUPTED, ConfigError, ExperimentError, ctrl_c_in_one_line, exit_with
 from experiments.names import Status
 from experiments.run.record import record_failure
 
@@ -138,8 +139,17 @@ def train_main(cfg: DictConfig) -> float:
     run_dir = Path(hc.runtime.output_dir)
     multirun = hc.mode == RunMode.MULTIRUN
     overrides = OmegaConf.to_container(hc.overrides.task, resolve=False)  # as typed, ${...} included
-    with WarningsSeen() as seen:
-        result = _train(cfg, hc, run_dir, multirun, overrides)
+    try:
+        with WarningsSeen() as seen:
+            result = _train(cfg, hc, run_dir, multirun, overrides)
+    except KeyboardInterrupt:  # training turns its own into SystemExit: this one came before it began
+        record_failure(run_dir, "interrupted (Ctrl-C) before training began", overrides, Status.INTERRUPTED)
+        print(
+            f"Interrupted (Ctrl-C) before training began; metrics.json status=interrupted; run_dir={run_dir}",
+            file=sys.stderr,
+            flush=True,
+        )
+        sys.exit(INTERRUPTED)
     if result is None:
         return math.nan
     if not is_main_process():
@@ -194,15 +204,21 @@ def eval_main(cfg: DictConfig) -> float:
     """Test one checkpoint; prints the metrics and writes them to ``<run_dir>/eval.json``."""
     from hydra.utils import instantiate
 
-    from experiments.config.rules import RULES, boolean, existing_file, validate
-    from experiments.run_dir import write_json
+    from experiments.config.rules import RULES, boolean, checkpoint_or_run, validate
+    from experiments.run_dir import checkpoint_in, write_json
 
     hc = HydraConfig.get()
     run_dir = Path(hc.runtime.output_dir)
     try:
+        if not OmegaConf.is_missing(cfg, "ckpt_path"):  # a run directory: the checkpoint its run tested
+            cfg.ckpt_path = checkpoint_in(cfg.ckpt_path)
         validate(
             cfg,
-            extra={"ckpt_path": existing_file, "progress_bar": boolean, "accelerator": RULES["trainer.accelerator"]},
+            extra={
+                "ckpt_path": checkpoint_or_run,
+                "progress_bar": boolean,
+                "accelerator": RULES["trainer.accelerator"],
+            },
         )
         import lightning as L  # after the checks: its import takes seconds
 
@@ -228,17 +244,55 @@ def eval_main(cfg: DictConfig) -> float:
     )
     result = {k: float(v) for k, v in trainer.test(module, datamodule=datamodule, verbose=False)[0].items()}
     write_json(run_dir / "eval.json", {**result, "ckpt_path": str(Path(cfg.ckpt_path).resolve())})
-    print(f"test/acc={result['test/acc']:.4f} test/loss={result['test/loss']:.4f} ckpt={cfg.ckpt_path}", flush=True)
+    print(
+        f"test/acc={result['test/acc']:.4f} test/loss={result['test/loss']:.4f} ckpt={cfg.ckpt_path} "
+        f"written to {run_dir / 'eval.json'}",
+        flush=True,
+    )
     return result["test/acc"]
 
 
-def _hydra_entry(task: Any, config_name: str) -> None:
+def unreadable_override(args: list[str]) -> str | None:
+    """The first command-line override Hydra's grammar cannot read, as a line that says how to quote it:
+    Hydra's own message ("mismatched input '=' expecting <EOF>") never says, and the sweep job directories
+    this project names (``0_activation=relu,optimizer.lr=0.1``) need it whenever a path holds one."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import OverrideParseException
+
+    parser = OverridesParser.create()
+    for arg in (a for a in args if "=" in a and not a.startswith("-")):
+        try:
+            parser.parse_overrides([arg])
+        except OverrideParseException as exc:
+            key, _, value = arg.partition("=")
+            return (
+                f"Hydra cannot read {arg!r} ({str(exc).splitlines()[0]}): a value holding '=', ',', brackets or "
+                f"quotes is quoted for Hydra, inside the shell's quotes: '{key}=\"{value}\"'"
+            )
+    return None
+
+
+def hydra_main(conf_dir: str, config_name: str, task: Any) -> Any:
+    """``hydra.main`` for train.py, eval.py and their console scripts, with a command line Hydra's grammar
+    cannot read answered by one line that says how to quote it."""
     import hydra
 
+    main = hydra.main(version_base="1.3", config_path=conf_dir, config_name=config_name)(task)
+
+    def checked() -> None:
+        if problem := unreadable_override(sys.argv[1:]):
+            exit_with(problem)
+        main()
+
+    return checked
+
+
+def _hydra_entry(task: Any, config_name: str) -> None:
     from experiments.config.catalogue import CONF_DIR
 
-    register_resolvers()
-    hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name=config_name)(task)()
+    with ctrl_c_in_one_line():
+        register_resolvers()
+        hydra_main(str(CONF_DIR), config_name, task)()
 
 
 def train() -> None:

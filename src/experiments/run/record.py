@@ -46,11 +46,12 @@ def first_record(run_dir: Path, choices: dict[str, str], overrides: list[str]) -
     }
 
 
-def record_failure(run_dir: Path, error: str, overrides: list[str]) -> None:
-    """``failed``: what the run recorded so far (its time included), plus the error."""
+def record_failure(run_dir: Path, error: str, overrides: list[str], status: Status = Status.FAILED) -> None:
+    """``failed`` (or ``interrupted`` before training began): what the run recorded so far (its time and an
+    earlier interruption's way back included), plus the error."""
     path = run_dir / "metrics.json"
     if not is_main_process() or not run_dir.is_dir():
         return
     record = Record(path, read_json(path))
-    record.data.update(status=Status.FAILED, error=error, run_dir=str(run_dir), overrides=overrides)
+    record.data.update(status=status, error=error, run_dir=str(run_dir), overrides=overrides)
     record.save()
