@@ -257,6 +257,60 @@ def test_weights_of_another_shape_than_the_hyperparameters_say(good_checkpoint, 
     one_line(code, lines, 2, str(path), "weights do not fit", "net.output.weight")
 
 
+@pytest.fixture(scope="module")
+def resumable(tmp_path_factory) -> Path:
+    """A run's last.ckpt as train.py writes it: what a resume reads."""
+    run_dir = tmp_path_factory.mktemp("resumable") / "run"
+    register_resolvers()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(sys, "argv", ["train.py", f"hydra.run.dir={run_dir}", *FAST])
+        entry("train.py")()
+    return run_dir / "checkpoints" / "last.ckpt"
+
+
+def _weight_of_another_shape(c):
+    c["state_dict"]["net.output.weight"] = torch.zeros(10, 48)
+
+
+def _weight_missing(c):
+    del c["state_dict"]["net.output.bias"]
+
+
+def _weight_no_tensor(c):
+    c["state_dict"]["net.hidden.0.linear.bias"] = [0.0] * 64
+
+
+def _optimizer_state_of_another_shape(c):
+    c["optimizer_states"][0]["state"][0]["exp_avg"] = torch.zeros(3)
+
+
+UNFIT = {  # a damage -> (what the line says is wrong, the words that say it)
+    "shape": (
+        _weight_of_another_shape,
+        "weights",
+        "net.output.weight has shape [10, 48] where the network has [10, 64]",
+    ),
+    "missing": (_weight_missing, "weights", "net.output.bias is missing"),
+    "no tensor": (_weight_no_tensor, "weights", "net.hidden.0.linear.bias is a list, not a tensor"),
+    "optimizer": (_optimizer_state_of_another_shape, "optimizer state", "exp_avg of parameter 0 has shape [3]"),
+}
+
+
+@pytest.mark.parametrize("script", ["eval.py", "train.py"])
+@pytest.mark.parametrize("damage", UNFIT)
+def test_a_checkpoint_whose_tensors_do_not_fit_its_own_network(
+    damage, script, resumable, monkeypatch, capsys, tmp_path
+):
+    edit, what, words = UNFIT[damage]
+    path = edited(resumable, tmp_path, edit)
+    args = [f"ckpt_path={path}"] + ([*FAST, "trainer.max_epochs=2"] if script == "train.py" else ["progress_bar=false"])
+    if script == "eval.py" and what == "optimizer state":  # eval.py reads the weights only: it tests them
+        assert run(script, args, monkeypatch, capsys, tmp_path / "run")[0] == 0
+        return
+    code, lines = run(script, args, monkeypatch, capsys, tmp_path / "run")
+    one_line(code, lines, 2, f"{path}: its {what} do", "not fit the network its hyperparameters describe", words)
+
+
 @pytest.mark.parametrize(
     "override, words",
     [

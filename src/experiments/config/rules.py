@@ -91,6 +91,16 @@ def batch_limit(v: Any) -> str | None:
     return None if ok else "an integer >= 1 (batches) or a fraction in (0, 1]"
 
 
+def batches_or_fraction(low: int) -> Check:
+    """Lightning's ``overfit_batches`` / ``val_check_interval`` kind: a count of batches, or a fraction of them."""
+
+    def check(v: Any) -> str | None:
+        ok = (_is_int(v) and v >= low) or (isinstance(v, float) and 0 < v <= 1)
+        return None if ok else f"an integer >= {low} (batches) or a fraction in (0, 1]"
+
+    return check
+
+
 def existing_file(v: Any) -> str | None:
     return None if isinstance(v, str) and Path(v).expanduser().is_file() else "the path of an existing checkpoint file"
 
@@ -187,6 +197,19 @@ RULES: dict[str, Check] = {
     "trainer.accumulate_grad_batches": integer(1),
     "trainer.check_val_every_n_epoch": optional(integer(1)),
     "trainer.enable_checkpointing": boolean,
+    "trainer.enable_progress_bar": optional(boolean),
+    "trainer.enable_model_summary": optional(boolean),
+    "trainer.fast_dev_run": lambda v: (
+        None if isinstance(v, bool) or (_is_int(v) and v >= 1) else "true, false or an integer >= 1 (batches)"
+    ),
+    "trainer.overfit_batches": batches_or_fraction(0),
+    "trainer.val_check_interval": optional(batches_or_fraction(1)),
+    "trainer.num_sanity_val_steps": integer(-1),
+    "trainer.min_epochs": optional(integer(0)),
+    "trainer.min_steps": optional(integer(0)),
+    "trainer.profiler": optional(one_of("simple", "advanced", "pytorch")),
+    "trainer.detect_anomaly": boolean,
+    "trainer.benchmark": optional(boolean),
     "callbacks.*.every_n_train_steps": optional(integer(1)),
     "callbacks.*.every_n_epochs": optional(integer(0)),
     "callbacks.*.save_top_k": integer(-1),
@@ -195,6 +218,21 @@ RULES: dict[str, Check] = {
     "callbacks.*.min_delta": number(0, low_open=False),
     "callbacks.*.monitor": optional(metric),
     "callbacks.*.mode": one_of("min", "max"),
+    "callbacks.*.save_last": one_of(None, True, False, "link"),
+    "callbacks.*.save_weights_only": boolean,
+    "callbacks.*.save_on_train_epoch_end": optional(boolean),
+    "callbacks.*.auto_insert_metric_name": boolean,
+    "callbacks.*.verbose": boolean,
+    "callbacks.*.leave": boolean,
+    "callbacks.*.check_finite": boolean,
+    "callbacks.*.check_on_train_epoch_end": optional(boolean),
+    "callbacks.*.stopping_threshold": optional(number(-math.inf, math.inf)),
+    "callbacks.*.divergence_threshold": optional(number(-math.inf, math.inf)),
+    "logger.*.flush_secs": number(0),
+    "logger.*.max_queue": integer(1),
+    "logger.*.flush_logs_every_n_steps": integer(1),
+    "logger.*.log_graph": boolean,
+    "logger.*.default_hp_metric": boolean,
     "diagnostics.*.probe_size": integer(1, 5000),
     "diagnostics.*.every_n_steps": integer(1),
     "diagnostics.*.every_n_epochs": integer(1),

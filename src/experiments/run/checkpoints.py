@@ -112,18 +112,55 @@ def resume_mismatches(checkpoint: dict[str, Any], hparams: dict[str, Any]) -> li
     return found
 
 
+def unfit_tensors(checkpoint: dict[str, Any], module: torch.nn.Module, optimizer: bool = False) -> list[str]:
+    """What of a checkpoint's weights (and of its optimizer state, with ``optimizer``: a resume uses it) does
+    not fit the network its own hyperparameters build (``module``): a file damaged or edited by hand. Said per
+    tensor, before ``load_state_dict`` or the first optimizer step would stop with a traceback."""
+    expected, saved = module.state_dict(), checkpoint.get("state_dict")
+    if not isinstance(saved, dict):
+        return [f"state_dict is a {type(saved).__name__}, not a mapping of tensors"]
+    found = [f"{key} is missing" for key in expected if key not in saved]
+    found += [f"{key} is not a weight of this network" for key in saved if key not in expected]
+    for key in (k for k in expected if k in saved):
+        value = saved[key]
+        if not isinstance(value, torch.Tensor):
+            found.append(f"{key} is a {type(value).__name__}, not a tensor")
+        elif value.shape != expected[key].shape:
+            found.append(f"{key} has shape {list(value.shape)} where the network has {list(expected[key].shape)}")
+    params = list(module.parameters())
+    for n, state in enumerate(checkpoint.get("optimizer_states") or [] if optimizer else []):
+        for index, values in ((state or {}).get("state") or {}).items():
+            if not isinstance(index, int) or not 0 <= index < len(params):
+                found.append(f"optimizer state {n} is kept for parameter {index!r}; the network has {len(params)}")
+                continue
+            for name, value in (values or {}).items():
+                if isinstance(value, torch.Tensor) and value.dim() and value.shape != params[index].shape:
+                    found.append(
+                        f"optimizer state {n}: {name} of parameter {index} has shape {list(value.shape)} where "
+                        f"the parameter has {list(params[index].shape)}"
+                    )
+    return found
+
+
+def refuse_unfit(path: str | Path, checkpoint: dict[str, Any], optimizer: bool = False) -> None:
+    """``unfit_tensors`` against the network the checkpoint's hyperparameters build, as one refusal."""
+    if found := unfit_tensors(checkpoint, Classifier(**checkpoint["hyper_parameters"]), optimizer):
+        what = "optimizer state does" if all(f.startswith("optimizer state") for f in found) else "weights do"
+        more = f" and {len(found) - 3} more" if len(found) > 3 else ""
+        raise CheckpointError(
+            f"{path}: its {what} not fit the network its hyperparameters describe ({'; '.join(found[:3])}{more}); "
+            f"the file was damaged or edited: use another checkpoint"
+        )
+
+
 def load_classifier(path: str | Path, checkpoint: dict[str, Any] | None = None) -> Classifier:
-    """The model of a checkpoint, rebuilt from its saved hyperparameters once they pass the catalogue.
+    """The model of a checkpoint, rebuilt from its saved hyperparameters once they pass the catalogue and its
+    weights fit them.
 
     ``checkpoint``: the file as ``read_checkpoint`` returned it, where the caller has read it already.
     """
     if checkpoint is None:
         checkpoint = read_checkpoint(path)
+    refuse_unfit(path, checkpoint)
     hparams = checkpoint["hyper_parameters"]  # as read_checkpoint checked it: moved classes named anew
-    try:
-        return Classifier.load_from_checkpoint(path, map_location="cpu", weights_only=True, **hparams)
-    except RuntimeError as exc:  # weights of another shape than the hyperparameters describe
-        raise CheckpointError(
-            f"{path}: its weights do not fit the model its hyperparameters describe "
-            f"({str(exc).splitlines()[1].strip()[:200] if len(str(exc).splitlines()) > 1 else exc})"
-        ) from None
+    return Classifier.load_from_checkpoint(path, map_location="cpu", weights_only=True, **hparams)

@@ -29,7 +29,7 @@ from experiments.lit.callbacks import Diverged, DivergenceGuard, EpochHistory, I
 from experiments.lit.checkpoint_io import AtomicCheckpointIO
 from experiments.lit.classifier import Classifier
 from experiments.names import Status
-from experiments.run.checkpoints import read_checkpoint, resume_mismatches
+from experiments.run.checkpoints import read_checkpoint, refuse_unfit, resume_mismatches
 from experiments.run.hparams import log_final, plain
 from experiments.run.record import Record, first_record
 from experiments.run_dir import is_main_process, read_json, resume_command
@@ -218,6 +218,7 @@ def run(
                 f"scaling than this run's ({'; '.join(mismatches)}): resume with the overrides "
                 f"it was trained with"
             )
+        refuse_unfit(cfg.ckpt_path, checkpoint, optimizer=True)
         earlier = read_json(metrics_path)  # an interrupted run's way back stays on record until this one ends
         data.update(
             {k: earlier[k] for k in ("resume_command", "interrupted_ckpt") if k in earlier},
