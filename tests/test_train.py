@@ -195,7 +195,7 @@ def test_the_progress_bar_shows_the_training_loss_and_compile_trains(tmp_path):
     args = [a for a in FAST if not a.startswith("callbacks.progress_bar")]
     proc = run_script([*args, "trainer.log_every_n_steps=5", "compile=true"], tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "train/loss" in proc.stdout and "Epoch 0/0" in proc.stdout and "20/20" in proc.stdout
+    assert "train/loss" in proc.stdout and "Epoch 1/1" in proc.stdout and "20/20" in proc.stdout
     metrics = read_metrics(only_run_dir(tmp_path))
     assert metrics["status"] == "completed" and metrics["test/acc"] > 0.5
     # compiled in place: the checkpoint keeps plain keys and loads into an uncompiled model
