@@ -5,7 +5,8 @@ from experiments.errors import ctrl_c_in_one_line
 with ctrl_c_in_one_line():  # Ctrl-C while Python imports: one line, not a traceback
     from pathlib import Path
 
-    from experiments.run.cli import eval_main, hydra_main, register_resolvers
+    from experiments.run.cli import eval_main, register_resolvers
+    from experiments.run.command_line import hydra_main
 
     CONF = str(Path(__file__).resolve().parent / "conf")
     main = hydra_main(CONF, "eval", eval_main)

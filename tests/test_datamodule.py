@@ -52,6 +52,21 @@ def test_batches_cover_every_example_once_per_epoch_in_a_new_order():
     assert torch.equal(_epoch(replay), second)  # epoch 1's order, whatever came before it
 
 
+@pytest.mark.parametrize("overfit_batches, fixed", [(0, False), (3, True), (0.5, True)])
+def test_under_overfit_batches_every_epoch_sees_the_same_batches(overfit_batches, fixed):
+    from types import SimpleNamespace
+
+    dm = MNISTDataModule(batch_size=100, limit_train=500)
+    dm.prepare_data()
+    dm.trainer = SimpleNamespace(overfit_batches=overfit_batches, global_rank=0, world_size=1)
+    epochs = []
+    for epoch in (0, 1):
+        loader = dm.train_dataloader()
+        loader.sampler.set_epoch(epoch)  # what Lightning does at the start of every epoch
+        epochs.append([y for _, y in loader][0])
+    assert torch.equal(*epochs) is fixed
+
+
 def test_loader_resumes_mid_epoch_with_the_unseen_batches():
     x = torch.arange(100, dtype=torch.float32).unsqueeze(1)
     loader = TensorBatches(x, torch.zeros(100), batch_size=10, shuffle=True, seed=0)

@@ -203,14 +203,65 @@ def test_the_progress_bar_shows_the_training_loss_and_compile_trains(tmp_path):
     assert "net.output.weight" in state["state_dict"]
 
 
-def test_trainer_debug_runs_a_few_batches_without_checkpoints(tmp_path):
-    proc = run_script(["trainer=debug", "print_config=false"], tmp_path)
+def debug_run(tmp_path: Path) -> Path:
+    runs = [p.parent for p in tmp_path.glob("outputs/debug/*/*/metrics.json")]  # apart from real runs
+    assert len(runs) == 1 and not (tmp_path / "outputs" / "runs").exists(), runs
+    return runs[0]
+
+
+def test_debug_fdr_runs_one_batch_of_each_stage_and_keeps_nothing_a_real_run_would(tmp_path):
+    proc = run_script(["debug=fdr", "print_config=false"], tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    run_dir = only_run_dir(tmp_path)
+    run_dir = debug_run(tmp_path)
     metrics = read_metrics(run_dir)
+    assert metrics["status"] == "completed" and metrics["global_step"] == 1 and metrics["best_ckpt"] is None
+    assert sorted(p.name for p in run_dir.iterdir()) == [".hydra", "metrics.json", "train.log"]  # no ckpt, no events
+
+
+def test_debug_limit_runs_a_few_batches_of_each_stage_in_one_epoch(tmp_path):
+    proc = run_script(["debug=limit", "print_config=false"], tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    metrics = read_metrics(debug_run(tmp_path))
     assert metrics["status"] == "completed" and metrics["global_step"] == 5 and metrics["epochs"] == 1
-    assert not (run_dir / "checkpoints").exists() and metrics["best_ckpt"] is None
-    assert "Epoch 0" not in proc.stdout  # no progress bar
+    assert Path(metrics["best_ckpt"]).is_file()  # the whole run, checkpoints included
+
+
+def test_debug_overfit_drives_the_training_loss_of_a_few_fixed_batches_to_near_zero(tmp_path):
+    proc = run_script(["debug=overfit", "print_config=false", "callbacks.progress_bar=null"], tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    metrics = read_metrics(debug_run(tmp_path))
+    losses = metrics["history"]["train/loss"]
+    assert metrics["global_step"] == 3 * len(losses) and losses[0] > 1.0 and losses[-1] < 0.01, losses[::10]
+
+
+@pytest.mark.parametrize("profiler", ["SimpleProfiler", "AdvancedProfiler", "PyTorchProfiler"])
+def test_debug_profiler_writes_its_report_into_the_run_directory_and_names_it(tmp_path, profiler):
+    chosen = f"trainer.profiler._target_=lightning.pytorch.profilers.{profiler}"
+    proc = run_script(["debug=profiler", chosen, "print_config=false", "callbacks.progress_bar=null"], tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    run_dir = debug_run(tmp_path)
+    report = run_dir / "fit-profile.txt"
+    assert report.stat().st_size > 500 and f"profiler report: {report}" in proc.stdout.splitlines()[-3:]
+    assert ("training_step" in report.read_text()) if profiler != "PyTorchProfiler" else True
+
+
+def test_debug_anomaly_names_the_operation_that_made_a_nan(tmp_path):
+    diverging = ["optimizer=sgd", "optimizer.lr=1e6", "trainer.limit_train_batches=20", *FAST[1:]]
+    for name in ("plain", "traced"):
+        (tmp_path / name).mkdir()
+    plain = run_script(diverging, tmp_path / "plain")
+    traced = run_script(["debug=anomaly", *diverging], tmp_path / "traced")
+    assert plain.returncode == traced.returncode == 1, traced.stderr[-3000:]
+    assert "train loss is nan" in read_metrics(only_run_dir(tmp_path / "plain"))["error"]
+    error = read_metrics(debug_run(tmp_path / "traced"))["error"]
+    assert re.search(r"step \d+: Function '\w+Backward\d*' returned nan values", error), error
+    assert error in traced.stderr
+
+
+def test_trainer_debug_is_now_debug_limit(tmp_path):
+    proc = run_script(["trainer=debug"], tmp_path)
+    assert proc.returncode == 2 and proc.stderr.strip().startswith("Error: trainer=debug is now debug=limit")
+    assert not (tmp_path / "outputs").exists()
 
 
 def test_step_checkpoints_and_early_stopping_from_the_callbacks_group(tmp_path):

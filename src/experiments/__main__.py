@@ -23,7 +23,7 @@ def overview() -> str:
     lines += [f"  {command:<52} {'[' + script + ']':<13} {what}" for command, script, what in COMMANDS]
     lines += ["", "Scripts:"] + [f"  python {path:<32} {what}" for path, what in SCRIPTS]
     lines += ["", f"Config groups ({CONF_DIR}), choose with group=option:"]
-    for group in sorted(p for p in CONF_DIR.iterdir() if p.is_dir()):
+    for group in sorted(p for p in CONF_DIR.iterdir() if p.is_dir() and p.name != "hydra"):  # Hydra's own: not a choice
         options = sorted(p.stem for p in group.glob("*.yaml"))
         lines.append(f"  {group.name + '=':<16} {', '.join(options)}")
     lines += ["", "python train.py --help lists every key; README.md explains each group."]

@@ -4,7 +4,7 @@ Anything else raised during a run is a bug or an environment problem and keeps i
 """
 
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import NoReturn
 
@@ -18,12 +18,17 @@ def exit_with(message: str, code: int = 2) -> NoReturn:
 
 
 @contextmanager
-def ctrl_c_in_one_line(where: str = "while starting, before a run began") -> Iterator[None]:
-    """A Ctrl-C that lands outside training (Python's imports, Hydra's start) ends the process with one
-    line and the status a shell expects, not a traceback; training handles its own and records it."""
+def ctrl_c_in_one_line(
+    where: str = "while starting, before a run began", record: Callable[[], None] | None = None
+) -> Iterator[None]:
+    """A Ctrl-C that lands outside training (Python's imports, Hydra's start, a run's checks and build) ends
+    the process with one line and the status a shell expects, not a traceback, after ``record`` (a run's
+    record of it); training handles its own and records it."""
     try:
         yield
     except KeyboardInterrupt:
+        if record is not None:
+            record()
         print(f"Interrupted (Ctrl-C) {where}", file=sys.stderr, flush=True)
         sys.exit(INTERRUPTED)
 

@@ -108,6 +108,7 @@ GROUPS: tuple[Group, ...] = (
     Group("logger", "entries", entry="a logger"),
     Group("experiment", "preset"),
     Group("hparams_search", "preset"),
+    Group("debug", "preset"),
 )
 
 # Top-level keys train.py reads beside its groups' sections.

@@ -101,6 +101,12 @@ def batches_or_fraction(low: int) -> Check:
     return check
 
 
+def profiler(v: Any) -> str | None:
+    named = v in (None, "simple", "advanced", "pytorch")
+    built = isinstance(v, (dict, DictConfig)) and str(v.get("_target_", "")).startswith("lightning.pytorch.profilers.")
+    return None if named or built else "null, simple, advanced, pytorch, or a lightning.pytorch.profilers class"
+
+
 def existing_file(v: Any) -> str | None:
     return None if isinstance(v, str) and Path(v).expanduser().is_file() else "the path of an existing checkpoint file"
 
@@ -207,7 +213,7 @@ RULES: dict[str, Check] = {
     "trainer.num_sanity_val_steps": integer(-1),
     "trainer.min_epochs": optional(integer(0)),
     "trainer.min_steps": optional(integer(0)),
-    "trainer.profiler": optional(one_of("simple", "advanced", "pytorch")),
+    "trainer.profiler": profiler,
     "trainer.detect_anomaly": boolean,
     "trainer.benchmark": optional(boolean),
     "callbacks.*.every_n_train_steps": optional(integer(1)),

@@ -178,7 +178,10 @@ class MNISTDataModule(L.LightningDataModule):
         return normalize(self.tensors[f"{part}_x"][:n], self.normalize)
 
     def train_dataloader(self) -> TensorBatches:
-        return self._loader("train", self.resolved_batch_size(), shuffle=True)
+        # Lightning's overfit_batches turns off a torch sampler's shuffling to repeat the same batches; these
+        # batches come from no torch sampler, so the loader keeps its first order itself
+        overfit = self.trainer is not None and self.trainer.overfit_batches > 0
+        return self._loader("train", self.resolved_batch_size(), shuffle=not overfit)
 
     def val_dataloader(self) -> TensorBatches:
         return self._loader("val", self.eval_batch_size, shuffle=False)

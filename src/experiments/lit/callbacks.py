@@ -83,8 +83,10 @@ class EpochHistory(L.Callback):
 
 
 class Diverged(RuntimeError):
-    def __init__(self, epoch: int, step: int, loss: float) -> None:
-        super().__init__(f"diverged at epoch {epoch}, step {step}: train loss is {loss}")
+    """``cause``: what made it, where something said more than the loss (torch's anomaly detection)."""
+
+    def __init__(self, epoch: int, step: int, loss: float, cause: str | None = None) -> None:
+        super().__init__(f"diverged at epoch {epoch}, step {step}: {cause or f'train loss is {loss}'}")
         self.epoch, self.step = epoch, step
 
 

@@ -22,54 +22,10 @@ from pathlib import Path
 from typing import Any
 
 from experiments.names import Status
+from experiments.reports.style import MIN_ACCURACY_SPAN, at_least, line_style, plain_log_labels
 from experiments.reports.table import describe, short_keys
 
 CHANCE = 0.1  # ten balanced classes
-# Curves that nearly coincide (two activations a hair apart) hide each other in colour alone: each line
-# also gets its own marker, line style and marker fill, the combinations repeating only after 28 lines.
-MARKERS = ("o", "s", "^", "D", "v", "P", "X")
-LINE_STYLES = ("-", "--", "-.", ":")
-# An accuracy axis spans at least this much: two epochs 0.001 apart are drawn as close as they are.
-MIN_ACCURACY_SPAN = 0.05
-
-
-def _style(i: int) -> dict[str, Any]:
-    return {
-        "marker": MARKERS[i % len(MARKERS)],
-        "linestyle": LINE_STYLES[i % len(LINE_STYLES)],
-        "fillstyle": "full" if i % 2 == 0 else "none",
-    }
-
-
-def _at_least(ax: Any, span: float, low: float = 0.0, high: float = 1.0) -> None:
-    """Widen the y-axis to ``span`` around its data where the data span less, within [low, high]."""
-    values = [y for line in ax.lines for y in line.get_ydata() if math.isfinite(y)]
-    if not values or max(values) - min(values) >= span:
-        return
-    middle = (max(values) + min(values)) / 2
-    bottom = min(max(low, middle - span / 2), high - span)
-    ax.set_ylim(bottom, bottom + span)
-
-
-def _plain_log_labels(axis: Any) -> None:
-    """Log-axis ticks as plain numbers (0.4, 2e-05), not matplotlib's 4x10^-1."""
-    from matplotlib.ticker import Formatter
-
-    class PlainLog(Formatter):
-        """The minor ticks are labelled only where the axis, as drawn, spans under two decades."""
-
-        def __init__(self, minor: bool) -> None:
-            self.minor = minor
-
-        def __call__(self, value: float, pos: int | None = None) -> str:
-            if self.minor:
-                low, high = self.axis.get_view_interval()
-                if not (low > 0 and math.log10(high / low) < 2):
-                    return ""
-            return f"{value:.3g}"
-
-    axis.set_major_formatter(PlainLog(minor=False))
-    axis.set_minor_formatter(PlainLog(minor=True))
 
 
 def _figure(rows: int = 1, cols: int = 1, **kwargs: Any) -> tuple[Any, Any]:
@@ -128,10 +84,10 @@ def val_acc_curves(groups: list[dict[str, Any]], path: Path) -> Path | None:
         if curves:
             mean = _mean_curve(curves)
             longest = max(longest, len(mean))
-            ax.plot(range(1, len(mean) + 1), mean, label=_wrap(g["config"], 40), **_style(len(ax.lines)))
+            ax.plot(range(1, len(mean) + 1), mean, label=_wrap(g["config"], 40), **line_style(len(ax.lines)))
     if not longest:
         return None
-    _at_least(ax, MIN_ACCURACY_SPAN)
+    at_least(ax, MIN_ACCURACY_SPAN)
     ax.set_xticks(range(1, longest + 1) if longest <= 20 else range(1, longest + 1, math.ceil(longest / 10)))
     ax.set_xlim(0.5, longest + 0.5)
     ax.set(xlabel="epoch", ylabel="validation accuracy", title="Validation accuracy per epoch (mean over seeds)")
@@ -229,11 +185,11 @@ def grad_norms(groups: list[dict[str, Any]], path: Path) -> Path | None:
             points.append(statistics.fmean(values) if values else math.nan)
         if any(math.isfinite(p) and p > 0 for p in points):
             shown = [p if p > 0 else math.nan for p in points]
-            ax.plot(range(len(layers)), shown, label=_wrap(g["config"], 40), **_style(len(ax.lines)))
+            ax.plot(range(len(layers)), shown, label=_wrap(g["config"], 40), **line_style(len(ax.lines)))
     if not ax.lines:
         return None
     ax.set_yscale("log")
-    _plain_log_labels(ax.yaxis)
+    plain_log_labels(ax.yaxis)
     ax.set_xticks(range(len(layers)), [n.replace("layer", "") if n != "output" else "out" for n in layers])
     ax.set(
         xlabel="layer (1 = next to the input)",
@@ -267,9 +223,9 @@ def dead_vs_lr(jobs: list[dict[str, Any]], path: Path) -> Path | None:
             values = [[j["diag/dead_frac/" + layer] for j in by_lr[lr] if f"diag/dead_frac/{layer}" in j] for lr in lrs]
             means = [statistics.fmean(v) if v else math.nan for v in values]
             stds = [statistics.stdev(v) if len(v) > 1 else 0.0 for v in values]
-            ax.errorbar(lrs, means, yerr=stds, capsize=3, label=name, **_style(i))
+            ax.errorbar(lrs, means, yerr=stds, capsize=3, label=name, **line_style(i))
         ax.set_xscale("log")
-        _plain_log_labels(ax.xaxis)
+        plain_log_labels(ax.xaxis)
         ax.set_ylim(-0.03, 1.03)
         ax.set(title=f"hidden layer {layer.removeprefix('layer')}", xlabel="learning rate (log scale)")
         ax.grid(alpha=0.3, which="both")

@@ -104,13 +104,9 @@ def describe(settings: dict[str, str], names: dict[str, str]) -> str:
 
 
 def label_configs(jobs: list[dict[str, Any]]) -> list[str]:
-    """Name each job's configuration by the overrides that vary across the sweep (seed excluded).
-
-    A key is shortened to its last part (``optimizer.lr`` -> ``lr``) where no other swept key shares it,
-    and numbers are rounded to 3 significant digits, so labels stay short enough to read in a plot.
-    ``job["swept"]`` keeps the full keys and values (the CSV's columns). Returns the overrides common to
-    every job, for the report's header.
-    """
+    """Name each job's configuration by the overrides that vary across the sweep (seed excluded), as short as
+    ``describe`` makes them, so labels stay readable in a plot; ``job["swept"]`` keeps the full keys and values
+    (the CSV's columns). Returns the overrides common to every job, for the report's header."""
     keys = {k for j in jobs for k in j["_overrides"] if k != "seed"}
     varying = sorted(k for k in keys if len({j["_overrides"].get(k) for j in jobs}) > 1)
     names = short_keys(varying)
@@ -240,6 +236,9 @@ def write_markdown(
         "",
         f"Common to every job: `{' '.join(common) or '(no overrides)'}`",
         "",
+        "train s: seconds in the training epochs (start-up, set-up and test left out: the first job of a process "
+        "is not charged for its imports); summary.csv has each job's whole `wall_seconds` too.",
+        "",
         "| " + " | ".join(head) + " |",
         "|" + "---|" * len(head),
     ]
@@ -254,11 +253,6 @@ def write_markdown(
             g["statuses"],
         ]
         lines.append("| " + " | ".join(cells) + " |")
-    lines += [
-        "",
-        "train s: seconds in the training epochs (a job's start-up, set-up and test left out, so the first job "
-        "of a process is not charged for its imports); summary.csv has each job's whole `wall_seconds` too.",
-    ]
     fused = {tuple(j["fused_group"]["jobs"]) for j in jobs if isinstance(j.get("fused_group"), dict)}
     if fused:  # hydra/launcher=fused: a member's epochs are its group's
         lines += [

@@ -11,10 +11,10 @@ from __future__ import annotations
 import logging
 import math
 import os
-import sys
 import time
 import traceback
 import warnings
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +22,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from experiments.errors import INTERRUPTED, ConfigError, ExperimentError, ctrl_c_in_one_line, exit_with
+from experiments.errors import ConfigError, ExperimentError, ctrl_c_in_one_line, exit_with
 from experiments.names import Status
 from experiments.run.record import record_failure
 
@@ -60,6 +60,8 @@ def quiet_lightning() -> None:
         if not any(isinstance(f, _DropTips) for f in logger.filters):  # once, not once per sweep job
             logger.addFilter(_DropTips())
     warnings.filterwarnings("ignore", message=r".*treespec.*LeafSpec.*")
+    # said of any loader without a torch SequentialSampler; the project's keep a fixed order themselves
+    warnings.filterwarnings("ignore", message=r"You requested to overfit but enabled")
 
 
 class WarningsSeen(logging.Handler):
@@ -139,23 +141,29 @@ def train_main(cfg: DictConfig) -> float:
     run_dir = Path(hc.runtime.output_dir)
     multirun = hc.mode == RunMode.MULTIRUN
     overrides = OmegaConf.to_container(hc.overrides.task, resolve=False)  # as typed, ${...} included
-    try:
-        with WarningsSeen() as seen:
-            result = _train(cfg, hc, run_dir, multirun, overrides)
-    except KeyboardInterrupt:  # training turns its own into SystemExit: this one came before it began
-        record_failure(run_dir, "interrupted (Ctrl-C) before training began", overrides, Status.INTERRUPTED)
-        print(
-            f"Interrupted (Ctrl-C) before training began; metrics.json status=interrupted; run_dir={run_dir}",
-            file=sys.stderr,
-            flush=True,
-        )
-        sys.exit(INTERRUPTED)
+    # training turns its own Ctrl-C into SystemExit: one that lands here came before training began
+    early = "interrupted (Ctrl-C) before training began"
+    stopped = partial(record_failure, run_dir, early, overrides, Status.INTERRUPTED)
+    where = f"before training began; metrics.json status=interrupted; run_dir={run_dir}"
+    with ctrl_c_in_one_line(where, stopped), WarningsSeen() as seen:
+        result = _train(cfg, hc, run_dir, multirun, overrides)
     if result is None:
         return math.nan
     if not is_main_process():
         return float(result.get(cfg.optimized_metric, math.nan))
     seen.repeat()
+    for report in profiler_reports(cfg):
+        print(f"profiler report: {report}")
     return finish(cfg, result, run_dir, multirun)
+
+
+def profiler_reports(cfg: DictConfig) -> list[Path]:
+    """The files a profiler of ``trainer.profiler`` (``debug=profiler``) wrote: ``fit-<filename>.txt`` and the
+    test's, where it was given a directory."""
+    profiler = cfg.trainer.get("profiler")
+    if not isinstance(profiler, DictConfig) or not profiler.get("dirpath"):
+        return []
+    return sorted(Path(profiler.dirpath).glob(f"*-{profiler.get('filename') or ''}*.txt"))
 
 
 def _train(cfg: DictConfig, hc: Any, run_dir: Path, multirun: bool, overrides: list[str]) -> dict[str, Any] | None:
@@ -252,43 +260,9 @@ def eval_main(cfg: DictConfig) -> float:
     return result["test/acc"]
 
 
-def unreadable_override(args: list[str]) -> str | None:
-    """The first command-line override Hydra's grammar cannot read, as a line that says how to quote it:
-    Hydra's own message ("mismatched input '=' expecting <EOF>") never says, and the sweep job directories
-    this project names (``0_activation=relu,optimizer.lr=0.1``) need it whenever a path holds one."""
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-    from hydra.errors import OverrideParseException
-
-    parser = OverridesParser.create()
-    for arg in (a for a in args if "=" in a and not a.startswith("-")):
-        try:
-            parser.parse_overrides([arg])
-        except OverrideParseException as exc:
-            key, _, value = arg.partition("=")
-            return (
-                f"Hydra cannot read {arg!r} ({str(exc).splitlines()[0]}): a value holding '=', ',', brackets or "
-                f"quotes is quoted for Hydra, inside the shell's quotes: '{key}=\"{value}\"'"
-            )
-    return None
-
-
-def hydra_main(conf_dir: str, config_name: str, task: Any) -> Any:
-    """``hydra.main`` for train.py, eval.py and their console scripts, with a command line Hydra's grammar
-    cannot read answered by one line that says how to quote it."""
-    import hydra
-
-    main = hydra.main(version_base="1.3", config_path=conf_dir, config_name=config_name)(task)
-
-    def checked() -> None:
-        if problem := unreadable_override(sys.argv[1:]):
-            exit_with(problem)
-        main()
-
-    return checked
-
-
 def _hydra_entry(task: Any, config_name: str) -> None:
     from experiments.config.catalogue import CONF_DIR
+    from experiments.run.command_line import hydra_main
 
     with ctrl_c_in_one_line():
         register_resolvers()

@@ -8,6 +8,7 @@ records them with the same outcome functions.
 
 from __future__ import annotations
 
+import math
 import os
 import signal
 from dataclasses import dataclass
@@ -140,6 +141,12 @@ def fit(built: Built, ckpt_path: str | None) -> dict[str, Any]:
         built.trainer.fit(built.module, datamodule=built.datamodule, ckpt_path=ckpt_path, weights_only=True)
     except Diverged as exc:
         return diverged(exc, history_of(built.history, built.monitors))
+    except RuntimeError as exc:  # debug=anomaly: torch stops the backward pass that made a NaN, naming it
+        if "returned nan values" not in str(exc):
+            raise
+        trainer, cause = built.trainer, f"{str(exc).splitlines()[0]} (torch's anomaly detection)"
+        stopped = Diverged(trainer.current_epoch, trainer.global_step, math.nan, cause)
+        return diverged(stopped, history_of(built.history, built.monitors))
     return trained(history_of(built.history, built.monitors))
 
 
