@@ -5,8 +5,9 @@ from experiments.errors import ctrl_c_in_one_line
 with ctrl_c_in_one_line():  # Ctrl-C while Python imports: one line, not a traceback
     from pathlib import Path
 
-    from experiments.run.cli import eval_main, register_resolvers
+    from experiments.run.cli import eval_main
     from experiments.run.command_line import hydra_main
+    from experiments.run.resolvers import register_resolvers
 
     CONF = str(Path(__file__).resolve().parent / "conf")
     main = hydra_main(CONF, "eval", eval_main)

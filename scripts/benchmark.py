@@ -59,8 +59,8 @@ def framework_epochs(device: str, epochs: int, batch: str, compile_: bool | str,
     from hydra import compose, initialize_config_dir
     from hydra.core.hydra_config import HydraConfig
 
-    from experiments.run.cli import register_resolvers
     from experiments.run.recipe import run
+    from experiments.run.resolvers import register_resolvers
 
     register_resolvers()
     overrides = [
@@ -233,7 +233,7 @@ def stacked_step(jobs: int, device: str, repeats: int, steps: int = 40) -> dict:
     from experiments.fused.members import Member, build_members, order_members
     from experiments.fused.stacked import FusedClassifier
     from experiments.nn.optimizers import build_optimizer
-    from experiments.run.cli import register_resolvers
+    from experiments.run.resolvers import register_resolvers
 
     register_resolvers()
     swept = [[f"{key}={v}" for v in values.split(",")] for key, values in (o.split("=", 1) for o in SWEEPS[jobs])]

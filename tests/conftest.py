@@ -34,7 +34,7 @@ def compose_config(
     overrides: list[str] | None = None, name: str = "config", output_dir: str = "/nonexistent/run"
 ) -> DictConfig:
     """The config as ``train.py`` composes it, with Hydra's run-time values set (``${hydra:...}`` resolves)."""
-    from experiments.run.cli import register_resolvers
+    from experiments.run.resolvers import register_resolvers
 
     register_resolvers()
     key = (name, tuple(overrides or []))

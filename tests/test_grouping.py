@@ -82,6 +82,8 @@ def test_what_cannot_fuse_says_why(override, reason):
         "optimizer.weight_decay=0.01",
         "logger=csv",
         "data.shuffle_seed=5",
+        "run_name=mine",
+        "tags=[baseline]",
     ],
 )
 def test_members_may_differ_in_seed_activation_init_and_optimizer_settings(override):

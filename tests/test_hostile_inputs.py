@@ -16,8 +16,8 @@ import torch
 from test_rules import BAD, problems_of
 
 from conftest import FAST, ROOT
-from experiments.run.cli import register_resolvers
 from experiments.run.command_line import unreadable_override
+from experiments.run.resolvers import register_resolvers
 
 pytestmark = pytest.mark.slow
 SCRIPTS = {}

@@ -358,8 +358,7 @@ def test_jobs_are_read_with_their_seed_overrides_and_unfinished_status(tmp_path)
 
 
 def test_the_markdown_report_ranks_aggregates_and_lists_what_did_not_complete(tmp_path):
-    from experiments.reports.cli import build_report
-    from experiments.reports.table import incomplete_summary
+    from experiments.reports.cli import build_report, incomplete_summary
 
     sweep = fake_sweep(tmp_path)
     md = build_report(sweep)["md"].read_text().splitlines()
@@ -395,8 +394,7 @@ def test_fused_members_are_named_with_their_group_whose_train_time_they_share(tm
 
 
 def test_a_sweep_that_completed_has_nothing_to_report_missing(tmp_path):
-    from experiments.reports.cli import build_report
-    from experiments.reports.table import incomplete_summary
+    from experiments.reports.cli import build_report, incomplete_summary
 
     sweep = fake_sweep(tmp_path)
     for job in sorted(sweep.iterdir())[2:]:
@@ -459,9 +457,11 @@ def test_the_csv_lists_every_job_with_its_columns_in_order(tmp_path):
     with open(build_report(sweep)["csv"]) as f:
         reader = csv.DictReader(f)
         rows, header = list(reader), reader.fieldnames
-    assert header[:9] == [
+    assert header[:11] == [
         "job",
         "config",
+        "run_name",
+        "tags",
         "activation",
         "seed",
         "overrides",
@@ -538,19 +538,32 @@ Trained together as one stacked model (`hydra/launcher=fused`; a member's train 
     )
 
 
+def test_a_configuration_shows_its_jobs_tags_in_a_column_of_its_own(tmp_path):
+    sweep = fake_sweep(tmp_path / "sweep")
+    jobs = sorted(sweep.iterdir())
+    rewrite(jobs[0], tags=["baseline", "seed0"])
+    rewrite(jobs[1], tags=["baseline", 3])  # a record edited by hand: what is no name is left out
+    md = build_report(sweep)["md"].read_text().splitlines()
+    header = next(line for line in md if line.startswith("| # |"))
+    assert header.endswith("| train s | tags | status |")
+    assert next(line for line in md if line.startswith("| 1 |")).endswith("| baseline,seed0 | completed |")
+    assert next(line for line in md if line.startswith("| 2 |")).endswith("| - | diverged,incomplete |")
+
+
 def test_the_csv_reads_exactly_as_documented(tmp_path):
     sweep = fake_sweep(tmp_path / "sweep")
     jobs = sorted(sweep.iterdir())
     rewrite(jobs[0], **{"collapse/max_abs_diff": 1e-6, "train/acc": 0.95, "epochs": 2})
+    rewrite(jobs[0], run_name="relu first", tags=["baseline", "seed0"])
     text = build_report(sweep)["csv"].read_bytes().decode()
     assert text.splitlines()[0] == (
-        "job,config,activation,seed,overrides,status,test/acc,test/loss,val/acc,val/loss,"
+        "job,config,run_name,tags,activation,seed,overrides,status,test/acc,test/loss,val/acc,val/loss,"
         "train/loss,train/acc,epochs,collapse/max_abs_diff,diag/grad_norm/layer1,"
         "train_seconds,wall_seconds,error"
     )
     assert (
-        text.splitlines()[1] == '"0_activation=relu,seed=0",activation=relu,relu,0,activation=relu seed=0,'
-        "completed,0.91,0.3,0.9,,,0.95,2,1e-06,2e-05,2.0,9.0,"
+        text.splitlines()[1] == '"0_activation=relu,seed=0",activation=relu,relu first,"baseline,seed0",relu,0,'
+        "activation=relu seed=0,completed,0.91,0.3,0.9,,,0.95,2,1e-06,2e-05,2.0,9.0,"
     )
     assert text.count("\r\n") == 6 and "\r\r" not in text  # csv's own line ends, not doubled
 
@@ -566,7 +579,7 @@ def test_a_one_job_sweep_reports_its_settings_and_jobs_come_in_number_order(tmp_
     report = build_report(sweep)
     md = report["md"].read_text()
     assert "Common to every job: `activation=relu`" in md and "| 1 | `(all alike)` | 1/1 |" in md
-    assert report["csv"].read_text().splitlines()[0].startswith("job,config,seed,overrides,status,")
+    assert report["csv"].read_text().splitlines()[0].startswith("job,config,run_name,tags,seed,overrides,status,")
     for name in ("10_activation=relu", "2_activation=relu", "notes"):  # notes: a record with no .hydra/ folder
         (sweep / name).mkdir()
         (sweep / name / "metrics.json").write_text(json.dumps({"status": "completed", "overrides": ["seed=4"]}))
@@ -587,7 +600,7 @@ def test_a_one_job_sweep_reports_its_settings_and_jobs_come_in_number_order(tmp_
 
 
 def test_a_job_missing_a_swept_setting_is_labelled_default_and_a_record_without_status_is_incomplete(tmp_path):
-    from experiments.reports.table import incomplete_summary
+    from experiments.reports.cli import incomplete_summary
 
     sweep = fake_sweep(tmp_path / "sweep")
     jobs = sorted(sweep.iterdir())

@@ -20,7 +20,7 @@ from experiments.config.rules import (
     sweep_problems,
     validate,
 )
-from experiments.run.cli import register_resolvers
+from experiments.run.resolvers import register_resolvers
 
 spec = importlib.util.spec_from_file_location("train_script", ROOT / "train.py")
 train_script = importlib.util.module_from_spec(spec)

@@ -315,7 +315,38 @@ def test_mlflow_logger_records_the_run_in_a_local_store(tmp_path):
     client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'outputs' / 'mlflow.db'}")
     (run,) = client.search_runs([client.get_experiment_by_name("train").experiment_id])
     assert run.data.metrics["test/acc"] == pytest.approx(read_metrics(run_dir)["test/acc"])
-    assert run.data.params["activation"] == "relu" and run.data.tags["mlflow.runName"] == str(run_dir)
+    # the run's readable name: its overrides, as Hydra names a sweep's job directory
+    assert read_metrics(run_dir)["run_name"] == ",".join(sorted(["logger=mlflow", *FAST[:4]]))
+    assert (
+        run.data.params["activation"] == "relu" and run.data.tags["mlflow.runName"] == read_metrics(run_dir)["run_name"]
+    )
+
+
+def test_tags_and_a_run_name_reach_the_record_every_logger_in_its_own_form_and_the_report(tmp_path):
+    from lightning.pytorch.core.saving import load_hparams_from_yaml
+    from mlflow.tracking import MlflowClient
+    from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
+
+    labels = ["tags=[baseline,lr_study]", "run_name=first try"]
+    args = ["-m", *FAST, *labels, "logger=[tensorboard,csv,mlflow]", "activation=relu,elu"]
+    proc = run_script([*args, "hydra.sweep.dir=sweep"], tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'outputs' / 'mlflow.db'}")
+    runs = client.search_runs([client.get_experiment_by_name("train").experiment_id])
+    assert len(runs) == 2
+    for run_dir in sorted((tmp_path / "sweep").glob("*_activation=*")):
+        record = read_metrics(run_dir)
+        assert record["run_name"] == "first try" and record["tags"] == ["baseline", "lr_study"]
+        csv_hparams = load_hparams_from_yaml(run_dir / "csv" / "hparams.yaml")  # the CSV logger's hparams
+        assert csv_hparams["run_name"] == "first try" and csv_hparams["tags"] == "baseline,lr_study"
+        events = EventAccumulator(str(run_dir / "tensorboard")).Reload()  # TensorBoard's HParams
+        content = events.summary_metadata["_hparams_/session_start_info"].plugin_data.content
+        hparams = HParamsPluginData.FromString(content).session_start_info.hparams
+        assert hparams["run_name"].string_value == "first try" and hparams["tags"].string_value == "baseline,lr_study"
+    for run in runs:  # MLflow's run name and run tags
+        assert run.info.run_name == "first try" and {"baseline", "lr_study"} <= set(run.data.tags)
+    report = (tmp_path / "sweep" / "summary.md").read_text()
+    assert "| train s | tags | status |" in report and report.count("| baseline,lr_study | completed |") == 2
 
 
 def test_no_logger_still_records_metrics_json(tmp_path):

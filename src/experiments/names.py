@@ -112,7 +112,19 @@ GROUPS: tuple[Group, ...] = (
 )
 
 # Top-level keys train.py reads beside its groups' sections.
-SETTINGS = ("seed", "deterministic", "compile", "threads", "ckpt_path", "print_config", "optimized_metric")
+SETTINGS = (
+    "run_name",
+    "tags",
+    "seed",
+    "deterministic",
+    "compile",
+    "threads",
+    "ckpt_path",
+    "print_config",
+    "optimized_metric",
+)
+# The settings that label a run (its metrics.json, every logger, the report), not what it trains.
+LABELS = ("run_name", "tags")
 # Top-level sections that a preset adds and interpolations read; their keys are hyperparameters too.
 SEARCH_SECTIONS = ("search",)
 

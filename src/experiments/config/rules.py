@@ -136,6 +136,12 @@ def metric(v: Any) -> str | None:
 
 
 RULES: dict[str, Check] = {
+    "run_name": lambda v: None if isinstance(v, str) and v.strip() else "a non-empty name",
+    "tags": lambda v: (
+        None
+        if isinstance(v, list) and all(isinstance(t, str) and t.strip() and "," not in t for t in v)
+        else "a list of names without commas, e.g. [baseline,lr_study]"
+    ),
     "seed": integer(0, 2**32 - 1),
     "deterministic": boolean,
     "compile": one_of(False, True, "default", "reduce-overhead", "max-autotune"),

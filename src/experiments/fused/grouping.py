@@ -20,6 +20,7 @@ import torch
 from lightning.pytorch.callbacks import ModelCheckpoint, ProgressBar
 from omegaconf import DictConfig
 
+from experiments import names
 from experiments.data.mnist import INPUT_SIZE, NUM_CLASSES, TRAIN_SIZE
 from experiments.nn.model import training_bytes
 from experiments.run.hparams import plain
@@ -39,7 +40,16 @@ RANDOM_ACTIVATIONS = {"torch.nn.RReLU"}
 
 
 # What members of one group may differ in; everything else of their configs must be equal.
-MEMBER_KEYS = ("seed", "activation", "model.init", "model.bias_init", "data.shuffle_seed", "logger", "print_config")
+MEMBER_KEYS = (
+    "seed",
+    "activation",
+    "model.init",
+    "model.bias_init",
+    "data.shuffle_seed",
+    "logger",
+    "print_config",
+    *names.LABELS,  # a run's name and tags: each member keeps its own
+)
 
 
 def fusion_problem(cfg: DictConfig | dict[str, Any]) -> str | None:

@@ -30,7 +30,7 @@ from experiments.lit.callbacks import Interrupts
 from experiments.lit.classifier import Classifier
 from experiments.names import Status
 from experiments.run.cli import check_config, finish, quiet_lightning, user_error
-from experiments.run.hparams import log_final, plain
+from experiments.run.hparams import labels, log_final, plain
 from experiments.run.recipe import (
     build_entries,
     build_loggers,
@@ -83,7 +83,10 @@ def train_members(members: list[Member], group_name: str) -> dict[int, dict[str,
     cfg = members[0].cfg
     group = {"name": group_name, "members": len(members), "jobs": [m.job for m in members]}
     for member in members:
-        data = {**first_record(member.run_dir, member.choices, member.overrides), "fused_group": group}
+        data = {
+            **first_record(member.run_dir, member.choices, member.overrides, labels(member.cfg)),
+            "fused_group": group,
+        }
         member.record = Record(member.run_dir / "metrics.json", data)
         member.record.update()
     set_threads(cfg.threads, 1)

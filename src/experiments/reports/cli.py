@@ -16,9 +16,9 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from experiments.errors import exit_with
+from experiments.names import Status
 from experiments.reports.table import (
     group_configs,
-    incomplete_summary,
     job_dirs,
     label_configs,
     read_job,
@@ -26,6 +26,16 @@ from experiments.reports.table import (
     write_csv,
     write_markdown,
 )
+
+
+def incomplete_summary(sweep_dir: str | Path) -> str | None:
+    """``'2 of 3 jobs did not complete (1 failed, 1 diverged)'``, or ``None`` when every job completed."""
+    statuses = [read_job(d)["status"] for d in job_dirs(Path(sweep_dir))]
+    bad = [s for s in statuses if s != Status.COMPLETED]
+    if not bad:
+        return None
+    counts = ", ".join(f"{bad.count(s)} {s}" for s in sorted(set(bad)))
+    return f"{len(bad)} of {len(statuses)} jobs did not complete ({counts})"
 
 
 def build_report(sweep_dir: str | Path) -> dict[str, Path]:

@@ -71,6 +71,8 @@ def read_job(job_dir: Path) -> dict[str, Any]:
     settings = dict(o.split("=", 1) for o in overrides if "=" in o)
     if epochs := metrics["history"].get("epoch_seconds"):  # its training alone: no start-up, set-up or test
         metrics["train_seconds"] = round(sum(epochs), 3)
+    tags = metrics.get("tags")
+    metrics["tags"] = ",".join(t for t in tags if isinstance(t, str)) if isinstance(tags, list) else ""
     # after the record's own keys: its "overrides" is a list, the report's a string
     return {
         **metrics,
@@ -136,6 +138,7 @@ def group_configs(jobs: list[dict[str, Any]], rank_by: str = "test/acc") -> list
             "jobs": len(members),
             "completed": len(done),
             "statuses": ",".join(sorted({j["status"] for j in members})),
+            "tags": ",".join(sorted({t for j in members for t in j.get("tags", "").split(",") if t})),
             "members": members,
         }
         for key in {*names.recorded(), *SUMMARY_DIAG, rank_by, "train_seconds"}:
@@ -189,6 +192,8 @@ def write_csv(jobs: list[dict[str, Any]], path: Path) -> None:
     columns = [
         "job",
         "config",
+        "run_name",
+        "tags",
         *swept,
         "seed",
         "overrides",
@@ -222,7 +227,8 @@ def write_markdown(
 ) -> None:
     diag = [k for k in SUMMARY_DIAG if any(math.isfinite(g[k][0]) for g in groups)]
     metrics = [rank_by, *(m for m in ("test/acc", "val/acc", "test/loss") if m != rank_by)]
-    head = ["#", "configuration", "seeds ok", *metrics, *diag, "train s", "status"]
+    tagged = any(g["tags"] for g in groups)
+    head = ["#", "configuration", "seeds ok", *metrics, *diag, "train s", *(["tags"] if tagged else []), "status"]
     why = (
         f"ranked by {rank_by}, the metric the search optimised (test accuracy beside it)"
         if rank_by != "test/acc"
@@ -250,6 +256,7 @@ def write_markdown(
             *(_fmt(g[m]) for m in metrics),
             *(_fmt(g[k], 3) for k in diag),
             _fmt(g["train_seconds"], 1),
+            *([g["tags"] or "-"] if tagged else []),
             g["statuses"],
         ]
         lines.append("| " + " | ".join(cells) + " |")
@@ -265,13 +272,3 @@ def write_markdown(
         lines += ["", "## Jobs that did not complete", ""]
         lines += [f"- `{j['job']}`: **{j['status']}** {j.get('error', '')}".rstrip() for j in bad]
     path.write_text("\n".join(lines) + "\n")
-
-
-def incomplete_summary(sweep_dir: str | Path) -> str | None:
-    """``'2 of 3 jobs did not complete (1 failed, 1 diverged)'``, or ``None`` when every job completed."""
-    statuses = [read_job(d)["status"] for d in job_dirs(Path(sweep_dir))]
-    bad = [s for s in statuses if s != Status.COMPLETED]
-    if not bad:
-        return None
-    counts = ", ".join(f"{bad.count(s)} {s}" for s in sorted(set(bad)))
-    return f"{len(bad)} of {len(statuses)} jobs did not complete ({counts})"

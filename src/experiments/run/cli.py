@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 import math
 import os
-import time
 import traceback
 import warnings
 from functools import partial
@@ -27,18 +26,6 @@ from experiments.names import Status
 from experiments.run.record import record_failure
 
 log = logging.getLogger("experiments")
-
-
-def _run_id() -> str:
-    """Distinguishes runs started in the same second: process id plus sub-second clock."""
-    return f"{time.time_ns() // 1000 % 1_000_000:06d}-{os.getpid()}"
-
-
-def register_resolvers() -> None:
-    """``${run_id:}`` for run directories; ``${repeat:64,3}`` -> [64, 64, 64], so a sweeper can search
-    width and depth as two numbers. Called by the entry points before Hydra composes the config."""
-    OmegaConf.register_new_resolver("run_id", _run_id, use_cache=True, replace=True)
-    OmegaConf.register_new_resolver("repeat", lambda width, depth: [int(width)] * int(depth), replace=True)
 
 
 class _DropTips(logging.Filter):
@@ -263,6 +250,7 @@ def eval_main(cfg: DictConfig) -> float:
 def _hydra_entry(task: Any, config_name: str) -> None:
     from experiments.config.catalogue import CONF_DIR
     from experiments.run.command_line import hydra_main
+    from experiments.run.resolvers import register_resolvers
 
     with ctrl_c_in_one_line():
         register_resolvers()

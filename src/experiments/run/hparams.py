@@ -14,6 +14,13 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from experiments import names
 
 
+def labels(cfg: DictConfig) -> dict[str, Any]:
+    """A run's name and tags, as its record keeps them."""
+    return {
+        key: plain(cfg[key]) if isinstance(cfg[key], ListConfig) else cfg[key] for key in names.LABELS if key in cfg
+    }
+
+
 def plain(cfg: DictConfig | None) -> Any:
     """A config section as plain dicts and lists, interpolations resolved."""
     return OmegaConf.to_container(cfg, resolve=True) if cfg is not None else None
@@ -47,6 +54,8 @@ def flat_hparams(cfg: DictConfig, choices: dict[str, str], overrides: list[str] 
         key = override.lstrip("+~").split("=", 1)[0]
         if "/" not in key and not key.startswith("hydra"):
             _flatten(OmegaConf.select(cfg, key, default=None), key, out)
+    if "tags" in cfg:  # one column a reader can filter on, not a list's repr
+        out["tags"] = ",".join(map(str, cfg.tags or []))
     return out
 
 

@@ -31,7 +31,7 @@ from experiments.lit.checkpoint_io import AtomicCheckpointIO
 from experiments.lit.classifier import Classifier
 from experiments.names import Status
 from experiments.run.checkpoints import read_checkpoint, refuse_unfit, resume_mismatches
-from experiments.run.hparams import log_final, plain
+from experiments.run.hparams import labels, log_final, plain
 from experiments.run.record import Record, first_record
 from experiments.run_dir import is_main_process, read_json, resume_command
 
@@ -207,7 +207,7 @@ def run(
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)  # Hydra made it already, unless run() is called directly
     metrics_path = run_dir / "metrics.json"
-    data = first_record(run_dir, choices, overrides)
+    data = first_record(run_dir, choices, overrides, labels(cfg))
     if cfg.ckpt_path is not None:  # unsafe, damaged or foreign checkpoints are refused before anything is built
         checkpoint = read_checkpoint(cfg.ckpt_path)
         if not checkpoint.get("optimizer_states") or "loops" not in checkpoint:

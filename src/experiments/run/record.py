@@ -36,13 +36,17 @@ class Record:
         return self.data
 
 
-def first_record(run_dir: Path, choices: dict[str, str], overrides: list[str]) -> dict[str, Any]:
-    """What ``metrics.json`` says from a run's start: it is running, where, and as which choices and overrides."""
+def first_record(
+    run_dir: Path, choices: dict[str, str], overrides: list[str], labels: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """What ``metrics.json`` says from a run's start: it is running, where, as which choices and overrides,
+    and its labels (``run_name``, ``tags``)."""
     return {
         "status": Status.RUNNING,
         "run_dir": str(run_dir),
         "overrides": overrides,
         "choices": {k: v for k, v in choices.items() if not k.startswith("hydra")},
+        **(labels or {}),
     }
 
 

@@ -1,0 +1,35 @@
+"""The resolvers the configs use: ``${run_id:}`` in run directories, ``${repeat:64,3}`` for a sweeper's width
+and depth, ``${readable_run_name:}`` for a run's default name, ``${as_mlflow_tags:${tags}}`` for MLflow. The
+entry points register them before Hydra composes a config; so does anything that composes one itself (the
+notebook, the tests)."""
+
+from __future__ import annotations
+
+import os
+import time
+
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import OmegaConf
+
+
+def _run_id() -> str:
+    """Distinguishes runs started in the same second: process id plus sub-second clock."""
+    return f"{time.time_ns() // 1000 % 1_000_000:06d}-{os.getpid()}"
+
+
+def _readable_run_name() -> str:
+    """A run's name where none is given: its overrides as Hydra names a sweep's job directory
+    (``activation=elu,optimizer.lr=0.01``), or ``defaults``."""
+    if not HydraConfig.initialized():
+        return "defaults"
+    return HydraConfig.get().job.override_dirname or "defaults"
+
+
+def register_resolvers() -> None:
+    """``${run_id:}`` for run directories; ``${repeat:64,3}`` -> [64, 64, 64], so a sweeper can search
+    width and depth as two numbers. Called by the entry points before Hydra composes the config."""
+    OmegaConf.register_new_resolver("run_id", _run_id, use_cache=True, replace=True)
+    OmegaConf.register_new_resolver("repeat", lambda width, depth: [int(width)] * int(depth), replace=True)
+    OmegaConf.register_new_resolver("readable_run_name", _readable_run_name, replace=True)
+    # MLflow's run tags are a mapping: each of the run's tags a key of its own
+    OmegaConf.register_new_resolver("as_mlflow_tags", lambda tags: {str(t): "" for t in tags or []}, replace=True)
