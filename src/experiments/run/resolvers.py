@@ -22,7 +22,8 @@ def _readable_run_name() -> str:
     (``activation=elu,optimizer.lr=0.01``), or ``defaults``."""
     if not HydraConfig.initialized():
         return "defaults"
-    return HydraConfig.get().job.override_dirname or "defaults"
+    # as typed: an override holding ${...} is named, not resolved (the checks report it where it is set)
+    return OmegaConf.to_container(HydraConfig.get().job, resolve=False).get("override_dirname") or "defaults"
 
 
 def register_resolvers() -> None:
