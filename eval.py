@@ -13,6 +13,6 @@ with ctrl_c_in_one_line():  # Ctrl-C while Python imports: one line, not a trace
     main = hydra_main(CONF, "eval", eval_main)
 
 if __name__ == "__main__":
-    with ctrl_c_in_one_line():
+    with ctrl_c_in_one_line("before eval.json was written"):  # eval.py keeps no record to mark
         register_resolvers()
         main()
