@@ -104,3 +104,16 @@ def test_help_completion_and_refusals_answer_without_importing_lightning(tmp_pat
     assert "experiments" in imported or first.startswith("scripts/")  # the record of imports is there to read
     assert "lightning" not in imported and "torchmetrics" not in imported
     assert torch_allowed or "torch" not in imported
+
+
+def test_a_job_repeats_each_warning_once_by_its_first_line_and_an_empty_one_not_at_all(capsys):
+    import logging
+
+    from experiments.run.cli import WarningsSeen
+
+    with WarningsSeen() as seen:
+        for message in ("first\n  its detail", "", "first\n  another detail", "second"):
+            logging.getLogger("experiments").warning(message)
+    capsys.readouterr()
+    seen.repeat()
+    assert capsys.readouterr().out.splitlines() == ["2 warning(s) above, repeated:", "  first", "  second"]

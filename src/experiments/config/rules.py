@@ -541,11 +541,11 @@ def _typed(value: Any) -> str:
 def misspelt_keys(cfg: DictConfig) -> list[str]:
     """Refusals: a top-level key nothing reads that is a near miss of a group or key (``+optimiser=sgd``,
     Hydra's own advice for a misspelt group) would train the default in silence."""
-    found = []
+    found, typed = [], OmegaConf.to_container(cfg, resolve=False)
     for key, meant in _unread(cfg).items():
         if meant is None:
             continue
-        value = OmegaConf.to_container(cfg, resolve=False)[key]
+        value = typed[key]
         if isinstance(value, dict):  # +optimiser.lr=0.1: each key it set, under the name it meant
             setting = " ".join(
                 f"{meant}.{leaf}={_typed(OmegaConf.select(cfg, f'{key}.{leaf}'))}" for leaf in _leaf_keys(value)

@@ -60,8 +60,8 @@ class WarningsSeen(logging.Handler):
         self.lines: list[str] = []
 
     def emit(self, record: logging.LogRecord) -> None:
-        line = record.getMessage().strip().splitlines()[0]
-        if line not in self.lines:
+        line = next(iter(record.getMessage().strip().splitlines()), "")
+        if line and line not in self.lines:
             self.lines.append(line)
 
     def __enter__(self) -> WarningsSeen:

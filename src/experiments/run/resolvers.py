@@ -27,7 +27,7 @@ def _readable_run_name() -> str:
 
 
 def register_resolvers() -> None:
-    """``${run_id:}`` for run directories; ``${repeat:64,3}`` -> [64, 64, 64], so a sweeper can search
+    """The resolvers of this module's docstring; ``${repeat:64,3}`` -> [64, 64, 64], so a sweeper can search
     width and depth as two numbers. Called by the entry points before Hydra composes the config."""
     OmegaConf.register_new_resolver("run_id", _run_id, use_cache=True, replace=True)
     OmegaConf.register_new_resolver("repeat", lambda width, depth: [int(width)] * int(depth), replace=True)
