@@ -95,6 +95,9 @@ def assert_same_run(run_dir: Path, reference: tuple[dict, dict], step: int, befo
     assert resumed["status"] == "completed" and "resume_command" not in resumed
     for key in ("test/acc", "test/loss", "val/acc", "val/loss", "train/loss", "train/acc", "global_step", "epochs"):
         assert resumed[key] == expected[key], (key, step)
+    finals = {k for k in expected if k.startswith("diag/")}  # the monitors' last measurements, born-dead included
+    assert {"diag/born_dead_frac/total", "diag/grad_norm/total"} <= finals
+    assert {k: resumed.get(k) for k in finals} == {k: expected[k] for k in finals}, step
     history = resumed["history"]
     assert set(history) == set(expected["history"]) and {"diag/dead_frac/layer1", "diag/grad_norm/layer1"} <= set(
         history

@@ -78,7 +78,8 @@ class DeadUnitMonitor(L.Callback):
     """Dead / inactive / saturated fractions at the start of training (born dead) and after every epoch.
 
     ``latest`` holds the last measurement, ``history`` one entry per epoch of each fraction (for
-    ``metrics.json`` and the sweep report's plots); the history travels in checkpoints.
+    ``metrics.json`` and the sweep report's plots); both travel in checkpoints, so a resumed run records
+    what an uninterrupted one does.
     """
 
     def __init__(self, probe_size: int = 1000, saturation_threshold: float = 1e-2) -> None:
@@ -107,10 +108,11 @@ class DeadUnitMonitor(L.Callback):
             self.history.setdefault(key, []).append(value)
 
     def state_dict(self) -> dict[str, Any]:
-        return {"history": {k: list(v) for k, v in self.history.items()}}
+        return {"history": {k: list(v) for k, v in self.history.items()}, "latest": dict(self.latest)}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.history = {k: list(v) for k, v in state_dict["history"].items()}
+        self.latest = dict(state_dict.get("latest", {}))  # absent from checkpoints older than it
 
 
 class GradNormMonitor(L.Callback):
@@ -135,11 +137,13 @@ class GradNormMonitor(L.Callback):
         return {
             "history": {k: list(v) for k, v in self.history.items()},
             "epoch_readings": {k: list(v) for k, v in self.epoch_readings.items()},
+            "latest": dict(self.latest),
         }
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.history = {k: list(v) for k, v in state_dict["history"].items()}
         self.epoch_readings = {k: list(v) for k, v in state_dict["epoch_readings"].items()}
+        self.latest = dict(state_dict.get("latest", {}))
 
     def on_before_optimizer_step(self, trainer: L.Trainer, pl_module: L.LightningModule, optimizer: Any) -> None:
         if trainer.global_step % self.every_n_steps:

@@ -240,6 +240,8 @@ def run(
     built = build(cfg, run_dir, record)
     try:
         outcome = fit(built, cfg.ckpt_path)
+        # training's last measurements: testing the best checkpoint restores the monitors' state from it
+        measured = latest_of(built.monitors)
         if outcome["status"] == Status.TRAINED:
             record.data.update(outcome)  # kept should the test be interrupted
             outcome = evaluate_best(built)
@@ -253,7 +255,7 @@ def run(
         for key in ("resume_command", "interrupted_ckpt", "error"):
             record.data.pop(key, None)
     record.data.update(outcome)  # the history came with fit's outcome, trained or diverged
-    record.data.update(latest_of(built.monitors))
+    record.data.update({**latest_of(built.monitors), **measured})  # and what the test measured
     result = record.update(**how_it_ran(trainer))
     if result["status"] == Status.COMPLETED and trainer.is_global_zero:
         log_final(trainer.loggers, trainer.global_step, cfg, choices, result, overrides)
