@@ -1,9 +1,11 @@
 """The command line before Hydra reads it: what its grammar reads passes untouched, what it cannot read, and
-options that moved, get the line to type instead (end to end through train.py and eval.py: test_hostile_inputs)."""
+options that moved, get the line to type instead (end to end through train.py and eval.py: test_hostile_inputs);
+``finish=<sweep_dir>`` becomes that sweep's own command line (end to end: test_finish_sweeper)."""
 
 import pytest
 
-from experiments.run.command_line import MOVED_OPTIONS, moved_option, unreadable_override
+from experiments.errors import RunDirectoryError
+from experiments.run.command_line import MOVED_OPTIONS, finish_arguments, moved_option, unreadable_override
 
 
 @pytest.mark.parametrize(
@@ -30,3 +32,57 @@ def test_an_unreadable_override_gets_its_quoted_form(arg):
 def test_a_moved_option_names_where_it_went():
     ((old, new),) = MOVED_OPTIONS.items()
     assert moved_option(["-m", old]) == f"{old} is now {new}" and new.startswith("debug=limit")
+
+
+def a_sweep(tmp_path, task: list[str], hydra: list[str]):
+    import yaml
+
+    sweep = tmp_path / "multirun" / "21-00-00_ab12"
+    sweep.mkdir(parents=True)
+    cfg = {"hydra": {"overrides": {"task": task, "hydra": hydra}, "job": {"name": "train", "config_name": "config"}}}
+    cfg["hydra"]["callbacks"] = {"output_guard": {"_target_": "experiments.config.hydra_callbacks.OutputGuard"}}
+    (sweep / "multirun.yaml").write_text(yaml.safe_dump(cfg))
+    return sweep
+
+
+def test_finish_names_only_the_directory_and_gets_the_sweeps_own_command_line(tmp_path):
+    sweep = a_sweep(
+        tmp_path,
+        ["activation=relu,tanh", "optimizer.lr=0.1"],
+        ["hydra.mode=MULTIRUN", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "hydra.sweep.dir=old"],
+    )
+    assert finish_arguments([f"finish={sweep}"]) == [
+        "--config-name=config",
+        "--multirun",
+        "activation=relu,tanh",
+        "optimizer.lr=0.1",
+        "hydra/launcher=joblib",
+        "hydra.launcher.n_jobs=2",
+        "hydra/sweeper=finish",
+        f"hydra.sweep.dir={sweep}",
+    ]
+    # another launcher, or its settings, replace the sweep's own; what the jobs compute cannot change
+    args = finish_arguments(["-m", f"finish={sweep}", "hydra/launcher=fused", "hydra.launcher.max_members=2"])
+    assert args[2:] == [
+        "activation=relu,tanh",
+        "optimizer.lr=0.1",
+        "hydra.launcher.n_jobs=2",
+        "hydra/launcher=fused",
+        "hydra.launcher.max_members=2",
+        "hydra/sweeper=finish",
+        f"hydra.sweep.dir={sweep}",
+    ]
+    assert finish_arguments(["activation=relu"]) is None
+
+
+@pytest.mark.parametrize("extra", ["optimizer.lr=0.2", "seed=3", "hydra.sweep.subdir=x", "finish=elsewhere"])
+def test_finish_refuses_what_would_change_the_jobs(tmp_path, extra):
+    sweep = a_sweep(tmp_path, ["activation=relu,tanh"], [])
+    with pytest.raises(RunDirectoryError, match=f"{extra} would change what its jobs compute") as caught:
+        finish_arguments([f"finish={sweep}", extra])
+    assert "\n" not in str(caught.value)
+
+
+def test_a_finished_directory_name_holding_what_hydra_would_misread_is_quoted(tmp_path):
+    sweep = a_sweep(tmp_path / "lr=0.1,x", ["seed=1,2"], [])
+    assert finish_arguments([f"finish={sweep}"])[-1] == f"hydra.sweep.dir='{sweep}'"

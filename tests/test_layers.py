@@ -1,5 +1,6 @@
 """The package's layers: imports run one way (entry points -> run -> lit -> config -> nn / data -> base), with no
-circle between modules, and the Hydra plugin imports the fused subpackage and nothing above it."""
+circle between modules, the fused launcher plugin imports the fused subpackage and nothing above it, and the
+finishing sweeper plugin only the bottom layer."""
 
 import ast
 from pathlib import Path
@@ -9,7 +10,7 @@ import pytest
 SRC = Path(__file__).resolve().parents[1] / "src"
 # lowest first: a module may import from its own layer and the ones before it, never from a later one
 LAYERS = [
-    ["experiments.errors", "experiments.names", "experiments.run_dir"],
+    ["experiments.errors", "experiments.names", "experiments.run_dir", "experiments.sweep_dir"],
     ["experiments.nn", "experiments.data"],
     ["experiments.config"],
     ["experiments.lit"],
@@ -70,10 +71,14 @@ def test_no_module_imports_itself_back_through_others():
         visit(module, [])
 
 
-def test_the_hydra_plugin_imports_the_fused_subpackage_and_nothing_above_it():
-    plugin = [m for m in GRAPH if m.startswith("hydra_plugins")]
-    assert plugin and all(imported.startswith("experiments.fused") for m in plugin for imported in GRAPH[m])
-    assert any(GRAPH[m] for m in plugin)
+def test_the_hydra_plugins_import_only_what_they_drive():
+    fused = [m for m in GRAPH if m.startswith("hydra_plugins.fused_launcher")]
+    assert fused and all(imported.startswith("experiments.fused") for m in fused for imported in GRAPH[m])
+    assert any(GRAPH[m] for m in fused)
+    # the finishing sweeper reads a sweep directory's files, before any job imports torch
+    finish = [m for m in GRAPH if m.startswith("hydra_plugins.finish_sweeper")]
+    assert finish and all(layer(imported) == 0 for m in finish for imported in GRAPH[m])
+    assert any(GRAPH[m] for m in finish)
 
 
 @pytest.mark.parametrize("module", sorted(MODULES))

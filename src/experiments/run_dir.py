@@ -1,4 +1,5 @@
-"""Files of a run directory: atomic writes, a writability probe, and the command that resumes a run.
+"""Files of a run directory: atomic writes, a writability probe, and the commands that resume a run or finish its
+sweep.
 
 No Lightning or Hydra hooks here, and no torch: the Hydra callbacks import this module when Hydra
 starts, before a config is checked, so a refused run answers without loading the training stack. The
@@ -65,16 +66,34 @@ def resume_command(ckpt: Path, run_dir: Path, overrides: list[str]) -> str:
     """The same run, continued in the same directory; Hydra's copy of the resumed config goes beside
     the original (``.hydra/resumed-<time>``), so the first one is kept. Quoted for the shell and Hydra."""
     kept = [o for o in overrides if not o.startswith(("ckpt_path=", "hydra.run.dir=", "hydra.output_subdir="))]
-    script = sys.argv[0] or "train.py"  # a console script (mlp-train) runs as itself, train.py through python
-    command = ["python", script] if script.endswith(".py") else [Path(script).name]
     args = [
-        *command,
+        *_script(),
         *kept,
         f"ckpt_path={hydra_value(str(ckpt))}",
         f"hydra.run.dir={hydra_value(str(run_dir))}",
         f"hydra.output_subdir=.hydra/resumed-{time.strftime('%Y%m%d-%H%M%S')}",
     ]
     return " ".join(shlex.quote(a) for a in args)
+
+
+def _script() -> list[str]:
+    script = sys.argv[0] or "train.py"  # a console script (mlp-train) runs as itself, train.py through python
+    return ["python", script] if script.endswith(".py") else [Path(script).name]
+
+
+def finish_command(sweep_dir: Path) -> str:
+    """The command that finishes a stopped sweep in place: its completed jobs kept, the others resumed or run."""
+    return " ".join(shlex.quote(a) for a in [*_script(), f"finish={sweep_dir}"])
+
+
+def sweep_dir_of_job() -> Path | None:
+    """The sweep directory of the Hydra job running now; None outside a sweep."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    if not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.MULTIRUN:
+        return None
+    return Path(HydraConfig.get().sweep.dir).resolve()
 
 
 def checkpoint_in(ckpt_path: Any) -> Any:

@@ -1,5 +1,5 @@
-"""Hydra callbacks: the one place that refuses to write into a directory holding earlier results, and
-the check of a sweep's launcher and sweeper settings.
+"""Hydra callbacks: the one place that refuses to write into a directory holding earlier results (and
+records the code a sweep starts with), and the check of a sweep's launcher and sweeper settings.
 
 They run before Hydra writes its own ``.hydra/`` files, so a refused run touches nothing. Hydra turns
 exceptions raised in callbacks into warnings, so a refusal prints one line and exits itself.
@@ -19,6 +19,7 @@ from omegaconf import DictConfig, read_write
 from experiments.errors import RunDirectoryError, exit_with
 from experiments.names import Status
 from experiments.run_dir import check_writable, is_main_process, read_json
+from experiments.sweep_dir import FINISH_SWEEPER, write_code
 
 RESULTS = (".hydra/config.yaml", "metrics.json", "eval.json")
 
@@ -84,12 +85,17 @@ class OutputGuard(Callback):
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
+        if config.hydra.sweeper.get("_target_") == FINISH_SWEEPER:  # train.py finish=: it decides job by job
+            self._writable(sweep_dir, "hydra.sweep.dir")
+            return
         if sweep_dir.is_dir() and any(sweep_dir.iterdir()):
             exit_with(
                 f"hydra.sweep.dir={sweep_dir} is not empty: refusing to overwrite an earlier sweep; "
-                f"drop the override for a fresh directory"
+                f"drop the override for a fresh directory, or finish a stopped sweep with "
+                f"python train.py finish={sweep_dir}"
             )
         self._writable(sweep_dir, "hydra.sweep.dir")
+        write_code(sweep_dir)  # what finishing it later checks against
 
 
 class SweepSettings(Callback):

@@ -26,6 +26,7 @@ from experiments.names import Status
 from experiments.run.hparams import plain
 from experiments.run.recipe import diverged, history_of
 from experiments.run.record import Record
+from experiments.run_dir import finish_command, sweep_dir_of_job
 
 # The hooks at which MemberRuns calls each member's own callbacks; a callback that uses another runs alone.
 FORWARDED_HOOKS = frozenset(
@@ -206,6 +207,7 @@ class MemberRuns(L.Callback):
         if trainer.is_global_zero:
             print(
                 f"\nInterrupted at epoch {trainer.current_epoch}, step {trainer.global_step}; each member's "
-                f"weights saved to <job>/checkpoints/interrupted.ckpt",
+                f"weights saved to <job>/checkpoints/interrupted.ckpt. Finish the sweep (these jobs run again) with:"
+                f"\n  {finish_command(sweep_dir_of_job() or Path('<sweep_dir>'))}",
                 flush=True,
             )

@@ -1,13 +1,14 @@
 """The command line before Hydra reads it: options that moved, and overrides Hydra's grammar cannot read, each
-answered by one line that says what to type; and ``hydra.main`` with that check in front, for train.py, eval.py
-and their console scripts."""
+answered by one line that says what to type; ``finish=<sweep_dir>``, turned into that sweep's own command line;
+and ``hydra.main`` with these in front, for train.py, eval.py and their console scripts."""
 
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import Any
 
-from experiments.errors import exit_with
+from experiments.errors import ExperimentError, RunDirectoryError, exit_with
 
 
 def unreadable_override(args: list[str]) -> str | None:
@@ -39,6 +40,47 @@ def moved_option(args: list[str]) -> str | None:
     return f"{found} is now {MOVED_OPTIONS[found]}" if found else None
 
 
+# What a finishing sweep may change: where and how its jobs run, never what they compute.
+FINISH_MAY_ADD = ("hydra/launcher=", "hydra.launcher.")
+
+
+def _key(override: str) -> str:
+    return override.split("=", 1)[0].lstrip("+~")
+
+
+def finish_arguments(args: list[str]) -> list[str] | None:
+    """``finish=<sweep_dir>`` (with, at most, another launcher or launcher settings): the sweep's own overrides
+    from its ``multirun.yaml``, its directory, and the sweeper that finishes it in place
+    (``hydra_plugins/finish_sweeper``). None where no ``finish=`` is given."""
+    from experiments.run_dir import hydra_value
+    from experiments.sweep_dir import read_sweep
+
+    given = [a for a in args if a.startswith("finish=")]
+    if not given:
+        return None
+    sweep_dir = Path(given[0].split("=", 1)[1]).expanduser()
+    extra = [a for a in args if a not in given and a not in ("-m", "--multirun")]
+    if bad := [a for a in extra if not a.startswith(FINISH_MAY_ADD)] + given[1:]:
+        raise RunDirectoryError(
+            f"finish= reads the sweep's overrides from its directory; {bad[0]} would change what its jobs compute: "
+            f"give only finish=<sweep_dir>, and at most hydra/launcher=... or hydra.launcher.*=..."
+        )
+    hydra = read_sweep(sweep_dir)["hydra"]
+    replaced = {"hydra.sweep.dir", "hydra.mode", "hydra/sweeper", *map(_key, extra)}
+    kept = [o for o in (hydra.get("overrides") or {}).get("hydra") or [] if _key(o) not in replaced]
+    task = (hydra.get("overrides") or {}).get("task") or []
+    config_name = (hydra.get("job") or {}).get("config_name") or "config"
+    return [
+        f"--config-name={config_name}",
+        "--multirun",
+        *task,
+        *kept,
+        *extra,
+        "hydra/sweeper=finish",
+        f"hydra.sweep.dir={hydra_value(str(sweep_dir))}",
+    ]
+
+
 def hydra_main(conf_dir: str, config_name: str, task: Any) -> Any:
     """``hydra.main`` for train.py, eval.py and their console scripts, with a command line Hydra's grammar
     cannot read answered by one line that says how to quote it."""
@@ -47,6 +89,12 @@ def hydra_main(conf_dir: str, config_name: str, task: Any) -> Any:
     main = hydra.main(version_base="1.3", config_path=conf_dir, config_name=config_name)(task)
 
     def checked() -> None:
+        try:
+            finishing = finish_arguments(sys.argv[1:]) if config_name == "config" else None
+        except ExperimentError as exc:
+            exit_with(str(exc))
+        if finishing is not None:
+            sys.argv[1:] = finishing
         if problem := moved_option(sys.argv[1:]) or unreadable_override(sys.argv[1:]):
             exit_with(problem)
         main()

@@ -33,7 +33,7 @@ from experiments.names import Status
 from experiments.run.checkpoints import read_checkpoint, refuse_unfit, resume_mismatches
 from experiments.run.hparams import labels, log_final, plain
 from experiments.run.record import Record, first_record
-from experiments.run_dir import is_main_process, read_json, resume_command
+from experiments.run_dir import finish_command, is_main_process, read_json, resume_command, sweep_dir_of_job
 
 
 @dataclass
@@ -110,9 +110,11 @@ def build(cfg: DictConfig, run_dir: Path, record: Record) -> Built:
             global_step=trainer.global_step,
         )
         if trainer.is_global_zero:
+            sweep = sweep_dir_of_job()
+            how = f"Finish the sweep (this job resumes) with:\n  {finish_command(sweep)}" if sweep else ""
             print(
                 f"\nInterrupted at epoch {trainer.current_epoch}, step {trainer.global_step}; checkpoint saved "
-                f"to {ckpt}.\nResume with:\n  {command}",
+                f"to {ckpt}.\n{how or f'Resume with:{chr(10)}  {command}'}",
                 flush=True,
             )
 

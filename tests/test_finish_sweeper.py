@@ -1,0 +1,182 @@
+"""``python train.py finish=<sweep_dir>`` (``hydra/sweeper=finish``): a sweep killed at a random job, finished in
+place, ends with every job's record equal to an uninterrupted sweep's; the jobs it kept are untouched."""
+
+import json
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT, read_metrics, run_script, subprocess_env
+
+pytestmark = pytest.mark.slow
+
+JOBS = ["activation=relu,tanh,elu,leaky_relu"]  # four jobs that fuse into one group
+SETTINGS = [
+    "deterministic=true",
+    "trainer.max_epochs=2",
+    "trainer.limit_train_batches=40",
+    "trainer.limit_val_batches=2",
+    "trainer.limit_test_batches=2",
+    "print_config=false",
+    "callbacks.progress_bar=null",
+]
+LAUNCHERS = {
+    "basic": [],
+    "fused": ["hydra/launcher=fused"],
+    "joblib": ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"],
+}
+# What differs between two runs of one job by nature: its timings, its directory, how it was started.
+VOLATILE = {"wall_seconds", "group_seconds", "run_dir", "overrides", "resumed_from", "best_ckpt"}
+
+
+def sweep_args(launcher: str, sweep_dir: Path) -> list[str]:
+    return ["-m", *JOBS, *SETTINGS, *LAUNCHERS[launcher], f"hydra.sweep.dir={sweep_dir}"]
+
+
+def job_dirs(sweep_dir: Path) -> list[Path]:
+    return sorted((p for p in sweep_dir.glob("[0-9]*_*") if p.is_dir()), key=lambda p: int(p.name.split("_")[0]))
+
+
+def records(sweep_dir: Path) -> dict[str, dict]:
+    return {d.name: read_metrics(d) for d in job_dirs(sweep_dir)}
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    """The directory of each launcher's uninterrupted sweep, made when a test first asks for it."""
+    made: dict[str, Path] = {}
+
+    def of(launcher: str) -> Path:
+        if launcher not in made:
+            tmp = tmp_path_factory.mktemp(f"reference-{launcher}")
+            proc = run_script(sweep_args(launcher, tmp / "sweep"), tmp)
+            assert proc.returncode == 0, proc.stderr[-3000:]
+            made[launcher] = tmp / "sweep"
+            jobs = records(made[launcher])
+            assert len(jobs) == 4 and all(m["status"] == "completed" for m in jobs.values())
+        return made[launcher]
+
+    return of
+
+
+def kill_at_random_job(tmp_path: Path, launcher: str, signal_name: str) -> tuple[Path, int]:
+    """Start the sweep, wait for a random job to begin, then send the signal to the sweep's process group a
+    random moment later, as Ctrl-C in a terminal (SIGINT) or the OOM killer or a reboot (SIGKILL) would."""
+    sweep_dir, job = tmp_path / "sweep", random.randrange(4)
+    proc = subprocess.Popen(
+        [sys.executable, str(ROOT / "train.py"), *sweep_args(launcher, sweep_dir)],
+        cwd=tmp_path,
+        env=subprocess_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    try:
+        deadline = time.monotonic() + 240
+        while not list(sweep_dir.glob(f"{job}_*/metrics.json")) and proc.poll() is None:
+            assert time.monotonic() < deadline, "the job never started"
+            time.sleep(0.02)
+        time.sleep(random.uniform(0, 1.0))
+        os.killpg(proc.pid, getattr(signal, signal_name))
+        _, stderr = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    print(f"{launcher}: {signal_name} at job {job}; exit {proc.returncode}; {stderr[-400:]}")
+    assert proc.returncode != 0, "the sweep ended before the signal: nothing was left to finish"
+    return sweep_dir, job
+
+
+def files_of(job_dir: Path) -> dict[str, tuple[bytes, int]]:
+    return {
+        str(p.relative_to(job_dir)): (p.read_bytes(), p.stat().st_mtime_ns) for p in job_dir.rglob("*") if p.is_file()
+    }
+
+
+def assert_same_records(finished: dict[str, dict], expected: dict[str, dict]) -> None:
+    assert set(finished) == set(expected)
+    for job, want in expected.items():
+        got = finished[job]
+        assert got["status"] == "completed", (job, got.get("error"))
+        assert not {"resume_command", "interrupted_ckpt", "error"} & set(got), job
+        assert Path(got["best_ckpt"]).name == Path(want["best_ckpt"]).name, job
+        same = {k: v for k, v in want.items() if k not in VOLATILE | {"history"}}
+        assert {k: got.get(k) for k in same} == same, job
+        assert set(got) - VOLATILE == set(want) - VOLATILE, job
+        for key in set(want["history"]) - {"epoch_seconds"}:
+            assert got["history"][key] == want["history"][key], (job, key)
+
+
+@pytest.mark.parametrize(
+    "launcher, signal_name",
+    [("basic", "SIGINT"), ("basic", "SIGKILL"), ("fused", "SIGINT"), ("fused", "SIGKILL"), ("joblib", "SIGINT")],
+)
+def test_a_sweep_killed_at_a_random_job_and_finished_in_place_equals_an_uninterrupted_one(
+    tmp_path, reference, launcher, signal_name
+):
+    sweep_dir, _ = kill_at_random_job(tmp_path, launcher, signal_name)
+    before = {d.name: read_metrics(d) if (d / "metrics.json").exists() else {} for d in job_dirs(sweep_dir)}
+    kept = {name: files_of(sweep_dir / name) for name, m in before.items() if m.get("status") == "completed"}
+    resumed = {name for name, m in before.items() if m.get("status") == "interrupted" and m.get("resume_command")}
+    again = set(before) - set(kept) - resumed
+
+    proc = run_script([f"finish={sweep_dir}"], tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+
+    assert_same_records(records(sweep_dir), records(reference(launcher)))
+    for name, files in kept.items():  # not one byte or time stamp of a kept job changed, and nothing was added
+        assert files_of(sweep_dir / name) == files, name
+    for name in resumed:  # resumed as a single run resumes: its first Hydra config kept, this run's beside it
+        job = sweep_dir / name
+        assert read_metrics(job)["resumed_from"].endswith("interrupted.ckpt")
+        assert "ckpt_path" in next(job.glob(".hydra/resumed-*/overrides.yaml")).read_text()
+        assert "ckpt_path" not in (job / ".hydra" / "overrides.yaml").read_text()
+    for name in again:  # the earlier attempt's files kept beside the new run's
+        (earlier,) = (sweep_dir / name).glob("earlier-*")
+        assert json.loads((earlier / "metrics.json").read_text())["status"] == before[name]["status"]
+    summary = (sweep_dir / "summary.csv").read_text()
+    assert summary.count("completed") == 4 and "earlier-" not in summary
+    assert (sweep_dir / "multirun.yaml").exists() and list(sweep_dir.glob("finish-*.yaml"))
+
+
+def test_finishing_a_finished_sweep_launches_nothing_and_rebuilds_its_report(tmp_path, reference):
+    sweep_dir = tmp_path / "sweep"
+    shutil.copytree(reference("basic"), sweep_dir)
+    (sweep_dir / "summary.md").unlink()
+    files = {d.name: files_of(d) for d in job_dirs(sweep_dir)}
+    proc = run_script([f"finish={sweep_dir}"], tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "4 jobs kept: #0 (completed), #1 (completed), #2 (completed), #3 (completed)" in proc.stdout + proc.stderr
+    assert "Launching" not in proc.stdout + proc.stderr
+    assert {d.name: files_of(d) for d in job_dirs(sweep_dir)} == files
+    assert (sweep_dir / "summary.md").exists()
+
+
+def test_a_sweep_run_by_other_code_is_refused_in_one_line_and_left_as_it_was(tmp_path, reference):
+    sweep_dir = tmp_path / "sweep"
+    shutil.copytree(reference("basic"), sweep_dir)
+    code = json.loads((sweep_dir / "code.json").read_text())
+    code["files"]["conf/optimizer/adam.yaml"] = "0" * 64
+    (sweep_dir / "code.json").write_text(json.dumps(code))
+    listing = sorted(p.name for p in sweep_dir.iterdir())
+    proc = run_script([f"finish={sweep_dir}"], tmp_path)
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == (
+        f"Error: {sweep_dir} was swept with other code or configs (conf/optimizer/adam.yaml changed since): "
+        f"finishing it would mix two versions in one report; restore them, or run the sweep again"
+    )
+    assert sorted(p.name for p in sweep_dir.iterdir()) == listing
+
+    (sweep_dir / "code.json").unlink()
+    proc = run_script([f"finish={sweep_dir}"], tmp_path)
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "has no code.json" in proc.stderr
