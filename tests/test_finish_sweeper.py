@@ -32,8 +32,8 @@ LAUNCHERS = {
     "fused": ["hydra/launcher=fused"],
     "joblib": ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"],
 }
-# What differs between two runs of one job by nature: its timings, its directory, how it was started.
-VOLATILE = {"wall_seconds", "group_seconds", "run_dir", "overrides", "resumed_from", "best_ckpt"}
+# What differs between two runs of one job by nature: its timings, its directory and process, how it was started.
+VOLATILE = {"wall_seconds", "group_seconds", "run_dir", "overrides", "resumed_from", "best_ckpt", "pid", "host"}
 
 
 def sweep_args(launcher: str, sweep_dir: Path) -> list[str]:

@@ -8,7 +8,7 @@ from conftest import compose_config
 from experiments.lit import callbacks
 from experiments.lit.diagnostics import DeadUnitMonitor, GradNormMonitor, HistogramMonitor
 from experiments.run.hparams import flat_hparams
-from experiments.run.recipe import build_callbacks, build_datamodule, build_loggers, build_module
+from experiments.run.recipe import build_callbacks, build_datamodule, build_loggers, build_module, set_threads
 
 
 def by_type(callbacks: list) -> dict[str, list]:
@@ -152,3 +152,34 @@ def test_last_checkpoint_is_written_in_an_epoch_without_validation(tmp_path):
     assert result["status"] == "completed" and result["best_ckpt"] is None  # no validation: nothing to rank
     last = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)
     assert last["epoch"] == 0 and last["global_step"] == 3
+
+
+@pytest.mark.parametrize(
+    "given, threads, parallel, expected",
+    [
+        (None, "auto", 1, "cores"),  # alone: every core
+        (None, "auto", 2, "half"),  # joblib's n_jobs=2: half each
+        ("3", "auto", 1, 3),  # a scheduler's say (a Ray task's num_cpus, joblib's worker): taken as it is
+        ("0", "auto", 1, "cores"),  # no say
+        ("many", "auto", 1, "cores"),
+        ("3", 1, 1, 1),  # threads given: the user's word wins
+    ],
+)
+def test_auto_threads_take_what_the_scheduler_gave_else_share_the_cores(
+    monkeypatch, given, threads, parallel, expected
+):
+    import os
+
+    import torch
+
+    before = torch.get_num_threads()
+    if given is None:
+        monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    else:
+        monkeypatch.setenv("OMP_NUM_THREADS", given)
+    cores = os.cpu_count() or 1
+    want = {"cores": cores, "half": max(1, cores // 2)}.get(expected, expected)
+    try:
+        assert set_threads(threads, parallel) == want == torch.get_num_threads()
+    finally:
+        torch.set_num_threads(before)

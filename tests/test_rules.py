@@ -517,3 +517,21 @@ def test_a_network_larger_than_the_machines_memory_is_refused_before_it_is_built
         "model.hidden_sizes=[8192,8192] trainer.accelerator=cpu"
     )
     assert problems_of("trainer.accelerator=cpu") == ""
+
+
+def test_a_ray_address_must_answer_before_the_sweep_starts():
+    import socket
+
+    from experiments.config.rules import ray_address
+
+    assert ray_address(None) is None and ray_address("auto") is None and ray_address("ray://head:10001") is None
+    assert "host:port" in ray_address("head")
+    with socket.socket() as listening:
+        listening.bind(("127.0.0.1", 0))
+        listening.listen()
+        port = listening.getsockname()[1]
+        assert ray_address(f"127.0.0.1:{port}") is None
+    said = ray_address(f"127.0.0.1:{port}")  # closed now: nothing answers
+    assert (
+        said.startswith("the address of a running Ray cluster, and none answers there") and "ray start --head" in said
+    )

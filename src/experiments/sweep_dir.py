@@ -76,6 +76,20 @@ class JobPlan:
     overrides: list[str] = field(default_factory=list)
 
 
+def job_dir(config: Any) -> Path:
+    """A sweep job's directory, from its composed config (with ``hydra.job.num`` set), resolved as Hydra's
+    ``run_job`` resolves it."""
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import OmegaConf
+
+    before = HydraConfig.instance().cfg
+    HydraConfig.instance().set_config(config)
+    try:
+        return Path(str(config.hydra.sweep.dir)) / str(OmegaConf.select(config, "hydra.sweep.subdir"))
+    finally:
+        HydraConfig.instance().cfg = before
+
+
 def plan_job(num: int, job_dir: Path) -> JobPlan:
     """What finishing does with one job, from what its directory holds."""
     if not job_dir.is_dir():

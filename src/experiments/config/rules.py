@@ -301,7 +301,29 @@ def _machine_problems(trainer: DictConfig | dict[str, Any], key: str = "trainer.
 
 
 # Launcher and sweeper settings that fail only once a sweep has started, by the plugin's _target_.
+def ray_address(value: Any) -> str | None:
+    """A Ray cluster's ``host:port`` must answer before the sweep starts (Ray itself would wait a minute, then
+    fail with a traceback); null (a cluster started for the sweep), ``auto`` and ``ray://`` are Ray's to find."""
+    import socket
+
+    if value is None or str(value) == "auto" or str(value).startswith("ray://"):
+        return None
+    host, _, port = str(value).rpartition(":")
+    if not host or not port.isdigit():
+        return "host:port of a Ray cluster's head (ray start --head prints it), auto, or null"
+    try:
+        socket.create_connection((host, int(port)), timeout=3).close()
+    except OSError as exc:
+        return (
+            f"the address of a running Ray cluster, and none answers there ({exc.strerror or exc}): start one with "
+            f"ray start --head, or leave the address null for a cluster of this machine"
+        )
+    return None
+
+
 SWEEP_RULES: dict[str, dict[str, Check]] = {
+    "hydra_plugins.ray_jobs.ray_jobs.RayJobsLauncher": {"launcher.ray.init.address": ray_address},
+    "hydra_plugins.fused_launcher.fused_launcher.FusedLauncher": {"launcher.ray.init.address": ray_address},
     "hydra_plugins.hydra_joblib_launcher.joblib_launcher.JoblibLauncher": {
         "launcher.n_jobs": lambda v: None if _is_int(v) and v != 0 else "a non-zero integer (-1: every core)"
     },

@@ -58,8 +58,11 @@ def how_it_ran(trainer: L.Trainer) -> dict[str, Any]:
 
 
 def set_threads(threads: int | str, parallel_jobs: int) -> int:
-    """Torch threads per job: all cores shared evenly between the jobs that run at once."""
-    n = max(1, (os.cpu_count() or 1) // max(1, parallel_jobs)) if threads == "auto" else int(threads)
+    """Torch threads per job: ``auto`` takes the CPUs a scheduler gave the job's process (Ray and joblib say
+    so in ``OMP_NUM_THREADS``), else all cores shared evenly between the jobs that run at once."""
+    given = os.environ.get("OMP_NUM_THREADS", "")
+    shared = max(1, (os.cpu_count() or 1) // max(1, parallel_jobs))
+    n = (int(given) if given.isdigit() and int(given) > 0 else shared) if threads == "auto" else int(threads)
     torch.set_num_threads(n)
     return n
 

@@ -7,6 +7,8 @@ the entry points record a refused config before the training stack is imported.
 
 from __future__ import annotations
 
+import os
+import socket
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,6 +46,8 @@ def first_record(
     return {
         "status": Status.RUNNING,
         "run_dir": str(run_dir),
+        "host": socket.gethostname(),  # which machine and process trained it: a cluster's node, a worker
+        "pid": os.getpid(),
         "overrides": overrides,
         "choices": {k: v for k, v in choices.items() if not k.startswith("hydra")},
         **(labels or {}),

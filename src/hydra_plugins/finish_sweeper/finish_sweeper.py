@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
-from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.plugins import Plugins
 from hydra.plugins.launcher import Launcher
@@ -30,7 +29,17 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from experiments.errors import ExperimentError, exit_with
 from experiments.run_dir import hydra_value
-from experiments.sweep_dir import FINISH_SWEEPER, Action, JobPlan, code_changes, move_aside, plan_job, stamp, summary
+from experiments.sweep_dir import (
+    FINISH_SWEEPER,
+    Action,
+    JobPlan,
+    code_changes,
+    job_dir,
+    move_aside,
+    plan_job,
+    stamp,
+    summary,
+)
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +81,7 @@ class FinishSweeper(Sweeper):
                 f"finishing it would mix two versions in one report; restore them, or run the sweep again"
             )
         jobs = self._jobs(arguments)
-        plans = [plan_job(num, sweep_dir / self._subdir(num, overrides)) for num, overrides in enumerate(jobs)]
+        plans = [plan_job(num, self._job_dir(num, overrides)) for num, overrides in enumerate(jobs)]
         when = stamp()
         log.info(f"Finishing {sweep_dir}: {len(jobs)} jobs")
         for line in summary(plans):
@@ -99,18 +108,13 @@ class FinishSweeper(Sweeper):
                 exit_with(f"{key}: a {override.value_type.name.lower()} sweep is no grid; finish= finishes grid sweeps")
         return [list(job) for job in itertools.product(*values.values())]
 
-    def _subdir(self, num: int, overrides: Sequence[str]) -> str:
-        """The job's directory name, resolved as the launcher will resolve it."""
+    def _job_dir(self, num: int, overrides: Sequence[str]) -> Path:
+        """The job's directory, as the launcher will make it."""
         assert self.hydra_context is not None and self.config is not None
         config = self.hydra_context.config_loader.load_sweep_config(self.config, list(overrides))
         with open_dict(config):
             config.hydra.job.id = config.hydra.job.num = num
-        before = HydraConfig.instance().cfg
-        HydraConfig.instance().set_config(config)
-        try:
-            return str(OmegaConf.select(config, "hydra.sweep.subdir"))
-        finally:
-            HydraConfig.instance().cfg = before
+        return job_dir(config)
 
     def _chunks(self, plans: list[JobPlan]) -> list[list[JobPlan]]:
         """Runs of consecutive job numbers (a launch numbers its jobs from its first), within max_batch_size."""

@@ -7,6 +7,8 @@ own ``run_job`` prepares each member (its directory, ``.hydra/`` files, logging,
 config checks) and the group then trains in one loop (``experiments.fused.members.train_members``). A job
 that cannot fuse (``fusion_problem`` says why, in the log) runs exactly as under the basic launcher.
 Groups larger than ``max_members``, or than ``memory_fraction`` of the free memory allows, are split.
+With ``on_ray=true`` each group (and each job alone) is one Ray task instead, spread over a cluster's nodes
+(``ray.init``, ``ray.remote`` as ``hydra/launcher=ray`` takes them; ``hydra_plugins/ray_jobs``).
 
 (No ``from __future__ import annotations`` here: Hydra's plugin scan executes this module before it is
 in ``sys.modules``, where ``dataclasses`` cannot resolve annotations given as strings.)
@@ -14,7 +16,7 @@ in ``sys.modules``, where ``dataclasses`` cannot resolve annotations given as st
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,18 +29,26 @@ from omegaconf import DictConfig, open_dict
 log = logging.getLogger(__name__)
 
 
+def _ray_defaults() -> dict[str, Any]:
+    return {"init": {"address": None}, "remote": {"num_cpus": 1, "num_gpus": 0}}
+
+
 @dataclass
 class FusedLauncherConf:
     _target_: str = "hydra_plugins.fused_launcher.fused_launcher.FusedLauncher"
     max_members: int = 64  # members per stacked model at most
     memory_fraction: float = 0.5  # of the free accelerator memory (or RAM) a group may take
+    on_ray: bool = False  # each group (and each job that runs alone) one Ray task, instead of one after another here
+    ray: dict[str, Any] = field(default_factory=_ray_defaults)  # as hydra/launcher=ray's: ray.init, ray.remote
 
 
 ConfigStore.instance().store(group="hydra/launcher", name="fused", node=FusedLauncherConf, provider="experiments")
 
 
 class FusedLauncher(Launcher):
-    def __init__(self, max_members: int = 64, memory_fraction: float = 0.5) -> None:
+    def __init__(
+        self, max_members: int = 64, memory_fraction: float = 0.5, on_ray: bool = False, ray: Any = None
+    ) -> None:
         if not isinstance(max_members, int) or max_members < 1:
             raise ValueError(f"hydra.launcher.max_members={max_members!r} is invalid: must be an integer >= 1")
         if not isinstance(memory_fraction, (int, float)) or not 0 < memory_fraction <= 1:
@@ -46,6 +56,7 @@ class FusedLauncher(Launcher):
                 f"hydra.launcher.memory_fraction={memory_fraction!r} is invalid: must be a number in (0, 1]"
             )
         self.max_members, self.memory_fraction = max_members, memory_fraction
+        self.on_ray, self.ray = on_ray, ray
         self.config: DictConfig | None = None
         self.task_function: TaskFunction | None = None
         self.hydra_context: HydraContext | None = None
@@ -88,14 +99,38 @@ class FusedLauncher(Launcher):
             if problem:
                 log.info(f"\t#{idx} runs on its own: {problem}")
             groups.setdefault(key, []).append((idx, config))
-        returns: dict[int, JobReturn] = {}
-        for jobs in groups.values():
-            if len(jobs) == 1:  # nothing to fuse with: as under the basic launcher
-                idx, config = jobs[0]
-                returns[idx] = self._run(config, self.task_function)
-            else:
-                returns.update(self._fused(jobs))
+        if self.on_ray:
+            returns = self._on_ray(list(groups.values()))
+        else:
+            returns = {}
+            for jobs in groups.values():
+                if len(jobs) == 1:  # nothing to fuse with: as under the basic launcher
+                    idx, config = jobs[0]
+                    returns[idx] = self._run(config, self.task_function)
+                else:
+                    returns.update(self._fused(jobs))
         return [returns[i] for i in sorted(returns)]
+
+    def _on_ray(self, groups: list[list[tuple[int, DictConfig]]]) -> dict[int, JobReturn]:
+        """Each group one Ray task that trains it as ``_fused`` does here; a job alone, as ``hydra/launcher=ray``
+        runs it."""
+        from hydra.core.singleton import Singleton
+
+        from hydra_plugins.ray_jobs.ray_jobs import Task, absolute_sweep_dir, run_job_in_task, run_on_ray, start_ray
+
+        start_ray(self.ray["init"])
+        tasks = []
+        for jobs in groups:
+            for _, config in jobs:
+                absolute_sweep_dir(config)  # a worker's working directory is the cluster's
+            state = Singleton.get_state()
+            if len(jobs) == 1:
+                tasks.append(Task(run_job_in_task, (self.hydra_context, jobs[0][1], self.task_function, state), jobs))
+            else:
+                settings = (self.max_members, self.memory_fraction)
+                args = (settings, self.hydra_context, self.config, self.task_function, state, jobs)
+                tasks.append(Task(_fused_in_task, args, jobs))
+        return run_on_ray(tasks, self.ray["remote"])
 
     def _fused(self, jobs: list[tuple[int, DictConfig]]) -> dict[int, JobReturn]:
         from experiments.fused.grouping import group_device, member_bytes, memory_budget, split_group
@@ -120,6 +155,27 @@ class FusedLauncher(Launcher):
             for job, value in train_group(group, name).items():
                 returns[job].return_value = value
         return returns
+
+
+def _fused_in_task(
+    settings: tuple[int, float],
+    hydra_context: HydraContext,
+    config: DictConfig,
+    task_function: TaskFunction,
+    singleton_state: dict[Any, Any],
+    jobs: list[tuple[int, DictConfig]],
+) -> dict[int, JobReturn]:
+    """In a Ray worker: the group trained exactly as the launcher trains it in the sweep's own process."""
+    from hydra.core.singleton import Singleton
+
+    from hydra_plugins.ray_jobs.ray_jobs import ctrl_c_reaches_the_job
+
+    setup_globals()
+    Singleton.set_state(singleton_state)
+    launcher = FusedLauncher(*settings)
+    launcher.setup(hydra_context=hydra_context, task_function=task_function, config=config)
+    with ctrl_c_reaches_the_job():
+        return launcher._fused(jobs)
 
 
 def _task_part(config: DictConfig) -> dict[str, Any]:
