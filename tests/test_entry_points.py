@@ -117,3 +117,14 @@ def test_a_job_repeats_each_warning_once_by_its_first_line_and_an_empty_one_not_
     capsys.readouterr()
     seen.repeat()
     assert capsys.readouterr().out.splitlines() == ["2 warning(s) above, repeated:", "  first", "  second"]
+
+
+def test_the_launchers_listed_are_every_one_hydra_offers_here():
+    from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    from experiments.__main__ import LAUNCHERS
+
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        offered = set(GlobalHydra.instance().config_loader().get_group_options("hydra/launcher"))
+    assert {name.split(" ")[0] for name in LAUNCHERS.split(", ")} == offered

@@ -7,8 +7,11 @@ from experiments.config.catalogue import CONF_DIR
 COMMANDS = [
     ("python train.py [group=option ...] [key=value ...]", "mlp-train", "train one configuration (-m: a sweep)"),
     ("python eval.py ckpt_path=<file>", "mlp-eval", "test a checkpoint on the 10,000 test images"),
+    ("python train.py finish=<sweep_dir>", "mlp-train", "finish a stopped sweep in place"),
     ("python -m experiments.reports <sweep_dir>", "mlp-report", "rebuild a sweep's report"),
 ]
+# Where a sweep's jobs run (hydra/launcher=...): Hydra's, the plugins' and this project's.
+LAUNCHERS = "basic (one after another), joblib, submitit_local, submitit_slurm, fused, ray"
 SCRIPTS = [
     ("scripts/benchmark.py", "the framework against a plain PyTorch loop"),
     ("scripts/born_dead.py", "P(a random narrow deep ReLU net is dead at birth)"),
@@ -26,6 +29,7 @@ def overview() -> str:
     for group in sorted(p for p in CONF_DIR.iterdir() if p.is_dir() and p.name != "hydra"):  # Hydra's own: not a choice
         options = sorted(p.stem for p in group.glob("*.yaml"))
         lines.append(f"  {group.name + '=':<16} {', '.join(options)}")
+    lines += ["", f"Sweep launchers, choose with -m hydra/launcher=...: {LAUNCHERS}"]
     lines += ["", "python train.py --help lists every key; README.md explains each group."]
     return "\n".join(lines)
 
