@@ -205,7 +205,7 @@ def test_deterministic_runs_give_identical_metrics(tmp_path, reference):
     assert proc.returncode == 0, proc.stderr[-2000:]
     again, (first, _) = read_metrics(tmp_path / "again"), reference
     assert again["deterministic_algorithms"] is first["deterministic_algorithms"] is True
-    varying = ("run_dir", "best_ckpt", "wall_seconds", "overrides", "history", "pid")  # pid: which process, not what
+    varying = ("run_dir", "best_ckpt", "wall_seconds", "overrides", "history", "pid")  # pid: where it ran
     assert {k: v for k, v in again.items() if k not in varying} == {k: v for k, v in first.items() if k not in varying}
     assert {k: v for k, v in again["history"].items() if k != "epoch_seconds"} == {
         k: v for k, v in first["history"].items() if k != "epoch_seconds"
