@@ -119,11 +119,10 @@ class FusedLauncher(Launcher):
         from hydra_plugins.ray_jobs.ray_jobs import Task, absolute_sweep_dir, run_job_in_task, run_on_ray, start_ray
 
         start_ray(self.ray["init"])
-        tasks = []
+        tasks, state = [], Singleton.get_state()
         for jobs in groups:
             for _, config in jobs:
                 absolute_sweep_dir(config)  # a worker's working directory is the cluster's
-            state = Singleton.get_state()
             if len(jobs) == 1:
                 tasks.append(Task(run_job_in_task, (self.hydra_context, jobs[0][1], self.task_function, state), jobs))
             else:

@@ -130,7 +130,8 @@ def run_on_ray(tasks: list[Task], remote: Any) -> dict[int, JobReturn]:
     import ray
 
     options = {"max_retries": 0, **(OmegaConf.to_container(remote, resolve=True) if remote else {})}
-    refs = {ray.remote(**options)(task.function).remote(*task.args): task for task in tasks}
+    remote_of = {function: ray.remote(**options)(function) for function in {task.function for task in tasks}}
+    refs = {remote_of[task.function].remote(*task.args): task for task in tasks}  # each function sent once
     returns: dict[int, JobReturn] = {}
     pending = list(refs)
     try:
@@ -180,14 +181,14 @@ class RayJobsLauncher(Launcher):
         configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
         start_ray(self.ray_cfg.init)
         log.info(f"Launching {len(job_overrides)} jobs as Ray tasks")
-        tasks = []
+        tasks, state = [], Singleton.get_state()
         for idx, overrides in enumerate(job_overrides, start=initial_job_idx):
             config = self.hydra_context.config_loader.load_sweep_config(self.config, list(overrides))
             with open_dict(config):
                 config.hydra.job.id = config.hydra.job.num = idx
             absolute_sweep_dir(config)
             log.info(f"\t#{idx} : {' '.join(filter_overrides(overrides))}")
-            args = (self.hydra_context, config, self.task_function, Singleton.get_state())
+            args = (self.hydra_context, config, self.task_function, state)
             tasks.append(Task(run_job_in_task, args, [(idx, config)]))
         returns = run_on_ray(tasks, self.ray_cfg.remote)
         return [returns[i] for i in sorted(returns)]
