@@ -76,6 +76,11 @@ def resume_command(ckpt: Path, run_dir: Path, overrides: list[str]) -> str:
     return " ".join(shlex.quote(a) for a in args)
 
 
+def stamp() -> str:
+    """A time and process that name what one run or finish adds beside earlier files (``resumed-<stamp>``)."""
+    return f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
+
+
 def _script() -> list[str]:
     script = sys.argv[0] or "train.py"  # a console script (mlp-train) runs as itself, train.py through python
     return ["python", script] if script.endswith(".py") else [Path(script).name]

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import time
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
@@ -122,10 +121,6 @@ def move_aside(plan: JobPlan, stamp: str) -> None:
         if path != target and not path.name.startswith("earlier-"):
             os.replace(path, target / path.name)
     plan.moved_to = target
-
-
-def stamp() -> str:
-    return f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
 
 
 def summary(plans: list[JobPlan]) -> list[str]:

@@ -7,9 +7,7 @@ exceptions raised in callbacks into warnings, so a refusal prints one line and e
 
 from __future__ import annotations
 
-import os
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +16,7 @@ from omegaconf import DictConfig, read_write
 
 from experiments.errors import RunDirectoryError, exit_with
 from experiments.names import Status
-from experiments.run_dir import check_writable, is_main_process, read_json
+from experiments.run_dir import check_writable, is_main_process, read_json, stamp
 from experiments.sweep_dir import FINISH_SWEEPER, write_code
 
 RESULTS = (".hydra/config.yaml", "metrics.json", "eval.json")
@@ -73,7 +71,7 @@ class OutputGuard(Callback):
         subdir = config.hydra.output_subdir
         if subdir is not None and (run_dir / subdir / "config.yaml").exists():
             # resuming in place: the first run's Hydra config stays, this run's goes beside it
-            resumed = f"{subdir}/resumed-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
+            resumed = f"{subdir}/resumed-{stamp()}"
             with read_write(config.hydra):
                 config.hydra.output_subdir = resumed
             print(

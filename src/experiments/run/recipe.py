@@ -113,11 +113,13 @@ def build(cfg: DictConfig, run_dir: Path, record: Record) -> Built:
             global_step=trainer.global_step,
         )
         if trainer.is_global_zero:
-            sweep = sweep_dir_of_job()
-            how = f"Finish the sweep (this job resumes) with:\n  {finish_command(sweep)}" if sweep else ""
+            if sweep := sweep_dir_of_job():
+                how = f"Finish the sweep (this job resumes) with:\n  {finish_command(sweep)}"
+            else:
+                how = f"Resume with:\n  {command}"
             print(
                 f"\nInterrupted at epoch {trainer.current_epoch}, step {trainer.global_step}; checkpoint saved "
-                f"to {ckpt}.\n{how or f'Resume with:{chr(10)}  {command}'}",
+                f"to {ckpt}.\n{how}",
                 flush=True,
             )
 

@@ -28,7 +28,7 @@ from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from experiments.errors import ExperimentError, exit_with
-from experiments.run_dir import hydra_value
+from experiments.run_dir import hydra_value, stamp
 from experiments.sweep_dir import (
     FINISH_SWEEPER,
     Action,
@@ -37,7 +37,6 @@ from experiments.sweep_dir import (
     job_dir,
     move_aside,
     plan_job,
-    stamp,
     summary,
 )
 
