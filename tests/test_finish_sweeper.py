@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT, read_metrics, run_script, subprocess_env
+from experiments.reports.table import job_dirs
 
 pytestmark = pytest.mark.slow
 
@@ -38,10 +39,6 @@ VOLATILE = {"wall_seconds", "group_seconds", "run_dir", "overrides", "resumed_fr
 
 def sweep_args(launcher: str, sweep_dir: Path) -> list[str]:
     return ["-m", *JOBS, *SETTINGS, *LAUNCHERS[launcher], f"hydra.sweep.dir={sweep_dir}"]
-
-
-def job_dirs(sweep_dir: Path) -> list[Path]:
-    return sorted((p for p in sweep_dir.glob("[0-9]*_*") if p.is_dir()), key=lambda p: int(p.name.split("_")[0]))
 
 
 def records(sweep_dir: Path) -> dict[str, dict]:

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from conftest import FAST, ROOT, read_metrics, run_script, subprocess_env
+from experiments.reports.table import job_dirs
 
 pytest.importorskip("ray")
 pytestmark = pytest.mark.slow
@@ -56,10 +57,6 @@ def cluster():
         shutil.rmtree(temp, ignore_errors=True)
 
 
-def jobs_of(sweep_dir: Path) -> list[Path]:
-    return sorted(sweep_dir.glob("[0-9]*_*"), key=lambda p: int(p.name.split("_")[0]))
-
-
 def ran_in_ray_workers(stdout: str, task: str, records: list[dict]) -> bool:
     """Ray prefixes what a task prints with its function and worker pid: each job's own line, with its pid."""
     return all(
@@ -73,14 +70,14 @@ def test_a_sweep_runs_each_job_as_a_task_in_the_clusters_workers(tmp_path, clust
     args = ["-m", "hydra/launcher=ray", f"hydra.launcher.ray.init.address={cluster}", "activation=relu,tanh"]
     proc = run_script([*args, "seed=1,2", *FAST, f"hydra.sweep.dir={sweep_dir}"], tmp_path, env=QUIET)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    records = [read_metrics(j) for j in jobs_of(sweep_dir)]
+    records = [read_metrics(j) for j in job_dirs(sweep_dir)]
     assert len(records) == 4 and all(r["status"] == "completed" for r in records)
     assert all(r["threads"] == 1 and r["host"] == socket.gethostname() for r in records)  # num_cpus: 1
     assert all(Path(r["run_dir"]).is_relative_to(sweep_dir) for r in records)  # not the workers' directory
     assert ran_in_ray_workers(proc.stdout + proc.stderr, "run_job_in_task", records)
     assert all(
         j.joinpath(".hydra", "config.yaml").exists() and list(j.glob("tensorboard/events.*"))
-        for j in jobs_of(sweep_dir)
+        for j in job_dirs(sweep_dir)
     )
     summary = (sweep_dir / "summary.csv").read_text()
     assert summary.count("completed") == 4
@@ -96,7 +93,7 @@ def test_a_task_asks_for_more_cpus_and_its_job_takes_that_many_threads(tmp_path,
     ]
     proc = run_script([*args, "seed=1", *FAST, f"hydra.sweep.dir={sweep_dir}"], tmp_path, env=QUIET)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert [read_metrics(j)["threads"] for j in jobs_of(sweep_dir)] == [2]
+    assert [read_metrics(j)["threads"] for j in job_dirs(sweep_dir)] == [2]
 
 
 def test_fused_groups_are_ray_tasks_and_equal_the_in_process_fused_sweep(tmp_path, cluster):
@@ -107,7 +104,7 @@ def test_fused_groups_are_ray_tasks_and_equal_the_in_process_fused_sweep(tmp_pat
     assert proc.returncode == 0, proc.stderr[-3000:]
     here = run_script([*common, f"hydra.sweep.dir={tmp_path / 'here'}"], tmp_path, env=QUIET)
     assert here.returncode == 0, here.stderr[-3000:]
-    remote, local = [[read_metrics(j) for j in jobs_of(tmp_path / d)] for d in ("ray", "here")]
+    remote, local = [[read_metrics(j) for j in job_dirs(tmp_path / d)] for d in ("ray", "here")]
     assert len(remote) == 4 and {r["fused_group"]["name"] for r in remote} == {"fused-0", "fused-1"}
     assert ran_in_ray_workers(proc.stdout + proc.stderr, "_fused_in_task", remote)
     for r, h in zip(remote, local):
@@ -122,7 +119,7 @@ def test_without_an_address_ray_starts_a_cluster_of_this_machine_for_the_sweep(t
     args = ["-m", "hydra/launcher=ray", "activation=relu,tanh", *FAST, f"hydra.sweep.dir={sweep_dir}"]
     proc = run_script([*args, f"+hydra.launcher.ray.init._temp_dir={ray_temp}"], tmp_path, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    records = [read_metrics(j) for j in jobs_of(sweep_dir)]
+    records = [read_metrics(j) for j in job_dirs(sweep_dir)]
     assert [r["status"] for r in records] == ["completed"] * 2
     assert ran_in_ray_workers(proc.stdout + proc.stderr, "run_job_in_task", records)
 
@@ -178,7 +175,7 @@ def test_a_worker_killed_while_it_trains_leaves_its_job_failed_and_the_others_fi
             proc.kill()
     print(stderr[-2000:])
     assert proc.returncode == 1
-    records = {r["run_dir"]: r for r in (read_metrics(j) for j in jobs_of(sweep_dir))}
+    records = {r["run_dir"]: r for r in (read_metrics(j) for j in job_dirs(sweep_dir))}
     lost = records.pop(victim["run_dir"])
     assert lost["status"] == "failed" and "its Ray task ended without a result" in lost["error"]
     assert [r["status"] for r in records.values()] == ["completed"] * 2
@@ -202,5 +199,5 @@ def test_ctrl_c_on_the_driver_stops_the_clusters_tasks_and_records_them(tmp_path
         f"Interrupted (Ctrl-C): 3 jobs' Ray tasks cancelled and recorded; finish the sweep with "
         f"python {ROOT / 'train.py'} finish={sweep_dir}"
     )
-    records = [read_metrics(j) for j in jobs_of(sweep_dir)]  # the job not yet started has no directory
+    records = [read_metrics(j) for j in job_dirs(sweep_dir)]  # the job not yet started has no directory
     assert records and all(r["status"] == "interrupted" and r.get("global_step", 0) < 645 for r in records), records
