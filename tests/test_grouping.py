@@ -10,7 +10,7 @@ from omegaconf import OmegaConf
 
 from conftest import compose_config
 from experiments.fused.grouping import fusion_key, fusion_problem, hooks_used, member_bytes, split_group
-from experiments.fused.member_runs import FORWARDED_HOOKS, MemberRuns
+from experiments.fused.member_runs import CHECKPOINT_HOOKS, FORWARDED_HOOKS, MemberRuns
 from experiments.lit.callbacks import DivergenceGuard, EpochHistory
 from experiments.lit.diagnostics import DeadUnitMonitor, GradNormMonitor, HistogramMonitor
 from experiments.run.hparams import plain
@@ -188,6 +188,41 @@ def test_each_member_is_tested_on_its_best_checkpoint_not_its_last(tmp_path):
         assert json.loads((member.run_dir / "metrics.json").read_text()) == json.loads(json.dumps(record))
 
 
+@pytest.mark.slow
+def test_a_members_checkpoints_are_its_separate_runs_written_by_the_same_lightning_code(tmp_path):
+    import torch
+
+    from experiments.fused.members import train_members
+    from experiments.run.recipe import run
+
+    weights_only = [
+        "+callbacks.model_checkpoint.save_weights_only=true",
+        "+callbacks.last_checkpoint.save_weights_only=true",
+    ]
+    settings = ["data.limit_train=512", "trainer.limit_val_batches=1", "trainer.limit_test_batches=1"]
+    settings += ["callbacks.progress_bar=null", "diagnostics=none", "logger=none", "print_config=false", *weights_only]
+    members = members_of(tmp_path, settings, [["seed=0"], ["seed=1", "activation=tanh"]])
+    train_members(members, "test-group")
+    separate = tmp_path / "separate"
+    run(compose_config([*settings, "seed=0"], output_dir=str(separate)), separate, {}, ["seed=0"])
+    names = sorted(p.name for p in (separate / "checkpoints").iterdir())
+    assert names == sorted(p.name for p in (members[0].run_dir / "checkpoints").iterdir()) and len(names) == 2
+    for name in names:  # best-epoch00-acc....ckpt and last.ckpt: chosen and named by the member's ModelCheckpoints
+        mine = torch.load(members[0].run_dir / "checkpoints" / name, weights_only=True)
+        theirs = torch.load(separate / "checkpoints" / name, weights_only=True)
+        # Lightning's own keys (its version, loops, epoch, hyperparameter names); a member's hparams_name is not
+        # set (it is private to the LightningModule that saved its hyperparameters) and its group is added
+        assert set(mine) == set(theirs) - {"hparams_name"} | {"fused_group"}
+        assert mine["fused_group"]["members"] == 2 and mine["pytorch-lightning_version"] == L.__version__
+        for key in ("epoch", "global_step", "hyper_parameters", "datamodule_hyper_parameters"):
+            assert mine[key] == theirs[key], key
+        assert mine["state_dict"].keys() == theirs["state_dict"].keys()
+        for key, weights in mine["state_dict"].items():
+            assert torch.allclose(weights.double(), theirs["state_dict"][key].double(), atol=1e-5), key
+            # the member's own tensors, not views that would save every member's stacked weights
+            assert weights.untyped_storage().nbytes() == weights.numel() * weights.element_size(), key
+
+
 @pytest.mark.parametrize(
     "kwargs, words",
     [
@@ -228,6 +263,8 @@ def test_whether_a_callback_fuses_is_derived_from_the_hooks_it_uses():
 
 
 def test_every_hook_forwarded_to_members_is_one_that_the_group_calls_them_at():
-    assert hooks_used(MemberRuns) >= FORWARDED_HOOKS
+    assert hooks_used(MemberRuns) >= FORWARDED_HOOKS | CHECKPOINT_HOOKS
+    # a member's ModelCheckpoint is called at every hook it uses: a Lightning that adds one is noticed here
+    assert hooks_used(L.pytorch.callbacks.ModelCheckpoint) <= FORWARDED_HOOKS | CHECKPOINT_HOOKS
     for monitor in (DeadUnitMonitor, GradNormMonitor, HistogramMonitor, EpochHistory, DivergenceGuard):
         assert hooks_used(monitor) <= FORWARDED_HOOKS, monitor

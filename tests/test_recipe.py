@@ -1,14 +1,22 @@
 """A run's parts come from its config groups: Lightning's own callbacks and loggers, built as configured."""
 
 import pytest
-from lightning.pytorch.callbacks import EarlyStopping, RichProgressBar
+import torch
+from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint, RichProgressBar
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
 from conftest import compose_config
 from experiments.lit import callbacks
 from experiments.lit.diagnostics import DeadUnitMonitor, GradNormMonitor, HistogramMonitor
 from experiments.run.hparams import flat_hparams
-from experiments.run.recipe import build_callbacks, build_datamodule, build_loggers, build_module, set_threads
+from experiments.run.recipe import (
+    best_checkpoint,
+    build_callbacks,
+    build_datamodule,
+    build_loggers,
+    build_module,
+    set_threads,
+)
 
 
 def by_type(callbacks: list) -> dict[str, list]:
@@ -183,3 +191,13 @@ def test_auto_threads_take_what_the_scheduler_gave_else_share_the_cores(
         assert set_threads(threads, parallel) == want == torch.get_num_threads()
     finally:
         torch.set_num_threads(before)
+
+
+def test_the_best_checkpoint_is_the_first_monitoring_ones_with_its_score_only_as_val_acc(tmp_path):
+    last, by_loss, by_acc = (ModelCheckpoint(dirpath=tmp_path, monitor=m) for m in (None, "val/loss", "val/acc"))
+    for ckpt, path, score in ((by_loss, "loss.ckpt", 0.31), (by_acc, "acc.ckpt", 0.875)):
+        ckpt.best_model_path, ckpt.best_model_score = str(tmp_path / path), torch.tensor(score)
+    assert best_checkpoint([last, by_acc, by_loss]) == {"best_ckpt": str(tmp_path / "acc.ckpt"), "best_val_acc": 0.875}
+    # a val/loss score is not recorded as best_val_acc
+    assert best_checkpoint([last, by_loss, by_acc]) == {"best_ckpt": str(tmp_path / "loss.ckpt"), "best_val_acc": None}
+    assert best_checkpoint([last]) == best_checkpoint([]) == {"best_ckpt": None, "best_val_acc": None}

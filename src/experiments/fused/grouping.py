@@ -109,7 +109,7 @@ def _callback_problem(key: str, entry: dict[str, Any]) -> str | None:
     cls = getattr(importlib.import_module(module), name)
     if issubclass(cls, ProgressBar):  # the group's trainer shows one for all members
         return None
-    if issubclass(cls, ModelCheckpoint):
+    if issubclass(cls, ModelCheckpoint):  # a member's own, called at its hooks; the view logs epoch metrics only
         every = entry.get("every_n_epochs")
         if entry.get("every_n_train_steps") or entry.get("train_time_interval") or (every or 1) != 1:
             return f"{key} saves other than once per epoch"

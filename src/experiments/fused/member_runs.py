@@ -3,8 +3,9 @@
 Each member gets a separate run's own callbacks (``EpochHistory``, ``DivergenceGuard``, the monitors of its
 ``diagnostics`` group), and ``MemberRuns`` calls them at the hooks in ``FORWARDED_HOOKS`` with a ``MemberView``
 (the group's trainer, seen with the member's own loggers and epoch metrics) and the member's own
-``Classifier``, whose layers are views into the stacked weights. Its checkpoints are its own classifier's,
-named and chosen by its checkpoint callbacks' settings.
+``Classifier``, whose layers are views into the stacked weights. Its checkpoint callbacks are its own
+``ModelCheckpoint``s, called at those hooks and at ``CHECKPOINT_HOOKS``: they name, choose and remove its checkpoints, and write them
+through the view, which has the group's trainer save the member's own classifier (``FusedClassifier.saving``).
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ from omegaconf import DictConfig
 
 from experiments.fused.stacked import FusedClassifier
 from experiments.lit.callbacks import Diverged, DivergenceGuard, EpochHistory
-from experiments.lit.checkpoint_io import AtomicCheckpointIO
 from experiments.names import Status
 from experiments.run.hparams import plain
 from experiments.run.recipe import diverged, history_of
@@ -40,14 +40,17 @@ FORWARDED_HOOKS = frozenset(
         "on_train_end",
     }
 )
+# Called on the members' ModelCheckpoints only, which grouping.py lets fuse by their settings: other callbacks
+# that use them (EarlyStopping sets trainer.should_stop, which a view cannot pass on to the group) run alone.
+CHECKPOINT_HOOKS = frozenset({"on_validation_end", "on_exception"})
 
 
 class MemberView:
     """What a separate run's callbacks read of their trainer, for one member: the group's loop (its step,
-    epoch, data, batches), with the member's own loggers and epoch metrics."""
+    epoch, data, batches), with the member's own loggers and epoch metrics, saving the member's checkpoints."""
 
-    def __init__(self, trainer: L.Trainer, loggers: list[Logger]) -> None:
-        self.trainer, self.loggers = trainer, loggers
+    def __init__(self, trainer: L.Trainer, k: int, loggers: list[Logger], checkpoint_extra: dict[str, Any]) -> None:
+        self.trainer, self.k, self.loggers, self.checkpoint_extra = trainer, k, loggers, checkpoint_extra
         self.callback_metrics: dict[str, torch.Tensor] = {}
 
     def __getattr__(self, name: str) -> Any:
@@ -58,6 +61,16 @@ class MemberView:
         self.callback_metrics.update({k: torch.tensor(v) for k, v in metrics.items()})
         for logger in self.loggers:
             logger.log_metrics(metrics, step=self.trainer.global_step)
+
+    def save_checkpoint(self, filepath: str | Path, weights_only: bool = False, storage_options: Any = None) -> None:
+        """Member ``k``'s checkpoint, by the group trainer's own checkpoint code: weights only, whatever the
+        callback asks (a member's optimizer state is a slice of the group's, and a fused run does not resume)."""
+        module: FusedClassifier = self.trainer.lightning_module
+        module.saving = (self.k, self.checkpoint_extra)
+        try:
+            self.trainer.save_checkpoint(filepath, weights_only=True, storage_options=storage_options)
+        finally:
+            module.saving = None
 
 
 @dataclass
@@ -75,33 +88,35 @@ class Member:
     history: EpochHistory = field(default_factory=EpochHistory)
     monitors: list[L.Callback] = field(default_factory=list)
     view: MemberView | None = None
-    best: tuple[float, str, dict[str, torch.Tensor]] | None = None  # score, path, weights
     outcome: dict[str, Any] | None = None  # set once it stops training: diverged, or interrupted
 
     def callbacks(self) -> list[L.Callback]:
-        """A separate run's own callbacks, in the order its trainer calls them."""
-        return [*self.monitors, self.history, DivergenceGuard(int(self.cfg.trainer.log_every_n_steps))]
+        """A separate run's own callbacks, in the order its trainer calls them (checkpoints last, as Lightning
+        orders them)."""
+        guard = DivergenceGuard(int(self.cfg.trainer.log_every_n_steps))
+        return [*self.monitors, self.history, guard, *self.checkpoints]
 
 
 class MemberRuns(L.Callback):
-    """Calls each member's own callbacks at the group's hooks, with its view and its own module; keeps its
-    best and last checkpoints as its checkpoint callbacks name them; stops a member that diverged."""
+    """Calls each member's own callbacks at the group's hooks, with its view and its own module; logs its
+    metrics; stops a member that diverged."""
 
     def __init__(self, members: list[Member], group: dict[str, Any]) -> None:
         self.members, self.group = members, group
         self.callbacks = [m.callbacks() for m in members]
-        self.io = AtomicCheckpointIO()
 
     def _each(self, hook: str, trainer: L.Trainer, module: FusedClassifier, *args: Any) -> None:
-        assert hook in FORWARDED_HOOKS, hook  # what grouping.py lets fuse is what is called here
+        assert hook in FORWARDED_HOOKS | CHECKPOINT_HOOKS, hook  # what grouping.py lets fuse is what is called here
         for k, member in enumerate(self.members):
             if member.outcome is None:
-                for callback in self.callbacks[k]:
+                for callback in self.callbacks[k] if hook in FORWARDED_HOOKS else member.checkpoints:
                     getattr(callback, hook)(member.view, module.member(k), *args)
 
     def setup(self, trainer: L.Trainer, pl_module: FusedClassifier, stage: str) -> None:
-        for member in self.members:
-            member.view = MemberView(trainer, member.loggers)
+        for k, member in enumerate(self.members):
+            data = {n: v for n, v in plain(member.cfg.data).items() if n != "_target_"}
+            extra = {"datamodule_hyper_parameters": data, "fused_group": self.group}
+            member.view = MemberView(trainer, k, member.loggers, extra)
         self._each("setup", trainer, pl_module, stage)
 
     def on_train_start(self, trainer: L.Trainer, pl_module: FusedClassifier) -> None:
@@ -137,64 +152,32 @@ class MemberRuns(L.Callback):
         if trainer.sanity_checking:
             pl_module.sums.pop("val", None)
             return
-        for k, (member, loss, acc) in enumerate(zip(self.members, *pl_module.epoch_means("val"))):
+        for member, loss, acc in zip(self.members, *pl_module.epoch_means("val")):
             if member.outcome is None:
                 member.view.log({"val/loss": loss, "val/acc": acc})
-                for ckpt in (c for c in member.checkpoints if c.monitor):
-                    self._keep_best(trainer, pl_module, k, ckpt)
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: FusedClassifier) -> None:
+        self._each("on_validation_end", trainer, pl_module)
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: FusedClassifier) -> None:
         for member, loss, acc in zip(self.members, *pl_module.epoch_means("train")):
             if member.outcome is None:
                 member.view.log({"train/loss_epoch": loss, "train/acc": acc})
         self._each("on_train_epoch_end", trainer, pl_module)
-        epoch = {"epoch": torch.tensor(trainer.current_epoch), "step": torch.tensor(trainer.global_step)}
-        for k, member in enumerate(self.members):
-            for ckpt in (c for c in member.checkpoints if not c.monitor and member.outcome is None):
-                self._save(trainer, pl_module, k, ckpt.format_checkpoint_name(epoch))
 
     def on_train_end(self, trainer: L.Trainer, pl_module: FusedClassifier) -> None:
         self._each("on_train_end", trainer, pl_module)
 
-    def _keep_best(self, trainer: L.Trainer, module: FusedClassifier, k: int, ckpt: ModelCheckpoint) -> None:
-        """The best epoch by the checkpoint's monitor, as ``ModelCheckpoint(save_top_k=1)`` keeps it."""
-        member, metrics = self.members[k], self.members[k].view.callback_metrics
-        score = float(metrics[ckpt.monitor])
-        if member.best is not None and not (score > member.best[0] if ckpt.mode == "max" else score < member.best[0]):
-            return
-        path = ckpt.format_checkpoint_name(
-            {"epoch": torch.tensor(trainer.current_epoch), "step": torch.tensor(trainer.global_step), **metrics}
-        )
-        state = self._save(trainer, module, k, path)
-        if member.best is not None and member.best[1] != path:
-            Path(member.best[1]).unlink(missing_ok=True)
-        member.best = (score, path, state)
-
-    def _save(self, trainer: L.Trainer, module: FusedClassifier, k: int, path: str) -> dict[str, Any]:
-        """The member's own classifier's weights and hyperparameters, in a checkpoint eval.py loads."""
-        classifier, member = module.member(k), self.members[k]
-        state = {n: t.detach().cpu().clone() for n, t in classifier.state_dict().items()}
-        self.io.save_checkpoint(
-            {
-                "epoch": trainer.current_epoch,
-                "global_step": trainer.global_step,
-                "pytorch-lightning_version": L.__version__,
-                "state_dict": state,
-                "hyper_parameters": dict(classifier.hparams),
-                "datamodule_hyper_parameters": {n: v for n, v in plain(member.cfg.data).items() if n != "_target_"},
-                "fused_group": self.group,
-            },
-            path,
-        )
-        return state
+    def on_exception(self, trainer: L.Trainer, pl_module: FusedClassifier, exception: BaseException) -> None:
+        self._each("on_exception", trainer, pl_module, exception)
 
     def interrupted(self, trainer: L.Trainer, ckpt: Path | None) -> None:
         """Ctrl-C or SIGTERM: every member still training saves its weights and says so."""
-        for k, member in enumerate(self.members):
+        for member in self.members:
             if member.outcome is not None:
                 continue
             path = member.run_dir / "checkpoints" / "interrupted.ckpt"
-            self._save(trainer, trainer.lightning_module, k, str(path))
+            member.view.save_checkpoint(path)
             member.outcome = {
                 "status": Status.INTERRUPTED,
                 "interrupted_ckpt": str(path),

@@ -17,7 +17,6 @@ from typing import Any
 import lightning as L
 import torch
 from hydra.core.hydra_config import HydraConfig
-from hydra.utils import instantiate
 from lightning.pytorch.callbacks import ModelCheckpoint, ProgressBar
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
@@ -29,12 +28,15 @@ from experiments.fused.stacked import FusedClassifier
 from experiments.lit.callbacks import Interrupts
 from experiments.lit.classifier import Classifier
 from experiments.names import Status
+from experiments.run.checkpoints import read_checkpoint
 from experiments.run.cli import check_config, finish, quiet_lightning, user_error
 from experiments.run.hparams import labels, log_final, plain
 from experiments.run.recipe import (
+    best_checkpoint,
     build_entries,
     build_loggers,
     build_module,
+    build_trainer,
     history_of,
     how_it_ran,
     latest_of,
@@ -100,21 +102,13 @@ def train_members(members: list[Member], group_name: str) -> dict[int, dict[str,
     runs = MemberRuns(members, group)
     bars = [c for c in build_entries(cfg, "callbacks") if isinstance(c, ProgressBar)]
     interrupts = Interrupts(None, runs.interrupted)
-    trainer: L.Trainer = instantiate(
-        cfg.trainer,
-        callbacks=[runs, interrupts, *bars],
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=bool(bars),
-        deterministic=cfg.deterministic,
-        default_root_dir=str(members[0].run_dir),
-    )
+    trainer = build_trainer(cfg, [runs, interrupts, *bars], [], members[0].run_dir)
     started = time.perf_counter()
     try:
         trainer.fit(module, datamodule=data)
         for k, member in enumerate(members):  # the test is of each member's best epoch
-            if member.best is not None:
-                module.member(k).load_state_dict(member.best[2])
+            if best := best_checkpoint(member.checkpoints)["best_ckpt"]:
+                module.member(k).load_state_dict(read_checkpoint(best)["state_dict"])
         trainer.test(module, datamodule=data, verbose=False)
     except (KeyboardInterrupt, SystemExit) as exc:  # Ctrl-C or SIGTERM: exit as a process they end does
         for member in members:  # those runs.interrupted did not reach: diverged, or stopped in the test
@@ -133,14 +127,7 @@ def train_members(members: list[Member], group_name: str) -> dict[int, dict[str,
             tested = {name: values[k] for name, values in test.items()}
             for logger in member.loggers:
                 logger.log_metrics(tested, step=trainer.global_step)
-            monitored = [c.monitor for c in member.checkpoints if c.monitor]
-            best = member.best if member.best and monitored[0] == "val/acc" else None
-            outcome.update(
-                tested,
-                status=Status.COMPLETED,
-                best_ckpt=member.best[1] if member.best else None,
-                best_val_acc=best[0] if best else None,
-            )
+            outcome.update(tested, status=Status.COMPLETED, **best_checkpoint(member.checkpoints))
         outcome.update(latest_of(member.monitors))
         result = member.record.update(**outcome, **how_it_ran(trainer), group_seconds=seconds)
         if result["status"] == Status.COMPLETED:

@@ -58,12 +58,22 @@ class FusedClassifier(L.LightningModule):
         self.frozen: dict[int, list[torch.Tensor]] = {}
         self.sums: dict[str, torch.Tensor] = {}
         self.last_losses: torch.Tensor | None = None
+        self.saving: tuple[int, dict[str, Any]] | None = None  # the member whose checkpoint is being written
         self._bind()
 
     def on_fit_start(self) -> None:
         for member in self.members:  # the stacks moved to the training device: the views follow them
             member.to(self.device)
         self._bind()
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """A member's checkpoint (``member_runs.MemberView.save_checkpoint``): the trainer's own, holding member
+        ``k``'s classifier instead of the stacks, so ``Classifier.load_from_checkpoint`` and eval.py read it."""
+        if self.saving is not None:
+            k, extra = self.saving
+            member = self.members[k]
+            state = {name: t.detach().cpu().clone() for name, t in member.state_dict().items()}  # not views
+            checkpoint.update(state_dict=state, hyper_parameters=dict(member.hparams), **extra)
 
     def _member_layers(self, flats: list[torch.Tensor]) -> list[tuple[int, list[tuple[torch.Tensor, torch.Tensor]]]]:
         """Per member, in order: its row and each layer's ``(weight, bias)`` of ``flats`` (one per group)."""

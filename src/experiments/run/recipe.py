@@ -97,6 +97,22 @@ def build_callbacks(cfg: DictConfig) -> list[L.Callback]:
     return [*build_entries(cfg, "callbacks"), *build_entries(cfg, "diagnostics")]
 
 
+def build_trainer(cfg: DictConfig, callbacks: list[L.Callback], loggers: list[Logger], run_dir: Path) -> L.Trainer:
+    """The ``trainer`` group's Trainer, writing checkpoints atomically; a fused group's trainer too."""
+    return instantiate(
+        cfg.trainer,
+        callbacks=callbacks,
+        logger=loggers or False,
+        deterministic=cfg.deterministic,
+        # on only where a checkpoint callback is configured: Lightning would otherwise add one of its own
+        enable_checkpointing=cfg.trainer.get("enable_checkpointing", True)
+        and any(isinstance(c, Checkpoint) for c in callbacks),
+        enable_progress_bar=any(isinstance(c, ProgressBar) for c in callbacks),
+        default_root_dir=str(run_dir),
+        plugins=[AtomicCheckpointIO()],
+    )
+
+
 def build(cfg: DictConfig, run_dir: Path, record: Record) -> Built:
     datamodule = build_datamodule(cfg)
     datamodule.prepare_data()  # checksum failures stop here, before any model is built
@@ -127,18 +143,7 @@ def build(cfg: DictConfig, run_dir: Path, record: Record) -> Built:
     configured = build_callbacks(cfg)
     monitors = [c for c in configured if hasattr(c, "latest")]
     callbacks = [*configured, history, DivergenceGuard(cfg.trainer.log_every_n_steps), interrupts]
-    trainer: L.Trainer = instantiate(
-        cfg.trainer,
-        callbacks=callbacks,
-        logger=build_loggers(cfg) or False,
-        deterministic=cfg.deterministic,
-        # on only where a checkpoint callback is configured: Lightning would otherwise add one of its own
-        enable_checkpointing=cfg.trainer.get("enable_checkpointing", True)
-        and any(isinstance(c, Checkpoint) for c in callbacks),
-        enable_progress_bar=any(isinstance(c, ProgressBar) for c in callbacks),
-        default_root_dir=str(run_dir),
-        plugins=[AtomicCheckpointIO()],
-    )
+    trainer = build_trainer(cfg, callbacks, build_loggers(cfg), run_dir)
     return Built(datamodule, module, trainer, history, interrupts, monitors)
 
 
@@ -189,21 +194,27 @@ def history_of(history: EpochHistory, monitors: list[L.Callback]) -> dict[str, l
     return out
 
 
+def best_checkpoint(callbacks: list[L.Callback]) -> dict[str, Any]:
+    """The record's best checkpoint: the first monitoring ``ModelCheckpoint``'s choice (``None`` where none
+    monitors), and its score where that is ``val/acc``."""
+    best = next((c for c in callbacks if isinstance(c, ModelCheckpoint) and c.monitor), None)
+    score = best.best_model_score if best is not None and best.monitor == "val/acc" else None
+    return {
+        "best_ckpt": (best.best_model_path or None) if best is not None else None,
+        "best_val_acc": float(score) if score is not None else None,
+    }
+
+
 def evaluate_best(built: Built) -> dict[str, Any]:
     """Test the best checkpoint by the monitored metric (the last weights where none is monitored)."""
-    trainer = built.trainer
-    monitored = [c for c in trainer.checkpoint_callbacks if isinstance(c, ModelCheckpoint) and c.monitor]
-    best = monitored[0] if monitored else None
-    path = (best.best_model_path or None) if best else None
-    result = trainer.test(built.module, datamodule=built.datamodule, ckpt_path=path, verbose=False, weights_only=True)[
-        0
-    ]
-    score = best.best_model_score if best else None
+    trainer, best = built.trainer, best_checkpoint(built.trainer.checkpoint_callbacks)
+    result = trainer.test(
+        built.module, datamodule=built.datamodule, ckpt_path=best["best_ckpt"], verbose=False, weights_only=True
+    )[0]
     return {
         **{name: float(result[logged]) for logged, name in names.test_metrics().items() if logged in result},
         "status": Status.COMPLETED,
-        "best_ckpt": path,
-        "best_val_acc": float(score) if score is not None else None,
+        **best,
     }
 
 
