@@ -5,26 +5,17 @@ series view shows ``val/acc`` for every run. Skipped, saying why, only where no 
 
 import importlib.util
 import json
-import shutil
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
-from pathlib import Path
 
 import pytest
+import yaml
 
-from conftest import FAST, run_script, subprocess_env
+from conftest import FAST, ROOT, run_script, subprocess_env
 
 pytestmark = pytest.mark.slow
-CHROMIUM = next(filter(None, map(shutil.which, ("chromium", "chromium-browser", "google-chrome"))), None)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+spec = importlib.util.spec_from_file_location("tensorboard_hparams", ROOT / "scripts" / "tensorboard_hparams.py")
+pictures = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(pictures)
+CHROMIUM = pictures.chromium()
 
 
 @pytest.fixture
@@ -33,27 +24,8 @@ def tensorboard(tmp_path):
     sweep = tmp_path / "sweep"
     proc = run_script(["-m", *FAST, "activation=relu,elu", f"hydra.sweep.dir={sweep}"], tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    port = free_port()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "tensorboard.main", "--logdir", str(sweep), "--host", "127.0.0.1", "--port", str(port)],
-        env=subprocess_env(),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        for _ in range(240):
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/data/runs", timeout=1).read()
-                break
-            except OSError:
-                time.sleep(0.5)
-        yield sweep, f"http://127.0.0.1:{port}"
-    finally:
-        server.terminate()
-        try:
-            server.wait(10)
-        except subprocess.TimeoutExpired:
-            server.kill()
+    with pictures.tensorboard(sweep, subprocess_env()) as url:
+        yield sweep, url
 
 
 @pytest.mark.skipif(
@@ -76,6 +48,24 @@ def test_the_hparams_table_and_the_val_acc_chart_show_every_job(tensorboard, tmp
             for record in records:  # its row: the swept value and the final test accuracy as the table prints it
                 assert page.get_by_text(record["choices"]["activation"], exact=True).count() >= 1
                 assert page.get_by_text(f"{record['test/acc']:.5f}", exact=True).count() == 1, record["test/acc"]
+            # the README's picture: TensorBoard ticks the first five hyperparameters by name; the script ticks
+            # the ones a student compares, and the table then has those columns and no other
+            hparams = sorted(
+                {k for job in jobs for k in yaml.safe_load((job / "tensorboard" / "hparams.yaml").read_text())}
+            )
+            assert set(pictures.COLUMNS) < set(hparams)
+
+            def shown(name: str) -> int:  # its checkbox's label, and its column's header where it is shown
+                return page.get_by_text(name, exact=True).filter(visible=True).count()
+
+            # TensorBoard's own choice: the first five by name
+            assert [shown(name) for name in hparams[:6]] == [2, 2, 2, 2, 2, 1] and shown("optimizer.lr") == 1
+            # TensorBoard offers one run's hyperparameters: every run names them all (ELU's alpha, "None" in ReLU's)
+            offered = [name for name in hparams if shown(name)]
+            assert offered == hparams and "activation.alpha" in offered and set(pictures.COLUMNS) < set(offered)
+            pictures.show_columns(page, hparams, pictures.COLUMNS)
+            for name in offered:
+                assert shown(name) == (2 if name in pictures.COLUMNS else 1), name
             page.screenshot(path=tmp_path / "tensorboard_hparams.png")
             page.goto(f"{url}/#timeseries")
             page.locator('input[placeholder="Filter tags (regex)"]').first.fill("^val/acc$")
@@ -86,5 +76,5 @@ def test_the_hparams_table_and_the_val_acc_chart_show_every_job(tensorboard, tmp
         finally:
             browser.close()
     assert all(
-        Path(tmp_path / name).stat().st_size > 20_000 for name in ("tensorboard_hparams.png", "tensorboard_val_acc.png")
+        (tmp_path / name).stat().st_size > 20_000 for name in ("tensorboard_hparams.png", "tensorboard_val_acc.png")
     )

@@ -87,6 +87,25 @@ def test_hparams_for_tensorboard_hold_the_choices_and_their_numbers():
 
 
 @pytest.mark.parametrize(
+    "group, options",
+    [
+        ("activation", ["relu", "elu", "leaky_relu", "prelu", "rrelu", "gelu"]),
+        ("optimizer", ["sgd", "momentum", "adam", "rmsprop", "gd"]),
+        ("scheduler", ["step", "cosine", "onecycle"]),
+    ],
+)
+def test_every_option_of_a_group_names_the_same_hyperparameters(group, options):
+    # TensorBoard's HParams tab takes its columns from one run: a sweep's runs must all name them
+    params = {option: flat_hparams(compose_config([f"{group}={option}"]), {group: option}) for option in options}
+    assert all(p.keys() == params[options[0]].keys() for p in params.values())
+    if group == "activation":  # ELU's alpha in a ReLU run: not set
+        assert params["relu"]["activation.alpha"] == "None" and params["elu"]["activation.alpha"] == 1.0
+        assert (
+            params["elu"]["activation.negative_slope"] == "None" and params["leaky_relu"]["activation.alpha"] == "None"
+        )
+
+
+@pytest.mark.parametrize(
     "overrides, present, absent",
     [
         (["diagnostics=none"], [], ["diag/dead_frac/total", "diag/grad_norm/layer1", "weights/layer1"]),

@@ -37,6 +37,34 @@ def targets(group: str) -> frozenset[str]:
     return frozenset(t for path in (CONF_DIR / group).glob("*.yaml") for t in _TARGET.findall(path.read_text()))
 
 
+@functools.cache
+def option_keys(group: str) -> tuple[str, ...]:
+    """Every key, dotted as the hyperparameters name it (``scheduler.gamma``), that an option of
+    ``conf/<group>/`` sets below the group's section (a ``@package _global_`` option: below its ``<group>:``)."""
+    import yaml
+
+    keys: set[str] = set()
+    for path in (CONF_DIR / group).glob("*.yaml"):
+        text = path.read_text()
+        node = yaml.safe_load(text) or {}
+        if re.search(r"^# @package _global_", text, re.MULTILINE):
+            node = node.get(group) or {}
+        keys |= _dotted(node, "")
+    # a key that is a mapping in another option (``scheduler: null`` beside ``scheduler: {gamma: ...}``) is
+    # named by that option's inner keys
+    return tuple(sorted(k for k in keys if not any(other.startswith(f"{k}.") for other in keys)))
+
+
+def _dotted(node: dict[str, Any], prefix: str) -> set[str]:
+    """A YAML mapping's keys as a flat set, nested ones dotted; Hydra's own (``_target_``, ``defaults``) left out."""
+    out: set[str] = set()
+    for key, value in node.items():
+        if str(key).startswith("_") or key == "defaults":
+            continue
+        out |= _dotted(value, f"{prefix}{key}.") if isinstance(value, dict) else {f"{prefix}{key}"}
+    return out
+
+
 def _nested_targets(value: Any, path: str) -> list[str]:
     if isinstance(value, dict):
         found = [f"{path}._target_" for k in value if k == "_target_"]

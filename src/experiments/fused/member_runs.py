@@ -4,8 +4,9 @@ Each member gets a separate run's own callbacks (``EpochHistory``, ``DivergenceG
 ``diagnostics`` group), and ``MemberRuns`` calls them at the hooks in ``FORWARDED_HOOKS`` with a ``MemberView``
 (the group's trainer, seen with the member's own loggers and epoch metrics) and the member's own
 ``Classifier``, whose layers are views into the stacked weights. Its checkpoint callbacks are its own
-``ModelCheckpoint``s, called at those hooks and at ``CHECKPOINT_HOOKS``: they name, choose and remove its checkpoints, and write them
-through the view, which has the group's trainer save the member's own classifier (``FusedClassifier.saving``).
+``ModelCheckpoint``s, called at those hooks and at ``CHECKPOINT_HOOKS``: they name, choose and remove its
+checkpoints, and write them through the view, which has the group's trainer save the member's own classifier
+(``FusedClassifier.saving``).
 """
 
 from __future__ import annotations

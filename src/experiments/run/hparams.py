@@ -42,11 +42,17 @@ def _flatten(value: Any, key: str, out: dict[str, Any]) -> None:
 def flat_hparams(cfg: DictConfig, choices: dict[str, str], overrides: list[str] = ()) -> dict[str, Any]:
     """Every setting a sweep could vary, flat, for TensorBoard's HParams tab: the group choices, every
     key of the groups (nested ones dotted: ``scheduler.scheduler.gamma``), the top-level settings, and
-    whatever an override set, wherever it lives."""
+    whatever an override set, wherever it lives. A key that another option of a group sets and this run's
+    does not (ELU's ``alpha`` in a ReLU run) is ``"None"``: TensorBoard takes the tab's columns from one run,
+    so every run names the same ones."""
+    from experiments.config.catalogue import option_keys
+
     out: dict[str, Any] = {k: v for k, v in choices.items() if not k.startswith("hydra") and v is not None}
     sections = (*names.group_names(hparams=True), *names.SEARCH_SECTIONS)
     for group in sections:
         _flatten(cfg.get(group) or {}, group, out)
+        for key in option_keys(group):
+            out.setdefault(f"{group}.{key}", "None")
     for key, value in cfg.items():
         if key not in sections and not isinstance(value, DictConfig):
             _flatten(value, str(key), out)
