@@ -181,6 +181,38 @@ def test_ctrl_c_leaves_every_member_with_a_record_and_a_checkpoint(tmp_path):
         assert len(record["history"]["val/acc"]) >= 1
 
 
+def test_ctrl_c_while_the_launcher_prepares_jobs_names_the_way_to_finish_the_sweep(tmp_path):
+    sweep_dir = tmp_path / "sweep"
+    args = ["-m", "hydra/launcher=fused", "seed=range(0,16)", *FAST, "diagnostics=none", f"hydra.sweep.dir={sweep_dir}"]
+    proc = subprocess.Popen(
+        [sys.executable, str(ROOT / "train.py"), *args],
+        cwd=tmp_path,
+        env=subprocess_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    try:
+        deadline = time.time() + 120
+        while not list(sweep_dir.glob("0_*/.hydra/config.yaml")):  # the first job is prepared, fifteen to go
+            assert time.time() < deadline and proc.poll() is None, "the first job was never prepared"
+            time.sleep(0.01)
+        proc.send_signal(signal.SIGINT)
+        _, stderr = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 130, stderr[-3000:]
+    assert "while the fused launcher prepared jobs" in stderr and f"finish={sweep_dir}" in stderr, stderr[-3000:]
+    assert "before a run began" not in stderr and "Traceback" not in stderr
+    assert not list(sweep_dir.glob("*/metrics.json"))  # stopped before the group trained: no record yet
+    finished = run_script([f"finish={sweep_dir}"], tmp_path)
+    assert finished.returncode == 0, finished.stderr[-3000:]
+    assert [read_metrics(job)["status"] for job in jobs_in(sweep_dir)] == ["completed"] * 16
+
+
 def test_optuna_hands_its_trials_to_the_fused_launcher(tmp_path):
     proc = run_script(
         [

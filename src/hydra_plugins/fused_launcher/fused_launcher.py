@@ -15,6 +15,7 @@ in ``sys.modules``, where ``dataclasses`` cannot resolve annotations given as st
 """
 
 import logging
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -99,16 +100,29 @@ class FusedLauncher(Launcher):
             if problem:
                 log.info(f"\t#{idx} runs on its own: {problem}")
             groups.setdefault(key, []).append((idx, config))
-        if self.on_ray:
-            returns = self._on_ray(list(groups.values()))
-        else:
-            returns = {}
-            for jobs in groups.values():
-                if len(jobs) == 1:  # nothing to fuse with: as under the basic launcher
-                    idx, config = jobs[0]
-                    returns[idx] = self._run(config, self.task_function)
-                else:
-                    returns.update(self._fused(jobs))
+        try:
+            if self.on_ray:
+                returns = self._on_ray(list(groups.values()))
+            else:
+                returns = {}
+                for jobs in groups.values():
+                    if len(jobs) == 1:  # nothing to fuse with: as under the basic launcher
+                        idx, config = jobs[0]
+                        returns[idx] = self._run(config, self.task_function)
+                    else:
+                        returns.update(self._fused(jobs))
+        except KeyboardInterrupt:  # outside training, which records its own: while jobs were prepared or built
+            from experiments.errors import INTERRUPTED
+            from experiments.run_dir import finish_command
+
+            sweep_dir = Path(str(self.config.hydra.sweep.dir)).resolve()
+            print(
+                "Interrupted (Ctrl-C) while the fused launcher prepared jobs, before their group trained; finish the "
+                f"sweep (these jobs run again) with:\n  {finish_command(sweep_dir)}",
+                file=sys.stderr,
+                flush=True,
+            )
+            raise SystemExit(INTERRUPTED) from None
         return [returns[i] for i in sorted(returns)]
 
     def _on_ray(self, groups: list[list[tuple[int, DictConfig]]]) -> dict[int, JobReturn]:
