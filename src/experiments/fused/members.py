@@ -9,10 +9,11 @@ import json
 import logging
 import math
 import signal
+import sys
 import time
 import traceback
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import lightning as L
 import torch
@@ -21,7 +22,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint, ProgressBar
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
-from experiments.errors import ExperimentError
+from experiments.errors import INTERRUPTED, ExperimentError
 from experiments.fused.data import MembersData
 from experiments.fused.member_runs import Member, MemberRuns
 from experiments.fused.stacked import FusedClassifier
@@ -44,6 +45,7 @@ from experiments.run.recipe import (
     trained,
 )
 from experiments.run.record import Record, first_record, record_failure
+from experiments.run_dir import finish_command
 
 log = logging.getLogger(__name__)
 
@@ -151,6 +153,18 @@ def prepare_member(cfg: DictConfig) -> Any:
     return Member(
         job=int(hc.job.num), cfg=resolved, run_dir=run_dir, choices=dict(hc.runtime.choices), overrides=overrides
     )
+
+
+def stopped_before_training(sweep_dir: Path) -> NoReturn:
+    """A Ctrl-C while the launcher prepared jobs, before their group trained: one line with the way on, and
+    the status a shell expects (jobs prepared but not trained have no record: ``finish=`` runs them)."""
+    print(
+        "Interrupted (Ctrl-C) while the fused launcher prepared jobs, before their group trained; finish the "
+        f"sweep (these jobs run again) with:\n  {finish_command(sweep_dir.resolve())}",
+        file=sys.stderr,
+        flush=True,
+    )
+    raise SystemExit(INTERRUPTED)
 
 
 def train_group(group: list[Member], name: str) -> dict[int, float]:

@@ -15,7 +15,6 @@ in ``sys.modules``, where ``dataclasses`` cannot resolve annotations given as st
 """
 
 import logging
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -112,17 +111,9 @@ class FusedLauncher(Launcher):
                     else:
                         returns.update(self._fused(jobs))
         except KeyboardInterrupt:  # outside training, which records its own: while jobs were prepared or built
-            from experiments.errors import INTERRUPTED
-            from experiments.run_dir import finish_command
+            from experiments.fused.members import stopped_before_training
 
-            sweep_dir = Path(str(self.config.hydra.sweep.dir)).resolve()
-            print(
-                "Interrupted (Ctrl-C) while the fused launcher prepared jobs, before their group trained; finish the "
-                f"sweep (these jobs run again) with:\n  {finish_command(sweep_dir)}",
-                file=sys.stderr,
-                flush=True,
-            )
-            raise SystemExit(INTERRUPTED) from None
+            stopped_before_training(Path(str(self.config.hydra.sweep.dir)))
         return [returns[i] for i in sorted(returns)]
 
     def _on_ray(self, groups: list[list[tuple[int, DictConfig]]]) -> dict[int, JobReturn]:
