@@ -85,5 +85,20 @@ def run_script(
     )
 
 
+def start_script(
+    args: list[str], tmp_path: Path, script: str = "train.py", env: dict | None = None, **popen
+) -> subprocess.Popen:
+    """``run_script`` without waiting: for a test that signals the run (Ctrl-C, SIGKILL) while it works. Its
+    output is piped unless ``popen`` says otherwise (``stdout=subprocess.DEVNULL``, ``start_new_session=True``)."""
+    return subprocess.Popen(
+        [sys.executable, str(ROOT / script), *args],
+        cwd=tmp_path,
+        env=subprocess_env(env=env),
+        **{"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, **popen},
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # as run_script does
+    )
+
+
 def read_metrics(run_dir: Path) -> dict:
     return json.loads((run_dir / "metrics.json").read_text())

@@ -7,13 +7,12 @@ import random
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, read_metrics, run_script, subprocess_env
+from conftest import read_metrics, run_script, start_script
 from experiments.reports.table import job_dirs
 
 pytestmark = pytest.mark.slow
@@ -67,16 +66,7 @@ def kill_at_random_job(tmp_path: Path, launcher: str, signal_name: str) -> tuple
     """Start the sweep, wait for a random job to begin, then send the signal to the sweep's process group a
     random moment later, as Ctrl-C in a terminal (SIGINT) or the OOM killer or a reboot (SIGKILL) would."""
     sweep_dir, job = tmp_path / "sweep", random.randrange(4)
-    proc = subprocess.Popen(
-        [sys.executable, str(ROOT / "train.py"), *sweep_args(launcher, sweep_dir)],
-        cwd=tmp_path,
-        env=subprocess_env(),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
-    )
+    proc = start_script(sweep_args(launcher, sweep_dir), tmp_path, stdout=subprocess.DEVNULL, start_new_session=True)
     try:
         deadline = time.monotonic() + 240
         while not list(sweep_dir.glob(f"{job}_*/metrics.json")) and proc.poll() is None:

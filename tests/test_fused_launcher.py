@@ -3,14 +3,13 @@
 import math
 import signal
 import subprocess
-import sys
 import time
 
 import pytest
 import yaml
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from conftest import FAST, ROOT, compose_config, read_metrics, run_script, subprocess_env
+from conftest import FAST, ROOT, compose_config, read_metrics, run_script, start_script
 from experiments.fused.grouping import fusion_problem
 from experiments.run.checkpoints import read_checkpoint
 from experiments.run.hparams import plain
@@ -142,26 +141,9 @@ def test_a_diverging_and_an_invalid_member_leave_the_others_training(tmp_path):
 
 def test_ctrl_c_leaves_every_member_with_a_record_and_a_checkpoint(tmp_path):
     sweep_dir = tmp_path / "sweep"
-    cmd = [
-        sys.executable,
-        str(ROOT / "train.py"),
-        "-m",
-        "hydra/launcher=fused",
-        "seed=0,1,2",
-        "trainer.max_epochs=1000",
-        "data.limit_train=8192",
-        "callbacks.progress_bar=null",
-        "diagnostics=none",
-        f"hydra.sweep.dir={sweep_dir}",
-    ]
-    proc = subprocess.Popen(
-        cmd,
-        cwd=tmp_path,
-        env=subprocess_env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    args = ["-m", "hydra/launcher=fused", "seed=0,1,2", "trainer.max_epochs=1000", "data.limit_train=8192"]
+    proc = start_script(
+        [*args, "callbacks.progress_bar=null", "diagnostics=none", f"hydra.sweep.dir={sweep_dir}"], tmp_path
     )
     deadline = time.time() + 120
     while time.time() < deadline:  # until every member is training, and has saved one epoch
@@ -184,15 +166,7 @@ def test_ctrl_c_leaves_every_member_with_a_record_and_a_checkpoint(tmp_path):
 def test_ctrl_c_while_the_launcher_prepares_jobs_names_the_way_to_finish_the_sweep(tmp_path):
     sweep_dir = tmp_path / "sweep"
     args = ["-m", "hydra/launcher=fused", "seed=range(0,16)", *FAST, "diagnostics=none", f"hydra.sweep.dir={sweep_dir}"]
-    proc = subprocess.Popen(
-        [sys.executable, str(ROOT / "train.py"), *args],
-        cwd=tmp_path,
-        env=subprocess_env(),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
-    )
+    proc = start_script(args, tmp_path, stdout=subprocess.DEVNULL)
     try:
         deadline = time.time() + 120
         while not list(sweep_dir.glob("0_*/.hydra/config.yaml")):  # the first job is prepared, fifteen to go

@@ -3,14 +3,11 @@ the same test accuracy within one point, averaged over three seeds."""
 
 import importlib.util
 import json
-import signal
 import statistics
-import subprocess
-import sys
 
 import pytest
 
-from conftest import ROOT, read_metrics, subprocess_env
+from conftest import read_metrics, start_script
 
 pytestmark = [
     pytest.mark.slow,
@@ -22,24 +19,11 @@ pytestmark = [
 SEEDS = ["0", "1", "2"]
 
 
-def start(args: list[str], tmp_path) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, *args],
-        cwd=tmp_path,
-        env=subprocess_env(),
-        text=True,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
-    )
-
-
 def test_keras_and_the_framework_reach_the_same_test_accuracy(tmp_path):
     # one core each, side by side: the two programs take about as long as one
-    keras_run = start([str(ROOT / "scripts" / "keras_lecture.py"), "--seeds", *SEEDS, "--threads", "1"], tmp_path)
-    framework = start(
+    keras_run = start_script(["--seeds", *SEEDS, "--threads", "1"], tmp_path, script="scripts/keras_lecture.py")
+    framework = start_script(
         [
-            str(ROOT / "train.py"),
             "-m",
             "experiment=hands_on_keras",
             f"seed={','.join(SEEDS)}",

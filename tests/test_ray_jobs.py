@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import FAST, ROOT, read_metrics, run_script, subprocess_env
+from conftest import FAST, ROOT, read_metrics, run_script, start_script, subprocess_env
 from experiments.reports.table import job_dirs
 
 pytest.importorskip("ray")
@@ -135,15 +135,7 @@ def test_an_address_where_no_cluster_answers_is_one_line_before_any_directory(tm
 
 
 def start_sweep(tmp_path: Path, args: list[str]) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, str(ROOT / "train.py"), *args],
-        cwd=tmp_path,
-        env=subprocess_env(env=QUIET),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
-    )
+    return start_script(args, tmp_path, env=QUIET)
 
 
 def training(sweep_dir: Path, deadline: float = 240) -> dict:
