@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from conftest import read_metrics, run_script, subprocess_env
-from experiments.lit.callbacks import Diverged, DivergenceGuard, EpochHistory, RichProgressBar
+from experiments.lit.callbacks import Diverged, DivergenceGuard, EpochHistory, Interrupts, RichProgressBar
 from experiments.lit.checkpoint_io import AtomicCheckpointIO
 
 TESTS = Path(__file__).parent
@@ -521,3 +521,13 @@ def test_a_resumed_epoch_counts_the_time_it_spent_before_the_interruption():
     resumed.on_train_epoch_start(None, _OnCPU())  # the next epoch starts from nothing
     resumed.on_train_epoch_end(None, _OnCPU())
     assert resumed.history["epoch_seconds"][1] < 10.0
+
+
+def test_an_interrupted_run_exits_with_128_plus_the_signal_that_stopped_it():
+    from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+    interrupts = Interrupts(None, lambda trainer, ckpt: None)
+    assert interrupts.exit_status(KeyboardInterrupt()) == 130  # a second Ctrl-C, or one before training
+    assert interrupts.exit_status(SIGTERMException()) == 143  # Lightning's graceful stop on SIGTERM
+    interrupts.signal = signal.SIGINT  # a first Ctrl-C, turned into that graceful stop: still a Ctrl-C
+    assert interrupts.exit_status(SIGTERMException()) == 130

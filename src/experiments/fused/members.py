@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import signal
 import sys
 import time
 import traceback
@@ -19,7 +18,6 @@ import lightning as L
 import torch
 from hydra.core.hydra_config import HydraConfig
 from lightning.pytorch.callbacks import ModelCheckpoint, ProgressBar
-from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
 from experiments.errors import INTERRUPTED, ExperimentError
@@ -118,8 +116,7 @@ def train_members(members: list[Member], group_name: str) -> dict[int, dict[str,
                 history = history_of(member.history, member.monitors)
                 stopped = {"status": Status.INTERRUPTED, "error": "interrupted after training, during the test"}
                 member.record.update(**(member.outcome or {**stopped, "history": history}))
-        by = interrupts.signal or (signal.SIGTERM if isinstance(exc, SIGTERMException) else signal.SIGINT)
-        raise SystemExit(128 + by) from None
+        raise SystemExit(interrupts.exit_status(exc)) from None
     test = dict(zip(("test/loss", "test/acc"), module.epoch_means("test")))
     seconds = round(time.perf_counter() - started, 3)
     results = {}

@@ -19,6 +19,7 @@ from typing import Any
 import lightning as L
 import torch
 from lightning.pytorch import callbacks
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from experiments import names
 
@@ -160,6 +161,11 @@ class Interrupts(L.Callback):
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._restore()
+
+    def exit_status(self, exc: BaseException) -> int:
+        """What a process that ``exc`` (Ctrl-C or SIGTERM) ended exits with: 128 + the signal, as a shell expects."""
+        by = self.signal or (signal.SIGTERM if isinstance(exc, SIGTERMException) else signal.SIGINT)
+        return 128 + by
 
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
         self._restore()

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import math
 import os
-import signal
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,7 +19,6 @@ import torch
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import Checkpoint, ModelCheckpoint, ProgressBar
 from lightning.pytorch.loggers import Logger
-from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig
 
 from experiments import names
@@ -266,8 +264,7 @@ def run(
     except (KeyboardInterrupt, SystemExit) as exc:  # Ctrl-C or SIGTERM: exit as a process they end does
         if record.data["status"] in (Status.RUNNING, Status.TRAINED):  # stopped outside training (the final test)
             record.update(status=Status.INTERRUPTED, error="interrupted after training, during the test")
-        by = built.interrupts.signal or (signal.SIGTERM if isinstance(exc, SIGTERMException) else signal.SIGINT)
-        raise SystemExit(128 + by) from None
+        raise SystemExit(built.interrupts.exit_status(exc)) from None
     trainer = built.trainer
     if outcome["status"] == Status.COMPLETED:  # the way back from an interruption is no longer needed
         for key in ("resume_command", "interrupted_ckpt", "error"):
