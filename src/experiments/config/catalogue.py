@@ -46,10 +46,13 @@ def option_keys(group: str) -> tuple[str, ...]:
     keys: set[str] = set()
     for path in (CONF_DIR / group).glob("*.yaml"):
         text = path.read_text()
-        node = yaml.safe_load(text) or {}
-        if re.search(r"^# @package _global_", text, re.MULTILINE):
-            node = node.get(group) or {}
-        keys |= _dotted(node, "")
+        try:
+            node = yaml.safe_load(text)
+        except yaml.YAMLError:  # not this run's option (Hydra composed that one): its keys are not named
+            continue
+        if isinstance(node, dict) and re.search(r"^# @package _global_", text, re.MULTILINE):
+            node = node.get(group)
+        keys |= _dotted(node, "") if isinstance(node, dict) else set()
     # a key that is a mapping in another option (``scheduler: null`` beside ``scheduler: {gamma: ...}``) is
     # named by that option's inner keys
     return tuple(sorted(k for k in keys if not any(other.startswith(f"{k}.") for other in keys)))
