@@ -113,7 +113,8 @@ def test_a_sweep_killed_at_a_random_job_and_finished_in_place_equals_an_uninterr
 ):
     sweep_dir, _ = kill_at_random_job(tmp_path, launcher, signal_name)
     before = {d.name: read_metrics(d) if (d / "metrics.json").exists() else {} for d in job_dirs(sweep_dir)}
-    kept = {name: files_of(sweep_dir / name) for name, m in before.items() if m.get("status") == "completed"}
+    files_before = {name: files_of(sweep_dir / name) for name in before}
+    kept = {name: files_before[name] for name, m in before.items() if m.get("status") == "completed"}
     resumed = {name for name, m in before.items() if m.get("status") == "interrupted" and m.get("resume_command")}
     again = set(before) - set(kept) - resumed
 
@@ -128,9 +129,9 @@ def test_a_sweep_killed_at_a_random_job_and_finished_in_place_equals_an_uninterr
         assert read_metrics(job)["resumed_from"].endswith("interrupted.ckpt")
         assert "ckpt_path" in next(job.glob(".hydra/resumed-*/overrides.yaml")).read_text()
         assert "ckpt_path" not in (job / ".hydra" / "overrides.yaml").read_text()
-    for name in again:  # the earlier attempt's files kept beside the new run's
+    for name in again:  # every file of the earlier attempt (with a record or killed before it wrote one) kept beside
         (earlier,) = (sweep_dir / name).glob("earlier-*")
-        assert json.loads((earlier / "metrics.json").read_text())["status"] == before[name]["status"]
+        assert files_of(earlier) == files_before[name], name
     summary = (sweep_dir / "summary.csv").read_text()
     assert summary.count("completed") == 4 and "earlier-" not in summary
     assert (sweep_dir / "multirun.yaml").exists() and list(sweep_dir.glob("finish-*.yaml"))
