@@ -22,6 +22,7 @@ from torch import nn
 from conftest import read_metrics, run_script, subprocess_env
 from experiments.lit.callbacks import Diverged, DivergenceGuard, EpochHistory, Interrupts, RichProgressBar
 from experiments.lit.checkpoint_io import AtomicCheckpointIO
+from experiments.sweep_dir import Action, plan_job
 
 TESTS = Path(__file__).parent
 STARTUP = TESTS / "ctrl_c_at_import"  # its sitecustomize sends SIGINT at an import
@@ -219,6 +220,24 @@ def test_ctrl_c_during_the_final_test_is_recorded_as_an_interruption(tmp_path):
     metrics = read_metrics(run_dirs(tmp_path)[0])
     assert metrics["status"] == "interrupted" and "during the test" in metrics["error"]
     assert len(metrics["history"]["val/acc"]) == 3  # training had completed
+
+
+@pytest.mark.slow
+def test_ctrl_c_in_fits_set_up_leaves_no_checkpoint_to_resume_from_and_the_sweep_runs_it_again(tmp_path):
+    # a Ctrl-C before training began: a checkpoint then holds no optimizer, and a resume from it would fail
+    proc = run_script(
+        [*SMALL, "+diagnostics.inject._target_=fault_injection.SignalInSetUp"], tmp_path, extra_paths=[TESTS]
+    )
+    assert proc.returncode == 130, proc.stderr[-2000:]
+    (run_dir,) = run_dirs(tmp_path)
+    metrics = read_metrics(run_dir)
+    assert metrics["status"] == "interrupted" and "before training began" in metrics["error"], metrics
+    assert not {"resume_command", "interrupted_ckpt"} & set(metrics) and "Resume with" not in proc.stdout
+    assert proc.stderr.strip().endswith(
+        f"Interrupted (Ctrl-C) before training began; metrics.json status=interrupted; run_dir={run_dir}"
+    )
+    assert not (run_dir / "checkpoints" / "interrupted.ckpt").exists()
+    assert plan_job(0, run_dir).action == Action.RERUN  # finishing a sweep trains it again
 
 
 class LogsEveryStep(L.LightningModule):
@@ -531,3 +550,68 @@ def test_an_interrupted_run_exits_with_128_plus_the_signal_that_stopped_it():
     assert interrupts.exit_status(SIGTERMException()) == 143  # Lightning's graceful stop on SIGTERM
     interrupts.signal = signal.SIGINT  # a first Ctrl-C, turned into that graceful stop: still a Ctrl-C
     assert interrupts.exit_status(SIGTERMException()) == 130
+
+
+class SignalIn(LogsEveryStep):
+    """``signal`` to its own process in the first training step, in the first of a validation's 4 batches, or in
+    the training step before that validation (an epoch's last: 4 steps of 2 samples)."""
+
+    def __init__(self, signum: int, where: str) -> None:
+        super().__init__()
+        self.signum, self.where, self.validated = signum, where, 0
+
+    def training_step(self, batch, batch_idx):
+        if (self.where, self.global_step) in (("training", 0), ("before validation", 3)):
+            os.kill(os.getpid(), self.signum)
+        return super().training_step(batch, batch_idx)
+
+    def validation_step(self, batch, batch_idx):
+        self.validated += 1
+        if self.where == "validation" and batch_idx == 0:
+            os.kill(os.getpid(), self.signum)
+
+
+@pytest.mark.parametrize(
+    "signal_name, where, saved",
+    [
+        ("SIGTERM", "training", True),
+        ("SIGINT", "training", True),
+        ("SIGINT", "validation", True),
+        ("SIGTERM", "validation", False),
+        ("SIGINT", "before validation", False),  # Lightning's check after a validation's first batch ends it
+    ],
+)
+def test_a_ctrl_c_in_a_validation_waits_for_its_end_and_a_stop_lightning_makes_there_saves_nothing(
+    tmp_path, signal_name, where, saved
+):
+    """A Ctrl-C in a validation lets it end, then stops where a Ctrl-C in its training step would. Lightning
+    ends a validation mid-way where its SIGTERM flag is up when the validation starts or while it runs (a
+    Ctrl-C in the step before it, a SIGTERM from outside): training's loop then stands inside no step, nothing
+    is saved there, and the record's error says why."""
+    data = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(torch.randn(8, 4)), batch_size=2)
+    called = []
+    interrupts = Interrupts(tmp_path, lambda trainer, ckpt: called.append((ckpt, trainer.global_step)))
+    trainer = L.Trainer(
+        max_epochs=2,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        callbacks=[interrupts],
+        default_root_dir=tmp_path,
+    )
+    module = SignalIn(getattr(signal, signal_name), where)
+    with pytest.raises(SystemExit):
+        trainer.fit(module, data, data)
+    assert interrupts.began and not interrupts.ended
+    assert signal.getsignal(signal.SIGINT) is not interrupts._ctrl_c  # the user's Ctrl-C handler is back
+    if saved:
+        step = 1 if where == "training" else 4  # the step in progress; or the epoch's last, validated after
+        assert called == [(tmp_path / "interrupted.ckpt", step)] and called[0][0].exists()
+        assert interrupts.signal == getattr(signal, signal_name)  # what the exit status and log name
+        assert module.validated == (4 if where == "validation" else 0)  # the validation ran to its end
+    else:
+        assert called == [] and not (tmp_path / "interrupted.ckpt").exists() and module.validated == 1
+        assert "inside a validation" in interrupts.stopped_outside_training()

@@ -10,9 +10,11 @@ import yaml
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from conftest import FAST, ROOT, compose_config, read_metrics, run_script, start_script
+from experiments.errors import BEFORE_TRAINING
 from experiments.fused.grouping import fusion_problem
 from experiments.run.checkpoints import read_checkpoint
 from experiments.run.hparams import plain
+from experiments.sweep_dir import Action, plan_job
 
 pytestmark = pytest.mark.slow
 
@@ -185,6 +187,22 @@ def test_ctrl_c_while_the_launcher_prepares_jobs_names_the_way_to_finish_the_swe
     finished = run_script([f"finish={sweep_dir}"], tmp_path)
     assert finished.returncode == 0, finished.stderr[-3000:]
     assert [read_metrics(job)["status"] for job in jobs_in(sweep_dir)] == ["completed"] * 16
+
+
+def test_ctrl_c_in_the_groups_set_up_records_its_members_interrupted_and_names_the_way_on(tmp_path):
+    # before training began: a member's checkpoint would hold its first weights, and no optimizer
+    sweep_dir, inject = tmp_path / "sweep", "+diagnostics.inject._target_=fault_injection.SignalInSetUp"
+    args = ["-m", "hydra/launcher=fused", "seed=0,1", *FAST, inject, f"hydra.sweep.dir={sweep_dir}"]
+    proc = run_script(args, tmp_path, extra_paths=[ROOT / "tests"])
+    assert proc.returncode == 130, proc.stderr[-3000:]
+    assert "runs on its own" not in proc.stdout + proc.stderr  # the two jobs were one group
+    assert f"finish={sweep_dir}" in proc.stderr and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    for job in jobs_in(sweep_dir):
+        record = read_metrics(job)
+        assert record["status"] == "interrupted" and record["error"] == BEFORE_TRAINING, record
+        assert "interrupted_ckpt" not in record and not (job / "checkpoints" / "interrupted.ckpt").exists()
+        assert plan_job(int(job.name.split("_")[0]), job).action == Action.RERUN
+    assert len(jobs_in(sweep_dir)) == 2
 
 
 def test_optuna_hands_its_trials_to_the_fused_launcher(tmp_path):

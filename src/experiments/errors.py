@@ -9,6 +9,7 @@ from contextlib import contextmanager
 from typing import NoReturn
 
 INTERRUPTED = 128 + 2  # a shell's status for a process that Ctrl-C (SIGINT) ended
+BEFORE_TRAINING = "interrupted (Ctrl-C) before training began"  # the record's error: there is nothing to resume
 
 
 def exit_with(message: str, code: int = 2) -> NoReturn:

@@ -20,7 +20,7 @@ from hydra.core.hydra_config import HydraConfig
 from lightning.pytorch.callbacks import ModelCheckpoint, ProgressBar
 from omegaconf import DictConfig, OmegaConf
 
-from experiments.errors import INTERRUPTED, ExperimentError
+from experiments.errors import BEFORE_TRAINING, INTERRUPTED, ExperimentError
 from experiments.fused.data import MembersData
 from experiments.fused.member_runs import Member, MemberRuns
 from experiments.fused.stacked import FusedClassifier
@@ -111,11 +111,14 @@ def train_members(members: list[Member], group_name: str) -> dict[int, dict[str,
                 module.member(k).load_state_dict(read_checkpoint(best)["state_dict"])
         trainer.test(module, datamodule=data, verbose=False)
     except (KeyboardInterrupt, SystemExit) as exc:  # Ctrl-C or SIGTERM: exit as a process they end does
-        for member in members:  # those runs.interrupted did not reach: diverged, or stopped in the test
+        why = interrupts.stopped_outside_training() if interrupts.began else BEFORE_TRAINING
+        for member in members:  # those runs.interrupted did not reach: diverged, or stopped where none saves
             if member.record.data["status"] == Status.RUNNING:
                 history = history_of(member.history, member.monitors)
-                stopped = {"status": Status.INTERRUPTED, "error": "interrupted after training, during the test"}
+                stopped = {"status": Status.INTERRUPTED, "error": why}
                 member.record.update(**(member.outcome or {**stopped, "history": history}))
+        if not interrupts.began:  # in fit's set-up: the launcher names the way on, as while it prepared jobs
+            raise KeyboardInterrupt from None
         raise SystemExit(interrupts.exit_status(exc)) from None
     test = dict(zip(("test/loss", "test/acc"), module.epoch_means("test")))
     seconds = round(time.perf_counter() - started, 3)
@@ -154,7 +157,8 @@ def prepare_member(cfg: DictConfig) -> Any:
 
 def stopped_before_training(sweep_dir: Path) -> NoReturn:
     """A Ctrl-C while the launcher prepared jobs, before their group trained: one line with the way on, and
-    the status a shell expects (jobs prepared but not trained have no record: ``finish=`` runs them)."""
+    the status a shell expects (jobs not trained have no record, or one of an interruption before training
+    began: ``finish=`` runs them)."""
     print(
         "Interrupted (Ctrl-C) while the fused launcher prepared jobs, before their group trained; finish the "
         f"sweep (these jobs run again) with:\n  {finish_command(sweep_dir.resolve())}",

@@ -124,29 +124,46 @@ class Interrupts(L.Callback):
     Lightning stops on SIGTERM at the end of the training step in progress (after that step's
     validation, if one is due) and calls ``on_exception``. A first Ctrl-C is turned into the same
     graceful stop, so both end where weights, optimizer, loop counters, running epoch metrics and the
-    loader's position all agree; a second Ctrl-C stops at once. ``on_exception`` saves the checkpoint
+    loader's position all agree; a second Ctrl-C stops at once. A Ctrl-C inside a validation waits for its
+    end (Lightning would stop the validation mid-way). ``on_exception`` saves the checkpoint
     and calls ``on_interrupt(trainer, checkpoint)``; ``signal`` says which signal stopped the run. Without a
     ``ckpt_dir`` (a fused sweep's members save their own) no checkpoint is written and ``checkpoint`` is None.
+
+    A stop before training began (in fit's set-up, the optimizers not yet made) or inside a validation
+    (Lightning ends one mid-way on a SIGTERM from outside) saves nothing: no checkpoint there could be
+    resumed exactly. ``began`` and ``stopped_outside_training`` tell the caller which it was.
     """
 
     def __init__(self, ckpt_dir: Path | None, on_interrupt: Callable[[L.Trainer, Path | None], None]) -> None:
         self.ckpt_dir, self.on_interrupt = ckpt_dir, on_interrupt
         self.signal: signal.Signals | None = None
         self.previous: Any = None
+        self.began = self.ended = False  # the training loop's start and end: where a stop fell
+        self.validating = False  # a validation inside training, which a Ctrl-C lets end
 
     def _ctrl_c(self, signum: int, frame: Any) -> None:
         if self.signal is not None:  # the second Ctrl-C: now
             raise KeyboardInterrupt
         self.signal = signal.SIGINT
-        log.warning("Ctrl-C: stopping after this training step and saving interrupted.ckpt (Ctrl-C again: at once)")
-        signal.raise_signal(signal.SIGTERM)  # Lightning's graceful stop
+        after = "validation" if self.validating else "training step"
+        log.warning(f"Ctrl-C: stopping after this {after} and saving interrupted.ckpt (Ctrl-C again: at once)")
+        if not self.validating:
+            signal.raise_signal(signal.SIGTERM)  # Lightning's graceful stop
+
+    def on_validation_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.validating = self.began and not self.ended and not trainer.sanity_checking
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self.validating and self.signal == signal.SIGINT:  # its training step's end is Lightning's next check
+            signal.raise_signal(signal.SIGTERM)
+        self.validating = False
 
     def filter(self, record: logging.LogRecord) -> bool:
         """Lightning's "Received SIGTERM" is not logged for a Ctrl-C that this callback turned into one."""
         return not (self.signal == signal.SIGINT and "Received SIGTERM" in record.getMessage())
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self.signal = None
+        self.signal, self.began, self.ended = None, True, False
         # only where Lightning handles SIGTERM (its handler is set from the main thread only)
         lightning_handles_sigterm = signal.getsignal(signal.SIGTERM) not in (signal.SIG_DFL, signal.SIG_IGN, None)
         if threading.current_thread() is threading.main_thread() and lightning_handles_sigterm:
@@ -160,6 +177,7 @@ class Interrupts(L.Callback):
             LIGHTNING_SIGNALS.removeFilter(self)
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.ended = True
         self._restore()
 
     def exit_status(self, exc: BaseException) -> int:
@@ -167,9 +185,15 @@ class Interrupts(L.Callback):
         by = self.signal or (signal.SIGTERM if isinstance(exc, SIGTERMException) else signal.SIGINT)
         return 128 + by
 
+    def stopped_outside_training(self) -> str:
+        """The record's ``error`` for a stop after training began that saved no checkpoint."""
+        if self.ended:
+            return "interrupted after training, during the test"
+        return "interrupted inside a validation, where no checkpoint is exact: run the job again"
+
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
         self._restore()
-        if not isinstance(exception, (KeyboardInterrupt, SystemExit)) or not trainer.training:
+        if not isinstance(exception, (KeyboardInterrupt, SystemExit)) or not trainer.training or not self.began:
             return
         if self.signal is None:
             self.signal = signal.SIGINT if isinstance(exception, KeyboardInterrupt) else signal.SIGTERM

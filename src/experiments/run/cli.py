@@ -21,7 +21,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from experiments.errors import ConfigError, ExperimentError, ctrl_c_in_one_line, exit_with
+from experiments.errors import BEFORE_TRAINING, ConfigError, ExperimentError, ctrl_c_in_one_line, exit_with
 from experiments.names import Status
 from experiments.run.record import record_failure
 
@@ -129,8 +129,7 @@ def train_main(cfg: DictConfig) -> float:
     multirun = hc.mode == RunMode.MULTIRUN
     overrides = OmegaConf.to_container(hc.overrides.task, resolve=False)  # as typed, ${...} included
     # training turns its own Ctrl-C into SystemExit: one that lands here came before training began
-    early = "interrupted (Ctrl-C) before training began"
-    stopped = partial(record_failure, run_dir, early, overrides, Status.INTERRUPTED)
+    stopped = partial(record_failure, run_dir, BEFORE_TRAINING, overrides, Status.INTERRUPTED)
     where = f"before training began; metrics.json status=interrupted; run_dir={run_dir}"
     with ctrl_c_in_one_line(where, stopped), WarningsSeen() as seen:
         result = _train(cfg, hc, run_dir, multirun, overrides)

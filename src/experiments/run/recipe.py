@@ -262,8 +262,10 @@ def run(
             record.data.update(outcome)  # kept should the test be interrupted
             outcome = evaluate_best(built)
     except (KeyboardInterrupt, SystemExit) as exc:  # Ctrl-C or SIGTERM: exit as a process they end does
-        if record.data["status"] in (Status.RUNNING, Status.TRAINED):  # stopped outside training (the final test)
-            record.update(status=Status.INTERRUPTED, error="interrupted after training, during the test")
+        if not built.interrupts.began:  # in fit's set-up: the entry point records it, as a Ctrl-C before fit
+            raise KeyboardInterrupt from None
+        if record.data["status"] in (Status.RUNNING, Status.TRAINED):  # stopped where no checkpoint was saved
+            record.update(status=Status.INTERRUPTED, error=built.interrupts.stopped_outside_training())
         raise SystemExit(built.interrupts.exit_status(exc)) from None
     trainer = built.trainer
     if outcome["status"] == Status.COMPLETED:  # the way back from an interruption is no longer needed
