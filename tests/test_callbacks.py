@@ -13,6 +13,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import lightning as L
 import pytest
@@ -275,21 +276,24 @@ class SeenBar(RichProgressBar):
         self.after_validation.append(dict(self.shown))
 
 
+def bare_trainer(tmp_path: Path, *callbacks: L.Callback, **settings: Any) -> L.Trainer:
+    """A CPU trainer with none of its own logger, checkpoints, bar or summary: only the callbacks under test."""
+    quiet = dict(logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
+    return L.Trainer(accelerator="cpu", callbacks=list(callbacks), default_root_dir=tmp_path, **{**quiet, **settings})
+
+
 def test_the_progress_bar_reads_metrics_at_logging_steps_epoch_ends_and_after_validation(tmp_path):
     data = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(torch.randn(24, 4)), batch_size=2)
     bar = SeenBar()
-    trainer = L.Trainer(
+    trainer = bare_trainer(
+        tmp_path,
+        bar,
         max_epochs=1,
-        accelerator="cpu",
-        logger=False,
-        enable_checkpointing=False,
-        enable_model_summary=False,
+        enable_progress_bar=True,
         log_every_n_steps=5,
         num_sanity_val_steps=0,
         val_check_interval=6,
         limit_val_batches=1,
-        callbacks=[bar],
-        default_root_dir=tmp_path,
     )
     trainer.fit(LogsEveryStep(), train_dataloaders=data, val_dataloaders=data)
     # 12 batches: read after the first, at steps 5 and 10, after the validation of step 6 (fresh: it shows
@@ -302,16 +306,8 @@ def test_the_progress_bar_reads_metrics_at_logging_steps_epoch_ends_and_after_va
 def test_without_logging_steps_the_progress_bar_reads_metrics_at_the_epochs_end(tmp_path):
     data = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(torch.randn(12, 4)), batch_size=2)
     bar = SeenBar()
-    trainer = L.Trainer(
-        max_epochs=2,
-        accelerator="cpu",
-        logger=False,
-        enable_checkpointing=False,
-        enable_model_summary=False,
-        log_every_n_steps=0,
-        limit_val_batches=0,
-        callbacks=[bar],
-        default_root_dir=tmp_path,
+    trainer = bare_trainer(
+        tmp_path, bar, max_epochs=2, enable_progress_bar=True, log_every_n_steps=0, limit_val_batches=0
     )
     trainer.fit(LogsEveryStep(), train_dataloaders=data, val_dataloaders=data)
     assert [m["batch"] for m in bar.shown_after] == [0, 0, 0, 0, 0, 5] + [5] * 6  # the first epoch's end, twice
@@ -481,17 +477,7 @@ def test_the_divergence_guard_stops_within_a_logging_interval_where_early_stoppi
     data = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(torch.randn(80, 4)), batch_size=2)
 
     def trainer(callback: L.Callback) -> L.Trainer:
-        return L.Trainer(
-            max_epochs=2,
-            accelerator="cpu",
-            logger=False,
-            enable_checkpointing=False,
-            enable_progress_bar=False,
-            enable_model_summary=False,
-            log_every_n_steps=5,
-            callbacks=[callback],
-            default_root_dir=tmp_path,
-        )
+        return bare_trainer(tmp_path, callback, max_epochs=2, log_every_n_steps=5)
 
     early = trainer(L.pytorch.callbacks.EarlyStopping(monitor="train/loss", check_finite=True))
     early.fit(DivergesAtStep(at=12), data)
@@ -504,17 +490,7 @@ def test_the_divergence_guard_stops_within_a_logging_interval_where_early_stoppi
 @pytest.mark.parametrize("bad", [float("inf"), float("-inf")])
 def test_the_divergence_guard_stops_on_an_infinite_loss_as_on_a_nan(tmp_path, bad):
     data = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(torch.randn(40, 4) + 1), batch_size=2)
-    trainer = L.Trainer(
-        max_epochs=1,
-        accelerator="cpu",
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        log_every_n_steps=5,
-        callbacks=[DivergenceGuard(every_n_steps=5)],
-        default_root_dir=tmp_path,
-    )
+    trainer = bare_trainer(tmp_path, DivergenceGuard(every_n_steps=5), max_epochs=1, log_every_n_steps=5)
     with pytest.raises(Diverged, match=f"train loss is {bad}$") as stopped:
         trainer.fit(DivergesAtStep(at=7, bad=bad), data)
     assert stopped.value.epoch == 0 and stopped.value.step == 10  # the first logging step after step 7
@@ -591,17 +567,7 @@ def test_a_ctrl_c_in_a_validation_waits_for_its_end_and_a_stop_lightning_makes_t
     data = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(torch.randn(8, 4)), batch_size=2)
     called = []
     interrupts = Interrupts(tmp_path, lambda trainer, ckpt: called.append((ckpt, trainer.global_step)))
-    trainer = L.Trainer(
-        max_epochs=2,
-        accelerator="cpu",
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        num_sanity_val_steps=0,
-        callbacks=[interrupts],
-        default_root_dir=tmp_path,
-    )
+    trainer = bare_trainer(tmp_path, interrupts, max_epochs=2, num_sanity_val_steps=0)
     module = SignalIn(getattr(signal, signal_name), where)
     with pytest.raises(SystemExit):
         trainer.fit(module, data, data)
