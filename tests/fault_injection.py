@@ -38,3 +38,15 @@ class SignalInSetUp(L.Callback):
     def setup(self, trainer, pl_module, stage) -> None:
         if stage == "fit":
             os.kill(os.getpid(), self.signum)
+
+
+class SignalInValidation(L.Callback):
+    """The signal in the first batch of the validation that follows training step ``step`` (a validation of
+    more than one batch: Lightning would end it mid-way on the SIGTERM a Ctrl-C becomes)."""
+
+    def __init__(self, step: int, signal_name: str = "SIGINT") -> None:
+        self.step, self.signum = step, getattr(signal, signal_name)
+
+    def on_validation_batch_start(self, trainer, pl_module, batch, batch_idx, dataloader_idx=0) -> None:
+        if not trainer.sanity_checking and trainer.global_step == self.step and batch_idx == 0:
+            os.kill(os.getpid(), self.signum)

@@ -131,6 +131,27 @@ def test_ctrl_c_in_an_epochs_last_step_resumes_exactly_too(tmp_path, reference):
 
 
 @pytest.mark.slow
+def test_ctrl_c_inside_a_validation_stops_after_it_and_resumes_exactly(tmp_path):
+    two = [*SMALL, "data.eval_batch_size=2500", "trainer.limit_val_batches=2"]  # Lightning would end it mid-way
+    proc = run_script([*two, f"hydra.run.dir={tmp_path / 'reference'}"], tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    reference = read_metrics(tmp_path / "reference"), final_state(tmp_path / "reference")
+    step = random.choice([10, 20, 30])  # the validations at the end of each epoch
+    inject = ["+diagnostics.inject._target_=fault_injection.SignalInValidation", f"+diagnostics.inject.step={step}"]
+    proc = run_script([*two, *inject], tmp_path, extra_paths=[TESTS])
+    assert proc.returncode == 130, proc.stderr[-2000:]
+    (run_dir,) = run_dirs(tmp_path)
+    metrics = read_metrics(run_dir)
+    assert metrics["status"] == "interrupted" and metrics["global_step"] == step, metrics
+    assert "Ctrl-C: stopping after this validation" in (run_dir / "train.log").read_text()
+    saved = torch.load(run_dir / "checkpoints" / "interrupted.ckpt", weights_only=True)
+    before = next(v for k, v in saved["callbacks"].items() if k.startswith("EpochHistory"))["elapsed"]
+    proc = run_script(shlex.split(metrics["resume_command"])[2:], tmp_path, extra_paths=[TESTS])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert_same_run(run_dir, reference, step - 1, before)  # as a stop in that epoch's last step
+
+
+@pytest.mark.slow
 def test_sigterm_saves_marks_and_resumes_exactly(tmp_path, reference):
     step = random.choice(range(11, 19))
     run_dir, before = interrupt_and_resume(tmp_path, step, "SIGTERM", 143)
