@@ -12,9 +12,16 @@ INTERRUPTED = 128 + 2  # a shell's status for a process that Ctrl-C (SIGINT) end
 BEFORE_TRAINING = "interrupted (Ctrl-C) before training began"  # the record's error: there is nothing to resume
 
 
+def say(line: str) -> None:
+    """One line on stderr, written whole: ``print`` writes the line and its newline apart, and a thread that
+    forwards other processes' output (Ray's log monitor) could write between them."""
+    sys.stderr.write(line + "\n")
+    sys.stderr.flush()
+
+
 def exit_with(message: str, code: int = 2) -> NoReturn:
     """The one-line form of an error a user can fix: ``Error: <message>`` on stderr, then exit."""
-    print(f"Error: {message}", file=sys.stderr, flush=True)
+    say(f"Error: {message}")
     sys.exit(code)
 
 
@@ -30,7 +37,7 @@ def ctrl_c_in_one_line(
     except KeyboardInterrupt:
         if record is not None:
             record()
-        print(f"Interrupted (Ctrl-C) {where}", file=sys.stderr, flush=True)
+        say(f"Interrupted (Ctrl-C) {where}")
         sys.exit(INTERRUPTED)
 
 

@@ -7,14 +7,13 @@ exceptions raised in callbacks into warnings, so a refusal prints one line and e
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Any
 
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, read_write
 
-from experiments.errors import RunDirectoryError, exit_with
+from experiments.errors import RunDirectoryError, exit_with, say
 from experiments.names import Status
 from experiments.run_dir import check_writable, is_main_process, read_json, stamp
 from experiments.sweep_dir import FINISH_SWEEPER, write_code
@@ -74,11 +73,7 @@ class OutputGuard(Callback):
             resumed = f"{subdir}/resumed-{stamp()}"
             with read_write(config.hydra):
                 config.hydra.output_subdir = resumed
-            print(
-                f"{run_dir / subdir} holds the first run's config; this run's goes to {run_dir / resumed}",
-                file=sys.stderr,
-                flush=True,
-            )
+            say(f"{run_dir / subdir} holds the first run's config; this run's goes to {run_dir / resumed}")
         self._writable(run_dir, "hydra.run.dir")
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:

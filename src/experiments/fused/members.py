@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import sys
 import time
 import traceback
 from pathlib import Path
@@ -20,7 +19,7 @@ from hydra.core.hydra_config import HydraConfig
 from lightning.pytorch.callbacks import ModelCheckpoint, ProgressBar
 from omegaconf import DictConfig, OmegaConf
 
-from experiments.errors import BEFORE_TRAINING, INTERRUPTED, ExperimentError
+from experiments.errors import BEFORE_TRAINING, INTERRUPTED, ExperimentError, say
 from experiments.fused.data import MembersData
 from experiments.fused.member_runs import Member, MemberRuns
 from experiments.fused.stacked import FusedClassifier
@@ -159,11 +158,9 @@ def stopped_before_training(sweep_dir: Path) -> NoReturn:
     """A Ctrl-C while the launcher prepared jobs, before their group trained: one line with the way on, and
     the status a shell expects (jobs not trained have no record, or one of an interruption before training
     began: ``finish=`` runs them)."""
-    print(
+    say(
         "Interrupted (Ctrl-C) while the fused launcher prepared jobs, before their group trained; finish the "
-        f"sweep (these jobs run again) with:\n  {finish_command(sweep_dir.resolve())}",
-        file=sys.stderr,
-        flush=True,
+        f"sweep (these jobs run again) with:\n  {finish_command(sweep_dir.resolve())}"
     )
     raise SystemExit(INTERRUPTED)
 

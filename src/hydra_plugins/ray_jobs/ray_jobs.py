@@ -24,7 +24,6 @@ imported only when a sweep uses it: Hydra imports this module at every start.
 import logging
 import math
 import signal
-import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -38,7 +37,7 @@ from hydra.plugins.launcher import Launcher
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from experiments.errors import INTERRUPTED, exit_with
+from experiments.errors import INTERRUPTED, exit_with, say
 from experiments.names import Status
 from experiments.run.record import record_failure
 from experiments.run_dir import finish_command, read_json
@@ -155,11 +154,9 @@ def run_on_ray(tasks: list[Task], remote: Any) -> dict[int, JobReturn]:
         jobs = [job for ref in pending for job in refs[ref].jobs]
         _record(jobs, Status.INTERRUPTED, "interrupted (Ctrl-C on the sweep's driver): its Ray task was cancelled")
         sweep_dir = job_dir(jobs[0][1]).parent if jobs else Path(".")
-        print(
+        say(
             f"Interrupted (Ctrl-C): {len(jobs)} jobs' Ray tasks cancelled and recorded; finish the sweep with "
-            f"{finish_command(sweep_dir)}",
-            file=sys.stderr,
-            flush=True,
+            f"{finish_command(sweep_dir)}"
         )
         raise SystemExit(INTERRUPTED) from None
     return returns
