@@ -124,14 +124,15 @@ class Interrupts(L.Callback):
     Lightning stops on SIGTERM at the end of the training step in progress (after that step's
     validation, if one is due) and calls ``on_exception``. A first Ctrl-C is turned into the same
     graceful stop, so both end where weights, optimizer, loop counters, running epoch metrics and the
-    loader's position all agree; a second Ctrl-C stops at once. A Ctrl-C inside a validation waits for its
-    end (Lightning would stop the validation mid-way). ``on_exception`` saves the checkpoint
+    loader's position all agree; a second Ctrl-C stops at once. ``on_exception`` saves the checkpoint
     and calls ``on_interrupt(trainer, checkpoint)``; ``signal`` says which signal stopped the run. Without a
     ``ckpt_dir`` (a fused sweep's members save their own) no checkpoint is written and ``checkpoint`` is None.
 
-    A stop before training began (in fit's set-up, the optimizers not yet made) or inside a validation
-    (Lightning ends one mid-way on a SIGTERM from outside) saves nothing: no checkpoint there could be
-    resumed exactly. ``began`` and ``stopped_outside_training`` tell the caller which it was.
+    Lightning ends a validation of more than one batch mid-way when its SIGTERM flag is up, so a Ctrl-C
+    that lands inside a validation raises it only at the validation's end. A stop before training began
+    (in fit's set-up, the optimizers not yet made) or inside a validation (a SIGTERM from outside, or a
+    Ctrl-C in the step before) saves nothing: no checkpoint there could be resumed exactly. ``began`` and
+    ``stopped_outside_training`` tell the caller which it was.
     """
 
     def __init__(self, ckpt_dir: Path | None, on_interrupt: Callable[[L.Trainer, Path | None], None]) -> None:
