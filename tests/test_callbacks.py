@@ -24,6 +24,7 @@ from conftest import read_metrics, run_script, subprocess_env
 from experiments.lit.callbacks import Diverged, DivergenceGuard, EpochHistory, Interrupts, RichProgressBar
 from experiments.lit.checkpoint_io import AtomicCheckpointIO
 from experiments.sweep_dir import Action, plan_job
+from fault_injection import SignalAtStep, SignalInValidation
 
 TESTS = Path(__file__).parent
 STARTUP = TESTS / "ctrl_c_at_import"  # its sitecustomize sends SIGINT at an import
@@ -549,23 +550,24 @@ def test_an_interrupted_run_exits_with_128_plus_the_signal_that_stopped_it():
     assert interrupts.exit_status(SIGTERMException()) == 130
 
 
-class SignalIn(LogsEveryStep):
-    """``signal`` to its own process in the first training step, in the first of a validation's 4 batches, or in
-    the training step before that validation (an epoch's last: 4 steps of 2 samples)."""
+class CountsValidation(LogsEveryStep):
+    """Counts the validation batches it ran."""
 
-    def __init__(self, signum: int, where: str) -> None:
+    def __init__(self) -> None:
         super().__init__()
-        self.signum, self.where, self.validated = signum, where, 0
-
-    def training_step(self, batch, batch_idx):
-        if (self.where, self.global_step) in (("training", 0), ("before validation", 3)):
-            os.kill(os.getpid(), self.signum)
-        return super().training_step(batch, batch_idx)
+        self.validated = 0
 
     def validation_step(self, batch, batch_idx):
         self.validated += 1
-        if self.where == "validation" and batch_idx == 0:
-            os.kill(os.getpid(), self.signum)
+        return super().validation_step(batch, batch_idx)
+
+
+# where the signal lands: 4 steps of 2 samples an epoch, then a validation of 4 batches
+SIGNAL_AT = {
+    "training": lambda name: SignalAtStep(0, name),  # the first step
+    "validation": lambda name: SignalInValidation(4, name),  # the first epoch's validation, its first batch
+    "before validation": lambda name: SignalAtStep(3, name),  # the epoch's last step, before that validation
+}
 
 
 @pytest.mark.parametrize(
@@ -588,8 +590,8 @@ def test_a_ctrl_c_in_a_validation_waits_for_its_end_and_a_stop_lightning_makes_t
     data = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(torch.randn(8, 4)), batch_size=2)
     called = []
     interrupts = Interrupts(tmp_path, lambda trainer, ckpt: called.append((ckpt, trainer.global_step)))
-    trainer = bare_trainer(tmp_path, interrupts, max_epochs=2, num_sanity_val_steps=0)
-    module = SignalIn(getattr(signal, signal_name), where)
+    trainer = bare_trainer(tmp_path, SIGNAL_AT[where](signal_name), interrupts, max_epochs=2, num_sanity_val_steps=0)
+    module = CountsValidation()
     with pytest.raises(SystemExit):
         trainer.fit(module, data, data)
     assert interrupts.began and not interrupts.ended
