@@ -19,7 +19,7 @@ from hydra.core.hydra_config import HydraConfig
 from lightning.pytorch.callbacks import ModelCheckpoint, ProgressBar
 from omegaconf import DictConfig, OmegaConf
 
-from experiments.errors import BEFORE_TRAINING, INTERRUPTED, ExperimentError, say
+from experiments.errors import INTERRUPTED, ExperimentError, say
 from experiments.fused.data import MembersData
 from experiments.fused.member_runs import Member, MemberRuns
 from experiments.fused.stacked import FusedClassifier
@@ -110,7 +110,7 @@ def train_members(members: list[Member], group_name: str) -> dict[int, dict[str,
                 module.member(k).load_state_dict(read_checkpoint(best)["state_dict"])
         trainer.test(module, datamodule=data, verbose=False)
     except (KeyboardInterrupt, SystemExit) as exc:  # Ctrl-C or SIGTERM: exit as a process they end does
-        why = interrupts.stopped_outside_training() if interrupts.began else BEFORE_TRAINING
+        why = interrupts.stopped_outside_training()
         for member in members:  # those runs.interrupted did not reach: diverged, or stopped where none saves
             if member.record.data["status"] == Status.RUNNING:
                 history = history_of(member.history, member.monitors)

@@ -22,6 +22,7 @@ from lightning.pytorch import callbacks
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from experiments import names
+from experiments.errors import BEFORE_TRAINING
 
 log = logging.getLogger(__name__)
 # Where Lightning logs "Received SIGTERM" when its graceful stop begins.
@@ -187,7 +188,10 @@ class Interrupts(L.Callback):
         return 128 + by
 
     def stopped_outside_training(self) -> str:
-        """The record's ``error`` for a stop after training began that saved no checkpoint."""
+        """The record's ``error`` for a stop that saved no checkpoint: before training began, inside a
+        validation, or in the test after training."""
+        if not self.began:
+            return BEFORE_TRAINING
         if self.ended:
             return "interrupted after training, during the test"
         return "interrupted inside a validation, where no checkpoint is exact: run the job again"
