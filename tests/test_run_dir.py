@@ -11,7 +11,8 @@ import pytest
 from hydra.core.override_parser.overrides_parser import OverridesParser
 
 from experiments.errors import RunDirectoryError
-from experiments.run_dir import check_writable, hydra_value, resume_command, write_json
+from experiments.read_back import write_json
+from experiments.run_dir import check_writable, hydra_value, resume_command
 
 
 def test_write_json_replaces_a_link_instead_of_following_it(tmp_path):

@@ -59,3 +59,8 @@ class CheckpointError(ExperimentError, ValueError):
 
 class RunDirectoryError(ExperimentError):
     """A run or sweep directory that holds earlier results, or cannot be written."""
+
+
+class DamagedFile(ExperimentError, ValueError):
+    """A file read back (a checkpoint, a record, a sweep's config) that does not hold what this project wrote
+    there: damaged, edited by hand, or crafted. Said in one line naming the file and the key."""

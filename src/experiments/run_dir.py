@@ -8,7 +8,6 @@ checkpoint writer is Lightning's plugin, in ``callbacks.py``.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shlex
@@ -18,21 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from experiments.errors import CheckpointError, RunDirectoryError
-
-
-def write_json(path: Path, data: dict[str, Any]) -> None:
-    """Atomic: a killed run never leaves a half-written file; a link is replaced, never followed."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, path)
-
-
-def read_json(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
+from experiments.read_back import own_file, read_json
 
 
 def is_main_process() -> bool:
@@ -104,16 +89,16 @@ def sweep_dir_of_job() -> Path | None:
 def checkpoint_in(ckpt_path: Any) -> Any:
     """``ckpt_path`` as eval.py takes it: a checkpoint file as it is, or a run directory, meaning the checkpoint
     its run tested (``best_ckpt`` in its ``metrics.json``, found in its ``checkpoints/`` should the directory
-    have moved), else its only checkpoint. A directory with none, or several and no record of which was
-    tested, is refused naming what it holds."""
+    have moved), else its only checkpoint. Only a file of that directory: a record naming another run's
+    checkpoint, or one reached through a link, is refused in one line, as is a directory with none, or several
+    and no record of which was tested."""
     directory = Path(str(ckpt_path)).expanduser()
     if not isinstance(ckpt_path, str) or not directory.is_dir():
         return ckpt_path
-    found = sorted({*directory.glob("*.ckpt"), *directory.glob("checkpoints/*.ckpt")})
-    if best := read_json(directory / "metrics.json").get("best_ckpt"):
-        for path in (Path(best), directory / "checkpoints" / Path(best).name):
-            if path.is_file():
-                return str(path)
+    record = directory / "metrics.json"
+    if (best := read_json(record).get("best_ckpt")) is not None:
+        return str(own_file(directory / "checkpoints", best, record, "best_ckpt"))
+    found = sorted(p for p in {*directory.glob("*.ckpt"), *directory.glob("checkpoints/*.ckpt")} if not p.is_symlink())
     if len(found) == 1:
         return str(found[0])
     if not found:

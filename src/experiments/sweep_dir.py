@@ -18,7 +18,7 @@ from typing import Any
 
 from experiments.errors import RunDirectoryError
 from experiments.names import Status
-from experiments.run_dir import read_json, write_json
+from experiments.read_back import read_json, write_json
 
 CODE_FILE = "code.json"
 SWEEP_FILE = "multirun.yaml"  # Hydra's record of a grid sweep's config and overrides

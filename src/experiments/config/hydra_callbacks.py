@@ -15,7 +15,8 @@ from omegaconf import DictConfig, read_write
 
 from experiments.errors import RunDirectoryError, exit_with, say
 from experiments.names import Status
-from experiments.run_dir import check_writable, is_main_process, read_json, stamp
+from experiments.read_back import read_json
+from experiments.run_dir import check_writable, is_main_process, stamp
 from experiments.sweep_dir import FINISH_SWEEPER, write_code
 
 RESULTS = (".hydra/config.yaml", "metrics.json", "eval.json")

@@ -352,8 +352,20 @@ def problems(
     multirun: bool = False,
 ) -> list[str]:
     """All problems in ``cfg``, or an empty list. ``choices`` are Hydra's group choices (``optimizer: gd``)."""
+    if found := rule_problems(cfg, {**RULES, **(extra or {})}):
+        return found
+    try:  # a key no rule names may still hold an interpolation that cannot resolve
+        OmegaConf.to_container(cfg, resolve=True)
+    except OmegaConfBaseException as exc:
+        return [f"{getattr(exc, 'full_key', None) or 'config'} cannot be resolved: {str(exc).splitlines()[0]}"]
+    return entry_problems(cfg) or domain_problems(cfg, choices or {}, multirun) or argument_problems(cfg)
+
+
+def rule_problems(cfg: DictConfig, rules: dict[str, Check]) -> list[str]:
+    """Each value that a rule of ``rules`` names and that is outside its range, as ``key=value is invalid``: the
+    command line's values, and a checkpoint's read back (``section_rules``)."""
     found = []
-    for pattern, check in {**RULES, **(extra or {})}.items():
+    for pattern, check in rules.items():
         for key in _keys(cfg, pattern.split(".")):
             if OmegaConf.is_missing(cfg, key):
                 found.append(f"{key} is required: add {key}=<value> to the command")
@@ -368,13 +380,12 @@ def problems(
                 continue  # a copy of another key's value: checked, and reported, where it is set
             if (valid := check(value)) is not None:
                 found.append(f"{key}={value!r} is invalid: must be {valid}")
-    if found:
-        return found
-    try:  # a key no rule names may still hold an interpolation that cannot resolve
-        OmegaConf.to_container(cfg, resolve=True)
-    except OmegaConfBaseException as exc:
-        return [f"{getattr(exc, 'full_key', None) or 'config'} cannot be resolved: {str(exc).splitlines()[0]}"]
-    return entry_problems(cfg) or domain_problems(cfg, choices or {}, multirun) or argument_problems(cfg)
+    return found
+
+
+def section_rules(*sections: str) -> dict[str, Check]:
+    """The rules of the keys below ``sections`` (``model``, ``data.normalize``)."""
+    return {k: v for k, v in RULES.items() if any(k == s or k.startswith(f"{s}.") for s in sections)}
 
 
 def domain_problems(cfg: DictConfig, choices: dict[str, Any], multirun: bool = False) -> list[str]:

@@ -17,7 +17,7 @@ import yaml
 
 from experiments import names
 from experiments.names import Status
-from experiments.run_dir import read_json
+from experiments.read_back import read_json
 
 SUMMARY_DIAG = (
     "diag/dead_frac/total",

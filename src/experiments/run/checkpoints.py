@@ -15,11 +15,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from omegaconf import OmegaConf
 
 from experiments import names
 from experiments.config import catalogue
 from experiments.errors import CheckpointError
 from experiments.lit.classifier import Classifier
+from experiments.read_back import damaged, plain
 
 
 def _names_objects(path: str | Path) -> bool:
@@ -83,11 +85,44 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
         kind = "a dict" if isinstance(checkpoint, dict) else type(checkpoint).__name__
         raise CheckpointError(f"{path}: not a checkpoint of this project ({kind} without {' or '.join(missing)})")
     hparams = checkpoint["hyper_parameters"] = _moved(checkpoint["hyper_parameters"])
-    for group in names.group_names(network=True):
+    check_settings(path, hparams, checkpoint.get("datamodule_hyper_parameters"))
+    return checkpoint
+
+
+SIZES = {"input_size": 1 << 24, "num_classes": 1 << 20}  # the classifier's own arguments beside the groups
+
+
+def check_settings(path: str | Path, hparams: Any, data: Any) -> None:
+    """The settings a checkpoint carries (``hyper_parameters``; ``datamodule_hyper_parameters``, whose
+    ``normalize`` eval.py and a resume take) held to the rule of every file read back (``read_back``): only
+    the groups' own ``_target_``s name a class, each one the catalogue allows, and every value within the
+    range the command line would be held to; one line naming the key otherwise."""
+    from experiments.config.rules import rule_problems, section_rules
+
+    groups = names.group_names(network=True)
+    for key, value in (("hyper_parameters", hparams), ("datamodule_hyper_parameters", data or {})):
+        if not isinstance(value, dict):
+            raise damaged(path, key, f"is a {type(value).__name__}, not a mapping")
+    allowed = {f"hyper_parameters.{g}._target_" for g in groups} | {"hyper_parameters.scheduler.scheduler._target_"}
+    plain(hparams, path, "hyper_parameters", frozenset(allowed))
+    plain(data, path, "datamodule_hyper_parameters")
+    for group in groups:
         catalogue.check(group, hparams.get(group), source=str(path))
     if (hparams.get("scheduler") or {}).get("scheduler"):
         catalogue.check("scheduler", hparams["scheduler"]["scheduler"], source=str(path))
-    return checkpoint
+    for key, most in SIZES.items():
+        if not (type(hparams.get(key, 1)) is int and 1 <= hparams.get(key, 1) <= most):
+            raise damaged(path, f"hyper_parameters.{key}", f"is {hparams[key]!r}, not an integer in [1, {most}]")
+    settings = OmegaConf.create({**{g: hparams.get(g) for g in groups}, "data": data or {}})
+    if found := rule_problems(settings, section_rules(*groups, "data.normalize")):
+        problem = found[0]  # data.* comes from the data module's own settings
+        raise damaged(
+            path,
+            problem.replace("data.", "datamodule_hyper_parameters.", 1)
+            if problem.startswith("data.")
+            else f"hyper_parameters.{problem}",
+            "",
+        )
 
 
 def resume_mismatches(checkpoint: dict[str, Any], hparams: dict[str, Any]) -> list[str]:
@@ -110,6 +145,24 @@ def resume_mismatches(checkpoint: dict[str, Any], hparams: dict[str, Any]) -> li
     if was is not None and "data" in hparams and was != now:
         found.append(f"data.normalize: {was!r} in the checkpoint, {now!r} in this run")
     return found
+
+
+def read_resumable(path: str | Path, settings: dict[str, Any]) -> dict[str, Any]:
+    """The checkpoint a run resumes from, as ``read_checkpoint`` reads it, refused where it holds no training
+    state or does not fit the run's ``settings`` (its groups' and data's config, as plain dicts)."""
+    checkpoint = read_checkpoint(path)
+    if not checkpoint.get("optimizer_states") or "loops" not in checkpoint:
+        raise CheckpointError(
+            f"ckpt_path={path} holds weights only (a fused sweep member's, or one saved without its training "
+            f"state): eval.py tests it, but a run cannot resume from it; train the job again without ckpt_path"
+        )
+    if mismatches := resume_mismatches(checkpoint, settings):
+        raise CheckpointError(
+            f"ckpt_path={path} was made for another network, optimizer or input scaling than this run's "
+            f"({'; '.join(mismatches)}): resume with the overrides it was trained with"
+        )
+    refuse_unfit(path, checkpoint, optimizer=True)
+    return checkpoint
 
 
 def unfit_tensors(checkpoint: dict[str, Any], module: torch.nn.Module, optimizer: bool = False) -> list[str]:
@@ -144,7 +197,9 @@ def unfit_tensors(checkpoint: dict[str, Any], module: torch.nn.Module, optimizer
 
 def refuse_unfit(path: str | Path, checkpoint: dict[str, Any], optimizer: bool = False) -> None:
     """``unfit_tensors`` against the network the checkpoint's hyperparameters build, as one refusal."""
-    if found := unfit_tensors(checkpoint, Classifier(**checkpoint["hyper_parameters"]), optimizer):
+    with torch.device("meta"):  # the shapes alone: no memory sized by numbers the file holds
+        network = Classifier(**checkpoint["hyper_parameters"])
+    if found := unfit_tensors(checkpoint, network, optimizer):
         what = "optimizer state does" if all(f.startswith("optimizer state") for f in found) else "weights do"
         more = f" and {len(found) - 3} more" if len(found) > 3 else ""
         raise CheckpointError(

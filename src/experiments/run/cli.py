@@ -199,7 +199,8 @@ def eval_main(cfg: DictConfig) -> float:
     from hydra.utils import instantiate
 
     from experiments.config.rules import RULES, boolean, checkpoint_or_run, validate
-    from experiments.run_dir import checkpoint_in, write_json
+    from experiments.read_back import write_json
+    from experiments.run_dir import checkpoint_in
 
     hc = HydraConfig.get()
     run_dir = Path(hc.runtime.output_dir)

@@ -23,15 +23,16 @@ from omegaconf import DictConfig
 
 from experiments import names
 from experiments.data.datamodule import MNISTDataModule
-from experiments.errors import CheckpointError
 from experiments.lit.callbacks import Diverged, DivergenceGuard, EpochHistory, Interrupts
 from experiments.lit.checkpoint_io import AtomicCheckpointIO
 from experiments.lit.classifier import Classifier
+from experiments.lit.restored_state import OwnCheckpointPaths, confine
 from experiments.names import Status
-from experiments.run.checkpoints import read_checkpoint, refuse_unfit, resume_mismatches
+from experiments.read_back import read_json
+from experiments.run.checkpoints import read_resumable
 from experiments.run.hparams import labels, log_final, plain
 from experiments.run.record import Record, first_record
-from experiments.run_dir import finish_command, is_main_process, read_json, resume_command, sweep_dir_of_job
+from experiments.run_dir import finish_command, is_main_process, resume_command, sweep_dir_of_job
 
 
 @dataclass
@@ -140,7 +141,7 @@ def build(cfg: DictConfig, run_dir: Path, record: Record) -> Built:
     history, interrupts = EpochHistory(), Interrupts(run_dir / "checkpoints", interrupted)
     configured = build_callbacks(cfg)
     monitors = [c for c in configured if hasattr(c, "latest")]
-    callbacks = [*configured, history, DivergenceGuard(cfg.trainer.log_every_n_steps), interrupts]
+    callbacks = [*configured, history, DivergenceGuard(cfg.trainer.log_every_n_steps), interrupts, OwnCheckpointPaths()]
     trainer = build_trainer(cfg, callbacks, build_loggers(cfg), run_dir)
     return Built(datamodule, module, trainer, history, interrupts, monitors)
 
@@ -224,36 +225,24 @@ def run(
     run_dir.mkdir(parents=True, exist_ok=True)  # Hydra made it already, unless run() is called directly
     metrics_path = run_dir / "metrics.json"
     data = first_record(run_dir, choices, overrides, labels(cfg))
+    checkpoint = None
     if cfg.ckpt_path is not None:  # unsafe, damaged or foreign checkpoints are refused before anything is built
-        checkpoint = read_checkpoint(cfg.ckpt_path)
-        if not checkpoint.get("optimizer_states") or "loops" not in checkpoint:
-            raise CheckpointError(
-                f"ckpt_path={cfg.ckpt_path} holds weights only (a fused sweep member's, or one "
-                f"saved without its training state): eval.py tests it, but a run cannot resume "
-                f"from it; train the job again without ckpt_path"
-            )
-        mismatches = resume_mismatches(
-            checkpoint, {g: plain(cfg[g]) for g in (*names.group_names(network=True), "data")}
-        )
-        if mismatches:
-            raise CheckpointError(
-                f"ckpt_path={cfg.ckpt_path} was made for another network, optimizer or input "
-                f"scaling than this run's ({'; '.join(mismatches)}): resume with the overrides "
-                f"it was trained with"
-            )
-        refuse_unfit(cfg.ckpt_path, checkpoint, optimizer=True)
+        settings = {g: plain(cfg[g]) for g in (*names.group_names(network=True), "data")}
+        checkpoint = read_resumable(cfg.ckpt_path, settings)
         earlier = read_json(metrics_path)  # an interrupted run's way back stays on record until this one ends
         data.update(
             {k: earlier[k] for k in ("resume_command", "interrupted_ckpt") if k in earlier},
             resumed_from=str(cfg.ckpt_path),
         )
     record = Record(metrics_path, data, writes=is_main_process())
-    record.update()
 
     set_threads(cfg.threads, parallel_jobs)
     torch.use_deterministic_algorithms(bool(cfg.deterministic))  # set both ways: loky workers are reused
     L.seed_everything(cfg.seed, workers=True, verbose=False)
-    built = build(cfg, run_dir, record)
+    built = build(cfg, run_dir, record)  # writes nothing: a checkpoint refused below leaves the record as it was
+    if checkpoint is not None:  # the files its callback states name: this run's own, or refused now
+        confine(checkpoint, cfg.ckpt_path, built.trainer.checkpoint_callbacks)
+    record.update()
     try:
         outcome = fit(built, cfg.ckpt_path)
         # training's last measurements: testing the best checkpoint restores the monitors' state from it

@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from experiments.names import Status
-from experiments.run_dir import is_main_process, read_json, write_json
+from experiments.read_back import read_json, write_json
+from experiments.run_dir import is_main_process
 
 
 @dataclass

@@ -39,8 +39,9 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from experiments.errors import INTERRUPTED, exit_with, say
 from experiments.names import Status
+from experiments.read_back import read_json
 from experiments.run.record import record_failure
-from experiments.run_dir import finish_command, read_json
+from experiments.run_dir import finish_command
 from experiments.sweep_dir import job_dir
 
 log = logging.getLogger(__name__)
