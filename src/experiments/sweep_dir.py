@@ -11,14 +11,15 @@ from __future__ import annotations
 
 import hashlib
 import os
+from contextlib import suppress
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
 from typing import Any
 
-from experiments.errors import RunDirectoryError
+from experiments.errors import DamagedFile, RunDirectoryError
 from experiments.names import Status
-from experiments.read_back import read_json, write_json
+from experiments.read_back import own_file, read_json, read_yaml, write_json
 
 CODE_FILE = "code.json"
 SWEEP_FILE = "multirun.yaml"  # Hydra's record of a grid sweep's config and overrides
@@ -89,8 +90,27 @@ def job_dir(config: Any) -> Path:
         HydraConfig.instance().cfg = before
 
 
+def own_job_dir(sweep_dir: Path, job_dir: Path) -> None:
+    """Refuse, in one line, a job directory that is no plain directory of the sweep's own: a link (finishing
+    would move or append to another directory's files), a path out of the sweep, or one holding links."""
+    sweep = sweep_dir.resolve()
+    if job_dir.is_symlink() or Path(os.path.abspath(job_dir)).parent != Path(os.path.abspath(sweep_dir)):
+        where = "a link" if job_dir.is_symlink() else "not a directory of the sweep itself"
+        raise RunDirectoryError(f"{job_dir} is {where}: finish= touches only {sweep}'s own job directories")
+    if not job_dir.exists():
+        return
+    if job_dir.resolve().parent != sweep:
+        raise RunDirectoryError(f"{job_dir} lies outside {sweep}: finish= touches only the sweep's own directories")
+    for root, dirs, files in os.walk(job_dir):
+        if link := next((Path(root) / n for n in (*dirs, *files) if (Path(root) / n).is_symlink()), None):
+            raise RunDirectoryError(
+                f"{link} is a link: a finishing job would write or move through it, outside its directory; "
+                f"remove it and finish again"
+            )
+
+
 def plan_job(num: int, job_dir: Path) -> JobPlan:
-    """What finishing does with one job, from what its directory holds."""
+    """What finishing does with one job, from what its directory holds (``own_job_dir`` checked)."""
     if not job_dir.is_dir():
         return JobPlan(num, job_dir, Action.RUN, "never ran")
     if not any(job_dir.iterdir()):
@@ -100,8 +120,8 @@ def plan_job(num: int, job_dir: Path) -> JobPlan:
     if status in KEPT:
         return JobPlan(num, job_dir, Action.KEEP, str(status))
     if status == Status.INTERRUPTED and record.get("resume_command") and record.get("interrupted_ckpt"):
-        ckpt = job_dir / "checkpoints" / Path(record["interrupted_ckpt"]).name  # found also if the sweep moved
-        if ckpt.is_file():
+        with suppress(DamagedFile):  # no checkpoint of its own to resume from: it runs again
+            ckpt = own_file(job_dir / "checkpoints", record["interrupted_ckpt"], job_dir / "metrics.json", "")
             return JobPlan(num, job_dir, Action.RESUME, f"interrupted at step {record.get('global_step')}", ckpt)
     if status is None:
         why = "no record (stopped before it began)" if not (job_dir / "metrics.json").exists() else "unreadable record"
@@ -143,7 +163,7 @@ def read_sweep(sweep_dir: Path) -> dict[str, Any]:
         raise RunDirectoryError(f"finish={sweep_dir}: no such directory; name a sweep directory (outputs/multirun/...)")
     path = sweep_dir / SWEEP_FILE
     try:
-        cfg = yaml.safe_load(path.read_text())
+        cfg = read_yaml(path)
     except FileNotFoundError:
         raise RunDirectoryError(
             f"finish={sweep_dir}: no {SWEEP_FILE} there, so it is no grid sweep (Hydra writes one into every "

@@ -15,7 +15,7 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from experiments.errors import exit_with
+from experiments.errors import ExperimentError, exit_with
 from experiments.names import Status
 from experiments.reports.table import (
     group_configs,
@@ -62,7 +62,10 @@ class SweepReport(Callback):
     then exits 1, naming how many and why, so scripts and CI notice."""
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        paths = build_report(config.hydra.sweep.dir)
+        try:  # Hydra would turn the exception into a warning, and the sweep would exit 0 without a report
+            paths = build_report(config.hydra.sweep.dir)
+        except (FileNotFoundError, ExperimentError) as exc:
+            exit_with(f"no sweep report: {exc}")
         print(Path(paths["md"]).read_text(), flush=True)
         print(f"Sweep report: {paths['md']}", flush=True)
         if problem := incomplete_summary(config.hydra.sweep.dir):
@@ -75,8 +78,8 @@ def main() -> None:
     args = parser.parse_args()
     try:
         paths = build_report(args.sweep_dir)
-    except FileNotFoundError as exc:
-        raise SystemExit(f"Error: {exc}") from None
+    except (FileNotFoundError, ExperimentError) as exc:
+        exit_with(str(exc))
     print(paths["md"].read_text())
     for p in paths.values():
         print(f"wrote {p}")

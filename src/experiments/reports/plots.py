@@ -14,6 +14,7 @@ writes one PNG into the sweep directory, or nothing where the sweep has no data 
 
 from __future__ import annotations
 
+import io
 import math
 import re
 import statistics
@@ -22,10 +23,12 @@ from pathlib import Path
 from typing import Any
 
 from experiments.names import Status
+from experiments.read_back import write_bytes
 from experiments.reports.style import MIN_ACCURACY_SPAN, at_least, line_style, plain_log_labels
 from experiments.reports.table import describe, short_keys
 
 CHANCE = 0.1  # ten balanced classes
+MAX_LAYERS = 128
 
 
 def _figure(rows: int = 1, cols: int = 1, **kwargs: Any) -> tuple[Any, Any]:
@@ -50,8 +53,9 @@ def _mean_curve(curves: list[list[float]]) -> list[float]:
 def _layers(jobs: list[dict[str, Any]], prefix: str) -> list[str]:
     """``layer1``, ``layer2``, ... (and ``output``) found under ``prefix`` in the jobs' records, in order."""
     found = {k.removeprefix(prefix) for j in jobs for k in [*j.get("history", {}), *j] if k.startswith(prefix)}
-    numbered = sorted((n for n in found if re.fullmatch(r"layer\d+", n)), key=lambda n: int(n[5:]))
-    return numbered + (["output"] if "output" in found else [])
+    numbered = sorted((n for n in found if re.fullmatch(r"layer[0-9]{1,4}", n)), key=lambda n: int(n[5:]))
+    # a record names as many layers as it likes: a picture shows the first MAX_LAYERS, as a reader could read them
+    return numbered[:MAX_LAYERS] + (["output"] if "output" in found else [])
 
 
 def _swept_order(job: dict[str, Any]) -> tuple[Any, ...]:
@@ -67,7 +71,10 @@ def _swept_order(job: dict[str, Any]) -> tuple[Any, ...]:
 
 
 def _save(fig: Any, path: Path) -> Path:
-    fig.savefig(path, dpi=110, bbox_inches="tight")
+    """Written as every report file is: atomically, replacing a link planted at its name, never through it."""
+    image = io.BytesIO()
+    fig.savefig(image, format="png", dpi=110, bbox_inches="tight")
+    write_bytes(path, image.getvalue())
     return path
 
 
@@ -214,8 +221,14 @@ def dead_vs_lr(jobs: list[dict[str, Any]], path: Path) -> Path | None:
     names = short_keys(others)
     series: dict[str, dict[float, list[dict[str, Any]]]] = {}
     for job in done:
+        try:  # a job whose overrides lost optimizer.lr ("(default)") has no place on the axis
+            lr = float(job["swept"]["optimizer.lr"])
+        except ValueError:
+            continue
         name = describe({k: job["swept"][k] for k in others}, names) or "all"
-        series.setdefault(name, {}).setdefault(float(job["swept"]["optimizer.lr"]), []).append(job)
+        series.setdefault(name, {}).setdefault(lr, []).append(job)
+    if not series:
+        return None
     fig, axes = _figure(1, len(layers), figsize=(3.4 * len(layers) + 1.5, 3.6), sharey=True, squeeze=False)
     for ax, layer in zip(axes[0], layers):
         for i, (name, by_lr) in enumerate(sorted(series.items())):

@@ -8,7 +8,9 @@ their status, never silently dropped.
 from __future__ import annotations
 
 import csv
+import io
 import math
+import re
 import statistics
 from pathlib import Path
 from typing import Any
@@ -17,7 +19,7 @@ import yaml
 
 from experiments import names
 from experiments.names import Status
-from experiments.read_back import read_json
+from experiments.read_back import read_json, read_yaml, write_text
 
 SUMMARY_DIAG = (
     "diag/dead_frac/total",
@@ -29,19 +31,29 @@ SUMMARY_DIAG = (
 
 
 def job_dirs(sweep_dir: Path) -> list[Path]:
+    """The sweep's own job directories (a link to another directory is none of them), in job order."""
     dirs = {p.parent.parent for p in sweep_dir.glob("*/.hydra/overrides.yaml")}
     dirs |= {p.parent for p in sweep_dir.glob("*/metrics.json")}
+    number = re.compile(r"[0-9]+")  # ASCII digits only: int() reads other scripts' digits, or fails on '²'
     return sorted(
-        dirs, key=lambda d: (int(d.name.split("_")[0]) if d.name.split("_")[0].isdigit() else 1 << 30, d.name)
+        (d for d in dirs if not d.is_symlink()),
+        key=lambda d: (int(head) if number.fullmatch(head := d.name.split("_")[0]) else 1 << 30, d.name),
     )
 
 
 def _overrides(value: Any) -> list[str]:
-    return [str(o) for o in value] if isinstance(value, list) else []
+    return [o for o in value if isinstance(o, str)] if isinstance(value, list) else []
 
 
 def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+    """A number the report can compute with: an integer past a float's range (``10**400``) is none."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    try:
+        float(value)
+    except OverflowError:
+        return False
+    return True
 
 
 def _numbers_only(metrics: dict[str, Any]) -> dict[str, Any]:
@@ -61,7 +73,7 @@ def read_job(job_dir: Path) -> dict[str, Any]:
     """One job's record; a job without a finished ``metrics.json`` (killed while it ran, or a file that is
     not a record) is ``incomplete``."""
     try:
-        overrides = _overrides(yaml.safe_load((job_dir / ".hydra" / "overrides.yaml").read_text()))
+        overrides = _overrides(read_yaml(job_dir / ".hydra" / "overrides.yaml"))
     except (OSError, yaml.YAMLError):
         overrides = []
     metrics = _numbers_only(read_json(job_dir / "metrics.json"))
@@ -164,7 +176,7 @@ def _fmt(mean_std: tuple[float, float], digits: int = 4) -> str:
 
 def _yaml(path: Path) -> dict[str, Any]:
     try:
-        data = yaml.safe_load(path.read_text())
+        data = read_yaml(path)
     except (OSError, yaml.YAMLError):
         return {}
     return data if isinstance(data, dict) else {}
@@ -186,29 +198,32 @@ def sweep_settings(sweep_dir: Path) -> dict[str, Any]:
 
 
 def write_csv(jobs: list[dict[str, Any]], path: Path) -> None:
-    """One row per job; one column per swept key (its full name), beside the joined overrides."""
-    swept = list(jobs[0]["swept"])
+    """One row per job; one column per swept key (its full name), beside the joined overrides. A swept key never
+    overwrites a column of the record (an ``overrides.yaml`` that says ``status=...``): it stays in
+    ``overrides``."""
     diag = sorted({k for j in jobs for k in j if k.startswith(("diag/", "collapse/"))})
-    columns = [
-        "job",
-        "config",
-        "run_name",
-        "tags",
-        *swept,
-        "seed",
-        "overrides",
-        "status",
-        *names.recorded(),
-        "epochs",
-        *diag,
-        "train_seconds",
-        "wall_seconds",
-        "error",
-    ]
-    with open(path, "w", newline="") as f:
-        writer = csv.DictWriter(f, columns, extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows({**j, **j["swept"]} for j in jobs)
+    record = ["seed", "overrides", "status", *names.recorded(), "epochs", *diag, "train_seconds", "wall_seconds"]
+    fixed = ["job", "config", "run_name", "tags", *record, "error"]
+    swept = [k for k in jobs[0]["swept"] if k not in fixed]
+    out = io.StringIO(newline="")
+    writer = csv.DictWriter(out, [*fixed[:4], *swept, *fixed[4:]])
+    writer.writeheader()
+    for j in jobs:
+        writer.writerow(
+            {k: _cell(v) for k, v in {**{k: j["swept"][k] for k in swept}, **{c: j.get(c) for c in fixed}}.items()}
+        )
+    write_text(path, out.getvalue())
+
+
+def _cell(value: Any) -> Any:
+    """A CSV cell a spreadsheet shows as written: text it would run as a formula gets a leading quote."""
+    if not isinstance(value, str) or not value.startswith(("=", "+", "-", "@", "\t", "\r")):
+        return value
+    try:
+        float(value)  # -0.5 is a number, not a formula
+        return value
+    except ValueError:
+        return "'" + value
 
 
 def _ranges(numbers: list[int]) -> str:
@@ -260,7 +275,10 @@ def write_markdown(
             g["statuses"],
         ]
         lines.append("| " + " | ".join(cells) + " |")
-    fused = {tuple(j["fused_group"]["jobs"]) for j in jobs if isinstance(j.get("fused_group"), dict)}
+    groups_of = [
+        (j.get("fused_group") or {}).get("jobs") if isinstance(j.get("fused_group"), dict) else None for j in jobs
+    ]
+    fused = {tuple(g) for g in groups_of if isinstance(g, list) and g and all(type(n) is int for n in g)}
     if fused:  # hydra/launcher=fused: a member's epochs are its group's
         lines += [
             "",
@@ -271,4 +289,4 @@ def write_markdown(
     if bad:
         lines += ["", "## Jobs that did not complete", ""]
         lines += [f"- `{j['job']}`: **{j['status']}** {j.get('error', '')}".rstrip() for j in bad]
-    path.write_text("\n".join(lines) + "\n")
+    write_text(path, "\n".join(lines) + "\n")

@@ -103,13 +103,13 @@ def check_settings(path: str | Path, hparams: Any, data: Any) -> None:
     for key, value in (("hyper_parameters", hparams), ("datamodule_hyper_parameters", data or {})):
         if not isinstance(value, dict):
             raise damaged(path, key, f"is a {type(value).__name__}, not a mapping")
-    allowed = {f"hyper_parameters.{g}._target_" for g in groups} | {"hyper_parameters.scheduler.scheduler._target_"}
-    plain(hparams, path, "hyper_parameters", frozenset(allowed))
-    plain(data, path, "datamodule_hyper_parameters")
     for group in groups:
         catalogue.check(group, hparams.get(group), source=str(path))
     if (hparams.get("scheduler") or {}).get("scheduler"):
         catalogue.check("scheduler", hparams["scheduler"]["scheduler"], source=str(path))
+    allowed = {f"hyper_parameters.{g}._target_" for g in groups} | {"hyper_parameters.scheduler.scheduler._target_"}
+    plain(hparams, path, "hyper_parameters", frozenset(allowed))  # the rest of it, and the data's, name none
+    plain(data, path, "datamodule_hyper_parameters")
     for key, most in SIZES.items():
         if not (type(hparams.get(key, 1)) is int and 1 <= hparams.get(key, 1) <= most):
             raise damaged(path, f"hyper_parameters.{key}", f"is {hparams[key]!r}, not an integer in [1, {most}]")

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from experiments.errors import ExperimentError, RunDirectoryError, exit_with
+from experiments.read_back import damaged
 
 
 def unreadable_override(args: list[str]) -> str | None:
@@ -53,7 +54,7 @@ def finish_arguments(args: list[str]) -> list[str] | None:
     from its ``multirun.yaml``, its directory, and the sweeper that finishes it in place
     (``hydra_plugins/finish_sweeper``). None where no ``finish=`` is given."""
     from experiments.run_dir import hydra_value
-    from experiments.sweep_dir import read_sweep
+    from experiments.sweep_dir import SWEEP_FILE, read_sweep
 
     given = [a for a in args if a.startswith("finish=")]
     if not given:
@@ -67,11 +68,18 @@ def finish_arguments(args: list[str]) -> list[str] | None:
         )
     hydra = read_sweep(sweep_dir)["hydra"]
     replaced = {"hydra.sweep.dir", "hydra.mode", "hydra/sweeper", *map(_key, extra)}
-    kept = [o for o in (hydra.get("overrides") or {}).get("hydra") or [] if _key(o) not in replaced]
-    task = (hydra.get("overrides") or {}).get("task") or []
-    config_name = (hydra.get("job") or {}).get("config_name") or "config"
+    recorded = hydra.get("overrides") or {}
+    source = sweep_dir / SWEEP_FILE
+    kept = [o for o in replayable(recorded.get("hydra"), source, "hydra") if _key(o) not in replaced]
+    task = replayable(recorded.get("task"), source, "task")
+    if (config_name := (hydra.get("job") or {}).get("config_name") or "config") != "config":
+        raise damaged(source, "hydra.job.config_name", f"is {config_name!r}; a sweep of train.py composes 'config'")
+    if bad := [o for o in kept if not o.startswith((*FINISH_MAY_ADD, *(f"{k}=" for k in replaced)))]:
+        raise damaged(
+            source, "hydra.overrides.hydra", f"holds {bad[0]!r}; finish= replays only hydra/launcher settings"
+        )
     return [
-        f"--config-name={config_name}",
+        "--config-name=config",
         "--multirun",
         *task,
         *kept,
@@ -79,6 +87,33 @@ def finish_arguments(args: list[str]) -> list[str] | None:
         "hydra/sweeper=finish",
         f"hydra.sweep.dir={hydra_value(str(sweep_dir))}",
     ]
+
+
+def replayable(overrides: Any, source: Path, kind: str) -> list[str]:
+    """A sweep's recorded overrides (``hydra.overrides.<kind>`` of its ``multirun.yaml``), held to the rule of
+    every file read back: only what a sweep's command line carries and Hydra reads, naming no class
+    (``_target_``), no interpolation, and no config file outside the config directories (an option given as a
+    path); one line naming the file and the override otherwise."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import OverrideParseException
+
+    key = f"hydra.overrides.{kind}"
+    if overrides is None:
+        return []
+    if not isinstance(overrides, list) or not all(isinstance(o, str) for o in overrides):
+        raise damaged(source, key, "is not a list of overrides")
+    parser = OverridesParser.create()
+    for override in overrides:
+        try:
+            parsed = parser.parse_overrides([override])[0]
+        except OverrideParseException:
+            raise damaged(source, key, f"holds {override!r}, which Hydra cannot read") from None
+        if "_target_" in override or "${" in override:
+            raise damaged(source, key, f"holds {override!r}; an override read back may not name a class to build")
+        value = override.partition("=")[2]
+        if "." not in parsed.key_or_group and (value.startswith(("/", "~")) or ".." in Path(value).parts):
+            raise damaged(source, key, f"holds {override!r}; an option is named, not given as a path")
+    return overrides
 
 
 def hydra_main(conf_dir: str, config_name: str, task: Any) -> Any:

@@ -36,6 +36,7 @@ from experiments.sweep_dir import (
     code_changes,
     job_dir,
     move_aside,
+    own_job_dir,
     plan_job,
     summary,
 )
@@ -80,7 +81,13 @@ class FinishSweeper(Sweeper):
                 f"finishing it would mix two versions in one report; restore them, or run the sweep again"
             )
         jobs = self._jobs(arguments)
-        plans = [plan_job(num, self._job_dir(num, overrides)) for num, overrides in enumerate(jobs)]
+        try:
+            dirs = [self._job_dir(num, overrides) for num, overrides in enumerate(jobs)]
+            for directory in dirs:
+                own_job_dir(sweep_dir, directory)
+        except ExperimentError as exc:
+            exit_with(str(exc))
+        plans = [plan_job(num, directory) for num, directory in enumerate(dirs)]
         when = stamp()
         log.info(f"Finishing {sweep_dir}: {len(jobs)} jobs")
         for line in summary(plans):
