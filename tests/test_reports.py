@@ -428,8 +428,10 @@ def test_the_report_command_rebuilds_in_process(tmp_path, monkeypatch, capsys):
     out = capsys.readouterr().out
     assert out.startswith(f"# Sweep report: {sweep}") and f"wrote {sweep / 'summary.csv'}" in out
     monkeypatch.setattr(sys, "argv", ["report", str(tmp_path / "missing")])
-    with pytest.raises(SystemExit, match="missing is not a directory"):
+    with pytest.raises(SystemExit) as exited:
         main()
+    err = capsys.readouterr().err
+    assert exited.value.code == 2 and err.startswith("Error: ") and "missing is not a directory" in err
 
 
 def test_without_multirun_yaml_the_ranking_comes_from_the_first_jobs_hydra_config(tmp_path):
