@@ -10,7 +10,13 @@ import pytest
 SRC = Path(__file__).resolve().parents[1] / "src"
 # lowest first: a module may import from its own layer and the ones before it, never from a later one
 LAYERS = [
-    ["experiments.errors", "experiments.names", "experiments.read_back", "experiments.run_dir", "experiments.sweep_dir"],
+    [
+        "experiments.errors",
+        "experiments.names",
+        "experiments.read_back",
+        "experiments.run_dir",
+        "experiments.sweep_dir",
+    ],
     ["experiments.nn", "experiments.data"],
     ["experiments.config"],
     ["experiments.lit"],

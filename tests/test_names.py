@@ -13,7 +13,8 @@ from experiments.config import catalogue
 from experiments.config.rules import argument_problems, problems, unread_keys
 from experiments.lit.callbacks import EpochHistory
 from experiments.names import Group, Metric, Status
-from experiments.reports.table import group_configs, label_configs, read_job, write_csv
+from experiments.reports.summary_csv import write_csv
+from experiments.reports.table import group_configs, label_configs, read_job
 from experiments.run.hparams import flat_hparams, log_final
 
 TOP2 = Metric("val/top2", "val/top2", per_epoch=True)

@@ -291,7 +291,7 @@ def test_gradient_norm_ticks_read_as_plain_numbers(grads, tmp_path):
 
 
 def test_the_csv_has_one_column_per_swept_key(tmp_path):
-    from experiments.reports.table import write_csv
+    from experiments.reports.summary_csv import write_csv
 
     jobs = [
         job(["optimizer.lr=0.01", "activation=relu", "seed=0"]),

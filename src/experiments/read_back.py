@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -30,8 +31,9 @@ PLAIN = (str, int, float, bool, type(None))
 
 def damaged(source: str | Path, key: str, what: str) -> DamagedFile:
     """The one line for a file read back that does not hold what this project wrote there."""
-    said = f"{key} {what}" if what else key
-    return DamagedFile(f"{source}: {said}; the file was damaged or edited: restore it or use another one")
+    said = f"{source}: {key} {what}" if what else f"{source}: {key}"
+    said = re.sub(r"[\x00-\x1f\x7f]", lambda m: repr(m.group())[1:-1], said)  # a file's newline stays in the line
+    return DamagedFile(f"{said}; the file was damaged or edited: restore it or use another one")
 
 
 def plain(value: Any, source: str | Path, key: str, targets: frozenset[str] = frozenset()) -> None:
@@ -71,7 +73,7 @@ def own_file(directory: Path, named: Any, source: str | Path, key: str) -> Path:
     for path in (Path(named), Path(directory) / name):
         if path.is_file() and not path.is_symlink() and path.resolve().parent == Path(directory).resolve():
             return path
-    raise damaged(source, key, f"names {named}, which is no file of {directory}")
+    raise damaged(source, key, f"names {named!r}, which is no file of {directory}")
 
 
 def read_json(path: Path) -> dict[str, Any]:

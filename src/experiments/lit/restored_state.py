@@ -43,7 +43,7 @@ def _own_path(named: Any, own: Path, source: Any, key: str) -> str:
         return named
     path = own / Path(named).name
     if Path(named).name in ("", ".", "..") or path.is_symlink() or not path.is_file():
-        raise damaged(source, key, f"names {named}, which is no checkpoint of this run's {own}")
+        raise damaged(source, key, f"names {named!r}, which is no checkpoint of this run's {own}")
     return str(path)
 
 

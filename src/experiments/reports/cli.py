@@ -17,13 +17,13 @@ from omegaconf import DictConfig
 
 from experiments.errors import ExperimentError, exit_with
 from experiments.names import Status
+from experiments.reports.summary_csv import write_csv
 from experiments.reports.table import (
     group_configs,
     job_dirs,
     label_configs,
     read_job,
     sweep_settings,
-    write_csv,
     write_markdown,
 )
 

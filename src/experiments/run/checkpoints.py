@@ -105,8 +105,11 @@ def check_settings(path: str | Path, hparams: Any, data: Any) -> None:
             raise damaged(path, key, f"is a {type(value).__name__}, not a mapping")
     for group in groups:
         catalogue.check(group, hparams.get(group), source=str(path))
-    if (hparams.get("scheduler") or {}).get("scheduler"):
-        catalogue.check("scheduler", hparams["scheduler"]["scheduler"], source=str(path))
+    scheduler = hparams.get("scheduler")
+    if scheduler is not None and not isinstance(scheduler, dict):
+        raise damaged(path, "hyper_parameters.scheduler", f"is {scheduler!r}, not a mapping")
+    if (scheduler or {}).get("scheduler") is not None:
+        catalogue.check("scheduler", scheduler["scheduler"], source=str(path))
     allowed = {f"hyper_parameters.{g}._target_" for g in groups} | {"hyper_parameters.scheduler.scheduler._target_"}
     plain(hparams, path, "hyper_parameters", frozenset(allowed))  # the rest of it, and the data's, name none
     plain(data, path, "datamodule_hyper_parameters")
@@ -219,3 +222,17 @@ def load_classifier(path: str | Path, checkpoint: dict[str, Any] | None = None) 
     refuse_unfit(path, checkpoint)
     hparams = checkpoint["hyper_parameters"]  # as read_checkpoint checked it: moved classes named anew
     return Classifier.load_from_checkpoint(path, map_location="cpu", weights_only=True, **hparams)
+
+
+def model_and_data(path: str | Path, data: Any, keep_normalize: bool = False) -> tuple[Classifier, Any]:
+    """What eval.py tests: a checkpoint's model and the data module of ``data`` (the ``data`` group's config),
+    its pixels scaled as in training (the checkpoint's ``normalize``, checked by ``read_checkpoint``) unless
+    ``keep_normalize`` (the command line set it)."""
+    from hydra.utils import instantiate
+
+    checkpoint = read_checkpoint(path)
+    module = load_classifier(path, checkpoint)
+    trained = checkpoint.get("datamodule_hyper_parameters", {}).get("normalize")
+    if trained and not keep_normalize:
+        data.normalize = trained
+    return module, instantiate(data)

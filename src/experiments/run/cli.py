@@ -196,8 +196,6 @@ def finish(cfg: DictConfig, result: dict[str, Any], run_dir: Path, multirun: boo
 
 def eval_main(cfg: DictConfig) -> float:
     """Test one checkpoint; prints the metrics and writes them to ``<run_dir>/eval.json``."""
-    from hydra.utils import instantiate
-
     from experiments.config.rules import RULES, boolean, checkpoint_or_run, validate
     from experiments.read_back import write_json
     from experiments.run_dir import checkpoint_in
@@ -217,15 +215,11 @@ def eval_main(cfg: DictConfig) -> float:
         )
         import lightning as L  # after the checks: its import takes seconds
 
-        from experiments.run.checkpoints import load_classifier, read_checkpoint
+        from experiments.run.checkpoints import model_and_data
 
         quiet_lightning()
-        checkpoint = read_checkpoint(cfg.ckpt_path)
-        module = load_classifier(cfg.ckpt_path, checkpoint)
-        trained = (checkpoint.get("datamodule_hyper_parameters") or {}).get("normalize")
-        if trained and not any(o.startswith("data.normalize=") for o in hc.overrides.task):
-            cfg.data.normalize = trained  # the pixels scaled as in training, unless asked otherwise
-        datamodule = instantiate(cfg.data)
+        scaled = any(o.startswith("data.normalize=") for o in hc.overrides.task)
+        module, datamodule = model_and_data(cfg.ckpt_path, cfg.data, keep_normalize=scaled)
         datamodule.prepare_data()
     except ExperimentError as exc:
         return user_error(exc, None, [], multirun=False)
