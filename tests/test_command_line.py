@@ -2,9 +2,11 @@
 options that moved, get the line to type instead (end to end through train.py and eval.py: test_hostile_inputs);
 ``finish=<sweep_dir>`` becomes that sweep's own command line (end to end: test_finish_sweeper)."""
 
+import re
+
 import pytest
 
-from experiments.errors import RunDirectoryError
+from experiments.errors import DamagedFile, RunDirectoryError
 from experiments.run.command_line import MOVED_OPTIONS, finish_arguments, moved_option, unreadable_override
 
 
@@ -86,3 +88,34 @@ def test_finish_refuses_what_would_change_the_jobs(tmp_path, extra):
 def test_a_finished_directory_name_holding_what_hydra_would_misread_is_quoted(tmp_path):
     sweep = a_sweep(tmp_path / "lr=0.1,x", ["seed=1,2"], [])
     assert finish_arguments([f"finish={sweep}"])[-1] == f"hydra.sweep.dir='{sweep}'"
+
+
+@pytest.mark.parametrize(
+    "task, hydra, config_name, words",
+    [
+        (["+callbacks.pwn._target_=os.mkdir", "+callbacks.pwn.path=x"], [], "config", "may not name a class"),
+        (["+callbacks.pwn={_target_:os.mkdir,path:x}"], [], "config", "may not name a class"),
+        (["seed=1"], ["+hydra.callbacks.pwn._target_=os.mkdir"], "config", "may not name a class"),
+        (["experiment=../../../../tmp/evil/x"], [], "config", "an option is named, not given as a path"),
+        (["experiment=/tmp/evil/x"], [], "config", "an option is named, not given as a path"),
+        (["optimizer.lr=${oc.env:HOME}"], [], "config", "may not name a class"),
+        (["seed=1"], ["hydra.searchpath=[file:///tmp/evil]"], "config", "replays only launcher settings"),
+        (["seed=1"], ["hydra.sweep.subdir=../../outside"], "config", "replays only launcher settings"),
+        (["seed=1"], [], "../../../tmp/evil/x", "hydra.job.config_name is '../../../tmp/evil/x'"),
+        (["seed=(1"], [], "config", "which Hydra cannot read"),
+        ("seed=1", [], "config", "is not a list of overrides"),
+    ],
+)
+def test_finish_replays_nothing_a_sweep_record_could_plant(tmp_path, task, hydra, config_name, words):
+    """multirun.yaml is read back: what it holds is replayed only where a sweep's command line could carry it and
+    it names no class, no interpolation and no config file outside the config directories."""
+    import yaml
+
+    sweep = a_sweep(tmp_path, ["seed=1"], [])
+    cfg = yaml.safe_load((sweep / "multirun.yaml").read_text())
+    cfg["hydra"]["overrides"] = {"task": task, "hydra": hydra}
+    cfg["hydra"]["job"]["config_name"] = config_name
+    (sweep / "multirun.yaml").write_text(yaml.safe_dump(cfg))
+    with pytest.raises(DamagedFile, match=re.escape(words)) as caught:
+        finish_arguments([f"finish={sweep}"])
+    assert str(caught.value).startswith(f"{sweep / 'multirun.yaml'}: ") and "\n" not in str(caught.value)

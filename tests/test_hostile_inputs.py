@@ -32,12 +32,13 @@ def entry(script: str):
 
 
 def run(
-    script: str, args: list[str], monkeypatch, capsys, run_dir: Path, stdout: list[str] | None = None
+    script: str, args: list[str], monkeypatch, capsys, run_dir: Path | None, stdout: list[str] | None = None
 ) -> tuple[int, list[str]]:
     """The entry point in this process (a few tenths of a second, where a subprocess takes seconds); its
-    non-empty stderr lines (its stdout's into ``stdout`` where one is given)."""
+    non-empty stderr lines (its stdout's into ``stdout`` where one is given). ``run_dir`` None: a sweep, or
+    ``finish=``, which takes no run directory."""
     register_resolvers()
-    monkeypatch.setattr(sys, "argv", [script, f"hydra.run.dir={run_dir}", *args])
+    monkeypatch.setattr(sys, "argv", [script, *([f"hydra.run.dir={run_dir}"] if run_dir else []), *args])
     monkeypatch.delenv("HYDRA_FULL_ERROR", raising=False)
     try:
         entry(script)()

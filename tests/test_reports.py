@@ -716,3 +716,81 @@ def test_a_record_edited_by_hand_is_read_without_its_unreadable_values_not_a_cra
     # the second and third from their records' overrides
     assert [read_job(d)["seed"] for d in job_dirs(sweep)][:3] == ["0", "1", "0"]
     assert read_job(sorted(sweep.iterdir())[2])["overrides"] == "activation=elu seed=0"
+
+
+# ---------------------------------------------------------------- the report's inputs are read back
+
+
+@pytest.mark.parametrize("name", ["summary.csv", "summary.md", "test_acc.png"])
+def test_a_report_file_replaced_by_a_link_is_replaced_not_written_through(tmp_path, name):
+    sweep = fake_sweep(tmp_path / "sweep")
+    outside = tmp_path / "outside.txt"
+    outside.write_text("keep")
+    (sweep / name).symlink_to(outside)
+    build_report(sweep)
+    assert outside.read_text() == "keep" and not (sweep / name).is_symlink() and (sweep / name).stat().st_size > 0
+
+
+def test_damaged_records_are_read_as_missing_values_not_as_a_crash(tmp_path):
+    """A number past a float, a malformed fused group, a job named with a digit int() cannot read, an lr sweep
+    whose job lost its optimizer.lr: the report is made, and says what it could not read as missing."""
+    import yaml
+
+    sweep = fake_sweep(tmp_path / "sweep")
+    relu0, relu1 = sorted(sweep.glob("[01]_*"))
+    rewrite(relu0, **{"test/acc": 10**400, "fused_group": {"jobs": "0-3", "members": 2}})
+    rewrite(relu1, fused_group=[1, {"jobs": None}])
+    (sweep / "²_activation=gelu").mkdir()
+    (sweep / "²_activation=gelu" / "metrics.json").write_text(json.dumps({"status": "completed", "test/acc": 0.5}))
+    for n, lr in enumerate(["0.1", "0.01"]):
+        (relu0 if n == 0 else relu1).joinpath(".hydra", "overrides.yaml").write_text(
+            yaml.safe_dump(["activation=relu", f"seed={n}", *([f"optimizer.lr={lr}"] if n else [])])
+        )
+    paths = build_report(sweep)
+    rows = {r["job"]: r for r in csv.DictReader((sweep / "summary.csv").read_text().splitlines())}
+    assert rows[relu0.name]["test/acc"] == "" and rows[relu1.name]["test/acc"] == "0.93"
+    assert list(rows)[-1] == "²_activation=gelu"  # after the numbered jobs: ² is no job number
+    assert "Trained together" not in paths["md"].read_text()
+
+
+def test_thousands_of_planted_layers_are_bounded(tmp_path):
+    from experiments.reports.plots import MAX_LAYERS, _layers
+    from experiments.reports.table import job_dirs, read_job
+
+    sweep = fake_sweep(tmp_path / "sweep")
+    relu0 = sorted(sweep.glob("0_*"))[0]
+    planted = {f"diag/grad_norm/layer{n}": 1e-3 for n in range(20_000)}
+    rewrite(relu0, **planted, history={k: [v, v] for k, v in planted.items()})
+    jobs = [read_job(d) for d in job_dirs(sweep)]
+    assert len(_layers(jobs, "diag/grad_norm/")) == MAX_LAYERS
+    build_report(sweep)
+    assert (sweep / "grad_norms.png").stat().st_size > 0
+
+
+def test_the_csv_keeps_the_record_s_columns_and_quotes_what_a_spreadsheet_would_run(tmp_path):
+    import yaml
+
+    sweep = fake_sweep(tmp_path / "sweep")
+    running = sorted(sweep.glob("4_*"))[0]  # its record says running: incomplete in the report
+    planted = ["activation=tanh", "seed=0", "+status=completed", "+job=0_x", "+run_name=x"]
+    (running / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(planted))
+    relu0 = sorted(sweep.glob("0_*"))[0]
+    rewrite(relu0, run_name='=HYPERLINK("http://x","y")', tags=["@SUM(1)", "-2+3", "ok"], error="-0.5")
+    build_report(sweep)
+    rows = {r["job"]: r for r in csv.DictReader((sweep / "summary.csv").read_text().splitlines())}
+    assert rows[running.name]["status"] == "incomplete" and rows[running.name]["job"] == running.name
+    assert rows[relu0.name]["run_name"] == '\'=HYPERLINK("http://x","y")'
+    assert rows[relu0.name]["tags"] == "'@SUM(1),-2+3,ok" and rows[relu0.name]["error"] == "-0.5"
+
+
+def test_a_sweep_whose_report_cannot_be_made_exits_with_the_line_that_says_why(tmp_path, capsys):
+    from omegaconf import OmegaConf
+
+    from experiments.reports.cli import SweepReport
+
+    (tmp_path / "sweep").mkdir()
+    config = OmegaConf.create({"hydra": {"sweep": {"dir": str(tmp_path / "sweep")}}})
+    with pytest.raises(SystemExit) as exited:
+        SweepReport().on_multirun_end(config)
+    err = capsys.readouterr().err
+    assert exited.value.code == 2 and err.startswith("Error: no sweep report: ") and "has no job directories" in err

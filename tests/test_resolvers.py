@@ -22,3 +22,15 @@ def test_a_run_composed_without_hydra_is_named_defaults_and_its_tags_become_mlfl
 def test_repeat_gives_a_width_per_layer_and_run_ids_differ():
     assert resolved("h: ${repeat:32,3}")["h"] == [32, 32, 32]
     assert resolved("a: ${run_id:}")["a"] != resolved("a: ${run_id:}")["a"]
+
+
+def test_a_job_directory_name_is_one_path_part_whatever_the_values_hold():
+    from experiments.run.resolvers import _path_part
+
+    for dirname in ["data.root=/tmp/x/../y", "+note=x/../../../outside/esc", "a=..", "tag=a\nb", "w=" + "9" * 400]:
+        name = resolved(f"subdir: 3_${{path_part:'{dirname.replace(chr(10), '')}'}}")["subdir"]
+        assert "/" not in name and "\n" not in name and len(name.encode()) <= 210 and name.startswith("3_")
+    assert _path_part("a\nb") == "a_b" and _path_part("data.root=/x") == "data.root=_x"
+    long = [_path_part("w=" + "9" * 400), _path_part("w=" + "9" * 399 + "8")]
+    assert long[0] != long[1]  # cut names keep a digest of the whole: two jobs, two directories
+    assert _path_part("activation=relu,optimizer.lr=0.1") == "activation=relu,optimizer.lr=0.1"  # as before

@@ -3,6 +3,7 @@ sweep ran with, and the refusal of a directory that is no sweep of this project 
 test_finish_sweeper.py)."""
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,7 @@ from experiments.sweep_dir import (
     code_changes,
     code_digests,
     move_aside,
+    own_job_dir,
     plan_job,
     read_sweep,
     summary,
@@ -136,3 +138,38 @@ def test_a_directory_that_is_no_sweep_of_this_project_is_one_line(tmp_path, make
     with pytest.raises(RunDirectoryError, match=words) as caught:
         read_sweep(make(tmp_path))
     assert "\n" not in str(caught.value)
+
+
+@pytest.mark.parametrize("named", [5, None, ["x"], "/elsewhere/checkpoints/..", "../../outside/interrupted.ckpt"])
+def test_an_interrupted_job_whose_record_names_no_checkpoint_of_its_own_runs_again(tmp_path, named):
+    """metrics.json is read back: ``interrupted_ckpt: 5`` or a path out of the job is no way back."""
+    (tmp_path / "outside").mkdir()
+    (tmp_path / "outside" / "interrupted.ckpt").write_text("another run's")
+    job_dir = job(tmp_path, {**INTERRUPTED, "interrupted_ckpt": named}, ("checkpoints/last.ckpt",))
+    plan = plan_job(3, job_dir)
+    assert plan.action == Action.RERUN and plan.ckpt is None
+
+
+def test_finishing_touches_only_the_sweep_s_own_job_directories(tmp_path):
+    sweep, outside = tmp_path / "sweep", tmp_path / "outside"
+    (sweep / "0_a").mkdir(parents=True)
+    outside.mkdir()
+    (outside / "precious").write_text("keep")
+    own_job_dir(sweep, sweep / "0_a")
+    own_job_dir(sweep, sweep / "1_never_ran")
+    (sweep / "2_link").symlink_to(outside)
+    (sweep / "3_a").mkdir()
+    (sweep / "3_a" / "tensorboard").symlink_to(outside)
+    (sweep / "4_a" / "checkpoints").mkdir(parents=True)
+    (sweep / "4_a" / "checkpoints" / "last.ckpt").symlink_to(outside / "precious")
+    for job_dir, words in [
+        (sweep / "2_link", "is a link"),
+        (sweep / "3_a", "3_a/tensorboard is a link"),
+        (sweep / "4_a", "4_a/checkpoints/last.ckpt is a link"),
+        (sweep / "x" / "5_nested", "not a directory of the sweep itself"),
+        (sweep / ".." / "outside", "not a directory of the sweep itself"),
+    ]:
+        with pytest.raises(RunDirectoryError, match=re.escape(words)) as caught:
+            own_job_dir(sweep, job_dir)
+        assert "\n" not in str(caught.value)
+    assert [p.name for p in outside.iterdir()] == ["precious"] and (outside / "precious").read_text() == "keep"

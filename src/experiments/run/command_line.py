@@ -74,10 +74,8 @@ def finish_arguments(args: list[str]) -> list[str] | None:
     task = replayable(recorded.get("task"), source, "task")
     if (config_name := (hydra.get("job") or {}).get("config_name") or "config") != "config":
         raise damaged(source, "hydra.job.config_name", f"is {config_name!r}; a sweep of train.py composes 'config'")
-    if bad := [o for o in kept if not o.startswith((*FINISH_MAY_ADD, *(f"{k}=" for k in replaced)))]:
-        raise damaged(
-            source, "hydra.overrides.hydra", f"holds {bad[0]!r}; finish= replays only hydra/launcher settings"
-        )
+    if bad := [o for o in kept if not o.startswith(FINISH_MAY_ADD)]:  # where the jobs run, never what they do
+        raise damaged(source, "hydra.overrides.hydra", f"holds {bad[0]!r}; finish= replays only launcher settings")
     return [
         "--config-name=config",
         "--multirun",
