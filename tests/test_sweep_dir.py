@@ -172,4 +172,7 @@ def test_finishing_touches_only_the_sweep_s_own_job_directories(tmp_path):
         with pytest.raises(RunDirectoryError, match=re.escape(words)) as caught:
             own_job_dir(sweep, job_dir)
         assert "\n" not in str(caught.value)
+    own_job_dir(sweep, sweep / "3_a", touched=False)  # a job finishing keeps as it is: its links are not followed
+    with pytest.raises(RunDirectoryError, match="is a link"):
+        own_job_dir(sweep, sweep / "2_link", touched=False)  # its record would be another directory's
     assert [p.name for p in outside.iterdir()] == ["precious"] and (outside / "precious").read_text() == "keep"

@@ -90,14 +90,15 @@ def job_dir(config: Any) -> Path:
         HydraConfig.instance().cfg = before
 
 
-def own_job_dir(sweep_dir: Path, job_dir: Path) -> None:
+def own_job_dir(sweep_dir: Path, job_dir: Path, touched: bool = True) -> None:
     """Refuse, in one line, a job directory that is no plain directory of the sweep's own: a link (finishing
-    would move or append to another directory's files), a path out of the sweep, or one holding links."""
+    would move or append to another directory's files), a path out of the sweep, or, where finishing will touch
+    it (``touched``: run again or resumed), one holding links."""
     sweep = sweep_dir.resolve()
     if job_dir.is_symlink() or Path(os.path.abspath(job_dir)).parent != Path(os.path.abspath(sweep_dir)):
         where = "a link" if job_dir.is_symlink() else "not a directory of the sweep itself"
         raise RunDirectoryError(f"{job_dir} is {where}: finish= touches only {sweep}'s own job directories")
-    if not job_dir.exists():
+    if not job_dir.exists() or not touched:
         return
     if job_dir.resolve().parent != sweep:
         raise RunDirectoryError(f"{job_dir} lies outside {sweep}: finish= touches only the sweep's own directories")

@@ -81,13 +81,13 @@ class FinishSweeper(Sweeper):
                 f"finishing it would mix two versions in one report; restore them, or run the sweep again"
             )
         jobs = self._jobs(arguments)
-        try:
-            dirs = [self._job_dir(num, overrides) for num, overrides in enumerate(jobs)]
-            for directory in dirs:
-                own_job_dir(sweep_dir, directory)
+        dirs = [self._job_dir(num, overrides) for num, overrides in enumerate(jobs)]
+        plans = [plan_job(num, directory) for num, directory in enumerate(dirs)]
+        try:  # before anything is moved or launched
+            for plan in plans:
+                own_job_dir(sweep_dir, plan.job_dir, touched=plan.action != Action.KEEP)
         except ExperimentError as exc:
             exit_with(str(exc))
-        plans = [plan_job(num, directory) for num, directory in enumerate(dirs)]
         when = stamp()
         log.info(f"Finishing {sweep_dir}: {len(jobs)} jobs")
         for line in summary(plans):
