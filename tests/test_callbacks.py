@@ -5,6 +5,7 @@ can have changed; the checkpoint writer leaves the previous checkpoint whole whe
 import errno
 import os
 import random
+import re
 import shlex
 import shutil
 import signal
@@ -78,6 +79,8 @@ def interrupt_and_resume(tmp_path: Path, step: int, signal_name: str, exit_code:
     assert saved["global_step"] == step + 1
     before = next(v for k, v in saved["callbacks"].items() if k.startswith("EpochHistory"))["elapsed"]
     assert "Resume with:" in proc.stdout and metrics["resume_command"] in proc.stdout
+    # the epoch counted as the progress bar counts it, from 1
+    assert re.search(rf"Interrupted in epoch {saved['epoch'] + 1}/\d+, step {step + 1}; checkpoint saved", proc.stdout)
     log = (run_dir / "train.log").read_text()
     assert "`weights_only` was not set" not in proc.stderr + log
     if signal_name == "SIGINT":  # the log names what the user did
@@ -86,8 +89,9 @@ def interrupt_and_resume(tmp_path: Path, step: int, signal_name: str, exit_code:
         assert "Received SIGTERM" in log and "Ctrl-C" not in log
     original = (run_dir / ".hydra" / "config.yaml").read_text()
     args = shlex.split(metrics["resume_command"])[2:]  # drop "python train.py"
-    proc = run_script(args, tmp_path, extra_paths=[TESTS])
+    proc = run_script(args, tmp_path, extra_paths=[TESTS], env={"PYTHONWARNINGS": "default"})  # warnings shown
     assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "exists and is not empty" not in proc.stdout + proc.stderr  # no warning for what a resume arranged
     assert (run_dir / ".hydra" / "config.yaml").read_text() == original  # the first run's config is kept
     assert "ckpt_path" in next(run_dir.glob(".hydra/resumed-*/overrides.yaml")).read_text()
     return run_dir, before
@@ -218,7 +222,7 @@ def test_kill_9_loses_at_most_the_steps_since_the_last_step_checkpoint(tmp_path)
 def test_divergence_stops_the_run_at_the_next_logging_step_or_epoch_end(tmp_path, log_every, step):
     proc = run_script([*SMALL, "optimizer=sgd", "optimizer.lr=1e6", f"trainer.log_every_n_steps={log_every}"], tmp_path)
     assert proc.returncode == 1
-    assert f"diverged at epoch 0, step {step}" in proc.stderr and "Traceback" not in proc.stderr
+    assert f"diverged in epoch 1, step {step}" in proc.stderr and "Traceback" not in proc.stderr
     metrics = read_metrics(run_dirs(tmp_path)[0])
     assert metrics["status"] == "diverged" and metrics["diverged_step"] == step
 

@@ -1,6 +1,7 @@
 """The console scripts (mlp-train, mlp-eval, mlp-report) do what train.py, eval.py and the report do,
 ``python -m experiments`` lists what there is, and help, completion and refusals answer without Lightning."""
 
+import re
 import subprocess
 import sys
 from importlib.metadata import entry_points
@@ -83,6 +84,15 @@ def imported_modules(stderr: str) -> set[str]:
         (["train.py", "optimizer.lr=0", "hydra.run.dir=run"], 2, "optimizer.lr=0 is invalid", True),
         (["eval.py", "ckpt_path=missing.ckpt", "hydra.run.dir=eval"], 2, "ckpt_path='missing.ckpt' is invalid", True),
         (["scripts/born_dead.py", "--help"], 0, "--bias-init", True),
+        (["train.py", "activaton=relu"], 2, "Error: train.py has no activaton (did you mean activation?)", False),
+        (["mlp-train", "optimizer.lrr=0.1"], 2, "(did you mean optimizer.lr?): write optimizer.lr=0.1\n", False),
+        (["mlp-train", "+optimiser=sgd"], 2, "write optimizer=sgd, without the '+'\n", False),
+        (
+            ["mlp-eval", "ckpt=x.ckpt"],
+            2,
+            "eval.py has no ckpt (did you mean ckpt_path?): write ckpt_path=x.ckpt",
+            False,
+        ),
     ],
 )
 def test_help_completion_and_refusals_answer_without_importing_lightning(tmp_path, command, code, says, torch_allowed):
@@ -104,6 +114,8 @@ def test_help_completion_and_refusals_answer_without_importing_lightning(tmp_pat
     assert "experiments" in imported or first.startswith("scripts/")  # the record of imports is there to read
     assert "lightning" not in imported and "torchmetrics" not in imported
     assert torch_allowed or "torch" not in imported
+    if "Error: " in proc.stderr:  # a refusal is one line, and writes nothing
+        assert proc.stderr.count("Error: ") == 1 and not (tmp_path / "outputs").exists()
 
 
 def test_a_job_repeats_each_warning_once_by_its_first_line_and_an_empty_one_not_at_all(capsys):
@@ -128,3 +140,25 @@ def test_the_launchers_listed_are_every_one_hydra_offers_here():
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
         offered = set(GlobalHydra.instance().config_loader().get_group_options("hydra/launcher"))
     assert {name.split(" ")[0] for name in LAUNCHERS.split(", ")} == offered
+
+
+LONG = "/tmp/outputs/runs/2026-12-07/10-47-36_119322-8759/checkpoints/and/a/path/longer/than/any/terminal/is/wide"
+
+
+def test_the_config_dump_never_cuts_a_value(capsys):
+    """A terminal gets it wrapped at its width, a log file or a pipe its full lines: the whole path either way
+    (rich cropped it at the width, with no mark)."""
+    import io
+
+    from omegaconf import OmegaConf
+    from rich.console import Console
+
+    from experiments.run.cli import print_config
+
+    cfg = OmegaConf.create({"callbacks": {"model_checkpoint": {"dirpath": LONG}}, "seed": 1})
+    print_config(cfg, Console(file=io.StringIO(), width=40))  # not a terminal: plain lines, as they are
+    assert f"    dirpath: {LONG}\n" in capsys.readouterr().out
+    screen = io.StringIO()
+    print_config(cfg, Console(file=screen, force_terminal=True, width=40))
+    shown = re.sub(r"\x1b\[[0-9;]*m", "", screen.getvalue())
+    assert all(len(line) <= 40 for line in shown.splitlines()) and LONG in re.sub(r"\s*\n\s*", "", shown)

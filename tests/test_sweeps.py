@@ -70,7 +70,7 @@ def test_a_failing_and_a_diverging_job_do_not_stop_the_sweep(tmp_path):
     statuses = [read_metrics(j)["status"] for j in jobs_of(tmp_path)]
     assert statuses == ["completed", "diverged", "failed"]
     md = next(tmp_path.glob("outputs/multirun/*/*/summary.md")).read_text()
-    assert "**diverged** diverged at epoch 0, step 5" in md and "**failed** optimizer.lr=-1 is invalid" in md
+    assert "**diverged** diverged in epoch 1, step 5" in md and "**failed** optimizer.lr=-1 is invalid" in md
 
 
 def test_submitit_local_launcher(tmp_path):

@@ -58,6 +58,30 @@ def option_keys(group: str) -> tuple[str, ...]:
     return tuple(sorted(k for k in keys if not any(other.startswith(f"{k}.") for other in keys)))
 
 
+@functools.cache
+def config_keys() -> frozenset[str]:
+    """Every dotted key, sections included, that a config composed from ``conf/`` can hold: the groups, each key
+    an option sets below its group, the keys a ``@package _global_`` option (a preset) sets anywhere, and the
+    top-level keys. A superset: a key outside it cannot be overridden without ``+``."""
+    import yaml
+
+    keys = {p.name for p in CONF_DIR.iterdir() if p.is_dir() and p.name != "hydra"}  # the groups themselves
+    for path in CONF_DIR.rglob("*.yaml"):
+        parts = path.relative_to(CONF_DIR).parts
+        if parts[0] == "hydra":
+            continue
+        text = path.read_text()
+        try:
+            node = yaml.safe_load(text)
+        except yaml.YAMLError:
+            continue
+        is_global = len(parts) == 1 or re.search(r"^# @package _global_", text, re.MULTILINE)
+        prefix = "" if is_global else ".".join(parts[:-1]) + "."
+        for key in _dotted(node, prefix) if isinstance(node, dict) else ():
+            keys |= {".".join(key.split(".")[: n + 1]) for n in range(key.count(".") + 1)}
+    return frozenset(keys)
+
+
 def _dotted(node: dict[str, Any], prefix: str) -> set[str]:
     """A YAML mapping's keys as a flat set, nested ones dotted; Hydra's own (``_target_``, ``defaults``) left out."""
     out: set[str] = set()

@@ -22,7 +22,7 @@ from lightning.pytorch.loggers import Logger
 from omegaconf import DictConfig
 
 from experiments.fused.stacked import FusedClassifier
-from experiments.lit.callbacks import Diverged, DivergenceGuard, EpochHistory
+from experiments.lit.callbacks import Diverged, DivergenceGuard, EpochHistory, epoch_label
 from experiments.names import Status
 from experiments.run.hparams import plain
 from experiments.run.recipe import diverged, history_of
@@ -190,7 +190,7 @@ class MemberRuns(L.Callback):
             member.record.update(**member.outcome)
         if trainer.is_global_zero:
             print(
-                f"\nInterrupted at epoch {trainer.current_epoch}, step {trainer.global_step}; each member's "
+                f"\nInterrupted in epoch {epoch_label(trainer)}, step {trainer.global_step}; each member's "
                 f"weights saved to <job>/checkpoints/interrupted.ckpt. Finish the sweep (these jobs run again) with:"
                 f"\n  {finish_command(sweep_dir_of_job() or Path('<sweep_dir>'))}",
                 flush=True,

@@ -84,11 +84,19 @@ class EpochHistory(L.Callback):
         self.elapsed, self.started = float(state_dict["elapsed"]), None
 
 
+def epoch_label(trainer: L.Trainer) -> str:
+    """The epoch in progress as the progress bar and every message a user reads count it: from 1, of the run's
+    epochs (``2/2``, where Lightning's ``current_epoch`` is 1)."""
+    shown = str(trainer.current_epoch + 1)
+    return shown + (f"/{trainer.max_epochs}" if trainer.max_epochs is not None and trainer.max_epochs >= 0 else "")
+
+
 class Diverged(RuntimeError):
     """``cause``: what made it, where something said more than the loss (torch's anomaly detection)."""
 
     def __init__(self, epoch: int, step: int, loss: float, cause: str | None = None) -> None:
-        super().__init__(f"diverged at epoch {epoch}, step {step}: {cause or f'train loss is {loss}'}")
+        # ``epoch``: Lightning's index, as the record keeps it; the message counts from 1, as the progress bar
+        super().__init__(f"diverged in epoch {epoch + 1}, step {step}: {cause or f'train loss is {loss}'}")
         self.epoch, self.step = epoch, step
 
 
@@ -246,9 +254,7 @@ class RichProgressBar(callbacks.RichProgressBar):
         checkpoints' ``epochs`` from 1; the bar is told to count as a student does: "Epoch 2/2"."""
         if self.progress is None or self.train_progress_bar_id is None:
             return
-        text = f"Epoch {trainer.current_epoch + 1}"
-        if trainer.max_epochs is not None and trainer.max_epochs >= 0:
-            text += f"/{trainer.max_epochs}"
+        text = f"Epoch {epoch_label(trainer)}"
         text = f"{text:{len(self.validation_description)}}"  # as long as the validation bar's: no flicker
         if self.theme.description:
             text = f"[{self.theme.description}]{text}"

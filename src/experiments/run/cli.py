@@ -78,11 +78,19 @@ class WarningsSeen(logging.Handler):
             print(f"{len(self.lines)} warning(s) above, repeated:", *(f"  {w}" for w in self.lines), sep="\n")
 
 
-def _print_config(cfg: DictConfig) -> None:
+def print_config(cfg: DictConfig, console: Any = None) -> None:
+    """The composed config, every value whole: a terminal gets it coloured and wrapped at its width, anything else
+    (a log file, a pipe) its full lines. Rich would otherwise cut a line at the width, with no mark, and a
+    student would copy a wrong path from it."""
     from rich.console import Console
     from rich.syntax import Syntax
 
-    Console(stderr=False).print(Syntax(OmegaConf.to_yaml(cfg, resolve=True), "yaml", theme="ansi_dark"))
+    console = console or Console()
+    text = OmegaConf.to_yaml(cfg, resolve=True)
+    if console.is_terminal:
+        console.print(Syntax(text, "yaml", theme="ansi_dark", word_wrap=True))
+    else:
+        print(text, end="", flush=True)
 
 
 def _parallel_jobs(hc: Any) -> int:
@@ -160,7 +168,7 @@ def _train(cfg: DictConfig, hc: Any, run_dir: Path, multirun: bool, overrides: l
     try:
         check_config(cfg, hc, multirun)
         if cfg.print_config and not multirun and is_main_process():
-            _print_config(cfg)
+            print_config(cfg)
         from experiments.run.recipe import run  # Lightning's import takes seconds: not for a refused config
 
         quiet_lightning()

@@ -20,7 +20,7 @@ def unreadable_override(args: list[str]) -> str | None:
     from hydra.errors import OverrideParseException
 
     parser = OverridesParser.create()
-    for arg in (a for a in args if "=" in a and not a.startswith("-")):
+    for arg in overrides_of(args):
         try:
             parser.parse_overrides([arg])
         except OverrideParseException as exc:
@@ -29,6 +29,73 @@ def unreadable_override(args: list[str]) -> str | None:
                 f"Hydra cannot read {arg!r} ({str(exc).splitlines()[0]}): a value holding '=', ',', brackets or "
                 f"quotes is quoted for Hydra, inside the shell's quotes: '{key}=\"{value}\"'"
             )
+    return None
+
+
+# Hydra's flags that take the next argument as their value (``-sc query=bash`` is no override)
+FLAGS_WITH_VALUE = {
+    "-sc",
+    "--shell-completion",
+    "-c",
+    "--cfg",
+    "-p",
+    "--package",
+    "-cp",
+    "--config-path",
+    "-cn",
+    "--config-name",
+    "-cd",
+    "--config-dir",
+    "-i",
+    "--info",
+    "--experimental-rerun",
+}
+
+
+def overrides_of(args: list[str]) -> list[str]:
+    """The command line's overrides (``key=value``), without Hydra's flags and their values."""
+    return [
+        a
+        for n, a in enumerate(args)
+        if "=" in a and not a.startswith("-") and not (n and args[n - 1] in FLAGS_WITH_VALUE)
+    ]
+
+
+def misspelt_override(args: list[str], script: str = "train.py") -> str | None:
+    """The first override whose key no config of ``conf/`` holds, as the line that names the key meant and what to
+    type: Hydra would answer a typo with seven lines ending in advice (``+activaton=relu``) that leads into a
+    second refusal. A key added with ``+`` is new by intent: the config checks judge it once composed, except a
+    near miss of a group or a top-level key (``+optimiser=sgd``), which is the same typo."""
+    import difflib
+
+    from experiments.config.catalogue import config_keys
+
+    known = config_keys()
+    close = lambda name, keys: next(iter(difflib.get_close_matches(name, sorted(keys), n=1)), None)
+    for arg in overrides_of(args):
+        key, _, value = arg.partition("=")
+        name = key.lstrip("+~")
+        head, dot, rest = name.partition(".")
+        if head.split("/")[0] == "hydra" or name == "finish" or name in known:
+            continue
+        if key.startswith("+"):
+            if head in known or any("${" + head in a for a in args):  # a new key, or one an override reads
+                continue
+            meant = close(head, (k for k in known if "." not in k))
+            if meant is None and not dot:  # +max_epochs=3: a key of a group, by its last name
+                leaves = {k.rpartition(".")[2]: k for k in sorted(known, reverse=True) if "." in k}
+                meant = leaves.get(close(name, leaves) or "")
+            if meant is None:
+                continue  # a new top-level key: kept in the run's config, with a warning that nothing reads it
+            setting = f"{meant}{dot}{rest}={value}"
+            return f"{head} is not read by {script} (did you mean {meant}?): write {setting}, without the '+'"
+        meant = close(name, (k for k in known if k.count(".") == name.count(".")))
+        if meant is not None:
+            return f"{script} has no {name} (did you mean {meant}?): write {meant}={value}"
+        return (
+            f"{script} has no {name}: python -m experiments lists the groups and python {script} --help every key; "
+            f"a key the config does not have yet is added with +{name}={value}"
+        )
     return None
 
 
@@ -128,7 +195,9 @@ def hydra_main(conf_dir: str, config_name: str, task: Any) -> Any:
             exit_with(str(exc))
         if finishing is not None:
             sys.argv[1:] = finishing
-        if problem := moved_option(sys.argv[1:]) or unreadable_override(sys.argv[1:]):
+        script = "eval.py" if config_name == "eval" else "train.py"
+        args = sys.argv[1:]
+        if problem := moved_option(args) or unreadable_override(args) or misspelt_override(args, script):
             exit_with(problem)
         main()
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,7 @@ from omegaconf import DictConfig
 
 from experiments import names
 from experiments.data.datamodule import MNISTDataModule
-from experiments.lit.callbacks import Diverged, DivergenceGuard, EpochHistory, Interrupts
+from experiments.lit.callbacks import Diverged, DivergenceGuard, EpochHistory, Interrupts, epoch_label
 from experiments.lit.checkpoint_io import AtomicCheckpointIO
 from experiments.lit.classifier import Classifier
 from experiments.lit.restored_state import OwnCheckpointPaths, confine
@@ -133,7 +134,7 @@ def build(cfg: DictConfig, run_dir: Path, record: Record) -> Built:
             else:
                 how = f"Resume with:\n  {command}"
             print(
-                f"\nInterrupted at epoch {trainer.current_epoch}, step {trainer.global_step}; checkpoint saved "
+                f"\nInterrupted in epoch {epoch_label(trainer)}, step {trainer.global_step}; checkpoint saved "
                 f"to {ckpt}.\n{how}",
                 flush=True,
             )
@@ -149,7 +150,10 @@ def build(cfg: DictConfig, run_dir: Path, record: Record) -> Built:
 def fit(built: Built, ckpt_path: str | None) -> dict[str, Any]:
     """Train; the outcome's part of ``metrics.json``: ``trained`` with the history, or ``diverged``."""
     try:
-        built.trainer.fit(built.module, datamodule=built.datamodule, ckpt_path=ckpt_path, weights_only=True)
+        with warnings.catch_warnings():
+            if ckpt_path is not None:  # a resume's directory holds the run's own checkpoints: as arranged
+                warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
+            built.trainer.fit(built.module, datamodule=built.datamodule, ckpt_path=ckpt_path, weights_only=True)
     except Diverged as exc:
         return diverged(exc, history_of(built.history, built.monitors))
     except RuntimeError as exc:  # debug=anomaly: torch stops the backward pass that made a NaN, naming it
