@@ -454,3 +454,14 @@ def test_a_missing_data_file_without_download(monkeypatch, capsys, tmp_path):
     )
     one_line(code, lines, 2, f"data.root={root} lacks train-images-idx3-ubyte")
     assert sorted(os.listdir(root)) == ["t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"]
+
+
+@pytest.mark.parametrize("outcome", ["completed", "diverged"])
+def test_train_log_ends_with_the_line_the_console_ended_with(outcome, monkeypatch, capsys, tmp_path):
+    out: list[str] = []
+    diverge = ["optimizer=sgd", "optimizer.lr=1e6", "trainer.log_every_n_steps=5"] if outcome == "diverged" else []
+    code, lines = run("train.py", [*FAST, *diverge], monkeypatch, capsys, tmp_path / "run", out)
+    last = out[-1] if outcome == "completed" else lines[-1]
+    assert code == (0 if outcome == "completed" else 1)
+    assert last.startswith("test/acc=" if outcome == "completed" else "Error: diverged in epoch 1, step 5")
+    assert (tmp_path / "run" / "train.log").read_text().splitlines()[-1] == last

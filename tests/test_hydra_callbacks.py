@@ -38,6 +38,37 @@ def test_a_rerun_never_overwrites_an_earlier_run(tmp_path, finished_run):
     assert snapshot(finished_run) == before
 
 
+@pytest.mark.parametrize("status", ["completed", "interrupted", "failed"])
+def test_the_refusal_s_advice_followed_works(tmp_path, finished_run, status):
+    """A run directory that holds a run: the advice says what can be done with that run, and typed as it says,
+    it runs (a second refusal would send a student round in circles)."""
+    import json
+    import shlex
+    import shutil
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(finished_run, run_dir)
+    record = json.loads((run_dir / "metrics.json").read_text())
+    (run_dir / "metrics.json").write_text(json.dumps({**record, "status": status}))
+    if status == "interrupted":
+        shutil.copy(run_dir / "checkpoints" / "last.ckpt", run_dir / "checkpoints" / "interrupted.ckpt")
+    proc = run_script([*FAST, f"hydra.run.dir={run_dir}"], tmp_path)
+    refused(proc, "already holds a run")
+    line = proc.stderr.strip()
+    advice = {
+        "completed": f" (to train on from this run there, add ckpt_path={run_dir}/checkpoints/last.ckpt)",
+        "interrupted": f", or resume it there: add ckpt_path={run_dir}/checkpoints/interrupted.ckpt",
+        "failed": "",
+    }[status]
+    assert line.endswith(f"drop the override for a fresh directory{advice}"), line
+    if not advice:
+        return
+    (added,) = shlex.split(line.rpartition("add ")[2].rstrip(")"))
+    kept = [] if status == "completed" else [f"hydra.run.dir={run_dir}"]  # completed: the override dropped
+    proc = run_script([*FAST, "trainer.max_epochs=2", *kept, added], tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+
+
 @pytest.mark.parametrize("script", ["train.py", "eval.py"])
 @pytest.mark.parametrize("record", ["metrics.json", "eval.json", ".hydra/config.yaml"])
 def test_a_directory_holding_only_one_record_is_not_a_fresh_run_directory(tmp_path, record, script):

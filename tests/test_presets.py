@@ -28,19 +28,26 @@ PARAMETERS = {  # preset: (key, value) pairs its README row promises
         "data.normalize": "unit",
         "trainer.max_epochs": 1,
     },
-    "dying_relu": {"optimizer._target_": "torch.optim.Adam", "optimizer.lr": 0.05, "trainer.max_epochs": 2},
+    "dying_relu": {
+        "optimizer._target_": "torch.optim.Adam",
+        "optimizer.lr": 0.05,
+        "trainer.max_epochs": 2,
+        "show": ["diag/dead_frac/total"],
+    },
     "dying_relu_lr": {
         "model.hidden_sizes": [256, 256, 256],
         "optimizer._target_": "torch.optim.Adam",
         "data.normalize": "unit",
         "trainer.max_epochs": 1,
+        "show": ["diag/dead_frac/layer1"],
     },
     "vanishing_gradients": {
         "model.hidden_sizes": [64] * 10,
         "activation._target_": "torch.nn.Sigmoid",
         "optimizer._target_": "torch.optim.SGD",
+        "show": ["diag/grad_norm/layer1", "diag/grad_norm/output"],
     },
-    "linear_collapse": {"activation._target_": "torch.nn.Identity"},
+    "linear_collapse": {"activation._target_": "torch.nn.Identity", "show": ["collapse/test_acc"]},
     "snn": {
         "model.hidden_sizes": [512, 256],
         "model.init": "lecun_normal",
@@ -52,6 +59,7 @@ PARAMETERS = {  # preset: (key, value) pairs its README row promises
         "optimizer.momentum": 0.0,
         "data.batch_size": 128,
         "trainer.max_epochs": 20,
+        "show": ["val/acc", "train/loss"],
     },
 }
 SWEEPS = {
@@ -124,6 +132,14 @@ def test_dying_relu_kills_relus_and_not_leaky_ones(tmp_path):
     }
     assert runs["relu"]["diag/dead_frac/total"] > 0.3 and runs["leaky_relu"]["diag/dead_frac/total"] == 0
     assert runs["relu"]["diag/born_dead_frac/total"] < 0.1  # they died in training, not at birth
+    shows_its_evidence(proc, tmp_path, "diag/dead_frac/total", runs["relu"])
+
+
+def shows_its_evidence(proc, tmp_path, name: str, record: dict) -> None:
+    """The preset's ``show``: the job's last line and the sweep's summary.md show what it exists to show."""
+    assert f" {name}={record[name]:.4g} " in proc.stdout
+    (summary,) = tmp_path.glob("**/summary.md")
+    assert f" {name} |" in next(line for line in summary.read_text().splitlines() if line.startswith("| # |"))
 
 
 @pytest.mark.slow
@@ -148,6 +164,7 @@ def test_vanishing_gradients_and_a_real_runs_saturated_fraction(tmp_path):
     # the gradient shrinks by orders of magnitude on its way back through ten sigmoid layers
     assert sigmoid["diag/grad_norm/layer1"] < 1e-2 * sigmoid["diag/grad_norm/layer10"]
     assert relu["diag/grad_norm/layer1"] > 0.1 * relu["diag/grad_norm/layer10"]
+    shows_its_evidence(proc, tmp_path, "diag/grad_norm/output", sigmoid)
     # the saturated fraction is measured for sigmoid (and only there), as the final weights give it
     assert "diag/saturated_frac/total" in sigmoid and "diag/saturated_frac/total" not in relu
     data = MNISTDataModule()
@@ -180,5 +197,18 @@ def test_dying_relu_lr_kills_more_at_the_higher_learning_rate(tmp_path):
         lr = next(o for o in metrics["overrides"] if o.startswith("optimizer.lr=")).split("=")[1]
         runs[float(lr)] = metrics["diag/dead_frac/layer1"]
     assert runs[0.1] > 0.8 and runs[0.001] < 0.1, runs
+    assert f" diag/dead_frac/layer1={runs[0.1]:.4g} " in proc.stdout
     (sweep,) = tmp_path.glob("outputs/multirun/*/*")
     assert (sweep / "dead_vs_lr.png").stat().st_size > 10_000
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "preset, name", [("debug=overfit", "train/loss"), ("experiment=linear_collapse", "collapse/test_acc")]
+)
+def test_a_single_run_s_last_line_shows_its_preset_s_evidence(tmp_path, preset, name):
+    proc = run_script([preset, *FAST, "trainer.max_epochs=2", "diagnostics.histograms=null"], tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    (record,) = (read_metrics(p.parent) for p in tmp_path.glob("outputs/**/metrics.json"))
+    last = proc.stdout.strip().splitlines()[-1]
+    assert last.startswith("test/acc=") and f" {name}={record[name]:.4g} " in last

@@ -443,13 +443,13 @@ def test_without_multirun_yaml_the_ranking_comes_from_the_first_jobs_hydra_confi
         "hydra:\n  sweeper:\n    _target_: hydra_plugins.hydra_optuna_sweeper.optuna_sweeper.OptunaSweeper\n"
     )
     (first / "config.yaml").write_text("optimized_metric: val/loss\n")
-    assert sweep_settings(sweep) == {"rank_by": "val/loss", "optimizing": True}
+    assert sweep_settings(sweep) == {"rank_by": "val/loss", "optimizing": True, "show": ()}
     (first / "config.yaml").write_text("optimized_metric: not/a_metric\n")  # unknown: test accuracy
     assert sweep_settings(sweep)["rank_by"] == "test/acc"
     (first / "hydra.yaml").write_text("hydra:\n  sweeper:\n    _target_: BasicSweeper\n")
     (first / "config.yaml").write_text("optimized_metric: val/loss\n")
-    assert sweep_settings(sweep) == {"rank_by": "test/acc", "optimizing": False}
-    assert sweep_settings(tmp_path / "empty") == {"rank_by": "test/acc", "optimizing": False}
+    assert sweep_settings(sweep) == {"rank_by": "test/acc", "optimizing": False, "show": ()}
+    assert sweep_settings(tmp_path / "empty") == {"rank_by": "test/acc", "optimizing": False, "show": ()}
 
 
 def test_the_csv_lists_every_job_with_its_columns_in_order(tmp_path):
@@ -670,9 +670,9 @@ def test_an_optuna_sweep_may_rank_by_training_accuracy_and_a_malformed_multirun_
     (tmp_path / "multirun.yaml").write_text(
         "hydra:\n  sweeper:\n    _target_: OptunaSweeper\noptimized_metric: train/acc\n"
     )
-    assert sweep_settings(tmp_path) == {"rank_by": "train/acc", "optimizing": True}
+    assert sweep_settings(tmp_path) == {"rank_by": "train/acc", "optimizing": True, "show": ()}
     (tmp_path / "multirun.yaml").write_text("- a list, not a mapping\n")
-    assert sweep_settings(tmp_path) == {"rank_by": "test/acc", "optimizing": False}
+    assert sweep_settings(tmp_path) == {"rank_by": "test/acc", "optimizing": False, "show": ()}
 
 
 def test_a_nan_ranking_metric_sorts_last_whatever_the_input_order():
@@ -794,3 +794,22 @@ def test_a_sweep_whose_report_cannot_be_made_exits_with_the_line_that_says_why(t
         SweepReport().on_multirun_end(config)
     err = capsys.readouterr().err
     assert exited.value.code == 2 and err.startswith("Error: no sweep report: ") and "has no job directories" in err
+
+
+def test_a_sweep_s_config_names_what_its_summary_shows_beside_test_accuracy(tmp_path):
+    """``show: [...]`` (a preset's evidence: collapse/test_acc, the dead fraction) gets columns in summary.md;
+    read back, only names a record holds count."""
+    import yaml
+
+    sweep = fake_sweep(tmp_path / "sweep")
+    relu0, relu1 = sorted(sweep.glob("[01]_*"))
+    rewrite(relu0, **{"collapse/test_acc": 0.8, "train/loss": 0.25})
+    rewrite(relu1, **{"collapse/test_acc": 0.9, "train/loss": 0.35})
+    show = ["collapse/test_acc", "train/loss", "${oc.env:HOME}", {"_target_": "os.mkdir"}, "not/a_metric"]
+    (sweep / "multirun.yaml").write_text(yaml.safe_dump({"show": show, "hydra": {"sweeper": {}}}))
+    build_report(sweep)
+    md = (sweep / "summary.md").read_text()
+    head = next(line for line in md.splitlines() if line.startswith("| # |"))
+    assert "| test/loss | collapse/test_acc | train/loss |" in head and "not/a_metric" not in md
+    row = next(line for line in md.splitlines() if "relu" in line and line.startswith("| 1 |"))
+    assert "| 0.8500 ± 0.0707 | 0.3000 ± 0.0707 |" in row

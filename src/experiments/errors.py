@@ -3,9 +3,10 @@
 Anything else raised during a run is a bug or an environment problem and keeps its traceback.
 """
 
+import logging
 import sys
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from typing import NoReturn
 
 INTERRUPTED = 128 + 2  # a shell's status for a process that Ctrl-C (SIGINT) ended
@@ -14,9 +15,28 @@ BEFORE_TRAINING = "interrupted (Ctrl-C) before training began"  # the record's e
 
 def say(line: str) -> None:
     """One line on stderr, written whole: ``print`` writes the line and its newline apart, and a thread that
-    forwards other processes' output (Ray's log monitor) could write between them."""
+    forwards other processes' output (Ray's log monitor) could write between them. The run's log file gets it
+    too (``to_log_file``)."""
     sys.stderr.write(line + "\n")
     sys.stderr.flush()
+    to_log_file(line)
+
+
+def tell(line: str) -> None:
+    """A run's outcome on stdout, and in its log file: ``train.log`` ends with the line the console ended with."""
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
+    to_log_file(line)
+
+
+def to_log_file(line: str) -> None:
+    """``line`` as it is (no time stamp: the same line the console shows) into the log files the root logger
+    writes (Hydra's ``<run_dir>/<job>.log``); none before Hydra has set its logging up."""
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.FileHandler) and handler.stream is not None:
+            with handler.lock or nullcontext():
+                handler.stream.write(line + "\n")
+                handler.flush()
 
 
 def exit_with(message: str, code: int = 2) -> NoReturn:

@@ -56,6 +56,16 @@ METRICS: tuple[Metric, ...] = (
 )
 
 
+# Prefixes of what the monitors measure into the record beside the metrics (the diagnostics, the collapse check)
+MEASURED = ("diag/", "collapse/")
+
+
+def shown(name: object) -> bool:
+    """Whether ``name`` is a value a run's record can hold for its last line and its sweep's summary to show
+    (``show: [train/loss]``): a metric, or a measurement."""
+    return isinstance(name, str) and (name in recorded() or name.startswith(MEASURED))
+
+
 def recorded() -> tuple[str, ...]:
     """The final metrics of ``metrics.json``, in the order the report shows them."""
     return tuple(m.name for m in METRICS)
@@ -122,6 +132,7 @@ SETTINGS = (
     "ckpt_path",
     "print_config",
     "optimized_metric",
+    "show",
 )
 # The settings that label a run (its metrics.json, every logger, the report), not what it trains.
 LABELS = ("run_name", "tags")

@@ -16,7 +16,7 @@ from omegaconf import DictConfig, read_write
 from experiments.errors import RunDirectoryError, exit_with, say
 from experiments.names import Status
 from experiments.read_back import read_json
-from experiments.run_dir import check_writable, is_main_process, stamp
+from experiments.run_dir import check_writable, hydra_value, is_main_process, stamp
 from experiments.sweep_dir import FINISH_SWEEPER, write_code
 
 RESULTS = (".hydra/config.yaml", "metrics.json", "eval.json")
@@ -60,8 +60,7 @@ class OutputGuard(Callback):
         if found and not resuming:
             exit_with(
                 f"hydra.run.dir={run_dir} already holds a run ({', '.join(found[:3])}): refusing to "
-                f"overwrite it; drop the override for a fresh directory"
-                + (", or add ckpt_path=... to resume it" if self.allow_resume else "")
+                f"overwrite it; drop the override for a fresh directory{self._way_on(run_dir)}"
             )
         if resuming and read_json(run_dir / "metrics.json").get("status") == Status.COMPLETED:
             exit_with(
@@ -76,6 +75,18 @@ class OutputGuard(Callback):
                 config.hydra.output_subdir = resumed
             say(f"{run_dir / subdir} holds the first run's config; this run's goes to {run_dir / resumed}")
         self._writable(run_dir, "hydra.run.dir")
+
+    def _way_on(self, run_dir: Path) -> str:
+        """The advice that, followed, works: resume an interrupted run in place; train on from a finished one's
+        last checkpoint in a fresh directory; nothing more where neither can be (eval.py, a failed run)."""
+        record, checkpoints = read_json(run_dir / "metrics.json"), run_dir / "checkpoints"
+        if not self.allow_resume:
+            return ""
+        if record.get("status") == Status.INTERRUPTED and (checkpoints / "interrupted.ckpt").is_file():
+            return f", or resume it there: add ckpt_path={hydra_value(str(checkpoints / 'interrupted.ckpt'))}"
+        if record.get("status") == Status.COMPLETED and (checkpoints / "last.ckpt").is_file():
+            return f" (to train on from this run there, add ckpt_path={hydra_value(str(checkpoints / 'last.ckpt'))})"
+        return ""
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)

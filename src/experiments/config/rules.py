@@ -149,6 +149,11 @@ RULES: dict[str, Check] = {
     "ckpt_path": optional(existing_file),
     "print_config": boolean,
     "optimized_metric": metric,
+    "show": lambda v: (
+        None
+        if isinstance(v, list) and all(names.shown(m) for m in v)
+        else f"a list of what the record holds: {', '.join(names.recorded())}, or diag/... and collapse/... values"
+    ),
     "data.root": optional(existing_dir),
     "data.batch_size": batch_size,
     "data.eval_batch_size": integer(1, TRAIN_SIZE),

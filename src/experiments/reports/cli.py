@@ -48,12 +48,13 @@ def build_report(sweep_dir: str | Path) -> dict[str, Path]:
     jobs = [read_job(d) for d in job_dirs(sweep_dir)]
     if not jobs:
         raise FileNotFoundError(f"{sweep_dir} has no job directories (expected <n>_<overrides>/ with .hydra/ inside)")
-    rank_by = sweep_settings(sweep_dir)["rank_by"]
+    settings = sweep_settings(sweep_dir)
+    rank_by, show = settings["rank_by"], settings["show"]
     common = label_configs(jobs)
-    groups = group_configs(jobs, rank_by)
+    groups = group_configs(jobs, rank_by, show)
     paths = {"csv": sweep_dir / "summary.csv", "md": sweep_dir / "summary.md"}
     write_csv(jobs, paths["csv"])
-    write_markdown(jobs, groups, paths["md"], str(sweep_dir), common, rank_by)
+    write_markdown(jobs, groups, paths["md"], str(sweep_dir), common, rank_by, show)
     return {**paths, **write_plots(jobs, groups, sweep_dir, rank_by)}
 
 

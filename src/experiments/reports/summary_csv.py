@@ -19,7 +19,7 @@ def write_csv(jobs: list[dict[str, Any]], path: Path) -> None:
     """One row per job; one column per swept key (its full name), beside the joined overrides. A swept key never
     overwrites a column of the record (an ``overrides.yaml`` that says ``status=...``): it stays in
     ``overrides``."""
-    diag = sorted({k for j in jobs for k in j if k.startswith(("diag/", "collapse/"))})
+    diag = sorted({k for j in jobs for k in j if k.startswith(names.MEASURED)})
     record = ["seed", "overrides", "status", *names.recorded(), "epochs", *diag, "train_seconds", "wall_seconds"]
     fixed = ["job", "config", "run_name", "tags", *record, "error"]
     swept = [k for k in jobs[0]["swept"] if k not in fixed]

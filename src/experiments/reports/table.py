@@ -135,8 +135,11 @@ def _mean_std(values: list[float]) -> tuple[float, float]:
     return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
 
 
-def group_configs(jobs: list[dict[str, Any]], rank_by: str = "test/acc") -> list[dict[str, Any]]:
-    """Seeds aggregated per configuration, best first by ``rank_by`` (a loss: lowest first)."""
+def group_configs(
+    jobs: list[dict[str, Any]], rank_by: str = "test/acc", show: tuple[str, ...] = ()
+) -> list[dict[str, Any]]:
+    """Seeds aggregated per configuration, best first by ``rank_by`` (a loss: lowest first); ``show``: what
+    else the sweep's config asks its summary to show."""
     groups: dict[str, list[dict[str, Any]]] = {}
     for job in jobs:
         groups.setdefault(job["config"], []).append(job)
@@ -151,7 +154,7 @@ def group_configs(jobs: list[dict[str, Any]], rank_by: str = "test/acc") -> list
             "tags": ",".join(sorted({t for j in members for t in j.get("tags", "").split(",") if t})),
             "members": members,
         }
-        for key in {*names.recorded(), *SUMMARY_DIAG, rank_by, "train_seconds"}:
+        for key in {*names.recorded(), *SUMMARY_DIAG, *show, rank_by, "train_seconds"}:
             row[key] = _mean_std([j[key] for j in done if key in j])
         rows.append(row)
     sign = 1 if "loss" in rank_by else -1
@@ -192,7 +195,12 @@ def sweep_settings(sweep_dir: Path) -> dict[str, Any]:
         cfg = _yaml(jobs[0] / ".hydra" / "config.yaml") if jobs else {}
     sweeper = str((hydra_cfg.get("sweeper") or {}).get("_target_", ""))
     metric = cfg.get("optimized_metric") if "optuna" in sweeper.lower() else None
-    return {"rank_by": metric if metric in names.recorded() else "test/acc", "optimizing": bool(metric)}
+    show = cfg.get("show") if isinstance(cfg.get("show"), list) else []  # read back: names it holds, a few
+    return {
+        "rank_by": metric if metric in names.recorded() else "test/acc",
+        "optimizing": bool(metric),
+        "show": tuple(dict.fromkeys(m for m in show[:16] if names.shown(m))),
+    }
 
 
 def _ranges(numbers: list[int]) -> str:
@@ -207,10 +215,16 @@ def _ranges(numbers: list[int]) -> str:
 
 
 def write_markdown(
-    jobs: list[dict[str, Any]], groups: list[dict[str, Any]], path: Path, title: str, common: list[str], rank_by: str
+    jobs: list[dict[str, Any]],
+    groups: list[dict[str, Any]],
+    path: Path,
+    title: str,
+    common: list[str],
+    rank_by: str,
+    show: tuple[str, ...] = (),
 ) -> None:
-    diag = [k for k in SUMMARY_DIAG if any(math.isfinite(g[k][0]) for g in groups)]
-    metrics = [rank_by, *(m for m in ("test/acc", "val/acc", "test/loss") if m != rank_by)]
+    metrics = list(dict.fromkeys([rank_by, "test/acc", "val/acc", "test/loss", *show]))
+    diag = [k for k in SUMMARY_DIAG if k not in metrics and any(math.isfinite(g[k][0]) for g in groups)]
     tagged = any(g["tags"] for g in groups)
     head = ["#", "configuration", "seeds ok", *metrics, *diag, "train s", *(["tags"] if tagged else []), "status"]
     why = (

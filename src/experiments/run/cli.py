@@ -21,7 +21,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from experiments.errors import BEFORE_TRAINING, ConfigError, ExperimentError, ctrl_c_in_one_line, exit_with
+from experiments.errors import BEFORE_TRAINING, ConfigError, ExperimentError, ctrl_c_in_one_line, exit_with, tell
 from experiments.names import Status
 from experiments.run.record import record_failure
 
@@ -189,10 +189,10 @@ def finish(cfg: DictConfig, result: dict[str, Any], run_dir: Path, multirun: boo
     """A job's one line of outcome; ``optimized_metric`` for a sweeper (NaN where it did not complete)."""
     status = result["status"]
     if status == Status.COMPLETED:
-        print(
-            f"test/acc={result['test/acc']:.4f} test/loss={result['test/loss']:.4f} "
-            f"epochs={result['epochs']} wall={result['wall_seconds']:.1f}s run_dir={run_dir}",
-            flush=True,
+        shown = "".join(f"{m}={result[m]:.4g} " for m in cfg.get("show") or () if isinstance(result.get(m), float))
+        tell(
+            f"test/acc={result['test/acc']:.4f} test/loss={result['test/loss']:.4f} {shown}"
+            f"epochs={result['epochs']} wall={result['wall_seconds']:.1f}s run_dir={run_dir}"
         )
         return float(result.get(cfg.optimized_metric, math.nan))
     message = f"{result.get('error', status)}; metrics.json status={status}; run_dir={run_dir}"
@@ -241,10 +241,9 @@ def eval_main(cfg: DictConfig) -> float:
     )
     result = {k: float(v) for k, v in trainer.test(module, datamodule=datamodule, verbose=False)[0].items()}
     write_json(run_dir / "eval.json", {**result, "ckpt_path": str(Path(cfg.ckpt_path).resolve())})
-    print(
+    tell(
         f"test/acc={result['test/acc']:.4f} test/loss={result['test/loss']:.4f} ckpt={cfg.ckpt_path} "
-        f"written to {run_dir / 'eval.json'}",
-        flush=True,
+        f"written to {run_dir / 'eval.json'}"
     )
     return result["test/acc"]
 
