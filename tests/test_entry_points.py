@@ -36,9 +36,14 @@ def test_python_m_experiments_lists_commands_and_every_group_option(capsys):
         assert f"[{script}]" in out
     from experiments import names
 
+    readme = (ROOT / "README.md").read_text()
+    internal = {"callbacks": {"model_checkpoint", "last_checkpoint", "rich_progress_bar"}, "debug": {"default"}}
     for group in (ROOT / "conf" / g.name for g in names.GROUPS):  # every group the project defines
         line = next(line for line in out.splitlines() if line.strip().startswith(f"{group.name}="))
-        assert all(p.stem in line for p in group.glob("*.yaml")), group.name
+        listed = set(line.rpartition(": ")[2].split(", "))
+        assert listed == {p.stem for p in group.glob("*.yaml")} - internal.get(group.name, set()), group.name
+        named = [o for o in listed if f"`{o}`" in readme or f"{group.name}={o}" in readme]
+        assert named == sorted(listed, key=list(listed).index), (group.name, set(listed) - set(named))
     assert "hydra=" not in out  # conf/hydra holds Hydra's own settings (the log format), not a choice
 
 
@@ -77,9 +82,10 @@ def imported_modules(stderr: str) -> set[str]:
 @pytest.mark.parametrize(
     "command, code, says, torch_allowed",
     [
-        (["train.py", "--help"], 0, "activation: ", False),
+        (["train.py", "--help"], 0, "finish=<sweep_dir>", False),
+        (["train.py", "--help"], 0, "\n  activation=      the non-linearity: relu, ", False),
         (["train.py", "-sc", "query=bash"], 0, "activation=", False),  # what each Tab press runs, completion installed
-        (["mlp-train", "--help"], 0, "activation: ", False),
+        (["mlp-train", "--help"], 0, "\n  optimizer=       the update rule: adam, ", False),
         (["-m", "experiments"], 0, "[mlp-train]", False),
         (["train.py", "optimizer.lr=0", "hydra.run.dir=run"], 2, "optimizer.lr=0 is invalid", True),
         (["eval.py", "ckpt_path=missing.ckpt", "hydra.run.dir=eval"], 2, "ckpt_path='missing.ckpt' is invalid", True),

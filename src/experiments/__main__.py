@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from experiments.config.catalogue import CONF_DIR
+from experiments.config.catalogue import overview as groups
 
 COMMANDS = [
     ("python train.py [group=option ...] [key=value ...]", "mlp-train", "train one configuration (-m: a sweep)"),
@@ -25,10 +26,7 @@ def overview() -> str:
     lines = ["Commands (console script in brackets):"]
     lines += [f"  {command:<52} {'[' + script + ']':<13} {what}" for command, script, what in COMMANDS]
     lines += ["", "Scripts:"] + [f"  python {path:<32} {what}" for path, what in SCRIPTS]
-    lines += ["", f"Config groups ({CONF_DIR}), choose with group=option:"]
-    for group in sorted(p for p in CONF_DIR.iterdir() if p.is_dir() and p.name != "hydra"):  # Hydra's own: not a choice
-        options = sorted(p.stem for p in group.glob("*.yaml"))
-        lines.append(f"  {group.name + '=':<16} {', '.join(options)}")
+    lines += ["", f"Config groups ({CONF_DIR}), choose with group=option (the default first):", *groups()]
     lines += ["", f"Sweep launchers, choose with -m hydra/launcher=...: {LAUNCHERS}"]
     lines += ["", "python train.py --help lists every key; README.md explains each group."]
     return "\n".join(lines)

@@ -103,22 +103,29 @@ class Group:
     network: bool = False
     hparams: bool = False
     entry: str = ""  # for ``entries``: what one entry builds, as an error message names it
+    what: str = ""  # one line for a student: --help and ``python -m experiments`` show it
 
 
 GROUPS: tuple[Group, ...] = (
-    Group("data", "class", hparams=True),
-    Group("model", "class", base="torch.nn.Module", network=True, hparams=True),
-    Group("activation", "class", base="torch.nn.Module", network=True, hparams=True),
-    Group("loss", "class", base="torch.nn.Module", network=True, hparams=True),
-    Group("optimizer", "class", base="torch.optim.Optimizer", network=True, hparams=True),
-    Group("scheduler", "scheduler", base="torch.optim.lr_scheduler.LRScheduler", hparams=True),
-    Group("trainer", "class", hparams=True),
-    Group("callbacks", "entries", entry="a callback"),
-    Group("diagnostics", "entries", entry="a monitor callback"),
-    Group("logger", "entries", entry="a logger"),
-    Group("experiment", "preset"),
-    Group("hparams_search", "preset"),
-    Group("debug", "preset"),
+    Group("data", "class", hparams=True, what="the images: batch sizes, validation split, pixel scaling"),
+    Group("model", "class", base="torch.nn.Module", network=True, hparams=True, what="the MLP: widths, init"),
+    Group("activation", "class", base="torch.nn.Module", network=True, hparams=True, what="the non-linearity"),
+    Group("loss", "class", base="torch.nn.Module", network=True, hparams=True, what="what training minimises"),
+    Group("optimizer", "class", base="torch.optim.Optimizer", network=True, hparams=True, what="the update rule"),
+    Group(
+        "scheduler",
+        "scheduler",
+        base="torch.optim.lr_scheduler.LRScheduler",
+        hparams=True,
+        what="the learning rate over training",
+    ),
+    Group("trainer", "class", hparams=True, what="Lightning's Trainer: epochs, device, precision"),
+    Group("callbacks", "entries", entry="a callback", what="checkpoints, progress bar, early stopping"),
+    Group("diagnostics", "entries", entry="a monitor callback", what="dead units, gradient norms, histograms"),
+    Group("logger", "entries", entry="a logger", what="where metrics go: TensorBoard, CSV, MLflow"),
+    Group("experiment", "preset", what="presets of the course's questions (the README's presets table)"),
+    Group("hparams_search", "preset", what="an Optuna search"),
+    Group("debug", "preset", what="quick checks: one batch, overfitting a few, a few batches, profiling"),
 )
 
 # Top-level keys train.py reads beside its groups' sections.

@@ -58,6 +58,33 @@ def option_keys(group: str) -> tuple[str, ...]:
     return tuple(sorted(k for k in keys if not any(other.startswith(f"{k}.") for other in keys)))
 
 
+def options(group: str) -> list[str]:
+    """The options of ``conf/<group>/`` a user chooses from, the root config's choice first. A building block
+    stays internal: an option that others name in their ``defaults`` and that builds on none itself
+    (``callbacks/model_checkpoint`` inside ``callbacks/default``, ``debug/default`` under every debug option)."""
+    import yaml
+
+    def defaults(path: Path) -> list[str]:
+        node = yaml.safe_load(path.read_text())
+        return [d for d in node.get("defaults", []) if isinstance(d, str)] if isinstance(node, dict) else []
+
+    files = {p.stem: defaults(p) for p in sorted((CONF_DIR / group).glob("*.yaml"))}
+    named = {d for inner in files.values() for d in inner}
+    chosen = re.search(rf"^\s*- {group}: (\w+)$", (CONF_DIR / "config.yaml").read_text(), re.MULTILINE)
+    first = [chosen.group(1)] if chosen and chosen.group(1) in files else []
+    return first + [o for o, inner in files.items() if o not in first and (inner or o not in named)]
+
+
+def overview() -> list[str]:
+    """A line per config group: its options (the default first) and what it is, for --help and
+    ``python -m experiments``."""
+    lines = []
+    for group in names.GROUPS:
+        listed = options(group.name)
+        lines.append(f"  {group.name + '=':<16} {group.what}: {', '.join(listed)}")
+    return lines
+
+
 @functools.cache
 def config_keys() -> frozenset[str]:
     """Every dotted key, sections included, that a config composed from ``conf/`` can hold: the groups, each key

@@ -1,8 +1,7 @@
-"""The resolvers the configs use: ``${run_id:}`` in run directories, ``${repeat:64,3}`` for a sweeper's width
-and depth, ``${readable_run_name:}`` for a run's default name,
-``${path_part:...}`` for a sweep job's directory name, ``${as_mlflow_tags:${tags}}`` for MLflow. The
-entry points register them before Hydra composes a config; so does anything that composes one itself (the
-notebook, the tests)."""
+"""The resolvers the configs use: ``${run_id:}`` in run directories, ``${path_part:...}`` for a sweep job's
+directory name, ``${repeat:64,3}`` for a sweeper's width and depth, ``${readable_run_name:}`` for a run's default
+name, ``${as_mlflow_tags:${tags}}`` for MLflow, ``${config_groups:}`` for ``--help``. The entry points register
+them before Hydra composes a config; so does anything that composes one itself (the notebook, the tests)."""
 
 from __future__ import annotations
 
@@ -13,6 +12,8 @@ import time
 
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import OmegaConf
+
+from experiments.config.catalogue import overview
 
 
 def _run_id() -> str:
@@ -46,5 +47,6 @@ def register_resolvers() -> None:
     OmegaConf.register_new_resolver("repeat", lambda width, depth: [int(width)] * int(depth), replace=True)
     OmegaConf.register_new_resolver("readable_run_name", _readable_run_name, replace=True)
     OmegaConf.register_new_resolver("path_part", _path_part, replace=True)
+    OmegaConf.register_new_resolver("config_groups", lambda: "\n".join(overview()), replace=True)  # --help
     # MLflow's run tags are a mapping: each of the run's tags a key of its own
     OmegaConf.register_new_resolver("as_mlflow_tags", lambda tags: {str(t): "" for t in tags or []}, replace=True)
