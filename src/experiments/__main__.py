@@ -19,6 +19,7 @@ SCRIPTS = [
     ("scripts/activation_gallery.py", "every activation and its derivative in one PNG"),
     ("scripts/keras_lecture.py", "the lecture's Keras program on PyTorch (extra: keras)"),
     ("scripts/plain_mnist.py", "the framework-free reference loop"),
+    ("scripts/preset_times.py", "how long each preset's full command takes here"),
 ]
 
 
