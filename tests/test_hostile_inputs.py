@@ -74,6 +74,9 @@ def test_a_wrong_value(override, words, monkeypatch, capsys, tmp_path):
     code, lines = run("train.py", [*base, *override.split()], monkeypatch, capsys, tmp_path / "run")
     one_line(code, lines, 2, words)
     assert lines[0] == f"Error: {problems_of(override)}"
+    if ": did you mean " in lines[0]:  # a misspelt key: answered before Hydra writes anything
+        assert not (tmp_path / "run").exists()
+        return
     record = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert record["status"] == "failed" and words in record["error"]
     only_the_records(tmp_path / "run")

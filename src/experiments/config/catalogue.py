@@ -104,9 +104,19 @@ def config_keys() -> frozenset[str]:
             continue
         is_global = len(parts) == 1 or re.search(r"^# @package _global_", text, re.MULTILINE)
         prefix = "" if is_global else ".".join(parts[:-1]) + "."
-        for key in _dotted(node, prefix) if isinstance(node, dict) else ():
-            keys |= {".".join(key.split(".")[: n + 1]) for n in range(key.count(".") + 1)}
+        keys |= _all_keys(node, prefix.rstrip(".")) if isinstance(node, dict) else set()
     return frozenset(keys)
+
+
+def _all_keys(node: dict[str, Any], prefix: str) -> set[str]:
+    """Every key of a YAML mapping, sections and Hydra's ``_target_`` included (not its ``defaults`` list)."""
+    out: set[str] = set()
+    for key, value in node.items():
+        if key == "defaults":
+            continue
+        dotted = f"{prefix}.{key}" if prefix else str(key)
+        out |= {dotted, *(_all_keys(value, dotted) if isinstance(value, dict) else ())}
+    return out
 
 
 def _dotted(node: dict[str, Any], prefix: str) -> set[str]:

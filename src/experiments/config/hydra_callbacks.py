@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from hydra.experimental.callback import Callback
-from omegaconf import DictConfig, read_write
+from omegaconf import DictConfig, OmegaConf, read_write
 
 from experiments.errors import RunDirectoryError, exit_with, say
 from experiments.names import Status
@@ -48,6 +48,12 @@ class OutputGuard(Callback):
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
         if not is_main_process():  # a DDP rank started by Lightning, into its job's own directory
             return
+        if self.allow_resume:  # train.py: a misspelt key is answered before Hydra writes anything
+            from experiments.config.rules import typo_problems
+
+            app = OmegaConf.masked_copy(config, [k for k in config if k != "hydra"])
+            if found := typo_problems(app):
+                exit_with(found[0])
         run_dir = Path(config.hydra.run.dir)
         links = sorted(p.name for p in run_dir.iterdir() if p.is_symlink()) if run_dir.is_dir() else []
         if links:  # Hydra's log file, metrics.json, ... would be written through it, outside the run

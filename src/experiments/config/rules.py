@@ -531,9 +531,23 @@ def argument_problems(cfg: DictConfig) -> list[str]:
         for key in (k for k in keys if k not in supplied and k not in takes):
             settable = sorted(takes - supplied.keys())
             close = difflib.get_close_matches(key, settable, n=1)
-            hint = f"did you mean {section}.{close[0]}?" if close else f"it takes {', '.join(settable) or 'none'}"
+            typed = _typed(OmegaConf.select(node, key, throw_on_resolution_failure=False))
+            hint = (
+                f"{MEANT} {section}.{close[0]}? write {section}.{close[0]}={typed}"
+                if close
+                else f"it takes {', '.join(settable) or 'none'}"
+            )
             found.append(f"{section}.{key} is not an argument of {target}: {hint}")
     return found
+
+
+MEANT = "did you mean"  # how a refusal of a misspelt key begins its advice
+
+
+def typo_problems(cfg: DictConfig) -> list[str]:
+    """The refusals of a misspelt key (``+optimiser=sgd``, ``+optimizer.lrr=0.1``): each names the key meant and
+    what to type. A single run answers them before Hydra writes anything (the output guard)."""
+    return [*misspelt_keys(cfg), *(p for p in argument_problems(cfg) if f": {MEANT} " in p)]
 
 
 def _leaf_keys(node: Any, prefix: str = "") -> Iterator[str]:
