@@ -12,6 +12,7 @@ import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from test_hostile_inputs import good_checkpoint  # noqa: F401  (the fixture: a fitted classifier's checkpoint)
 
 from experiments import read_back
 from experiments.errors import DamagedFile, ExperimentError
@@ -162,27 +163,9 @@ def places(tmp_path_factory) -> tuple[Path, Path, Path]:
 
 
 @pytest.fixture(scope="module")
-def checkpoint(places) -> dict:
+def checkpoint(good_checkpoint) -> dict:  # noqa: F811 (the imported fixture, asked for by name)
     """A checkpoint as a run writes it (a fitted classifier and its data module's settings)."""
-    import lightning as L
-
-    from experiments.data.datamodule import MNISTDataModule
-    from experiments.lit.classifier import Classifier
-
-    torch.manual_seed(0)
-    module = Classifier(
-        model={"_target_": "experiments.nn.model.MLP", "hidden_sizes": [8]},
-        activation={"_target_": "torch.nn.ReLU"},
-        loss={"_target_": "torch.nn.CrossEntropyLoss"},
-        optimizer={"_target_": "torch.optim.Adam", "_partial_": True, "lr": 0.003},
-    )
-    trainer = L.Trainer(
-        accelerator="cpu", max_steps=1, logger=False, enable_checkpointing=False, enable_progress_bar=False
-    )
-    trainer.fit(module, datamodule=MNISTDataModule(limit_train=256, batch_size=128), weights_only=True)
-    path = places[0] / "good.ckpt"
-    trainer.save_checkpoint(path)
-    return torch.load(path, weights_only=True)
+    return torch.load(good_checkpoint, weights_only=True)
 
 
 SETTINGS = ("hyper_parameters", "datamodule_hyper_parameters")
