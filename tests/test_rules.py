@@ -3,6 +3,7 @@
 import copy
 import functools
 import importlib.util
+import math
 import sys
 
 import pytest
@@ -535,3 +536,15 @@ def test_a_ray_address_must_answer_before_the_sweep_starts():
     assert (
         said.startswith("the address of a running Ray cluster, and none answers there") and "ray start --head" in said
     )
+
+
+def test_no_rule_breaks_on_a_number_past_a_float_s_range():
+    """A value read back (a checkpoint's settings) or typed may be 10**400: every rule answers, none raises, and
+    a rule that takes a number refuses it (torch could not take it)."""
+    from experiments.config.rules import RULES, number
+
+    for key, check in RULES.items():
+        for value in (10**400, -(10**400), [10**400, 1], float("inf")):
+            assert check(value) is None or isinstance(check(value), str), key
+    assert number(0, math.inf)(10**400) is not None and number(-math.inf, math.inf)(-(10**400)) is not None
+    assert RULES["optimizer.lr"](10**400) is not None and RULES["model.hidden_sizes"]([10**400]) is not None
