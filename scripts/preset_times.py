@@ -59,7 +59,8 @@ def main() -> None:
     for name in args.only or PRESETS:
         seconds, code = timed(PRESETS[name])
         command = "python " + " ".join(PRESETS[name])
-        rows.append(f"| `{name}` | `{command}` | {seconds / 60:.1f} min | {'ok' if code == 0 else f'exit {code}'} |")
+        shown = f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
+        rows.append(f"| `{name}` | `{command}` | {shown} | {'ok' if code == 0 else f'exit {code}'} |")
         print(rows[-1], flush=True)
     table = "\n".join(
         [
