@@ -47,7 +47,7 @@ def test_the_default_job_fuses():
     [
         ("model.dropout=0.1", "model.dropout"),
         ("model.batch_norm=true", "batch_norm"),
-        ("activation=rrelu", "rrelu"),
+        ("activation=rrelu", "activation torch.nn.RReLU draws random numbers (two calls on one input differ)"),
         ("optimizer._target_=torch.optim.LBFGS", "LBFGS"),
         ("trainer.gradient_clip_val=1.0", "gradient_clip_val"),
         ("trainer=ddp", "more than one device"),

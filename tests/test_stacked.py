@@ -197,3 +197,27 @@ def first_batch_of_own_run(data: MembersData, seed: int) -> tuple[torch.Tensor, 
     own = MNISTDataModule(limit_train=300, batch_size=100, normalize="unit", shuffle_seed=seed)
     own.prepare_data()
     return next(iter(own.train_dataloader()))
+
+
+def test_members_share_an_activation_call_only_where_their_activation_configs_are_equal(monkeypatch):
+    """A user's activation with a setting and no ``extra_repr``: two settings have the same ``repr``; sharing
+    by ``repr`` trained both with the first one's setting. Equal configs share one call, unequal ones do not."""
+    from experiments.config import catalogue
+
+    allowed = catalogue.targets  # the user's class, as a search path of their own would name it
+    monkeypatch.setattr(catalogue, "targets", lambda g: allowed(g) | {"test_traits.Scaled"})
+    scales = (0.5, 0.5, 3.0)
+    members = []
+    for seed, scale in enumerate(scales):
+        torch.manual_seed(seed)
+        act = {"_target_": "test_traits.Scaled", "scale": scale}
+        members.append(
+            Classifier(model=MLP, activation=act, loss=CE, optimizer=adam(1e-2), input_size=20, num_classes=5)
+        )
+    assert repr(members[0].net.hidden[0].activation) == repr(members[2].net.hidden[0].activation)
+    fused = FusedClassifier(members, [range(3)])
+    assert [(start, stop) for start, stop, _ in fused.runs[0]] == [(0, 2), (2, 3)]
+    x = torch.randn(7, 20)
+    out = fused(x)
+    for k, module in enumerate(members):
+        torch.testing.assert_close(out[k], module(x), rtol=1e-5, atol=1e-6)

@@ -1,7 +1,8 @@
 """Which sweep jobs may train as one stacked model, and how many at once.
 
-``fusion_problem`` names what leaves a job to a separate run: dropout and RReLU (random numbers drawn
-in another order than a separate run draws them), in-place activations, batch norm, gradient clipping
+``fusion_problem`` names what leaves a job to a separate run: dropout and an activation that draws random
+numbers (in another order than a separate run draws them; measured, as is an optimizer's reading only its own
+elements, in ``nn/traits.py``), in-place activations, batch norm, gradient clipping
 (a norm over the whole stack), a callback that uses a hook a fused member's run does not call, ``compile``,
 DDP and resuming. ``fusion_key`` is equal for jobs that may share a loop; ``split_group`` keeps a group
 within its members and memory limits.
@@ -25,20 +26,6 @@ from experiments.data.mnist import INPUT_SIZE, NUM_CLASSES, TRAIN_SIZE
 from experiments.nn.model import training_bytes
 from experiments.run.hparams import plain
 
-# Optimizers whose update of an element depends on that element's gradient and state only.
-ELEMENTWISE_OPTIMIZERS = {
-    "torch.optim.SGD",
-    "torch.optim.Adam",
-    "torch.optim.AdamW",
-    "torch.optim.RMSprop",
-    "torch.optim.Adagrad",
-    "experiments.nn.optimizers.LectureMomentum",
-}
-
-
-RANDOM_ACTIVATIONS = {"torch.nn.RReLU"}
-
-
 # What members of one group may differ in; everything else of their configs must be equal.
 MEMBER_KEYS = (
     "seed",
@@ -61,14 +48,9 @@ def fusion_problem(cfg: DictConfig | dict[str, Any]) -> str | None:
         (bool(c.get("compile")), "compile is set"),
         ((model.get("dropout") or 0) > 0, "model.dropout > 0 (its random masks would differ from a separate run's)"),
         (bool(model.get("batch_norm")), "model.batch_norm=true"),
-        ((c.get("activation") or {}).get("_target_") in RANDOM_ACTIVATIONS, "activation=rrelu draws random slopes"),
         (
             bool((c.get("activation") or {}).get("inplace")),
             "activation.inplace=true (an in-place activation cannot overwrite a slice of the stacked outputs)",
-        ),
-        (
-            (c.get("optimizer") or {}).get("_target_") not in ELEMENTWISE_OPTIMIZERS,
-            f"optimizer {(c.get('optimizer') or {}).get('_target_')} is not one that updates element by element",
         ),
         (trainer.get("gradient_clip_val") is not None, "trainer.gradient_clip_val clips a norm over all members"),
         (
@@ -80,10 +62,33 @@ def fusion_problem(cfg: DictConfig | dict[str, Any]) -> str | None:
     for bad, reason in checks:
         if bad:
             return reason
+    if problem := _part_problem(c.get("activation") or {}, c.get("optimizer") or {}):
+        return problem
     for group in ("callbacks", "diagnostics"):
         for name, entry in (c.get(group) or {}).items():
             if entry is not None and (problem := _callback_problem(f"{group}.{name}", entry)):
                 return problem
+    return None
+
+
+def _part_problem(activation: dict[str, Any], optimizer: dict[str, Any]) -> str | None:
+    """Why the activation or the optimizer cannot run fused, asked of the parts themselves (``nn/traits.py``):
+    an activation drawing random numbers (RReLU) draws them in another order than a separate run does; an
+    optimizer reading whole tensors would read the stack of every member at once."""
+    from experiments.config import catalogue
+    from experiments.nn.activations import activation_factory
+    from experiments.nn.optimizers import build_optimizer
+    from experiments.nn.traits import draws_random, elementwise
+
+    for group, cfg in (("activation", activation), ("optimizer", optimizer)):
+        try:  # measured only once the catalogue allows the class: measuring builds it
+            catalogue.check(group, cfg)
+        except Exception as exc:
+            return f"{group} cannot be measured: {exc}"
+    if (random := draws_random(activation_factory(activation))).holds:
+        return f"activation {activation['_target_']} draws random numbers ({random.how})"
+    if not (update := elementwise(lambda params: build_optimizer(optimizer, params))).holds:
+        return f"optimizer {optimizer['_target_']} does not update element by element ({update.how})"
     return None
 
 

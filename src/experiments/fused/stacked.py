@@ -101,17 +101,14 @@ class FusedClassifier(L.LightningModule):
         return [*(h.linear for h in net.hidden), net.output]
 
     def _activation_runs(self, nets: list[nn.Module], layer: int) -> list[tuple[int, int, nn.Module]]:
-        """Consecutive members with equal parameter-free activations share one call on their slice."""
+        """Consecutive members whose activations are built from equal configs and hold no parameters share one
+        call on their slice. Equal configs, not an equal ``repr``: a user's class without ``extra_repr`` shows
+        no setting in its ``repr``, and members with two settings would train with the first one's."""
+        configs = [m.hparams.get("activation") for m in self.members]
         runs: list[tuple[int, int, nn.Module]] = []
         for k, net in enumerate(nets):
             act = net.hidden[layer].activation
-            # equal type and settings as the previous member's, and no parameters (a PReLU is its own)
-            if (
-                runs
-                and type(runs[-1][2]) is type(act)
-                and repr(runs[-1][2]) == repr(act)
-                and not any(True for _ in act.parameters())
-            ):
+            if runs and configs[runs[-1][0]] == configs[k] and not any(True for _ in act.parameters()):
                 runs[-1] = (runs[-1][0], k + 1, runs[-1][2])
             else:
                 runs.append((k, k + 1, act))

@@ -22,8 +22,8 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities import grad_norm
 from torch import nn
 
-from experiments.nn.activations import SATURATING
 from experiments.nn.model import MLP, collapse_linear
+from experiments.nn.traits import saturates
 
 
 def _net(pl_module: L.LightningModule) -> MLP:
@@ -54,7 +54,7 @@ def unit_stats(net: MLP, probe: torch.Tensor, saturation_threshold: float = 1e-2
             a = layer.activation(z.clone())  # a copy: an in-place activation (inplace=true) may not overwrite a leaf
             (deriv,) = torch.autograd.grad(a.sum(), z)
             stats = {"dead": (deriv == 0).all(0), "inactive": (z <= 0).all(0)}
-            if isinstance(layer.activation, SATURATING):
+            if saturates(layer.activation, z.shape[1], saturation_threshold):  # measured, or declared by its class
                 stats["saturated"] = (deriv.abs() < saturation_threshold).all(0)
             for name, mask in stats.items():
                 out[f"diag/{name}_frac/layer{i}"] = mask.float().mean().item()

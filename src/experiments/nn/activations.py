@@ -35,9 +35,6 @@ class ALReLU(nn.Module):
         return f"alpha={self.alpha}"
 
 
-SATURATING = (nn.Sigmoid, nn.Tanh, nn.Hardtanh, nn.Hardsigmoid, nn.Softsign)
-
-
 def activation_factory(cfg: DictConfig | dict[str, Any]) -> Callable[[int], nn.Module]:
     """A function ``width -> module``: a fresh activation per hidden layer, sized where it must be."""
     plain = dict(cfg)  # a DictConfig's values resolve as they are read
