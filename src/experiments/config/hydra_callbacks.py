@@ -48,8 +48,9 @@ class OutputGuard(Callback):
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
         if not is_main_process():  # a DDP rank started by Lightning, into its job's own directory
             return
-        if self.allow_resume:  # train.py: a misspelt key is answered before Hydra writes anything
-            from experiments.config.rules import typo_problems
+        added = any(str(o).startswith("+") for o in config.hydra.overrides.task)
+        if self.allow_resume and added:  # train.py given a new key: a misspelt one answered before Hydra writes
+            from experiments.config.rules import typo_problems  # imports torch, and the classes the config names
 
             app = OmegaConf.masked_copy(config, [k for k in config if k != "hydra"])
             if found := typo_problems(app):
