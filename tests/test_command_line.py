@@ -99,7 +99,6 @@ def test_a_finished_directory_name_holding_what_hydra_would_misread_is_quoted(tm
         (["experiment=../../../../tmp/evil/x"], [], "config", "an option is named, not given as a path"),
         (["experiment=/tmp/evil/x"], [], "config", "an option is named, not given as a path"),
         (["optimizer.lr=${oc.env:HOME}"], [], "config", "may not name a class"),
-        (["seed=1"], ["hydra.searchpath=[file:///tmp/evil]"], "config", "replays only launcher settings"),
         (["seed=1"], ["hydra.sweep.subdir=../../outside"], "config", "replays only launcher settings"),
         (["seed=1"], [], "../../../tmp/evil/x", "hydra.job.config_name is '../../../tmp/evil/x'"),
         (["seed=(1"], [], "config", "which Hydra cannot read"),
@@ -119,3 +118,12 @@ def test_finish_replays_nothing_a_sweep_record_could_plant(tmp_path, task, hydra
     with pytest.raises(DamagedFile, match=re.escape(words)) as caught:
         finish_arguments([f"finish={sweep}"])
     assert str(caught.value).startswith(f"{sweep / 'multirun.yaml'}: ") and "\n" not in str(caught.value)
+
+
+def test_finish_takes_the_user_s_config_directories_from_the_user_not_from_the_record(tmp_path):
+    sweep = a_sweep(tmp_path, ["activation=mine"], ["hydra.searchpath=[file:///somewhere/conf]"])
+    with pytest.raises(RunDirectoryError, match=re.escape("give them again: finish=")) as caught:
+        finish_arguments([f"finish={sweep}"])
+    assert "\n" not in str(caught.value)
+    args = finish_arguments([f"finish={sweep}", "hydra.searchpath=[file:///somewhere/conf]"])
+    assert args.count("hydra.searchpath=[file:///somewhere/conf]") == 1

@@ -1,10 +1,11 @@
-"""What a config may build: the classes that ``conf/`` names, and nothing else.
+"""What a config may build: the classes that ``conf/`` and the user's own config directories name, nothing else.
 
 A checkpoint stores its model's config as plain dicts, and rebuilding the model instantiates their
 ``_target_``s. A crafted checkpoint could name ``builtins.open`` or ``os.system`` there; Hydra would
-call it. So every ``_target_`` the classifier builds must be one that a file of its config group in
-``conf/`` names, and of the kind that group builds (a module, an optimizer, a schedule), and no
-value inside may carry a ``_target_`` of its own. A new activation is allowed by adding its YAML file.
+call it. So every ``_target_`` the classifier builds must be one that a file of its config group names, in
+``conf/`` or in a directory the user passed on the command line (``hydra.searchpath=[file://<dir>]``: their own
+activation, optimizer, ...), and of the kind that group builds (a module, an optimizer, a schedule), and no
+value inside may carry a ``_target_`` of its own. A new option is allowed by adding its YAML file there.
 """
 
 from __future__ import annotations
@@ -31,20 +32,55 @@ def kind(group: str) -> type:
 _TARGET = re.compile(r"^\s*_target_:\s*([\w.]+)\s*$", re.MULTILINE)
 
 
-@functools.cache
+def search_dirs(entries: Any) -> tuple[Path, ...]:
+    """The directories of ``hydra.searchpath`` entries (``file://<dir>``, ``pkg://<package>``), as given."""
+    import importlib.resources
+
+    found = []
+    for entry in entries if isinstance(entries, (list, tuple)) else []:
+        schema, _, where = str(entry).partition("://")
+        if schema == "file":
+            found.append(Path(where).expanduser())
+        elif schema == "pkg":
+            try:
+                found.append(Path(str(importlib.resources.files(where.replace("/", ".")))))
+            except (ImportError, TypeError, ValueError):
+                continue  # Hydra itself says where a search path cannot be found
+    return tuple(found)
+
+
+def conf_dirs() -> tuple[Path, ...]:
+    """The config directories of the run under way: ``conf/``, then the search path the user passed (the
+    project's own configs only, outside a Hydra run)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return (CONF_DIR,)
+    return (CONF_DIR, *search_dirs(list(HydraConfig.get().get("searchpath") or [])))
+
+
 def targets(group: str) -> frozenset[str]:
-    """Every ``_target_`` that ``conf/<group>/*.yaml`` names."""
-    return frozenset(t for path in (CONF_DIR / group).glob("*.yaml") for t in _TARGET.findall(path.read_text()))
+    """Every ``_target_`` that ``<group>/*.yaml`` names in the run's config directories."""
+    return _targets(group, conf_dirs())
 
 
 @functools.cache
+def _targets(group: str, dirs: tuple[Path, ...]) -> frozenset[str]:
+    return frozenset(t for d in dirs for path in (d / group).glob("*.yaml") for t in _TARGET.findall(path.read_text()))
+
+
 def option_keys(group: str) -> tuple[str, ...]:
     """Every key, dotted as the hyperparameters name it (``scheduler.gamma``), that an option of
-    ``conf/<group>/`` sets below the group's section (a ``@package _global_`` option: below its ``<group>:``)."""
+    ``<group>/`` sets below the group's section (a ``@package _global_`` option: below its ``<group>:``)."""
+    return _option_keys(group, conf_dirs())
+
+
+@functools.cache
+def _option_keys(group: str, dirs: tuple[Path, ...]) -> tuple[str, ...]:
     import yaml
 
     keys: set[str] = set()
-    for path in (CONF_DIR / group).glob("*.yaml"):
+    for path in (p for d in dirs for p in (d / group).glob("*.yaml")):
         text = path.read_text()
         try:
             node = yaml.safe_load(text)
@@ -86,15 +122,16 @@ def overview() -> list[str]:
 
 
 @functools.cache
-def config_keys() -> frozenset[str]:
-    """Every dotted key, sections included, that a config composed from ``conf/`` can hold: the groups, each key
-    an option sets below its group, the keys a ``@package _global_`` option (a preset) sets anywhere, and the
-    top-level keys. A superset: a key outside it cannot be overridden without ``+``."""
+def config_keys(dirs: tuple[Path, ...] = (CONF_DIR,)) -> frozenset[str]:
+    """Every dotted key, sections included, that a config composed from ``dirs`` (``conf/``, and the user's search
+    path) can hold: the groups, each key an option sets below its group, the keys a ``@package _global_`` option
+    (a preset) sets anywhere, and the top-level keys. A superset: a key outside it cannot be overridden without
+    ``+``."""
     import yaml
 
-    keys = {p.name for p in CONF_DIR.iterdir() if p.is_dir() and p.name != "hydra"}  # the groups themselves
-    for path in CONF_DIR.rglob("*.yaml"):
-        parts = path.relative_to(CONF_DIR).parts
+    keys = {p.name for d in dirs if d.is_dir() for p in d.iterdir() if p.is_dir() and p.name != "hydra"}
+    for conf, path in ((d, p) for d in dirs for p in sorted(d.rglob("*.yaml"))):
+        parts = path.relative_to(conf).parts
         if parts[0] == "hydra":
             continue
         text = path.read_text()
@@ -152,7 +189,8 @@ def check(group: str, cfg: dict[str, Any], source: str = "config") -> None:
     if target not in allowed:
         raise error(
             f"{where}{group}._target_={target!r} is not a class that conf/{group}/ names "
-            f"({', '.join(sorted(allowed))}); add a conf/{group}/<name>.yaml for it to use it"
+            f"({', '.join(sorted(allowed))}); to use your own, give the directory of its <name>.yaml on the "
+            f"command line: 'hydra.searchpath=[file://<dir>]' (<dir>/{group}/<name>.yaml)"
         )
     module, _, name = target.rpartition(".")
     cls = getattr(importlib.import_module(module), name, None)

@@ -89,6 +89,19 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     return checkpoint
 
 
+def searchpath_of(path: str | Path) -> str | None:
+    """The ``hydra.searchpath`` a checkpoint's run was made with (its ``.hydra/hydra.yaml``, beside
+    ``checkpoints/``), to name in a refusal: the user's own config directories its classes come from."""
+    from experiments.read_back import read_yaml
+
+    try:
+        entries = (read_yaml(Path(path).parent.parent / ".hydra" / "hydra.yaml") or {})["hydra"]["searchpath"]
+    except (OSError, KeyError, TypeError, ValueError):
+        return None
+    shown = [e for e in entries if isinstance(e, str) and e.isprintable()] if isinstance(entries, list) else []
+    return f"[{','.join(shown)}]" if shown else None
+
+
 SIZES = {"input_size": 1 << 24, "num_classes": 1 << 20}  # the classifier's own arguments beside the groups
 
 
@@ -103,13 +116,18 @@ def check_settings(path: str | Path, hparams: Any, data: Any) -> None:
     for key, value in (("hyper_parameters", hparams), ("datamodule_hyper_parameters", data or {})):
         if not isinstance(value, dict):
             raise damaged(path, key, f"is a {type(value).__name__}, not a mapping")
-    for group in groups:
-        catalogue.check(group, hparams.get(group), source=str(path))
     scheduler = hparams.get("scheduler")
     if scheduler is not None and not isinstance(scheduler, dict):
         raise damaged(path, "hyper_parameters.scheduler", f"is {scheduler!r}, not a mapping")
-    if (scheduler or {}).get("scheduler") is not None:
-        catalogue.check("scheduler", scheduler["scheduler"], source=str(path))
+    built = [(g, hparams.get(g)) for g in groups] + [("scheduler", (scheduler or {}).get("scheduler"))]
+    try:
+        for group, cfg in (b for b in built if b[0] != "scheduler" or b[1] is not None):
+            catalogue.check(group, cfg, source=str(path))
+    except CheckpointError as exc:
+        made_with = searchpath_of(path)
+        raise CheckpointError(
+            f"{exc}; its run was made with 'hydra.searchpath={made_with}'" if made_with else str(exc)
+        ) from None
     allowed = {f"hyper_parameters.{g}._target_" for g in groups} | {"hyper_parameters.scheduler.scheduler._target_"}
     plain(hparams, path, "hyper_parameters", frozenset(allowed))  # the rest of it, and the data's, name none
     plain(data, path, "datamodule_hyper_parameters")

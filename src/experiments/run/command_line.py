@@ -61,6 +61,18 @@ def overrides_of(args: list[str]) -> list[str]:
     ]
 
 
+def searchpath(args: list[str]) -> list[str]:
+    """The ``hydra.searchpath=[...]`` the command line gives (the user's own config directories), as Hydra reads it."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    given = [a for a in overrides_of(args) if a.lstrip("+").startswith("hydra.searchpath=")]
+    try:
+        value = OverridesParser.create().parse_overrides(given[-1:])[0].value() if given else []
+    except Exception:
+        return []
+    return [str(v) for v in value] if isinstance(value, list) else []
+
+
 def misspelt_override(args: list[str], script: str = "train.py") -> str | None:
     """The first override whose key no config of ``conf/`` holds, as the line that names the key meant and what to
     type: Hydra would answer a typo with seven lines ending in advice (``+activaton=relu``) that leads into a
@@ -68,9 +80,9 @@ def misspelt_override(args: list[str], script: str = "train.py") -> str | None:
     near miss of a group or a top-level key (``+optimiser=sgd``), which is the same typo."""
     import difflib
 
-    from experiments.config.catalogue import config_keys
+    from experiments.config.catalogue import CONF_DIR, config_keys, search_dirs
 
-    known = config_keys()
+    known = config_keys((CONF_DIR, *search_dirs(searchpath(args))))
     close = lambda name, keys: next(iter(difflib.get_close_matches(name, sorted(keys), n=1)), None)
     for arg in overrides_of(args):
         key, _, value = arg.partition("=")
@@ -108,8 +120,9 @@ def moved_option(args: list[str]) -> str | None:
     return f"{found} is now {MOVED_OPTIONS[found]}" if found else None
 
 
-# What a finishing sweep may change: where and how its jobs run, never what they compute.
-FINISH_MAY_ADD = ("hydra/launcher=", "hydra.launcher.")
+# What a finishing sweep may change: where and how its jobs run, never what they compute; and the user's own
+# config directories, which a sweep's record is not trusted to name (they are given again).
+FINISH_MAY_ADD = ("hydra/launcher=", "hydra.launcher.", "hydra.searchpath=")
 
 
 def _key(override: str) -> str:
@@ -141,7 +154,12 @@ def finish_arguments(args: list[str]) -> list[str] | None:
     task = replayable(recorded.get("task"), source, "task")
     if (config_name := (hydra.get("job") or {}).get("config_name") or "config") != "config":
         raise damaged(source, "hydra.job.config_name", f"is {config_name!r}; a sweep of train.py composes 'config'")
-    if bad := [o for o in kept if not o.startswith(FINISH_MAY_ADD)]:  # where the jobs run, never what they do
+    if bad := [o for o in kept if not o.startswith(FINISH_MAY_ADD) or o.startswith("hydra.searchpath=")]:
+        if bad[0].startswith("hydra.searchpath="):  # a record does not choose the code a run builds
+            raise RunDirectoryError(
+                f"{sweep_dir} was swept with your own config directories ({bad[0]}): a sweep's record is not "
+                f"trusted to name them; give them again: finish={sweep_dir} '{bad[0]}'"
+            )
         raise damaged(source, "hydra.overrides.hydra", f"holds {bad[0]!r}; finish= replays only launcher settings")
     return [
         "--config-name=config",

@@ -15,7 +15,8 @@ in ``sys.modules``, where ``dataclasses`` cannot resolve annotations given as st
 """
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -91,8 +92,8 @@ class FusedLauncher(Launcher):
                 config.hydra.job.id = config.hydra.job.num = idx
             log.info(f"\t#{idx} : {' '.join(filter_overrides(overrides))}")
             try:
-                task = _task_part(config)
-                problem = fusion_problem(task)
+                with _as_job(config) as task:  # measured as the job would be built: its own search path
+                    problem = fusion_problem(task)
                 key = fusion_key(task) if problem is None else f"alone-{idx}"
             except Exception as exc:  # a config that cannot even be read: its own run reports the error
                 problem, key = f"its config does not resolve ({type(exc).__name__})", f"alone-{idx}"
@@ -156,7 +157,9 @@ class FusedLauncher(Launcher):
             group = [members[i] for i in chunk]
             name = f"fused-{group[0].job}"  # by its first job: unique across the sweeper's batches
             log.info(f"{name}: training jobs {', '.join(f'#{m.job}' for m in group)} as one stacked model")
-            for job, value in train_group(group, name).items():
+            with _hydra_config(jobs[0][1]):  # the sweep's own search path: which classes its members may build
+                trained = train_group(group, name)
+            for job, value in trained.items():
                 returns[job].return_value = value
         return returns
 
@@ -182,20 +185,30 @@ def _fused_in_task(
         return launcher._fused(jobs)
 
 
-def _task_part(config: DictConfig) -> dict[str, Any]:
-    """The job's own config, resolved (so ``${repeat:...}`` widths compare by value), without Hydra's
-    node; its directory is not chosen yet, so paths under it resolve to one placeholder for all jobs."""
+@contextmanager
+def _hydra_config(config: DictConfig) -> Iterator[None]:
+    """Hydra's runtime config is ``config``'s while the block runs: a job's search path says what it may build."""
     from hydra.core.hydra_config import HydraConfig
+
+    before = HydraConfig.instance().cfg
+    HydraConfig.instance().set_config(config)
+    try:
+        yield
+    finally:
+        HydraConfig.instance().cfg = before
+
+
+@contextmanager
+def _as_job(config: DictConfig) -> Iterator[dict[str, Any]]:
+    """The job's own config, resolved (so ``${repeat:...}`` widths compare by value), without Hydra's node,
+    looked at as the job (``_hydra_config``); its directory is not chosen yet, so paths under it resolve to one
+    placeholder for all jobs."""
     from omegaconf import OmegaConf
 
     probe = config.copy()
     with open_dict(probe):
         probe.hydra.runtime.output_dir = "<job dir>"
-    before = HydraConfig.instance().cfg
-    HydraConfig.instance().set_config(probe)
-    try:
+    with _hydra_config(probe):
         task = OmegaConf.to_container(probe, resolve=True)
-    finally:
-        HydraConfig.instance().cfg = before
-    task.pop("hydra", None)
-    return task
+        task.pop("hydra", None)
+        yield task

@@ -1,0 +1,131 @@
+"""A researcher's own parts, from outside the package, end to end from a directory outside the repository: their
+config directory passed as Hydra's search path, their module on PYTHONPATH. Runs, fused sweeps, eval.py and
+finish= take the classes it names; a checkpoint naming one still needs that search path to be loaded."""
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from conftest import FAST, read_metrics, run_script
+
+pytestmark = pytest.mark.slow
+
+PARTS = '''
+import torch
+from torch import nn
+
+
+class Scaled(nn.Module):
+    """An activation with a setting and no extra_repr: its repr is the same for every scale."""
+
+    def __init__(self, scale: float = 1.0) -> None:
+        super().__init__()
+        self.scale = scale
+
+    def forward(self, x):
+        return torch.relu(x) * self.scale
+
+
+class Jittered(nn.Module):
+    """An activation that draws random numbers in training."""
+
+    def forward(self, x):
+        return torch.relu(x) * (1 + 0.1 * torch.rand_like(x)) if self.training else torch.relu(x)
+'''
+OPTIONS = {
+    "activation/hardswish.yaml": "_target_: torch.nn.Hardswish\n",
+    "activation/scaled.yaml": "_target_: user_parts.Scaled\nscale: 0.5\n",
+    "activation/jittered.yaml": "_target_: user_parts.Jittered\n",
+    "optimizer/adamax.yaml": "_target_: torch.optim.Adamax\n_partial_: true\nlr: 0.002\n",
+}
+
+
+@pytest.fixture(scope="module")
+def user(tmp_path_factory) -> tuple[Path, Path, str]:
+    """The user's directory (outside the repository), their module's directory, and the search path override."""
+    home = tmp_path_factory.mktemp("researcher")
+    (home / "code").mkdir()
+    (home / "code" / "user_parts.py").write_text(PARTS)
+    for name, text in OPTIONS.items():
+        (home / "conf" / name).parent.mkdir(parents=True, exist_ok=True)
+        (home / "conf" / name).write_text(text)
+    return home, home / "code", f"hydra.searchpath=[file://{home / 'conf'}]"
+
+
+def run(args: list[str], user, tmp_path: Path, script: str = "train.py"):
+    """The script as the user runs it: their module importable, from their own directory."""
+    return run_script(args, tmp_path, script=script, extra_paths=[user[1]])
+
+
+def sweep_of(tmp_path: Path) -> Path:
+    (sweep,) = tmp_path.glob("outputs/multirun/*/*")
+    return sweep
+
+
+def records(sweep: Path) -> dict[str, dict]:
+    return {p.parent.name: read_metrics(p.parent) for p in sorted(sweep.glob("*/metrics.json"))}
+
+
+def test_a_torch_activation_by_yaml_alone_and_an_optimizer_of_the_user_s(user, tmp_path):
+    proc = run([user[2], "activation=hardswish", "optimizer=adamax", *FAST], user, tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    (record,) = (read_metrics(p.parent) for p in tmp_path.glob("outputs/runs/*/*/metrics.json"))
+    assert record["status"] == "completed" and record["choices"]["activation"] == "hardswish"
+    assert record["choices"]["optimizer"] == "adamax"
+
+
+@pytest.fixture(scope="module")
+def separate(user, tmp_path_factory) -> Path:
+    """The two settings of the user's activation, each its own run (the basic launcher)."""
+    tmp = tmp_path_factory.mktemp("separate")
+    proc = run(["-m", user[2], "activation=scaled", "activation.scale=0.5,3.0", *FAST], user, tmp)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return sweep_of(tmp)
+
+
+def test_two_settings_of_a_user_activation_fused_equal_their_separate_runs(user, separate, tmp_path):
+    """Its repr is the same for both: the fused model must not let them share one activation call."""
+    args = ["-m", user[2], "hydra/launcher=fused", "activation=scaled", "activation.scale=0.5,3.0", *FAST]
+    proc = run(args, user, tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    fused, alone = records(sweep_of(tmp_path)), records(separate)
+    assert list(fused) == list(alone) and all("fused_group" in r for r in fused.values())
+    assert fused[list(fused)[0]]["test/acc"] != fused[list(fused)[1]]["test/acc"]  # two settings, two networks
+    for job in fused:
+        for key in ("test/acc", "val/acc"):
+            assert abs(fused[job][key] - alone[job][key]) <= 0.002, (job, key, fused[job][key], alone[job][key])
+
+
+def test_a_user_activation_drawing_random_numbers_runs_alone_saying_why(user, tmp_path):
+    proc = run(["-m", user[2], "hydra/launcher=fused", "activation=jittered", "seed=0,1", *FAST], user, tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "activation user_parts.Jittered draws random numbers (two calls on one input differ)" in (
+        proc.stdout + proc.stderr
+    )
+    assert all("fused_group" not in r for r in records(sweep_of(tmp_path)).values())
+
+
+def test_eval_of_a_user_class_s_checkpoint_needs_the_search_path_and_names_it(user, separate, tmp_path):
+    job = sorted(separate.glob("0_*"))[0]
+    proc = run([user[2], f"ckpt_path='{job}'", "progress_bar=false"], user, tmp_path, "eval.py")
+    assert proc.returncode == 0 and proc.stdout.strip().splitlines()[-1].startswith("test/acc="), proc.stderr[-2000:]
+    proc = run([f"ckpt_path='{job}'", "progress_bar=false", "hydra.run.dir=again"], user, tmp_path, "eval.py")
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2 and len(lines) == 1, proc.stderr[-2000:]
+    assert "activation._target_='user_parts.Scaled' is not a class that conf/activation/ names" in lines[0]
+    assert lines[0].endswith(f"its run was made with '{user[2]}'")
+
+
+def test_finish_takes_the_search_path_again_from_the_user(user, separate, tmp_path):
+    sweep = tmp_path / "sweep"
+    shutil.copytree(separate, sweep)
+    shutil.rmtree(sorted(sweep.glob("1_*"))[0])
+    proc = run([f"finish={sweep}"], user, tmp_path)
+    assert proc.returncode == 2 and "give them again" in proc.stderr and proc.stderr.count("\n") == 1
+    proc = run([f"finish={sweep}", user[2]], user, tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    finished = records(sweep)
+    assert [r["status"] for r in finished.values()] == ["completed", "completed"]
+    assert json.loads((sweep / "code.json").read_text())  # the sweep's own record, untouched
