@@ -8,50 +8,20 @@ from pathlib import Path
 
 import pytest
 
-from conftest import FAST, read_metrics, run_script
+from conftest import FAST, ROOT, read_metrics, run_script
 
 pytestmark = pytest.mark.slow
 
-PARTS = '''
-import torch
-from torch import nn
-
-
-class Scaled(nn.Module):
-    """An activation with a setting and no extra_repr: its repr is the same for every scale."""
-
-    def __init__(self, scale: float = 1.0) -> None:
-        super().__init__()
-        self.scale = scale
-
-    def forward(self, x):
-        return torch.relu(x) * self.scale
-
-
-class Jittered(nn.Module):
-    """An activation that draws random numbers in training."""
-
-    def forward(self, x):
-        return torch.relu(x) * (1 + 0.1 * torch.rand_like(x)) if self.training else torch.relu(x)
-'''
-OPTIONS = {
-    "activation/hardswish.yaml": "_target_: torch.nn.Hardswish\n",
-    "activation/scaled.yaml": "_target_: user_parts.Scaled\nscale: 0.5\n",
-    "activation/jittered.yaml": "_target_: user_parts.Jittered\n",
-    "optimizer/adamax.yaml": "_target_: torch.optim.Adamax\n_partial_: true\nlr: 0.002\n",
-}
+EXAMPLE = ROOT / "examples" / "own_activation"  # the README's worked example, run from a copy outside the repo
 
 
 @pytest.fixture(scope="module")
 def user(tmp_path_factory) -> tuple[Path, Path, str]:
-    """The user's directory (outside the repository), their module's directory, and the search path override."""
-    home = tmp_path_factory.mktemp("researcher")
-    (home / "code").mkdir()
-    (home / "code" / "user_parts.py").write_text(PARTS)
-    for name, text in OPTIONS.items():
-        (home / "conf" / name).parent.mkdir(parents=True, exist_ok=True)
-        (home / "conf" / name).write_text(text)
-    return home, home / "code", f"hydra.searchpath=[file://{home / 'conf'}]"
+    """The user's directory (a copy of the example, outside the repository), their module's directory, and the
+    search path override."""
+    home = tmp_path_factory.mktemp("researcher") / "own_activation"
+    shutil.copytree(EXAMPLE, home)
+    return home, home, f"hydra.searchpath=[file://{home / 'conf'}]"
 
 
 def run(args: list[str], user, tmp_path: Path, script: str = "train.py"):
@@ -80,14 +50,14 @@ def test_a_torch_activation_by_yaml_alone_and_an_optimizer_of_the_user_s(user, t
 def separate(user, tmp_path_factory) -> Path:
     """The two settings of the user's activation, each its own run (the basic launcher)."""
     tmp = tmp_path_factory.mktemp("separate")
-    proc = run(["-m", user[2], "activation=scaled", "activation.scale=0.5,3.0", *FAST], user, tmp)
+    proc = run(["-m", user[2], "activation=scaled_relu", "activation.scale=0.5,3.0", *FAST], user, tmp)
     assert proc.returncode == 0, proc.stderr[-2000:]
     return sweep_of(tmp)
 
 
 def test_two_settings_of_a_user_activation_fused_equal_their_separate_runs(user, separate, tmp_path):
     """Its repr is the same for both: the fused model must not let them share one activation call."""
-    args = ["-m", user[2], "hydra/launcher=fused", "activation=scaled", "activation.scale=0.5,3.0", *FAST]
+    args = ["-m", user[2], "hydra/launcher=fused", "activation=scaled_relu", "activation.scale=0.5,3.0", *FAST]
     proc = run(args, user, tmp_path)
     assert proc.returncode == 0, proc.stderr[-2000:]
     fused, alone = records(sweep_of(tmp_path)), records(separate)
@@ -99,9 +69,9 @@ def test_two_settings_of_a_user_activation_fused_equal_their_separate_runs(user,
 
 
 def test_a_user_activation_drawing_random_numbers_runs_alone_saying_why(user, tmp_path):
-    proc = run(["-m", user[2], "hydra/launcher=fused", "activation=jittered", "seed=0,1", *FAST], user, tmp_path)
+    proc = run(["-m", user[2], "hydra/launcher=fused", "activation=jittered_relu", "seed=0,1", *FAST], user, tmp_path)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert "activation user_parts.Jittered draws random numbers (two calls on one input differ)" in (
+    assert "activation my_parts.JitteredReLU draws random numbers (two calls on one input differ)" in (
         proc.stdout + proc.stderr
     )
     assert all("fused_group" not in r for r in records(sweep_of(tmp_path)).values())
@@ -114,7 +84,7 @@ def test_eval_of_a_user_class_s_checkpoint_needs_the_search_path_and_names_it(us
     proc = run([f"ckpt_path='{job}'", "progress_bar=false", "hydra.run.dir=again"], user, tmp_path, "eval.py")
     lines = proc.stderr.strip().splitlines()
     assert proc.returncode == 2 and len(lines) == 1, proc.stderr[-2000:]
-    assert "activation._target_='user_parts.Scaled' is not a class that conf/activation/ names" in lines[0]
+    assert "activation._target_='my_parts.ScaledReLU' is not a class that conf/activation/ names" in lines[0]
     assert lines[0].endswith(f"its run was made with '{user[2]}'")
 
 
