@@ -7,7 +7,7 @@ Such a file may have been damaged, edited by hand, or handed over by someone els
   catalogue checks may name a class, and only one that ``conf/`` names) and no ``${...}`` interpolation
   (``plain``);
 - **nothing outside its run's or sweep's directory is written, moved or removed because it named it**: a path
-  read back is resolved, links and ``..`` included, and must stay inside (``inside``, ``own_file``); what the
+  read back is resolved, links and ``..`` included, and must name a file of its own directory (``own_file``); what the
   project writes replaces a planted link instead of writing through it (``write_text``, ``write_bytes``);
 - **damage is one line** naming the file and the key (``DamagedFile``, exit status 2), and nothing is sized by a
   number from the file: a file larger than ``MAX_BYTES`` is not read.
@@ -56,11 +56,6 @@ def plain(value: Any, source: str | Path, key: str, targets: frozenset[str] = fr
             raise damaged(source, key, f"holds an interpolation ({value[:60]!r})")
     elif not isinstance(value, PLAIN):
         raise damaged(source, key, f"is a {type(value).__name__}, not a plain value")
-
-
-def inside(directory: Path, path: Path) -> bool:
-    """Whether ``path``, resolved (links and ``..``), lies in ``directory``, resolved."""
-    return Path(path).resolve().is_relative_to(Path(directory).resolve())
 
 
 def own_file(directory: Path, named: Any, source: str | Path, key: str) -> Path:
