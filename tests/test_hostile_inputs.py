@@ -6,6 +6,7 @@ import gzip
 import importlib.util
 import json
 import os
+import re
 import shlex
 import shutil
 import sys
@@ -467,4 +468,5 @@ def test_train_log_ends_with_the_line_the_console_ended_with(outcome, monkeypatc
     last = out[-1] if outcome == "completed" else lines[-1]
     assert code == (0 if outcome == "completed" else 1)
     assert last.startswith("test/acc=" if outcome == "completed" else "Error: diverged in epoch 1, step 5")
-    assert (tmp_path / "run" / "train.log").read_text().splitlines()[-1] == last
+    logged = (tmp_path / "run" / "train.log").read_text().splitlines()[-1]  # in the log's format: time, level
+    assert re.fullmatch(rf"\[\d\d:\d\d:\d\d\]\[(INFO|ERROR)\] {re.escape(last)}", logged), logged

@@ -6,7 +6,7 @@ Anything else raised during a run is a bug or an environment problem and keeps i
 import logging
 import sys
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from typing import NoReturn
 
 INTERRUPTED = 128 + 2  # a shell's status for a process that Ctrl-C (SIGINT) ended
@@ -23,20 +23,21 @@ def say(line: str) -> None:
 
 
 def tell(line: str) -> None:
-    """A run's outcome on stdout, and in its log file: ``train.log`` ends with the line the console ended with."""
+    """A run's outcome on stdout, and in its log file: ``train.log`` ends with the line the console ended with
+    (behind the log's time stamp)."""
     sys.stdout.write(line + "\n")
     sys.stdout.flush()
     to_log_file(line)
 
 
 def to_log_file(line: str) -> None:
-    """``line`` as it is (no time stamp: the same line the console shows) into the log files the root logger
-    writes (Hydra's ``<run_dir>/<job>.log``); none before Hydra has set its logging up."""
+    """``line`` into the log files the root logger writes (Hydra's ``<run_dir>/<job>.log``), in the log's own format
+    (its time stamp and level before the console's words); none before Hydra has set its logging up."""
+    level = logging.ERROR if line.startswith("Error: ") else logging.INFO
+    record = logging.LogRecord("experiments", level, __file__, 0, line, None, None)
     for handler in logging.getLogger().handlers:
-        if isinstance(handler, logging.FileHandler) and handler.stream is not None:
-            with handler.lock or nullcontext():
-                handler.stream.write(line + "\n")
-                handler.flush()
+        if isinstance(handler, logging.FileHandler):
+            handler.handle(record)
 
 
 def exit_with(message: str, code: int = 2) -> NoReturn:
