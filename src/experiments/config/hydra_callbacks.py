@@ -86,9 +86,9 @@ class OutputGuard(Callback):
     def _way_on(self, run_dir: Path) -> str:
         """The advice that, followed, works: resume an interrupted run in place; train on from a finished one's
         last checkpoint in a fresh directory; nothing more where neither can be (eval.py, a failed run)."""
-        record, checkpoints = read_json(run_dir / "metrics.json"), run_dir / "checkpoints"
         if not self.allow_resume:
             return ""
+        record, checkpoints = read_json(run_dir / "metrics.json"), run_dir / "checkpoints"
         if record.get("status") == Status.INTERRUPTED and (checkpoints / "interrupted.ckpt").is_file():
             return f", or resume it there: add ckpt_path={hydra_value(str(checkpoints / 'interrupted.ckpt'))}"
         if record.get("status") == Status.COMPLETED and (checkpoints / "last.ckpt").is_file():

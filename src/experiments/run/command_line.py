@@ -192,7 +192,9 @@ def replayable(overrides: Any, source: Path, kind: str) -> list[str]:
         except OverrideParseException:
             raise damaged(source, key, f"holds {override!r}, which Hydra cannot read") from None
         if "_target_" in override or "${" in override:
-            raise damaged(source, key, f"holds {override!r}; an override read back may not name a class to build")
+            raise damaged(
+                source, key, f"holds {override!r}; an override read back may not name a class to build or interpolate"
+            )
         value = override.partition("=")[2]
         if "." not in parsed.key_or_group and (value.startswith(("/", "~")) or ".." in Path(value).parts):
             raise damaged(source, key, f"holds {override!r}; an option is named, not given as a path")
