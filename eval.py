@@ -3,14 +3,12 @@
 from experiments.errors import ctrl_c_in_one_line
 
 with ctrl_c_in_one_line():  # Ctrl-C while Python imports: one line, not a traceback
-    from pathlib import Path
-
+    from experiments.config.catalogue import CONF_DIR
     from experiments.run.cli import eval_main
     from experiments.run.command_line import hydra_main
     from experiments.run.resolvers import register_resolvers
 
-    CONF = str(Path(__file__).resolve().parent / "conf")
-    main = hydra_main(CONF, "eval", eval_main)
+    main = hydra_main(str(CONF_DIR), "eval", eval_main)
 
 if __name__ == "__main__":
     with ctrl_c_in_one_line("before eval.json was written"):  # eval.py keeps no record to mark

@@ -17,6 +17,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
+from experiments.config.catalogue import CONF_DIR
 from experiments.errors import DamagedFile, RunDirectoryError
 from experiments.names import Status
 from experiments.read_back import own_file, read_json, read_yaml, write_json
@@ -28,12 +29,13 @@ KEPT = (Status.COMPLETED, Status.DIVERGED)  # a job's last word: finishing the s
 
 
 def code_files() -> dict[str, Path]:
-    """What decides a job's numbers: the package, its Hydra plugins and the configs, by path from the
-    repository root."""
+    """What decides a job's numbers: the package, its Hydra plugins and the configs, named by their paths in
+    the repository (``src/...``, ``conf/...``), installed or not."""
     package = Path(__file__).resolve().parent
-    src, root = package.parent, package.parents[1]
-    files = [*package.rglob("*.py"), *(src / "hydra_plugins").rglob("*.py"), *(root / "conf").rglob("*.yaml")]
-    return {str(p.relative_to(root)): p for p in sorted(files) if "__pycache__" not in p.parts}
+    code = [*package.rglob("*.py"), *(package.parent / "hydra_plugins").rglob("*.py")]
+    files = {f"src/{p.relative_to(package.parent)}": p for p in code}
+    files |= {f"conf/{p.relative_to(CONF_DIR)}": p for p in CONF_DIR.rglob("*.yaml")}
+    return {name: files[name] for name in sorted(files) if "__pycache__" not in files[name].parts}
 
 
 def code_digests() -> dict[str, str]:

@@ -19,7 +19,8 @@ from typing import Any
 from experiments import names
 from experiments.errors import CheckpointError, ConfigError
 
-CONF_DIR = Path(__file__).resolve().parents[3] / "conf"  # the entry points import this: no torch at import
+# the package's own configs, inside it (in the repository a link to conf/): the entry points import this, no torch
+CONF_DIR = (Path(__file__).resolve().parents[1] / "conf").resolve()
 
 
 def kind(group: str) -> type:

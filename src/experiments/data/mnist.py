@@ -27,7 +27,8 @@ MD5 = {
     "t10k-images-idx3-ubyte": "2646ac647ad5339dbf082846283269ea",
     "t10k-labels-idx1-ubyte": "27ae3e4e09519cfbb04c329615203637",
 }
-BUNDLED_ROOT = Path(__file__).resolve().parents[3] / "data" / "mnist"
+# inside the package (in the repository a link to data/mnist/), so an installed package finds them
+BUNDLED_ROOT = (Path(__file__).resolve().parent / "mnist_files").resolve()
 
 
 def _find(root: Path, name: str) -> Path | None:
