@@ -3,7 +3,7 @@
 from experiments.errors import ctrl_c_in_one_line
 
 with ctrl_c_in_one_line():  # Ctrl-C while Python imports: one line, not a traceback
-    from experiments.config.catalogue import CONF_DIR
+    from experiments.names import CONF_DIR
     from experiments.run.cli import train_main
     from experiments.run.command_line import hydra_main
     from experiments.run.resolvers import register_resolvers

@@ -22,7 +22,7 @@ import matplotlib.pyplot as plt
 import torch
 import yaml
 
-from experiments.config.catalogue import CONF_DIR
+from experiments.names import CONF_DIR
 from experiments.nn.activations import activation_factory
 
 ZOOMED = {"leaky_relu", "alrelu"}  # negative slopes too small to see at full scale

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import torch
 
-from experiments.data.mnist import TRAIN_SIZE, load_mnist
+from experiments.data.idx import describe, load
 from experiments.errors import RunDirectoryError
 from experiments.nn.activations import activation_factory
 from experiments.nn.model import INITS, MLP
@@ -79,8 +79,8 @@ def main() -> None:
             parser.error(f"--{name} must be >= 1")
     if max(args.widths) > MAX_WIDTH:  # a width x width layer of floats: 64 MB at 4096, 40 GB at 100000
         parser.error(f"--widths must be at most {MAX_WIDTH}: this is a study of narrow networks")
-    if args.probe > TRAIN_SIZE:
-        parser.error(f"--probe must be at most {TRAIN_SIZE}: there are {TRAIN_SIZE} training images")
+    if args.probe > (rows := describe(None).train_size):  # type: ignore[union-attr]
+        parser.error(f"--probe must be at most {rows}: there are {rows} training images")
     if args.bias_init is not None and not math.isfinite(args.bias_init):
         parser.error("--bias-init must be a finite number")
     try:  # before the table is computed, not after
@@ -88,7 +88,7 @@ def main() -> None:
     except RunDirectoryError as exc:
         parser.error(str(exc))
 
-    probe = load_mnist()["train_x"][: args.probe]
+    probe = load()["train_x"][: args.probe]
     rows = [
         (w, d, probability(w, d, args.seeds, probe, args.init, args.bias_init))
         for w in args.widths

@@ -24,12 +24,12 @@ os.environ["KERAS_BACKEND"] = "torch"  # before keras is imported: this program 
 
 import keras
 
-from experiments.data.mnist import load_mnist, split
+from experiments.data.idx import load, split
 
 
 def train(seed: int, val_size: int = 5000, epochs: int = 1) -> dict[str, float]:
     keras.utils.set_random_seed(seed)
-    data = load_mnist(raw=True)
+    data = load(raw=True)
     if val_size:
         data = split(data, val_size, split_seed=0)
     x_train, x_test = (data[k].numpy().astype("float32") / 255 for k in ("train_x", "test_x"))

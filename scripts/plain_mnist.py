@@ -15,7 +15,7 @@ import time
 import torch
 from torch import nn
 
-from experiments.data.mnist import load_mnist, split
+from experiments.data.idx import load, split
 
 
 def build_mlp() -> nn.Module:
@@ -38,7 +38,7 @@ def train(device: str, epochs: int, batch_size: int | str, seed: int = 42, optim
     ``optimizer``: ``adam`` (lr 0.003) or ``gd`` (plain gradient descent, lr 0.5, as ``optimizer=gd``).
     """
     torch.manual_seed(seed)
-    t = {k: v.to(device) for k, v in split(load_mnist(), val_size=5000, split_seed=0).items()}
+    t = {k: v.to(device) for k, v in split(load(), val_size=5000, split_seed=0).items()}
     bs = len(t["train_x"]) if batch_size == "full" else batch_size
     model = build_mlp().to(device)
     if optimizer == "gd":

@@ -102,3 +102,25 @@ def start_script(
 
 def read_metrics(run_dir: Path) -> dict:
     return json.loads((run_dir / "metrics.json").read_text())
+
+
+def write_idx_set(
+    root: Path, image: tuple[int, int] = (5, 7), classes: int = 3, train: int = 600, test: int = 90, seed: int = 0
+) -> Path:
+    """A data set of the IDX family that is not MNIST: ``image``-sized pictures of ``classes`` classes, each
+    class a brightness band (so a small MLP learns it), gzipped like the published sets."""
+    import gzip
+
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    root.mkdir(parents=True, exist_ok=True)
+    for prefix, rows in (("train", train), ("t10k", test)):
+        labels = np.arange(rows, dtype=np.uint8) % classes
+        rng.shuffle(labels)
+        centre = (labels.astype(np.float64) + 0.5) * 255 / classes
+        pixels = np.clip(centre[:, None, None] + rng.normal(0, 20, (rows, *image)), 0, 255).astype(np.uint8)
+        for kind, array in (("images-idx3", pixels), ("labels-idx1", labels)):
+            header = bytes([0, 0, 8, array.ndim]) + b"".join(d.to_bytes(4, "big") for d in array.shape)
+            (root / f"{prefix}-{kind}-ubyte.gz").write_bytes(gzip.compress(header + array.tobytes(), mtime=0))
+    return root

@@ -102,9 +102,9 @@ def test_zero_biases_kill_more_narrow_deep_networks_than_pytorchs_default(tmp_pa
     spec = importlib.util.spec_from_file_location("born_dead_script", SCRIPT)
     script = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(script)
-    from experiments.data.mnist import load_mnist
+    from experiments.data.idx import load
 
-    probe = load_mnist()["train_x"][:200]
+    probe = load()["train_x"][:200]
     zero = script.probability(2, 10, 40, probe, "kaiming_normal", 0.0)
     default = script.probability(2, 10, 40, probe, "kaiming_normal", None)
     assert zero > default  # the measurement: 0.90 against 0.76 at 200 seeds

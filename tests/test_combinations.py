@@ -9,7 +9,7 @@ from omegaconf import OmegaConf
 
 from conftest import CONF, compose_config
 from experiments.data.datamodule import MNISTDataModule
-from experiments.data.mnist import load_mnist
+from experiments.data.idx import load
 from experiments.nn.optimizers import build_optimizer
 from experiments.run.recipe import build_module
 
@@ -53,7 +53,7 @@ def base():
 
 @pytest.fixture(scope="module")
 def batch() -> tuple[torch.Tensor, torch.Tensor]:
-    data = load_mnist()
+    data = load()
     return data["train_x"][:128], data["train_y"][:128]
 
 

@@ -4,12 +4,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from experiments.data.datamodule import MNISTDataModule, TensorBatches
-from experiments.data.mnist import load_mnist, split
+from experiments.data.idx import load, split
 
 
 @pytest.fixture(scope="module")
 def mnist() -> dict[str, torch.Tensor]:
-    return load_mnist()
+    return load()
 
 
 def test_validation_split_is_seeded_disjoint_and_never_the_test_set(mnist):

@@ -155,7 +155,7 @@ def members_of(tmp_path, overrides: list[str], sweep: list[list[str]]) -> list:
 def test_each_member_is_tested_on_its_best_checkpoint_not_its_last(tmp_path):
     import torch
 
-    from experiments.data.mnist import load_mnist, normalize
+    from experiments.data.idx import load
     from experiments.fused.members import train_members
     from experiments.run.checkpoints import load_classifier
 
@@ -173,7 +173,7 @@ def test_each_member_is_tested_on_its_best_checkpoint_not_its_last(tmp_path):
         [["seed=0"], ["seed=1", "activation=tanh"]],
     )
     results = train_members(members, "test-group")
-    test = load_mnist(raw=True)
+    test = load()
     for member in members:
         record = results[member.job]
         assert record["status"] == "completed" and record["best_ckpt"].endswith(".ckpt")
@@ -181,7 +181,7 @@ def test_each_member_is_tested_on_its_best_checkpoint_not_its_last(tmp_path):
         accs = {}
         for name in (record["best_ckpt"], str(member.run_dir / "checkpoints" / "last.ckpt")):
             with torch.no_grad():
-                predicted = load_classifier(name).eval()(normalize(test["test_x"])).argmax(1)
+                predicted = load_classifier(name).eval()(test["test_x"]).argmax(1)
             accs[name] = (predicted == test["test_y"]).float().mean().item()
         assert accs[record["best_ckpt"]] == pytest.approx(record["test/acc"], abs=1e-6)
         assert accs[str(member.run_dir / "checkpoints" / "last.ckpt")] != pytest.approx(record["test/acc"], abs=1e-4)

@@ -135,10 +135,11 @@ def test_eval_tests_the_best_checkpoint_as_it_was_trained(tmp_path):
     evaluated = [json.loads(p.read_text()) for p in tmp_path.glob("outputs/eval/*/*/eval.json")]
     assert sorted(e["test/acc"] for e in evaluated) == pytest.approx(sorted(results.values()), abs=1e-4)
     # eval.py tests on all 10,000 official test images: the accuracy counted by hand over them
-    from experiments.data.mnist import load_mnist, normalize
+    from experiments.data.idx import load
+    from experiments.data.normalization import normalize
     from experiments.run.checkpoints import load_classifier
 
-    test = load_mnist(raw=True)
+    test = load(raw=True)
     with torch.no_grad():
         predicted = load_classifier(best).eval()(normalize(test["test_x"], "unit")).argmax(1)
     assert len(test["test_y"]) == 10_000

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from experiments.config.catalogue import CONF_DIR
 from experiments.config.catalogue import overview as groups
+from experiments.names import CONF_DIR
 
 COMMANDS = [
     ("python train.py [group=option ...] [key=value ...]", "mlp-train", "train one configuration (-m: a sweep)"),

@@ -10,7 +10,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import Enum
+from pathlib import Path
 from typing import Literal
+
+# where the config groups below live: inside the package (in the repository a link to conf/), so an installed
+# package has them
+CONF_DIR = (Path(__file__).resolve().parent / "conf").resolve()
 
 
 class Status(str, Enum):

@@ -17,9 +17,8 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
-from experiments.config.catalogue import CONF_DIR
 from experiments.errors import DamagedFile, RunDirectoryError
-from experiments.names import Status
+from experiments.names import CONF_DIR, Status
 from experiments.read_back import own_file, read_json, read_yaml, write_json
 
 CODE_FILE = "code.json"

@@ -18,9 +18,7 @@ from typing import Any
 
 from experiments import names
 from experiments.errors import CheckpointError, ConfigError
-
-# the package's own configs, inside it (in the repository a link to conf/): the entry points import this, no torch
-CONF_DIR = (Path(__file__).resolve().parents[1] / "conf").resolve()
+from experiments.names import CONF_DIR
 
 
 def kind(group: str) -> type:

@@ -25,7 +25,8 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from experiments import names
-from experiments.data.mnist import INPUT_SIZE, NORMALIZATIONS, NUM_CLASSES, TEST_SIZE, TRAIN_SIZE
+from experiments.data.idx import Shape, describe
+from experiments.data.normalization import NORMALIZATIONS
 from experiments.errors import ConfigError
 from experiments.nn.losses import OUTPUT_ACTIVATIONS, check_output_activation
 from experiments.nn.model import INITS, training_bytes
@@ -84,7 +85,7 @@ def optional(check: Check) -> Check:
 
 
 def batch_size(v: Any) -> str | None:
-    return None if v == "full" or (_is_int(v) and 1 <= v <= TRAIN_SIZE) else f"an integer in [1, {TRAIN_SIZE}] or full"
+    return None if v == "full" or (_is_int(v) and v >= 1) else "an integer >= 1 or full"
 
 
 def hidden_sizes(v: Any) -> str | None:
@@ -162,13 +163,13 @@ RULES: dict[str, Check] = {
     ),
     "data.root": optional(existing_dir),
     "data.batch_size": batch_size,
-    "data.eval_batch_size": integer(1, TRAIN_SIZE),
-    "data.val_size": integer(1, TRAIN_SIZE - 1),
+    "data.eval_batch_size": integer(1),
+    "data.val_size": integer(1),
     "data.split_seed": integer(0),
     "data.shuffle_seed": integer(0, 2**32 - 1),
     "data.on_device": boolean,
     "data.download": boolean,
-    "data.limit_train": optional(integer(1, TRAIN_SIZE)),
+    "data.limit_train": optional(integer(1)),
     "data.normalize": one_of(*NORMALIZATIONS),
     "model.hidden_sizes": hidden_sizes,
     "model.init": one_of(*INITS),
@@ -422,8 +423,12 @@ def domain_problems(cfg: DictConfig, choices: dict[str, Any], multirun: bool = F
         found += _machine_problems(trainer)
     elif isinstance(cfg.get("accelerator"), str):  # eval.py's config: one device
         found += _machine_problems({"accelerator": cfg.accelerator, "devices": 1}, key="accelerator")
-    found += _batch_limit_problems(trainer, data)
-    found += _memory_problems(model, data, trainer)
+    if (shape := _data_shape(data)) is not None:
+        if isinstance(shape, str):
+            return [*found, shape]
+        found += _size_problems(data, shape)
+        found += _batch_limit_problems(trainer, data, shape)
+        found += _memory_problems(model, data, trainer, shape)
     checkpointing = [
         name
         for name, c in (cfg.get("callbacks") or {}).items()
@@ -624,17 +629,44 @@ def unread_keys(cfg: DictConfig) -> list[str]:
     ]
 
 
-def _batch_limit_problems(trainer: DictConfig | dict[str, Any], data: DictConfig | dict[str, Any]) -> list[str]:
+def _data_shape(data: DictConfig | dict[str, Any]) -> Shape | str | None:
+    """The shape of the data set ``data.root`` names, read from its files (``idx.describe``); None where the files
+    are not there yet, the file's own complaint where they are not a data set."""
+    from experiments.errors import DataError
+
+    root = data.get("root") if data else None
+    if not data or not (root is None or isinstance(root, str)):
+        return None
+    try:
+        return describe(root)
+    except DataError as exc:
+        return str(exc)
+
+
+def _size_problems(data: DictConfig | dict[str, Any], shape: Shape) -> list[str]:
+    """Sizes beyond the images the data set has (``data.root``'s files say how many)."""
+    found, rows = [], shape.train_size
+    where = f"data.root={data.get('root')}" if data.get("root") else "the bundled MNIST set"
+    for key, high in (("batch_size", rows), ("eval_batch_size", rows), ("val_size", rows - 1), ("limit_train", rows)):
+        value = data.get(key)
+        if _is_int(value) and value > high:
+            found.append(f"data.{key}={value} is invalid: must be at most {high} ({where} has {rows} training images)")
+    return found
+
+
+def _batch_limit_problems(
+    trainer: DictConfig | dict[str, Any], data: DictConfig | dict[str, Any], shape: Shape
+) -> list[str]:
     """A fraction of batches (``trainer.limit_*_batches``) that leaves none of a stage's batches: Lightning
     refuses it only when the stage starts, with a traceback."""
     if not trainer or not data or not all(_is_int(data.get(k)) for k in ("val_size", "eval_batch_size")):
         return []
-    val, evaluation = data.get("val_size"), data.get("eval_batch_size")
-    train = TRAIN_SIZE - val if not _is_int(data.get("limit_train")) else min(TRAIN_SIZE - val, data.get("limit_train"))
+    val, evaluation, rows = data.get("val_size"), data.get("eval_batch_size"), shape.train_size
+    train = rows - val if not _is_int(data.get("limit_train")) else min(rows - val, data.get("limit_train"))
     batch = train if data.get("batch_size") == "full" else data.get("batch_size")
     world = trainer.get("devices") if _is_int(trainer.get("devices")) else 1
     found = []
-    for stage, rows, size in (("train", train, batch), ("val", val, evaluation), ("test", TEST_SIZE, evaluation)):
+    for stage, rows, size in (("train", train, batch), ("val", val, evaluation), ("test", shape.test_size, evaluation)):
         limit = trainer.get(f"limit_{stage}_batches")
         if not isinstance(limit, float) or limit >= 1 or not _is_int(size):
             continue
@@ -649,7 +681,10 @@ def _batch_limit_problems(trainer: DictConfig | dict[str, Any], data: DictConfig
 
 
 def _memory_problems(
-    model: DictConfig | dict[str, Any], data: DictConfig | dict[str, Any], trainer: DictConfig | dict[str, Any]
+    model: DictConfig | dict[str, Any],
+    data: DictConfig | dict[str, Any],
+    trainer: DictConfig | dict[str, Any],
+    shape: Shape,
 ) -> list[str]:
     """A network too large for the machine's whole memory (the GPU's where the run takes one): refused
     here, not as an allocation failure after minutes of building it."""
@@ -658,8 +693,8 @@ def _memory_problems(
     hidden, batch, evaluation = model.get("hidden_sizes"), data.get("batch_size"), data.get("eval_batch_size")
     if not (isinstance(hidden, (list, ListConfig)) and all(_is_int(h) for h in hidden) and _is_int(evaluation)):
         return []
-    batch = TRAIN_SIZE if batch == "full" else batch
-    need = training_bytes(INPUT_SIZE, list(hidden), NUM_CLASSES, batch, evaluation)
+    batch = shape.train_size if batch == "full" else batch
+    need = training_bytes(shape.input_size, list(hidden), shape.num_classes, batch, evaluation)
     gpu = trainer.get("accelerator") in ("auto", "gpu", "cuda") and torch.cuda.is_available()
     if gpu:
         have, where = torch.cuda.get_device_properties(0).total_memory, "the GPU has"

@@ -1,7 +1,8 @@
-"""MNIST as a LightningDataModule: whole tensors on the training device, batched by index slices.
+"""MNIST, or any set of the IDX family, as a LightningDataModule: whole tensors on the training device,
+batched by index slices.
 
 The course's MLP is so small that a torchvision ``Dataset`` with per-sample PIL transforms spends
-far more time decoding images than training on them. Here the whole set is read once (``mnist.py``),
+far more time decoding images than training on them. Here the whole set is read once (``idx.py``),
 kept on the training device when it fits, and each batch is a single gather. The official test set is
 only ever used by ``test_dataloader``.
 """
@@ -14,7 +15,8 @@ from functools import partial
 import lightning as L
 import torch
 
-from experiments.data.mnist import INPUT_SIZE, NUM_CLASSES, TRAIN_SIZE, load_mnist, normalize, split
+from experiments.data.idx import Shape, load, root_of, shape_of, split
+from experiments.data.normalization import PixelStats, normalize, statistics
 
 
 class EpochOrder:
@@ -103,9 +105,9 @@ class TensorBatches:
 
 
 class MNISTDataModule(L.LightningDataModule):
-    """The official 60k/10k split, with ``val_size`` images carved from training by a seeded generator."""
-
-    input_size, num_classes = INPUT_SIZE, NUM_CLASSES
+    """The official training/test split of ``root``'s IDX files (the bundled MNIST files by default), with
+    ``val_size`` images carved from training by a seeded generator. Image size, classes and normalisation
+    come from the files (``idx.py``) when ``prepare_data`` reads them."""
 
     def __init__(
         self,
@@ -127,18 +129,35 @@ class MNISTDataModule(L.LightningDataModule):
         self.val_size, self.split_seed, self.shuffle_seed = val_size, split_seed, shuffle_seed
         self.on_device, self.limit_train = on_device, limit_train
         self.tensors: dict[str, torch.Tensor] | None = None
+        self.shape: Shape | None = None
+        self.stats: PixelStats | None = None
 
     def prepare_data(self) -> None:
         """Load and verify before the trainer starts, so a bad file fails in a second, not mid-run."""
         if self.tensors is None:
-            # uint8 pixels, normalised per batch: the whole set takes 55 MB instead of 220 MB
-            self.tensors = split(
-                load_mnist(self.root, self.download, raw=True), self.val_size, self.split_seed, self.limit_train
-            )
+            # uint8 pixels, normalised per batch: MNIST takes 55 MB instead of 220 MB
+            data = load(self.root, self.download, raw=True)
+            self.shape, self.stats = shape_of(data, root_of(self.root)), statistics(root_of(self.root), data["train_x"])
+            self.tensors = split(data, self.val_size, self.split_seed, self.limit_train)
+
+    def _shape(self) -> Shape:
+        """Read from the files: a model sized by the data (``input_size``) reads them first."""
+        self.prepare_data()
+        assert self.shape is not None
+        return self.shape
+
+    @property
+    def input_size(self) -> int:
+        return self._shape().input_size
+
+    @property
+    def num_classes(self) -> int:
+        return self._shape().num_classes
 
     @property
     def train_size(self) -> int:
-        return TRAIN_SIZE - self.val_size if not self.limit_train else min(self.limit_train, TRAIN_SIZE - self.val_size)
+        rows = self._shape().train_size - self.val_size
+        return min(self.limit_train, rows) if self.limit_train else rows
 
     def resolved_batch_size(self) -> int:
         """``batch_size: full`` means the whole training split in one batch (full-batch gradient descent)."""
@@ -169,13 +188,13 @@ class MNISTDataModule(L.LightningDataModule):
             seed=self.shuffle_seed,
             rank=rank,
             world_size=world,
-            transform=partial(normalize, mode=self.normalize),
+            transform=partial(normalize, mode=self.normalize, stats=self.stats),
         )
 
     def images(self, part: str, n: int | None = None) -> torch.Tensor:
         """The first ``n`` normalised images of ``train``, ``val`` or ``test``: probes for diagnostics."""
         assert self.tensors is not None
-        return normalize(self.tensors[f"{part}_x"][:n], self.normalize)
+        return normalize(self.tensors[f"{part}_x"][:n], self.normalize, self.stats)  # type: ignore[arg-type]
 
     def train_dataloader(self) -> TensorBatches:
         # Lightning's overfit_batches turns off a torch sampler's shuffling to repeat the same batches; these

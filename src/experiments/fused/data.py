@@ -8,11 +8,11 @@ from typing import Any
 import torch
 
 from experiments.data.datamodule import EpochOrder, MNISTDataModule
-from experiments.data.mnist import normalize
+from experiments.data.normalization import normalize
 
 
 class StackedBatches:
-    """Every member's batch ``i`` at once: ``x`` of shape ``[members, batch, 784]`` and ``y`` of
+    """Every member's batch ``i`` at once: ``x`` of shape ``[members, batch, pixels]`` and ``y`` of
     ``[members, batch]``, each member's rows in its own seed's order (the order its own run's
     ``TensorBatches`` would give). ``x`` is normalised already: one gather per batch, nothing more."""
 
@@ -58,5 +58,5 @@ class MembersData(MNISTDataModule):
     def train_dataloader(self) -> StackedBatches:  # type: ignore[override]
         assert self.tensors is not None
         if self.train_x is None or self.train_x.device != self.tensors["train_x"].device:
-            self.train_x = normalize(self.tensors["train_x"], self.normalize)
+            self.train_x = normalize(self.tensors["train_x"], self.normalize, self.stats)  # type: ignore[arg-type]
         return StackedBatches(self.train_x, self.tensors["train_y"], self.resolved_batch_size(), self.shuffle_seeds)

@@ -22,7 +22,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint, ProgressBar
 from omegaconf import DictConfig
 
 from experiments import names
-from experiments.data.mnist import INPUT_SIZE, NUM_CLASSES, TRAIN_SIZE
+from experiments.data.idx import describe
 from experiments.nn.model import training_bytes
 from experiments.run.hparams import plain
 
@@ -143,8 +143,12 @@ def fusion_key(cfg: DictConfig | dict[str, Any]) -> str:
 
 def member_bytes(cfg: DictConfig) -> int:
     """Memory one member needs (``model.training_bytes``)."""
-    batch = TRAIN_SIZE if str(cfg.data.batch_size) == "full" else int(cfg.data.batch_size)
-    return training_bytes(INPUT_SIZE, list(cfg.model.hidden_sizes), NUM_CLASSES, batch, int(cfg.data.eval_batch_size))
+    shape = describe(cfg.data.root, download=bool(cfg.data.download))
+    if shape is None:  # the files are refused when the members load them
+        return 0
+    batch = shape.train_size if str(cfg.data.batch_size) == "full" else int(cfg.data.batch_size)
+    hidden = list(cfg.model.hidden_sizes)
+    return training_bytes(shape.input_size, hidden, shape.num_classes, batch, int(cfg.data.eval_batch_size))
 
 
 def group_device(cfg: DictConfig) -> torch.device:

@@ -249,7 +249,7 @@ def eval_main(cfg: DictConfig) -> float:
 
 
 def _hydra_entry(task: Any, config_name: str) -> None:
-    from experiments.config.catalogue import CONF_DIR
+    from experiments.names import CONF_DIR
     from experiments.run.command_line import hydra_main
     from experiments.run.resolvers import register_resolvers
 

@@ -80,7 +80,8 @@ def misspelt_override(args: list[str], script: str = "train.py") -> str | None:
     near miss of a group or a top-level key (``+optimiser=sgd``), which is the same typo."""
     import difflib
 
-    from experiments.config.catalogue import CONF_DIR, config_keys, search_dirs
+    from experiments.config.catalogue import config_keys, search_dirs
+    from experiments.names import CONF_DIR
 
     known = config_keys((CONF_DIR, *search_dirs(searchpath(args))))
     close = lambda name, keys: next(iter(difflib.get_close_matches(name, sorted(keys), n=1)), None)
