@@ -99,3 +99,32 @@ def test_finish_takes_the_search_path_again_from_the_user(user, separate, tmp_pa
     finished = records(sweep)
     assert [r["status"] for r in finished.values()] == ["completed", "completed"]
     assert json.loads((sweep / "code.json").read_text())  # the sweep's own record, untouched
+
+
+def test_an_idx_set_of_another_shape_trains_fused_evaluates_and_reports(tmp_path):
+    """A user's own IDX files (5x7 pictures, 3 classes; not MNIST's 28x28 and 10): the network, the config checks,
+    the normalisation and the report take the set's own sizes; eval.py of its checkpoint on MNIST says which
+    data.root it needs."""
+    from conftest import write_idx_set
+
+    root = write_idx_set(tmp_path / "own_set", image=(5, 7), classes=3, train=600, test=90)
+    data = [f"data.root={root}", "data.val_size=100", "data.batch_size=50", "data.eval_batch_size=100"]
+    single = run_script([*data, *FAST, "trainer.max_epochs=2", "hydra.run.dir=run"], tmp_path)
+    assert single.returncode == 0, single.stderr[-3000:]
+    record = read_metrics(tmp_path / "run")
+    assert record["status"] == "completed" and record["test/acc"] > 0.9  # three brightness bands: easy to learn
+    weights = __import__("torch").load(record["best_ckpt"], weights_only=True)["state_dict"]
+    assert weights["net.hidden.0.linear.weight"].shape[1] == 35 and weights["net.output.weight"].shape[0] == 3
+
+    sweep = run_script(["-m", *data, *FAST, "hydra/launcher=fused", "seed=0,1", "hydra.sweep.dir=sweep"], tmp_path)
+    assert sweep.returncode == 0, sweep.stderr[-3000:]
+    jobs = [read_metrics(p.parent) for p in sorted((tmp_path / "sweep").glob("*/metrics.json"))]
+    assert len(jobs) == 2 and all(j["status"] == "completed" and j.get("fused_group") for j in jobs)
+    assert "seed" in (tmp_path / "sweep" / "summary.md").read_text()
+
+    evaluated = run_script(["ckpt_path=run", *data[:2], "hydra.run.dir=eval"], tmp_path, "eval.py")
+    assert evaluated.returncode == 0, evaluated.stderr[-3000:]
+    assert json.loads((tmp_path / "eval" / "eval.json").read_text())["test/acc"] == pytest.approx(record["test/acc"])
+    on_mnist = run_script(["ckpt_path=run", "hydra.run.dir=eval_mnist"], tmp_path, "eval.py")
+    assert on_mnist.returncode != 0 and not (tmp_path / "eval_mnist" / "eval.json").exists()
+    assert "trained on 35 inputs and 3 classes" in on_mnist.stderr and "data.root=<its directory>" in on_mnist.stderr

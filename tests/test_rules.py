@@ -4,6 +4,7 @@ import copy
 import functools
 import importlib.util
 import math
+import shutil
 import sys
 
 import pytest
@@ -11,7 +12,7 @@ import torch
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from conftest import ROOT, compose_config
+from conftest import ROOT, compose_config, write_idx_set
 from experiments.config.rules import (
     ConfigError,
     advice,
@@ -548,3 +549,20 @@ def test_no_rule_breaks_on_a_number_past_a_float_s_range():
             assert check(value) is None or isinstance(check(value), str), key
     assert number(0, math.inf)(10**400) is not None and number(-math.inf, math.inf)(-(10**400)) is not None
     assert RULES["optimizer.lr"](10**400) is not None and RULES["model.hidden_sizes"]([10**400]) is not None
+
+
+def test_sizes_are_bounded_by_the_data_set_the_root_holds(tmp_path):
+    root = write_idx_set(tmp_path / "own", train=600)
+    fits = compose_config([f"data.root={root}", "data.val_size=100", "data.batch_size=600", "data.limit_train=500"])
+    assert problems(fits) == []
+    found = problems(compose_config([f"data.root={root}", "data.val_size=600", "data.batch_size=601"]))
+    assert f"data.batch_size=601 is invalid: must be at most 600 (data.root={root} has 600 training images)" in found
+    assert f"data.val_size=600 is invalid: must be at most 599 (data.root={root} has 600 training images)" in found
+    # the bundled set is 60,000 images: the same sizes pass there
+    assert problems(compose_config(["data.val_size=600", "data.batch_size=601"])) == []
+    broken = tmp_path / "broken"
+    shutil.copytree(root, broken)
+    (broken / "t10k-labels-idx1-ubyte.gz").write_bytes(b"not gzip")
+    assert any(
+        "t10k-labels-idx1-ubyte.gz: checksum failed" in p for p in problems(compose_config([f"data.root={broken}"]))
+    )

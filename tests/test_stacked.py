@@ -1,4 +1,3 @@
-
 """The stacked model: each member computes, learns and sees data exactly as its own run would."""
 
 from functools import partial

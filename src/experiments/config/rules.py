@@ -647,7 +647,7 @@ def _size_problems(data: DictConfig | dict[str, Any], shape: Shape) -> list[str]
     """Sizes beyond the images the data set has (``data.root``'s files say how many)."""
     found, rows = [], shape.train_size
     where = f"data.root={data.get('root')}" if data.get("root") else "the bundled MNIST set"
-    for key, high in (("batch_size", rows), ("eval_batch_size", rows), ("val_size", rows - 1), ("limit_train", rows)):
+    for key, high in (("batch_size", rows), ("val_size", rows - 1), ("limit_train", rows)):
         value = data.get(key)
         if _is_int(value) and value > high:
             found.append(f"data.{key}={value} is invalid: must be at most {high} ({where} has {rows} training images)")

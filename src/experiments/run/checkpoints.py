@@ -253,4 +253,16 @@ def model_and_data(path: str | Path, data: Any, keep_normalize: bool = False) ->
     trained = checkpoint.get("datamodule_hyper_parameters", {}).get("normalize")
     if trained and not keep_normalize:
         data.normalize = trained
-    return module, instantiate(data)
+    datamodule = instantiate(data)
+    sizes, fits = (
+        (module.hparams.input_size, module.hparams.num_classes),
+        (datamodule.input_size, datamodule.num_classes),
+    )
+    if sizes != fits:
+        root = checkpoint.get("datamodule_hyper_parameters", {}).get("root")
+        raise CheckpointError(
+            f"{path} was trained on {sizes[0]} inputs and {sizes[1]} classes (data.root={root!r}), and "
+            f"data.root={data.root!r} holds {fits[0]}-pixel images of {fits[1]} classes: pass the data set it "
+            f"was trained on, data.root=<its directory>"
+        )
+    return module, datamodule
