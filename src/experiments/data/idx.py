@@ -140,7 +140,7 @@ def _header(path: Path, raw: bytes) -> tuple[int, ...]:
     if len(raw) < 4 or raw[0] or raw[1] or raw[2] != UBYTE or not 1 <= raw[3] <= 4:
         raise DataError(
             f"{path}: not an IDX file of unsigned bytes with 1 to 4 dimensions (its first bytes are "
-            f"{raw[:4].hex(' ')}, expected 00 00 08 and the dimension count); use the data set's own files"
+            f"{raw[:4].hex(' ')}, expected 00 00 08 and the dimension count): restore it, or use the set's own files"
         )
     ndim = raw[3]
     shape = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
