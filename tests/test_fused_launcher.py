@@ -10,6 +10,7 @@ import yaml
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from conftest import FAST, ROOT, compose_config, read_metrics, run_script, start_script
+from experiments import names
 from experiments.errors import BEFORE_TRAINING
 from experiments.fused.grouping import fusion_problem
 from experiments.run.checkpoints import read_checkpoint
@@ -54,7 +55,9 @@ def test_fused_members_agree_with_separate_runs_and_keep_their_outputs(tmp_path)
         assert f["fused_group"]["members"] == 8 and "fused_group" not in b
         assert set(f) - set(b) == {"fused_group", "group_seconds"} and set(b) <= set(f)
         assert set(f["history"]) == set(b["history"])
-        for key in ("val/acc", "test/acc", "best_val_acc"):
+        measured = [m.name for stage in ("val", "test") for m in names.measured(stage).values()]
+        assert {"val/f1", "test/f1"} <= set(measured)  # macro F1, defined once in names.py
+        for key in (*measured, "best_val_acc"):  # each measure, computed on both paths by the same code
             assert abs(f[key] - b[key]) <= 0.002, (fused_job.name, key, f[key], b[key])
         for name in ("train/loss", "val/loss"):
             assert f["history"][name] == pytest.approx(b["history"][name], abs=1e-3), (fused_job.name, name)
@@ -64,23 +67,32 @@ def test_fused_members_agree_with_separate_runs_and_keep_their_outputs(tmp_path)
         assert f["history"]["diag/grad_norm/total"] == pytest.approx(b["history"]["diag/grad_norm/total"], rel=0.02)
         # named as the separate run names its own, from the member's own best epoch: the val/acc in the name may
         # differ from the separate run's by the summation order's last bits (the tolerance above; docs/fused.md)
-        names = sorted(p.name for p in (fused_job / "checkpoints").iterdir())
+        saved = sorted(p.name for p in (fused_job / "checkpoints").iterdir())
         twins = sorted(p.name for p in (basic_job / "checkpoints").iterdir())
         accs = f["history"]["val/acc"]
         best = f"best-epoch{accs.index(max(accs)):02d}-acc{f['best_val_acc']:.4f}.ckpt"
-        assert names == [best, "last.ckpt"] and twins[0].startswith("best-epoch") and twins[1] == "last.ckpt"
-        assert f["best_ckpt"].startswith(str(fused_job)) and f["best_ckpt"].endswith(names[0])
+        assert saved == [best, "last.ckpt"] and twins[0].startswith("best-epoch") and twins[1] == "last.ckpt"
+        assert f["best_ckpt"].startswith(str(fused_job)) and f["best_ckpt"].endswith(saved[0])
         events = EventAccumulator(str(fused_job / "tensorboard")).Reload()
         assert len(events.Scalars("val/acc")) == 2 and events.Scalars("test/acc")[-1].value == pytest.approx(
             f["test/acc"]
         )
         assert len(events.Scalars("diag/dead_frac/layer1")) == 2 and events.Scalars("grad_norm/layer1")
+        for run in (fused_job, basic_job):  # every metric in TensorBoard's scalars and as HParams' final value
+            tags = set(EventAccumulator(str(run / "tensorboard")).Reload().Tags()["scalars"])
+            for metric in names.METRICS:
+                assert {metric.logged, "final/" + metric.name.replace("/", "_")} <= tags, (run.name, metric.name)
         assert "optimizer.lr" in yaml.safe_load((fused_job / "tensorboard" / "hparams.yaml").read_text())
     # the best checkpoint of a member is an ordinary checkpoint of this project (eval.py's loading of it:
     # test_grouping.py), marked with the group it trained in
     member = read_metrics(pairs[5][0])
     assert read_checkpoint(member["best_ckpt"])["fused_group"]["members"] == 8
     assert "8 jobs, 8 completed" in (fused_dir / "summary.md").read_text()
+    for sweep in (fused_dir, basic_dir):  # the report: the table's summarized metrics, the CSV's every one
+        header = next(line for line in (sweep / "summary.md").read_text().splitlines() if line.startswith("| # |"))
+        assert all(f"| {name} |" in header for name in names.summarized())
+        columns = (sweep / "summary.csv").read_text().splitlines()[0].split(",")
+        assert set(names.recorded()) <= set(columns)
 
 
 def fusing_activations() -> list[str]:

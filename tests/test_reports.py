@@ -469,8 +469,8 @@ def test_the_csv_lists_every_job_with_its_columns_in_order(tmp_path):
         "overrides",
         "status",
         "test/acc",
-        "test/loss",
         "val/acc",
+        "test/loss",
     ]
     assert header[-2:] == ["wall_seconds", "error"] and "diag/grad_norm/layer1" in header
     assert [(r["job"][:1], r["config"], r["seed"], r["status"]) for r in rows] == [
@@ -559,13 +559,13 @@ def test_the_csv_reads_exactly_as_documented(tmp_path):
     rewrite(jobs[0], run_name="relu first", tags=["baseline", "seed0"])
     text = build_report(sweep)["csv"].read_bytes().decode()
     assert text.splitlines()[0] == (
-        "job,config,run_name,tags,activation,seed,overrides,status,test/acc,test/loss,val/acc,val/loss,"
+        "job,config,run_name,tags,activation,seed,overrides,status,test/acc,val/acc,test/loss,test/f1,val/f1,val/loss,"
         "train/loss,train/acc,epochs,collapse/max_abs_diff,diag/grad_norm/layer1,"
         "train_seconds,wall_seconds,error"
     )
     assert (
         text.splitlines()[1] == '"0_activation=relu,seed=0",activation=relu,relu first,"baseline,seed0",relu,0,'
-        "activation=relu seed=0,completed,0.91,0.3,0.9,,,0.95,2,1e-06,2e-05,2.0,9.0,"
+        "activation=relu seed=0,completed,0.91,0.9,0.3,,,,,0.95,2,1e-06,2e-05,2.0,9.0,"
     )
     assert text.count("\r\n") == 6 and "\r\r" not in text  # csv's own line ends, not doubled
 

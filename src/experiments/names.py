@@ -44,19 +44,34 @@ def finished() -> tuple[Status, ...]:
 @dataclass(frozen=True)
 class Metric:
     """A metric the run records under ``name``; the LightningModule logs it as ``logged`` (per epoch, or at
-    the test); the loggers get its final value as ``final/<name with _ for />``."""
+    the test); the loggers get its final value as ``final/<name with _ for />``. ``measure``: for a metric of
+    the validation or test outputs, the ``MEASURES`` entry both the single and the fused path compute it with;
+    ``mode``: whether a higher value is better (``max``) or a lower (``min``); ``summary``: a column of the sweep
+    report's table; ``bar``: shown in the progress bar."""
 
     name: str
     logged: str
     per_epoch: bool  # logged every epoch (a history entry, and a monitor for checkpoints and sweepers)
+    measure: str = ""
+    mode: Literal["max", "min"] = "max"
+    summary: bool = False
+    bar: bool = False
 
+
+# The measures of a stage's outputs: a torchmetrics class and its arguments beside the number of classes.
+MEASURES: dict[str, tuple[str, dict[str, object]]] = {
+    "acc": ("torchmetrics.classification.MulticlassAccuracy", {"average": "micro"}),
+    "f1": ("torchmetrics.classification.MulticlassF1Score", {"average": "macro"}),  # each class counts alike
+}
 
 METRICS: tuple[Metric, ...] = (
-    Metric("test/acc", "test/acc", per_epoch=False),
-    Metric("test/loss", "test/loss", per_epoch=False),
-    Metric("val/acc", "val/acc", per_epoch=True),
-    Metric("val/loss", "val/loss", per_epoch=True),
-    Metric("train/loss", "train/loss_epoch", per_epoch=True),
+    Metric("test/acc", "test/acc", per_epoch=False, measure="acc", summary=True, bar=True),
+    Metric("val/acc", "val/acc", per_epoch=True, measure="acc", summary=True, bar=True),
+    Metric("test/loss", "test/loss", per_epoch=False, mode="min", summary=True, bar=True),
+    Metric("test/f1", "test/f1", per_epoch=False, measure="f1", summary=True),
+    Metric("val/f1", "val/f1", per_epoch=True, measure="f1"),
+    Metric("val/loss", "val/loss", per_epoch=True, mode="min", bar=True),
+    Metric("train/loss", "train/loss_epoch", per_epoch=True, mode="min"),
     Metric("train/acc", "train/acc", per_epoch=True),
 )
 
@@ -84,6 +99,21 @@ def epoch_metrics() -> dict[str, str]:
 def test_metrics() -> dict[str, str]:
     """Metrics of the final test: what the LightningModule logs -> the record's name for it."""
     return {m.logged: m.name for m in METRICS if not m.per_epoch}
+
+
+def measured(stage: str) -> dict[str, Metric]:
+    """The metrics of ``stage``'s outputs (``val``, ``test``) computed by a ``MEASURES`` entry, by logged name."""
+    return {m.logged: m for m in METRICS if m.measure and m.logged.startswith(f"{stage}/")}
+
+
+def summarized() -> tuple[str, ...]:
+    """The metrics the sweep report's table shows, in order."""
+    return tuple(m.name for m in METRICS if m.summary)
+
+
+def mode_of(name: str) -> str | None:
+    """``max`` or ``min``: which way a metric (by recorded or logged name) gets better; None for no metric."""
+    return next((m.mode for m in METRICS if name in (m.name, m.logged)), None)
 
 
 def monitorable() -> tuple[str, ...]:

@@ -723,7 +723,7 @@ def advice(cfg: DictConfig) -> list[str]:
             )
     for name, c in (cfg.get("callbacks") or {}).items():  # a mode that keeps the worst epoch
         monitor, mode = (c or {}).get("monitor"), (c or {}).get("mode")
-        wanted = "min" if str(monitor).endswith("loss") else "max" if str(monitor).endswith("acc") else mode
+        wanted = names.mode_of(str(monitor)) or mode
         if isinstance(monitor, str) and mode is not None and mode != wanted:
             found.append(
                 f"callbacks.{name}.mode={mode} with monitor {monitor} keeps the worst epoch; "

@@ -118,8 +118,8 @@ def _callback_problem(key: str, entry: dict[str, Any]) -> str | None:
         every = entry.get("every_n_epochs")
         if entry.get("every_n_train_steps") or entry.get("train_time_interval") or (every or 1) != 1:
             return f"{key} saves other than once per epoch"
-        if entry.get("monitor") not in (None, "val/acc", "val/loss") or entry.get("save_top_k", 1) != 1:
-            return f"{key} keeps other than the one best checkpoint by val/acc or val/loss"
+        if entry.get("monitor") not in (None, *names.monitorable()) or entry.get("save_top_k", 1) != 1:
+            return f"{key} keeps other than the one best checkpoint by a metric of each epoch"
         return None
     if unused := sorted(hooks_used(cls) - FORWARDED_HOOKS):
         return f"{key} ({target}) uses {', '.join(unused)}, which a fused member's run does not call"

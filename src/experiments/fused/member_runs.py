@@ -23,6 +23,7 @@ from omegaconf import DictConfig
 
 from experiments.fused.stacked import FusedClassifier
 from experiments.lit.callbacks import Diverged, DivergenceGuard, EpochHistory, epoch_label
+from experiments.lit.metrics import compute
 from experiments.names import Status
 from experiments.run.hparams import plain
 from experiments.run.recipe import diverged, history_of
@@ -150,12 +151,13 @@ class MemberRuns(L.Callback):
             trainer.should_stop = True
 
     def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: FusedClassifier) -> None:
+        measured = [compute("val", pl_module.member(k).measures["val"]) for k in range(len(self.members))]
         if trainer.sanity_checking:
             pl_module.sums.pop("val", None)
             return
-        for member, loss, acc in zip(self.members, *pl_module.epoch_means("val")):
+        for member, loss, values in zip(self.members, pl_module.epoch_means("val")[0], measured):
             if member.outcome is None:
-                member.view.log({"val/loss": loss, "val/acc": acc})
+                member.view.log({"val/loss": loss, **values})
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: FusedClassifier) -> None:
         self._each("on_validation_end", trainer, pl_module)

@@ -25,6 +25,7 @@ from experiments.fused.member_runs import Member, MemberRuns
 from experiments.fused.stacked import FusedClassifier
 from experiments.lit.callbacks import Interrupts
 from experiments.lit.classifier import Classifier
+from experiments.lit.metrics import compute
 from experiments.names import Status
 from experiments.run.checkpoints import read_checkpoint
 from experiments.run.cli import check_config, finish, quiet_lightning, user_error
@@ -119,13 +120,14 @@ def train_members(members: list[Member], group_name: str) -> dict[int, dict[str,
         if not interrupts.began:  # in fit's set-up: the launcher names the way on, as while it prepared jobs
             raise KeyboardInterrupt from None
         raise SystemExit(interrupts.exit_status(exc)) from None
-    test = dict(zip(("test/loss", "test/acc"), module.epoch_means("test")))
+    losses = module.epoch_means("test")[0]
+    test = [{"test/loss": loss, **compute("test", module.member(k).measures["test"])} for k, loss in enumerate(losses)]
     seconds = round(time.perf_counter() - started, 3)
     results = {}
     for k, member in enumerate(members):
         outcome = member.outcome or trained(history_of(member.history, member.monitors))
         if outcome["status"] == Status.TRAINED:
-            tested = {name: values[k] for name, values in test.items()}
+            tested = test[k]
             for logger in member.loggers:
                 logger.log_metrics(tested, step=trainer.global_step)
             outcome.update(tested, status=Status.COMPLETED, **best_checkpoint(member.checkpoints))

@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from experiments.lit.classifier import Classifier, run_length
+from experiments.lit.metrics import update
 
 
 class FusedClassifier(L.LightningModule):
@@ -183,15 +184,23 @@ class FusedClassifier(L.LightningModule):
             return losses[self.alive.nonzero().squeeze(1)].sum()  # but keeps Lightning's loss finite
         return losses.sum()
 
+    def _measure(self, stage: str, out: torch.Tensor, y: torch.Tensor) -> None:
+        """Each member's own measures (``Classifier.measures``) fed its own outputs: the single run's code."""
+        targets = y.unbind() if y.dim() == 2 else [y] * len(out)
+        for member, o, t in zip(self.members, out.unbind(), targets):
+            update(member.measures[stage].to(o.device), o, t)
+
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         x, y = batch
         out = self(x)
         self._accumulate("val", out, y, self.member_losses(out, y))
+        self._measure("val", out, y)
 
     def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         x, y = batch
         out = self(x)
         self._accumulate("test", out, y, self.member_losses(out, y))
+        self._measure("test", out, y)
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         """One optimizer of the members' class; each group built by its own member's config, so it has

@@ -14,11 +14,13 @@ from typing import Any
 import lightning as L
 import torch
 from hydra.utils import instantiate
+from torch import nn
 from torchmetrics.aggregation import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
 from experiments import names
 from experiments.config import catalogue
+from experiments.lit.metrics import build_measures, logged, update
 from experiments.nn.activations import activation_factory
 from experiments.nn.losses import check_output_activation
 from experiments.nn.optimizers import build_optimizer, build_scheduler
@@ -63,8 +65,8 @@ class Classifier(L.LightningModule):
         self.train_loss = MeanMetric(nan_strategy="disable")
         for metric in (self.train_acc, self.train_loss):
             metric.persistent(True)
-        self.val_acc = MulticlassAccuracy(num_classes, average="micro")
-        self.test_acc = MulticlassAccuracy(num_classes, average="micro")
+        # the validation and test measures (accuracy, macro F1): names.METRICS defines them, for the fused path too
+        self.measures = nn.ModuleDict({stage: build_measures(stage, num_classes) for stage in ("val", "test")})
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
@@ -90,19 +92,24 @@ class Classifier(L.LightningModule):
         self.train_loss.reset()
         self.train_acc.reset()
 
-    def _eval_step(self, batch: Batch, stage: str, acc: MulticlassAccuracy) -> None:
+    def _eval_step(self, batch: Batch, stage: str) -> None:
         x, y = batch
         out = self.net(x)
-        acc.update(out, y)  # argmax of outputs: the same class whatever the output activation
+        update(self.measures[stage], out, y)  # argmax of outputs: the same class whatever the output activation
         sync = self.trainer.world_size > 1  # means over every rank's share
-        self.log(f"{stage}/loss", self.loss_fn(out, y), on_epoch=True, prog_bar=True, batch_size=len(y), sync_dist=sync)
-        self.log(f"{stage}/acc", acc, on_epoch=True, prog_bar=True)
+        bar = {m.logged for m in names.METRICS if m.bar}
+        loss = self.loss_fn(out, y)
+        self.log(
+            f"{stage}/loss", loss, on_epoch=True, prog_bar=f"{stage}/loss" in bar, batch_size=len(y), sync_dist=sync
+        )
+        for name, metric in logged(stage, self.measures[stage]).items():  # torchmetrics syncs the ranks itself
+            self.log(name, metric, on_epoch=True, prog_bar=name in bar)
 
     def validation_step(self, batch: Batch, batch_idx: int) -> None:
-        self._eval_step(batch, "val", self.val_acc)
+        self._eval_step(batch, "val")
 
     def test_step(self, batch: Batch, batch_idx: int) -> None:
-        self._eval_step(batch, "test", self.test_acc)
+        self._eval_step(batch, "test")
 
     def configure_optimizers(self) -> Any:
         optimizer = build_optimizer(self.hparams.optimizer, self.parameters())

@@ -223,7 +223,9 @@ def write_markdown(
     rank_by: str,
     show: tuple[str, ...] = (),
 ) -> None:
-    metrics = list(dict.fromkeys([rank_by, "test/acc", "val/acc", "test/loss", *show]))
+    # a summarized metric no job recorded (a sweep from before it was defined) takes no column
+    recorded = [m for m in names.summarized() if any(math.isfinite(g[m][0]) for g in groups)]
+    metrics = list(dict.fromkeys([rank_by, *recorded, *show]))
     diag = [k for k in SUMMARY_DIAG if k not in metrics and any(math.isfinite(g[k][0]) for g in groups)]
     tagged = any(g["tags"] for g in groups)
     head = ["#", "configuration", "seeds ok", *metrics, *diag, "train s", *(["tags"] if tagged else []), "status"]
