@@ -75,6 +75,7 @@ METRICS: tuple[Metric, ...] = (
     Metric("train/acc", "train/acc", per_epoch=True),
 )
 
+RANKED_BY = "test/acc"  # what a sweep's report ranks its configurations by, unless a search optimised another
 
 # Prefixes of what the monitors measure into the record beside the metrics (the diagnostics, the collapse check)
 MEASURED = ("diag/", "collapse/")

@@ -22,6 +22,7 @@ import textwrap
 from pathlib import Path
 from typing import Any
 
+from experiments import names
 from experiments.names import Status
 from experiments.read_back import write_bytes
 from experiments.reports.style import MIN_ACCURACY_SPAN, at_least, line_style, plain_log_labels
@@ -103,7 +104,7 @@ def val_acc_curves(groups: list[dict[str, Any]], path: Path) -> Path | None:
     return _save(fig, path)
 
 
-def accuracy_bars(groups: list[dict[str, Any]], path: Path, rank_by: str = "test/acc") -> Path | None:
+def accuracy_bars(groups: list[dict[str, Any]], path: Path, rank_by: str = names.RANKED_BY) -> Path | None:
     done = [g for g in groups if math.isfinite(g["test/acc"][0])]
     if not done:
         return None
@@ -115,7 +116,7 @@ def accuracy_bars(groups: list[dict[str, Any]], path: Path, rank_by: str = "test
     ax.bar_label(bars, labels=[f"{m:.3f}" for m in means], padding=4, fontsize=7)
     ax.axvline(CHANCE, color="tab:red", linestyle="--", linewidth=1, label=f"chance ({CHANCE})")
     ax.set_xlim(0, 1.08)
-    order = "" if rank_by == "test/acc" else f", ranked by {rank_by}"
+    order = "" if rank_by == names.RANKED_BY else f", ranked by {rank_by}"
     ax.set(xlabel="test accuracy (mean ± std over seeds)", title=f"Final test accuracy per configuration{order}")
     ax.tick_params(axis="y", labelsize=7)
     ax.legend(fontsize=7, loc="lower right")
@@ -250,7 +251,7 @@ def dead_vs_lr(jobs: list[dict[str, Any]], path: Path) -> Path | None:
 
 
 def write_plots(
-    jobs: list[dict[str, Any]], groups: list[dict[str, Any]], sweep_dir: Path, rank_by: str = "test/acc"
+    jobs: list[dict[str, Any]], groups: list[dict[str, Any]], sweep_dir: Path, rank_by: str = names.RANKED_BY
 ) -> dict[str, Path]:
     """Every picture the sweep has data for; returns them by name."""
     made = {

@@ -136,7 +136,7 @@ def _mean_std(values: list[float]) -> tuple[float, float]:
 
 
 def group_configs(
-    jobs: list[dict[str, Any]], rank_by: str = "test/acc", show: tuple[str, ...] = ()
+    jobs: list[dict[str, Any]], rank_by: str = names.RANKED_BY, show: tuple[str, ...] = ()
 ) -> list[dict[str, Any]]:
     """Seeds aggregated per configuration, best first by ``rank_by`` (a loss: lowest first); ``show``: what
     else the sweep's config asks its summary to show."""
@@ -197,7 +197,7 @@ def sweep_settings(sweep_dir: Path) -> dict[str, Any]:
     metric = cfg.get("optimized_metric") if "optuna" in sweeper.lower() else None
     show = cfg.get("show") if isinstance(cfg.get("show"), list) else []  # read back: names it holds, a few
     return {
-        "rank_by": metric if metric in names.recorded() else "test/acc",
+        "rank_by": metric if metric in names.recorded() else names.RANKED_BY,
         "optimizing": bool(metric),
         "show": tuple(dict.fromkeys(m for m in show[:16] if names.shown(m))),
     }
@@ -231,7 +231,7 @@ def write_markdown(
     head = ["#", "configuration", "seeds ok", *metrics, *diag, "train s", *(["tags"] if tagged else []), "status"]
     why = (
         f"ranked by {rank_by}, the metric the search optimised (test accuracy beside it)"
-        if rank_by != "test/acc"
+        if rank_by != names.RANKED_BY
         else "best test accuracy first"
     )
     lines = [
