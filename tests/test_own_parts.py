@@ -113,6 +113,9 @@ def test_an_idx_set_of_another_shape_trains_fused_evaluates_and_reports(tmp_path
     assert single.returncode == 0, single.stderr[-3000:]
     record = read_metrics(tmp_path / "run")
     assert record["status"] == "completed" and record["test/acc"] > 0.9  # three brightness bands: easy to learn
+    data_read = {"root": str(root), "image": [5, 7], "classes": 3, "train_images": 600, "test_images": 90}
+    assert record["data"].items() >= data_read.items() and record["data"]["pixel_stats"] == "measured"
+    assert 0.2 < record["data"]["pixel_mean"] < 0.8 and record["data"]["pixel_mean"] != 0.1307
     weights = __import__("torch").load(record["best_ckpt"], weights_only=True)["state_dict"]
     assert weights["net.hidden.0.linear.weight"].shape[1] == 35 and weights["net.output.weight"].shape[0] == 3
 
@@ -120,6 +123,7 @@ def test_an_idx_set_of_another_shape_trains_fused_evaluates_and_reports(tmp_path
     assert sweep.returncode == 0, sweep.stderr[-3000:]
     jobs = [read_metrics(p.parent) for p in sorted((tmp_path / "sweep").glob("*/metrics.json"))]
     assert len(jobs) == 2 and all(j["status"] == "completed" and j.get("fused_group") for j in jobs)
+    assert all(j["data"] == record["data"] for j in jobs)  # the fused members record the set as a run does
     assert "seed" in (tmp_path / "sweep" / "summary.md").read_text()
 
     evaluated = run_script(["ckpt_path=run", *data[:2], "hydra.run.dir=eval"], tmp_path, "eval.py")

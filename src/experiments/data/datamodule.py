@@ -11,12 +11,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from functools import partial
+from typing import Any
 
 import lightning as L
 import torch
 
-from experiments.data.idx import Shape, load, root_of, shape_of, split
-from experiments.data.normalization import PixelStats, normalize, statistics
+from experiments.data.idx import Shape, describe, load, root_of, split
+from experiments.data.normalization import DECLARED_STATS, PixelStats, normalize, statistics
 
 
 class EpochOrder:
@@ -137,7 +138,7 @@ class MNISTDataModule(L.LightningDataModule):
         if self.tensors is None:
             # uint8 pixels, normalised per batch: MNIST takes 55 MB instead of 220 MB
             data = load(self.root, self.download, raw=True)
-            self.shape, self.stats = shape_of(data, root_of(self.root)), statistics(root_of(self.root), data["train_x"])
+            self.shape, self.stats = describe(self.root), statistics(root_of(self.root), data["train_x"])
             self.tensors = split(data, self.val_size, self.split_seed, self.limit_train)
 
     def _shape(self) -> Shape:
@@ -145,6 +146,22 @@ class MNISTDataModule(L.LightningDataModule):
         self.prepare_data()
         assert self.shape is not None
         return self.shape
+
+    def account(self) -> dict[str, Any]:
+        """For the run's record: the data set the run read, as its files and its statistics say."""
+        shape, stats = self._shape(), self.stats
+        assert stats is not None
+        declared = (root_of(self.root) / DECLARED_STATS).is_file()
+        return {
+            "root": str(root_of(self.root)),
+            "image": list(shape.image),
+            "classes": shape.num_classes,
+            "train_images": shape.train_size,
+            "test_images": shape.test_size,
+            "pixel_mean": stats.mean,
+            "pixel_std": stats.std,
+            "pixel_stats": "declared" if declared else "measured",
+        }
 
     @property
     def input_size(self) -> int:

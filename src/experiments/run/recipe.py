@@ -54,6 +54,7 @@ def how_it_ran(trainer: L.Trainer) -> dict[str, Any]:
         "threads": torch.get_num_threads(),
         "deterministic_algorithms": torch.are_deterministic_algorithms_enabled(),
         "device": str(trainer.strategy.root_device),
+        **({"data": trainer.datamodule.account()} if hasattr(trainer.datamodule, "account") else {}),
     }
 
 
