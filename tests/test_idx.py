@@ -270,3 +270,14 @@ def test_files_that_do_not_make_one_data_set_are_refused_naming_why(tmp_path):
 
 def test_a_directory_without_the_files_is_not_described_until_they_are_there(tmp_path):
     assert describe(tmp_path) is None and describe(tmp_path / "absent") is None
+
+
+def test_a_set_described_once_is_described_anew_when_its_files_change(tmp_path):
+    import os
+
+    root = write_idx_set(tmp_path / "own", image=(5, 7))
+    assert describe(root).image == (5, 7)
+    write_idx_set(root, image=(4, 4), classes=5)
+    for f in root.iterdir():  # a rewrite within the file system's time stamp resolution still counts
+        os.utime(f, ns=(f.stat().st_atime_ns, f.stat().st_mtime_ns + 10**9))
+    assert describe(root) == Shape(600, 90, (4, 4), 5)

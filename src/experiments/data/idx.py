@@ -214,8 +214,16 @@ def describe(root: str | Path | None, download: bool = False) -> Shape | None:
     files = {key: find(root, name) for key, name in FILES.items()} if root.is_dir() else {}
     if not files or None in files.values():
         return None
-    sums = checksums(root)
-    return shape_of({key: read_idx(path, sums) for key, path in files.items()}, root)  # type: ignore[arg-type]
+    # a sweep's checks ask for every job: the files are read again only when one changed (size or time stamp)
+    present = [p for p in (*files.values(), root / CHECKSUMS) if p is not None and p.is_file()]
+    stamp = tuple((str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in present)
+    if stamp not in _SHAPES:
+        sums = checksums(root)
+        _SHAPES[stamp] = shape_of({key: read_idx(path, sums) for key, path in files.items()}, root)  # type: ignore[arg-type]
+    return _SHAPES[stamp]
+
+
+_SHAPES: dict[tuple[tuple[str, int, int], ...], Shape] = {}
 
 
 def split(
