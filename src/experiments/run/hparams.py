@@ -74,8 +74,8 @@ def log_final(
     overrides: list[str] = (),
 ) -> None:
     """Hyperparameters with the final metrics: TensorBoard's HParams tab, and every other logger."""
-    recorded = names.recorded()
-    final = {f"final/{k.replace('/', '_')}": v for k, v in result.items() if k in recorded}
+    # in names' order, the test's first: TensorBoard's HParams table shows only its first metrics till more are ticked
+    final = {f"final/{k.replace('/', '_')}": result[k] for k in names.recorded() if k in result}
     params = flat_hparams(cfg, choices, overrides)
     for logger in loggers:
         if isinstance(logger, TensorBoardLogger):
