@@ -207,7 +207,7 @@ def test_a_set_of_another_shape_is_described_from_its_files_and_measured(tmp_pat
     pixels = data["train_x"].double() / 255
     stats = statistics(root, data["train_x"])  # measured: no normalization.json beside these files
     assert stats.mean == pytest.approx(pixels.mean().item(), abs=1e-12) and stats.mean != 0.1307
-    assert stats.std == pytest.approx(pixels.std().item(), abs=1e-12)
+    assert stats.std == pytest.approx(pixels.std().item(), abs=1e-12) and not stats.declared
     ready = load(root, download=False)["train_x"]  # standardised by its own statistics, not MNIST's
     assert abs(ready.mean().item()) < 1e-4 and ready.std().item() == pytest.approx(1.0, abs=1e-3)
 
@@ -216,6 +216,7 @@ def test_declared_statistics_beside_the_files_are_used_and_bad_ones_refused(tmp_
     root = write_idx_set(tmp_path / "own")
     (root / "normalization.json").write_text('{"mean": 0.25, "std": 0.5}')
     assert statistics(root, torch.zeros(2, 35, dtype=torch.uint8)) == PixelStats(0.25, 0.5)
+    assert statistics(root, torch.zeros(2, 35, dtype=torch.uint8)).declared  # the run's record says where from
     for text in ('{"mean": 0.25}', "[1, 2]", '{"mean": 0.2, "std": 0}', '{"mean": NaN, "std": 1}'):
         (root / "normalization.json").write_text(text)
         with pytest.raises(DataError, match=r"normalization.json: .*(mean|std)"):

@@ -27,7 +27,7 @@ from omegaconf.errors import OmegaConfBaseException
 from experiments import names
 from experiments.data.idx import Shape, describe
 from experiments.data.normalization import NORMALIZATIONS
-from experiments.errors import ConfigError
+from experiments.errors import ConfigError, DataError
 from experiments.nn.losses import OUTPUT_ACTIVATIONS, check_output_activation
 from experiments.nn.model import INITS, training_bytes
 
@@ -632,8 +632,6 @@ def unread_keys(cfg: DictConfig) -> list[str]:
 def _data_shape(data: DictConfig | dict[str, Any]) -> Shape | str | None:
     """The shape of the data set ``data.root`` names, read from its files (``idx.describe``); None where the files
     are not there yet, the file's own complaint where they are not a data set."""
-    from experiments.errors import DataError
-
     root = data.get("root") if data else None
     if not data or not (root is None or isinstance(root, str)):
         return None

@@ -17,7 +17,7 @@ import lightning as L
 import torch
 
 from experiments.data.idx import Shape, describe, load, root_of, split
-from experiments.data.normalization import DECLARED_STATS, PixelStats, normalize, statistics
+from experiments.data.normalization import PixelStats, normalize, statistics
 
 
 class EpochOrder:
@@ -151,7 +151,6 @@ class MNISTDataModule(L.LightningDataModule):
         """For the run's record: the data set the run read, as its files and its statistics say."""
         shape, stats = self._shape(), self.stats
         assert stats is not None
-        declared = (root_of(self.root) / DECLARED_STATS).is_file()
         return {
             "root": str(root_of(self.root)),
             "image": list(shape.image),
@@ -160,7 +159,7 @@ class MNISTDataModule(L.LightningDataModule):
             "test_images": shape.test_size,
             "pixel_mean": stats.mean,
             "pixel_std": stats.std,
-            "pixel_stats": "declared" if declared else "measured",
+            "pixel_stats": "declared" if stats.declared else "measured",
         }
 
     @property

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -19,10 +19,12 @@ NORMALIZATIONS = ("standardize", "unit")
 
 @dataclass(frozen=True)
 class PixelStats:
-    """Mean and standard deviation of the training pixels scaled to [0, 1]."""
+    """Mean and standard deviation of the training pixels scaled to [0, 1]; ``declared`` beside the data or
+    measured (where they came from, not part of their value)."""
 
     mean: float
     std: float
+    declared: bool = field(default=False, compare=False)
 
 
 _STATS: dict[str, PixelStats] = {}  # SHA-1 of the training images -> their measured statistics
@@ -36,7 +38,7 @@ def statistics(root: Path, train_images: torch.Tensor) -> PixelStats:
     if path.is_file():
         declared = read_json(path)  # {} for a file that is no JSON object
         try:
-            stats = PixelStats(float(declared["mean"]), float(declared["std"]))
+            stats = PixelStats(float(declared["mean"]), float(declared["std"]), declared=True)
         except (ValueError, KeyError, TypeError, OverflowError) as exc:
             raise DataError(
                 f'{path}: not {{"mean": <number>, "std": <number>}} ({exc!r}); fix it or remove it'

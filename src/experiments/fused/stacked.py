@@ -156,8 +156,12 @@ class FusedClassifier(L.LightningModule):
 
     def member_losses(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """Each member's loss, by its own loss function on its own outputs."""
-        targets = y.unbind() if y.dim() == 2 else [y] * len(out)
-        return torch.stack([self.loss_fn(o, t) for o, t in zip(out.unbind(), targets)])
+        return torch.stack([self.loss_fn(o, t) for o, t in zip(out.unbind(), self._targets(out, y))])
+
+    @staticmethod
+    def _targets(out: torch.Tensor, y: torch.Tensor) -> list[torch.Tensor]:
+        """Each member's labels: its own batch's (training) or the one batch all members see (validation, test)."""
+        return list(y.unbind()) if y.dim() == 2 else [y] * len(out)
 
     def _accumulate(self, stage: str, out: torch.Tensor, y: torch.Tensor, losses: torch.Tensor) -> None:
         n = y.shape[-1]
@@ -186,8 +190,7 @@ class FusedClassifier(L.LightningModule):
 
     def _measure(self, stage: str, out: torch.Tensor, y: torch.Tensor) -> None:
         """Each member's own measures (``Classifier.measures``) fed its own outputs: the single run's code."""
-        targets = y.unbind() if y.dim() == 2 else [y] * len(out)
-        for member, o, t in zip(self.members, out.unbind(), targets):
+        for member, o, t in zip(self.members, out.unbind(), self._targets(out, y)):
             update(member.measures[stage].to(o.device), o, t)
 
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
