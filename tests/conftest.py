@@ -1,18 +1,27 @@
-"""Shared fixtures: the repo root, a composed config, and a runner for ``train.py`` as users call it."""
+"""Shared fixtures: the repo root, a composed config, and runners for ``train.py`` and ``eval.py`` as users call
+them: in this process (``run_script``), or in a process of their own where a test is about the process
+(``run_process``: exit by a signal, Ctrl-C, what is printed before Hydra starts, installs, servers)."""
 
 from __future__ import annotations
 
 import copy
+import io
 import json
 import os
 import signal
 import subprocess
 import sys
+import traceback
+import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
 from hydra import compose, initialize_config_dir
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, open_dict
+
+import process_state
 
 ROOT = Path(__file__).resolve().parents[1]
 CONF = str(ROOT / "conf")
@@ -63,7 +72,56 @@ def subprocess_env(extra_paths: list[Path] = (), env: dict | None = None) -> dic
     return full
 
 
+@pytest.fixture(autouse=True)
+def restored_process_state():
+    """Every test leaves the process as it found it (``process_state``): runs share pytest's process."""
+    with process_state.restored():
+        yield
+
+
+@dataclass
+class Finished:
+    """A run's exit status and output, as ``subprocess.CompletedProcess`` gives a process's."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+
+
 def run_script(
+    args: list[str], tmp_path: Path, script: str = "train.py", env: dict | None = None, extra_paths: list[Path] = ()
+) -> Finished:
+    """``python <script> *args`` in ``tmp_path``, run in this process by the entry function the script calls (its
+    console script's): Hydra composes the config, runs the job and its callbacks, writes the run directory and
+    logs as for the user. As a fresh process would, it starts with ``PYTHONWARNINGS`` (``ignore`` unless ``env``
+    says otherwise) and Python's own Ctrl-C handler; it leaves the process as it found it."""
+    from experiments.run.cli import evaluate, train
+
+    entry = {"train.py": train, "eval.py": evaluate}[script]
+    out, err = io.StringIO(), io.StringIO()
+    with process_state.restored():
+        os.chdir(tmp_path)
+        os.environ.pop("HYDRA_FULL_ERROR", None)
+        os.environ.update({"PYTHONWARNINGS": "ignore", **(env or {})})
+        warnings.simplefilter(os.environ["PYTHONWARNINGS"])  # the filter Python makes of it at start-up
+        sys.path[:0] = [str(p) for p in extra_paths]
+        sys.argv = [str(ROOT / script), *args]
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        sys.stdout, sys.stderr = out, err
+        try:
+            entry()
+            code = 0
+        except SystemExit as exit_:
+            code = exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else 1)
+            if isinstance(exit_.code, str):
+                print(exit_.code, file=err)
+        except BaseException:  # what Python prints of an uncaught exception, and its status
+            traceback.print_exc(file=err)
+            code = 1
+    return Finished(code, out.getvalue(), err.getvalue())
+
+
+def run_process(
     args: list[str],
     tmp_path: Path,
     script: str = "train.py",
@@ -88,7 +146,7 @@ def run_script(
 def start_script(
     args: list[str], tmp_path: Path, script: str = "train.py", env: dict | None = None, **popen
 ) -> subprocess.Popen:
-    """``run_script`` without waiting: for a test that signals the run (Ctrl-C, SIGKILL) while it works. Its
+    """``run_process`` without waiting: for a test that signals the run (Ctrl-C, SIGKILL) while it works. Its
     output is piped unless ``popen`` says otherwise (``stdout=subprocess.DEVNULL``, ``start_new_session=True``)."""
     return subprocess.Popen(
         [sys.executable, str(ROOT / script), *args],
@@ -96,7 +154,7 @@ def start_script(
         env=subprocess_env(env=env),
         **{"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, **popen},
         text=True,
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # as run_script does
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # as run_process does
     )
 
 

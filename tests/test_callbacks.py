@@ -21,7 +21,7 @@ import pytest
 import torch
 from torch import nn
 
-from conftest import read_metrics, run_script, subprocess_env
+from conftest import read_metrics, run_process, run_script, subprocess_env
 from experiments.lit.callbacks import Diverged, DivergenceGuard, EpochHistory, Interrupts, RichProgressBar
 from experiments.lit.checkpoint_io import AtomicCheckpointIO
 from experiments.sweep_dir import Action, plan_job
@@ -70,7 +70,7 @@ def reference(tmp_path_factory) -> tuple[dict, dict]:
 
 def interrupt_and_resume(tmp_path: Path, step: int, signal_name: str, exit_code: int) -> tuple[Path, float]:
     """Stop the run with the signal inside step ``step + 1``, then run the printed resume command."""
-    proc = run_script([*SMALL, *inject(step, signal_name)], tmp_path, extra_paths=[TESTS])
+    proc = run_process([*SMALL, *inject(step, signal_name)], tmp_path, extra_paths=[TESTS])
     assert proc.returncode == exit_code, proc.stderr[-2000:]
     (run_dir,) = run_dirs(tmp_path)
     metrics = read_metrics(run_dir)
@@ -143,7 +143,7 @@ def test_ctrl_c_inside_a_validation_stops_after_it_and_resumes_exactly(tmp_path)
     reference = read_metrics(tmp_path / "reference"), final_state(tmp_path / "reference")
     step = random.choice([10, 20, 30])  # the validations at the end of each epoch
     inject = ["+diagnostics.inject._target_=fault_injection.SignalInValidation", f"+diagnostics.inject.step={step}"]
-    proc = run_script([*two, *inject], tmp_path, extra_paths=[TESTS])
+    proc = run_process([*two, *inject], tmp_path, extra_paths=[TESTS])
     assert proc.returncode == 130, proc.stderr[-2000:]
     (run_dir,) = run_dirs(tmp_path)
     metrics = read_metrics(run_dir)
@@ -167,7 +167,7 @@ def test_sigterm_saves_marks_and_resumes_exactly(tmp_path, reference):
 @pytest.mark.parametrize("script", ["train.py", "eval.py"])
 def test_ctrl_c_while_python_imports_hydra_is_one_line_and_leaves_no_directory(tmp_path, script):
     env = {"CTRL_C_AT_IMPORT": "hydra"}
-    proc = run_script(["ckpt_path=x.ckpt"] if script == "eval.py" else SMALL, tmp_path, script, env, 60, [STARTUP])
+    proc = run_process(["ckpt_path=x.ckpt"] if script == "eval.py" else SMALL, tmp_path, script, env, 60, [STARTUP])
     assert proc.returncode == 130
     assert proc.stderr.strip() == "Interrupted (Ctrl-C) while starting, before a run began"
     assert list(tmp_path.iterdir()) == []
@@ -176,7 +176,7 @@ def test_ctrl_c_while_python_imports_hydra_is_one_line_and_leaves_no_directory(t
 @pytest.mark.slow
 @pytest.mark.parametrize("module", ["torch", "lightning"])  # the config checks' import; the training stack's
 def test_ctrl_c_while_a_run_starts_up_is_one_line_and_recorded_interrupted(tmp_path, module):
-    proc = run_script(SMALL, tmp_path, env={"CTRL_C_AT_IMPORT": module}, timeout=60, extra_paths=[STARTUP])
+    proc = run_process(SMALL, tmp_path, env={"CTRL_C_AT_IMPORT": module}, timeout=60, extra_paths=[STARTUP])
     assert proc.returncode == 130
     (run_dir,) = [p.parent for p in tmp_path.glob("outputs/runs/*/*/train.log")]
     assert proc.stderr.strip() == (
@@ -189,7 +189,7 @@ def test_ctrl_c_while_a_run_starts_up_is_one_line_and_recorded_interrupted(tmp_p
 
 @pytest.mark.slow
 def test_a_careless_resume_keeps_the_first_runs_hydra_config(tmp_path):
-    proc = run_script([*SMALL, *inject(4, "SIGINT")], tmp_path, extra_paths=[TESTS])
+    proc = run_process([*SMALL, *inject(4, "SIGINT")], tmp_path, extra_paths=[TESTS])
     assert proc.returncode == 130
     (run_dir,) = run_dirs(tmp_path)
     original = {p.name: p.read_text() for p in (run_dir / ".hydra").glob("*.yaml")}
@@ -203,7 +203,7 @@ def test_a_careless_resume_keeps_the_first_runs_hydra_config(tmp_path):
 @pytest.mark.slow
 def test_kill_9_loses_at_most_the_steps_since_the_last_step_checkpoint(tmp_path):
     every = ["callbacks=step_checkpoint", "callbacks.step_checkpoint.every_n_train_steps=4"]
-    proc = run_script([*SMALL, *every, *inject(14, "SIGKILL")], tmp_path, extra_paths=[TESTS])
+    proc = run_process([*SMALL, *every, *inject(14, "SIGKILL")], tmp_path, extra_paths=[TESTS])
     assert proc.returncode == -9
     (run_dir,) = run_dirs(tmp_path)
     assert read_metrics(run_dir)["status"] == "running"  # what a killed run leaves: no false "completed"
@@ -242,7 +242,7 @@ def test_deterministic_runs_give_identical_metrics(tmp_path, reference):
 
 @pytest.mark.slow
 def test_ctrl_c_during_the_final_test_is_recorded_as_an_interruption(tmp_path):
-    proc = run_script([*SMALL, *inject("test", "SIGINT")], tmp_path, extra_paths=[TESTS])
+    proc = run_process([*SMALL, *inject("test", "SIGINT")], tmp_path, extra_paths=[TESTS])
     assert proc.returncode == 130, proc.stderr[-2000:]
     metrics = read_metrics(run_dirs(tmp_path)[0])
     assert metrics["status"] == "interrupted" and "during the test" in metrics["error"]
@@ -252,7 +252,7 @@ def test_ctrl_c_during_the_final_test_is_recorded_as_an_interruption(tmp_path):
 @pytest.mark.slow
 def test_ctrl_c_in_fits_set_up_leaves_no_checkpoint_to_resume_from_and_the_sweep_runs_it_again(tmp_path):
     # a Ctrl-C before training began: a checkpoint then holds no optimizer, and a resume from it would fail
-    proc = run_script(
+    proc = run_process(
         [*SMALL, "+diagnostics.inject._target_=fault_injection.SignalInSetUp"], tmp_path, extra_paths=[TESTS]
     )
     assert proc.returncode == 130, proc.stderr[-2000:]

@@ -9,7 +9,7 @@ import pytest
 import yaml
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from conftest import FAST, ROOT, compose_config, read_metrics, run_script, start_script
+from conftest import FAST, ROOT, compose_config, read_metrics, run_process, run_script, start_script
 from experiments import names
 from experiments.errors import BEFORE_TRAINING
 from experiments.fused.grouping import fusion_problem
@@ -205,7 +205,7 @@ def test_ctrl_c_in_the_groups_set_up_records_its_members_interrupted_and_names_t
     # before training began: a member's checkpoint would hold its first weights, and no optimizer
     sweep_dir, inject = tmp_path / "sweep", "+diagnostics.inject._target_=fault_injection.SignalInSetUp"
     args = ["-m", "hydra/launcher=fused", "seed=0,1", *FAST, inject, f"hydra.sweep.dir={sweep_dir}"]
-    proc = run_script(args, tmp_path, extra_paths=[ROOT / "tests"])
+    proc = run_process(args, tmp_path, extra_paths=[ROOT / "tests"])
     assert proc.returncode == 130, proc.stderr[-3000:]
     assert "runs on its own" not in proc.stdout + proc.stderr  # the two jobs were one group
     assert f"finish={sweep_dir}" in proc.stderr and "Traceback" not in proc.stderr, proc.stderr[-3000:]

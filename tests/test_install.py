@@ -12,7 +12,7 @@ import pytest
 import tomllib
 from packaging.requirements import Requirement
 
-from conftest import FAST, ROOT, run_script, subprocess_env
+from conftest import FAST, ROOT, run_process, subprocess_env
 
 pytestmark = pytest.mark.slow
 PLAIN = Path(__file__).parent / "plain_install"  # its sitecustomize blocks the modules
@@ -73,14 +73,14 @@ def test_a_plain_install_trains_sweeps_reports_and_evaluates(tmp_path):
         [sys.executable, "-c", probe], env=subprocess_env([PLAIN], env), capture_output=True, text=True, check=False
     )
     assert blocked.returncode == 1 and "ModuleNotFoundError: No module named 'pandas'" in blocked.stderr
-    run = run_script([*FAST, "hydra.run.dir=run"], tmp_path, env=env, extra_paths=[PLAIN])
+    run = run_process([*FAST, "hydra.run.dir=run"], tmp_path, env=env, extra_paths=[PLAIN])
     assert run.returncode == 0, run.stderr[-3000:]
-    sweep = run_script(
+    sweep = run_process(
         ["-m", *FAST, "activation=relu,elu", "hydra.sweep.dir=sweep"], tmp_path, env=env, extra_paths=[PLAIN]
     )
     assert sweep.returncode == 0, sweep.stderr[-3000:]
     assert (tmp_path / "sweep" / "summary.md").is_file() and (tmp_path / "sweep" / "test_acc.png").is_file()
-    evaluated = run_script(
+    evaluated = run_process(
         ["ckpt_path=run", "progress_bar=false", "hydra.run.dir=eval"], tmp_path, "eval.py", env, extra_paths=[PLAIN]
     )
     assert evaluated.returncode == 0, evaluated.stderr[-3000:]

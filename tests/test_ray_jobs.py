@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import FAST, ROOT, read_metrics, run_script, start_script, subprocess_env
+from conftest import FAST, ROOT, read_metrics, run_process, start_script, subprocess_env
 from experiments.reports.table import job_dirs
 
 pytest.importorskip("ray")
@@ -68,7 +68,7 @@ def ran_in_ray_workers(stdout: str, task: str, records: list[dict]) -> bool:
 def test_a_sweep_runs_each_job_as_a_task_in_the_clusters_workers(tmp_path, cluster):
     sweep_dir = tmp_path / "sweep"
     args = ["-m", "hydra/launcher=ray", f"hydra.launcher.ray.init.address={cluster}", "activation=relu,tanh"]
-    proc = run_script([*args, "seed=1,2", *FAST, f"hydra.sweep.dir={sweep_dir}"], tmp_path, env=QUIET)
+    proc = run_process([*args, "seed=1,2", *FAST, f"hydra.sweep.dir={sweep_dir}"], tmp_path, env=QUIET)
     assert proc.returncode == 0, proc.stderr[-3000:]
     records = [read_metrics(j) for j in job_dirs(sweep_dir)]
     assert len(records) == 4 and all(r["status"] == "completed" for r in records)
@@ -91,7 +91,7 @@ def test_a_task_asks_for_more_cpus_and_its_job_takes_that_many_threads(tmp_path,
         f"hydra.launcher.ray.init.address={cluster}",
         "hydra.launcher.ray.remote.num_cpus=2",
     ]
-    proc = run_script([*args, "seed=1", *FAST, f"hydra.sweep.dir={sweep_dir}"], tmp_path, env=QUIET)
+    proc = run_process([*args, "seed=1", *FAST, f"hydra.sweep.dir={sweep_dir}"], tmp_path, env=QUIET)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert [read_metrics(j)["threads"] for j in job_dirs(sweep_dir)] == [2]
 
@@ -100,9 +100,9 @@ def test_fused_groups_are_ray_tasks_and_equal_the_in_process_fused_sweep(tmp_pat
     common = ["-m", "hydra/launcher=fused", "activation=relu,tanh", "data.batch_size=128,256", "deterministic=true"]
     common += [*FAST, "hydra.launcher.ray.remote.num_cpus=2"]  # two groups (one per batch size) of two members
     on_ray = [*common, "hydra.launcher.on_ray=true", f"hydra.launcher.ray.init.address={cluster}"]
-    proc = run_script([*on_ray, f"hydra.sweep.dir={tmp_path / 'ray'}"], tmp_path, env=QUIET)
+    proc = run_process([*on_ray, f"hydra.sweep.dir={tmp_path / 'ray'}"], tmp_path, env=QUIET)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    here = run_script([*common, f"hydra.sweep.dir={tmp_path / 'here'}"], tmp_path, env=QUIET)
+    here = run_process([*common, f"hydra.sweep.dir={tmp_path / 'here'}"], tmp_path, env=QUIET)
     assert here.returncode == 0, here.stderr[-3000:]
     remote, local = [[read_metrics(j) for j in job_dirs(tmp_path / d)] for d in ("ray", "here")]
     assert len(remote) == 4 and {r["fused_group"]["name"] for r in remote} == {"fused-0", "fused-1"}
@@ -117,7 +117,7 @@ def test_without_an_address_ray_starts_a_cluster_of_this_machine_for_the_sweep(t
     sweep_dir = tmp_path / "sweep"
     env = QUIET
     args = ["-m", "hydra/launcher=ray", "activation=relu,tanh", *FAST, f"hydra.sweep.dir={sweep_dir}"]
-    proc = run_script([*args, f"+hydra.launcher.ray.init._temp_dir={ray_temp}"], tmp_path, env=env)
+    proc = run_process([*args, f"+hydra.launcher.ray.init._temp_dir={ray_temp}"], tmp_path, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     records = [read_metrics(j) for j in job_dirs(sweep_dir)]
     assert [r["status"] for r in records] == ["completed"] * 2
@@ -128,7 +128,7 @@ def test_an_address_where_no_cluster_answers_is_one_line_before_any_directory(tm
     address = f"127.0.0.1:{free_port()}"  # nothing listens there
     sweep_dir = tmp_path / "sweep"
     args = ["-m", "hydra/launcher=ray", f"hydra.launcher.ray.init.address={address}", "seed=1,2"]
-    proc = run_script([*args, f"hydra.sweep.dir={sweep_dir}"], tmp_path, env=QUIET)
+    proc = run_process([*args, f"hydra.sweep.dir={sweep_dir}"], tmp_path, env=QUIET)
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
     assert proc.stderr.startswith(f"Error: hydra.launcher.ray.init.address='{address}' is invalid: must be the address")
     assert "ray start --head" in proc.stderr and not sweep_dir.exists()

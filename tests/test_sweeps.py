@@ -5,7 +5,7 @@ import os
 import pytest
 import yaml
 
-from conftest import FAST, read_metrics, run_script
+from conftest import FAST, read_metrics, run_process, run_script
 
 pytestmark = pytest.mark.slow
 
@@ -86,7 +86,7 @@ DDP = ["trainer.strategy=ddp", "trainer.devices=2", "trainer.accelerator=cpu"]
 
 
 def test_ddp_on_two_cpu_processes_in_a_single_run(tmp_path):
-    proc = run_script([*FAST, *DDP, "trainer.limit_test_batches=null", "trainer.limit_val_batches=null"], tmp_path)
+    proc = run_process([*FAST, *DDP, "trainer.limit_test_batches=null", "trainer.limit_val_batches=null"], tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     (run_dir,) = [p.parent for p in tmp_path.glob("outputs/runs/*/*/metrics.json")]  # one directory, not one per rank
     metrics = read_metrics(run_dir)
