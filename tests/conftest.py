@@ -19,10 +19,16 @@ from pathlib import Path
 import pytest
 from hydra import compose, initialize_config_dir
 from hydra.core.hydra_config import HydraConfig
+from hydra.core.utils import setup_globals
 from omegaconf import DictConfig, open_dict
 
 import process_state
+from experiments.run.resolvers import register_resolvers
 
+# The resolvers train.py registers and Hydra's own (``${hydra:...}``, ``${now:...}``), as a run's process has them
+# before Hydra composes: the process state every test starts from and is put back to
+register_resolvers()
+setup_globals()
 ROOT = Path(__file__).resolve().parents[1]
 CONF = str(ROOT / "conf")
 # Small and quick: 20 batches of training, one validation and one test batch.
@@ -43,9 +49,6 @@ def compose_config(
     overrides: list[str] | None = None, name: str = "config", output_dir: str = "/nonexistent/run"
 ) -> DictConfig:
     """The config as ``train.py`` composes it, with Hydra's run-time values set (``${hydra:...}`` resolves)."""
-    from experiments.run.resolvers import register_resolvers
-
-    register_resolvers()
     key = (name, tuple(overrides or []))
     if key not in _COMPOSED:  # a composition takes about 0.25 s; a copy of one, a tenth of that
         with initialize_config_dir(config_dir=CONF, version_base="1.3"):

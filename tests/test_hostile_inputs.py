@@ -3,54 +3,31 @@ damaged data files. Each case must end with its exit status, one line naming the
 traceback, no stray or changed file, and the run's record saying what happened."""
 
 import gzip
-import importlib.util
 import json
 import os
 import re
 import shlex
 import shutil
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 from test_rules import BAD, problems_of
 
-from conftest import FAST, ROOT
+from conftest import FAST, ROOT, run_script
 from experiments.run.command_line import unreadable_override
-from experiments.run.resolvers import register_resolvers
 
 pytestmark = pytest.mark.slow
-SCRIPTS = {}
 
 
-def entry(script: str):
-    if script not in SCRIPTS:
-        spec = importlib.util.spec_from_file_location(script.removesuffix(".py"), ROOT / script)
-        SCRIPTS[script] = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(SCRIPTS[script])
-    return SCRIPTS[script].main
-
-
-def run(
-    script: str, args: list[str], monkeypatch, capsys, run_dir: Path | None, stdout: list[str] | None = None
-) -> tuple[int, list[str]]:
-    """The entry point in this process (a few tenths of a second, where a subprocess takes seconds); its
-    non-empty stderr lines (its stdout's into ``stdout`` where one is given). ``run_dir`` None: a sweep, or
-    ``finish=``, which takes no run directory."""
-    register_resolvers()
-    monkeypatch.setattr(sys, "argv", [script, *([f"hydra.run.dir={run_dir}"] if run_dir else []), *args])
-    monkeypatch.delenv("HYDRA_FULL_ERROR", raising=False)
-    try:
-        entry(script)()
-        code = 0
-    except SystemExit as exit_:
-        code = int(exit_.code or 0)
-    out, err = capsys.readouterr()
-    assert "Traceback" not in err, err
+def run(script: str, args: list[str], run_dir: Path, stdout: list[str] | None = None) -> tuple[int, list[str]]:
+    """The script in this process (``conftest.run_script``), its run directory ``run_dir``: its exit status and
+    non-empty stderr lines (its stdout's into ``stdout`` where one is given)."""
+    proc = run_script([f"hydra.run.dir={run_dir}", *args], run_dir.parent, script)
+    assert "Traceback" not in proc.stderr, proc.stderr
     if stdout is not None:
-        stdout.extend(line for line in out.splitlines() if line.strip())
-    return code, [line for line in err.splitlines() if line.strip()]
+        stdout.extend(line for line in proc.stdout.splitlines() if line.strip())
+    return proc.returncode, [line for line in proc.stderr.splitlines() if line.strip()]
 
 
 def one_line(code: int, lines: list[str], expected_code: int, *words: str) -> None:
@@ -69,10 +46,10 @@ def only_the_records(run_dir: Path, script: str = "train") -> None:
 
 
 @pytest.mark.parametrize("override, words", BAD, ids=[b[0] for b in BAD])
-def test_a_wrong_value(override, words, monkeypatch, capsys, tmp_path):
+def test_a_wrong_value(override, words, tmp_path):
     bar = override.lstrip("+").startswith("callbacks.progress_bar")
     base = [a for a in FAST if not (bar and a.startswith("callbacks."))]
-    code, lines = run("train.py", [*base, *override.split()], monkeypatch, capsys, tmp_path / "run")
+    code, lines = run("train.py", [*base, *override.split()], tmp_path / "run")
     one_line(code, lines, 2, words)
     assert lines[0] == f"Error: {problems_of(override)}"
     if ": did you mean " in lines[0]:  # a misspelt key: answered before Hydra writes anything
@@ -91,12 +68,10 @@ def test_a_wrong_value(override, words, monkeypatch, capsys, tmp_path):
         ("+actvation.negative_slope=0.1", "activation.negative_slope=0.1"),
     ],
 )
-def test_a_misspelt_key_taken_with_a_plus_is_refused_before_anything_is_printed(
-    override, setting, monkeypatch, capsys, tmp_path
-):
+def test_a_misspelt_key_taken_with_a_plus_is_refused_before_anything_is_printed(override, setting, tmp_path):
     out = []
     args = [a for a in FAST if a != "print_config=false"]  # the config dump would come first
-    code, lines = run("train.py", [*args, override], monkeypatch, capsys, tmp_path / "run", out)
+    code, lines = run("train.py", [*args, override], tmp_path / "run", out)
     one_line(code, lines, 2, f"write {setting}, without the '+'")
     assert out == [] and not (tmp_path / "run").exists()  # answered before Hydra: nothing written
 
@@ -122,10 +97,10 @@ def test_a_misspelt_key_taken_with_a_plus_is_refused_before_anything_is_printed(
         ),
     ],
 )
-def test_a_misspelt_group_or_key_is_one_line_naming_what_to_type(script, override, line, monkeypatch, capsys, tmp_path):
+def test_a_misspelt_group_or_key_is_one_line_naming_what_to_type(script, override, line, tmp_path):
     """With or without '+', before Hydra: the line names the key meant and the exact override, nothing is written;
     typed as it says, the override is read."""
-    code, lines = run(script, [override], monkeypatch, capsys, tmp_path / "run")
+    code, lines = run(script, [override], tmp_path / "run")
     assert code == 2 and lines == [f"Error: {line.format(script=script)}"] and not (tmp_path / "run").exists()
     if "write " in line:
         from experiments.run.command_line import misspelt_override
@@ -142,8 +117,8 @@ def test_a_misspelt_group_or_key_is_one_line_naming_what_to_type(script, overrid
         ("train.py", "hydra.run.dir=my runs/lr=0.1, try 2"),
     ],
 )
-def test_an_override_hydra_cannot_read_says_how_to_quote_it(script, override, monkeypatch, capsys, tmp_path):
-    code, lines = run(script, [override], monkeypatch, capsys, tmp_path / "run")
+def test_an_override_hydra_cannot_read_says_how_to_quote_it(script, override, tmp_path):
+    code, lines = run(script, [override], tmp_path / "run")
     key, _, value = override.partition("=")
     one_line(code, lines, 2, f"Hydra cannot read {override!r} (mismatched input '=' expecting <EOF>)")
     assert lines[0].endswith(f"""inside the shell's quotes: '{key}="{value}"'""")
@@ -157,14 +132,12 @@ def test_an_override_hydra_cannot_read_says_how_to_quote_it(script, override, mo
 
 
 @pytest.mark.parametrize("holds", [[], ["a.ckpt", "checkpoints/last.ckpt"]])
-def test_eval_of_a_directory_without_one_checkpoint_it_can_choose_names_what_it_holds(
-    holds, monkeypatch, capsys, tmp_path
-):
+def test_eval_of_a_directory_without_one_checkpoint_it_can_choose_names_what_it_holds(holds, tmp_path):
     directory = tmp_path / "my run"
     (directory / "checkpoints").mkdir(parents=True)
     for name in holds:
         (directory / name).write_bytes(b"")
-    code, lines = run("eval.py", [f"ckpt_path='{directory}'"], monkeypatch, capsys, tmp_path / "eval")
+    code, lines = run("eval.py", [f"ckpt_path='{directory}'"], tmp_path / "eval")
     one_line(code, lines, 2, f"ckpt_path={directory} ")
     if holds:
         assert lines[0].endswith(
@@ -227,7 +200,7 @@ PAYLOADS = {  # a group of the checkpoint's hyperparameters -> what it would cal
 
 @pytest.mark.parametrize("script", ["eval.py", "train.py"])
 @pytest.mark.parametrize("name", PAYLOADS)
-def test_a_checkpoint_that_names_code_to_run(name, script, good_checkpoint, monkeypatch, capsys, tmp_path):
+def test_a_checkpoint_that_names_code_to_run(name, script, good_checkpoint, tmp_path):
     marker = tmp_path / MARKER
     group, payload = PAYLOADS[name]
     payload = json.loads(json.dumps(payload).replace("{m}", str(marker)))
@@ -237,7 +210,7 @@ def test_a_checkpoint_that_names_code_to_run(name, script, good_checkpoint, monk
 
     path = edited(good_checkpoint, tmp_path, plant)
     args = [f"ckpt_path={path}"] + ([*FAST] if script == "train.py" else [])
-    code, lines = run(script, args, monkeypatch, capsys, tmp_path / "run")
+    code, lines = run(script, args, tmp_path / "run")
     one_line(code, lines, 2, str(path), group)
     assert not marker.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["hostile.ckpt", "run"]
     if script == "train.py":
@@ -265,32 +238,32 @@ NOT_CHECKPOINTS = {
 
 @pytest.mark.parametrize("script", ["eval.py", "train.py"])
 @pytest.mark.parametrize("name", NOT_CHECKPOINTS)
-def test_a_file_that_is_not_a_checkpoint(name, script, monkeypatch, capsys, tmp_path):
+def test_a_file_that_is_not_a_checkpoint(name, script, tmp_path):
     make, words = NOT_CHECKPOINTS[name]
     files = tmp_path / "files"
     files.mkdir()
     path = make(files)
     before = sorted(p.name for p in files.iterdir())
     args = [f"ckpt_path={path}"] + ([*FAST] if script == "train.py" else [])
-    code, lines = run(script, args, monkeypatch, capsys, tmp_path / "run")
+    code, lines = run(script, args, tmp_path / "run")
     one_line(code, lines, 2, str(path), words)
     assert sorted(p.name for p in files.iterdir()) == before
     only_the_records(tmp_path / "run", script.removesuffix(".py"))
 
 
-def test_a_truncated_checkpoint(good_checkpoint, monkeypatch, capsys, tmp_path):
+def test_a_truncated_checkpoint(good_checkpoint, tmp_path):
     path = tmp_path / "cut.ckpt"
     path.write_bytes(good_checkpoint.read_bytes()[:5000])
-    code, lines = run("eval.py", [f"ckpt_path={path}"], monkeypatch, capsys, tmp_path / "run")
+    code, lines = run("eval.py", [f"ckpt_path={path}"], tmp_path / "run")
     one_line(code, lines, 2, str(path), "truncated")
 
 
-def test_weights_of_another_shape_than_the_hyperparameters_say(good_checkpoint, monkeypatch, capsys, tmp_path):
+def test_weights_of_another_shape_than_the_hyperparameters_say(good_checkpoint, tmp_path):
     def grow(checkpoint):
         checkpoint["state_dict"]["net.output.weight"] = torch.zeros(10, 48)
 
     path = edited(good_checkpoint, tmp_path, grow)
-    code, lines = run("eval.py", [f"ckpt_path={path}"], monkeypatch, capsys, tmp_path / "run")
+    code, lines = run("eval.py", [f"ckpt_path={path}"], tmp_path / "run")
     one_line(code, lines, 2, str(path), "weights do not fit", "net.output.weight")
 
 
@@ -298,10 +271,7 @@ def test_weights_of_another_shape_than_the_hyperparameters_say(good_checkpoint, 
 def resumable(tmp_path_factory) -> Path:
     """A run's last.ckpt as train.py writes it: what a resume reads."""
     run_dir = tmp_path_factory.mktemp("resumable") / "run"
-    register_resolvers()
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(sys, "argv", ["train.py", f"hydra.run.dir={run_dir}", *FAST])
-        entry("train.py")()
+    assert run("train.py", FAST, run_dir)[0] == 0
     return run_dir / "checkpoints" / "last.ckpt"
 
 
@@ -335,16 +305,14 @@ UNFIT = {  # a damage -> (what the line says is wrong, the words that say it)
 
 @pytest.mark.parametrize("script", ["eval.py", "train.py"])
 @pytest.mark.parametrize("damage", UNFIT)
-def test_a_checkpoint_whose_tensors_do_not_fit_its_own_network(
-    damage, script, resumable, monkeypatch, capsys, tmp_path
-):
+def test_a_checkpoint_whose_tensors_do_not_fit_its_own_network(damage, script, resumable, tmp_path):
     edit, what, words = UNFIT[damage]
     path = edited(resumable, tmp_path, edit)
     args = [f"ckpt_path={path}"] + ([*FAST, "trainer.max_epochs=2"] if script == "train.py" else ["progress_bar=false"])
     if script == "eval.py" and what == "optimizer state":  # eval.py reads the weights only: it tests them
-        assert run(script, args, monkeypatch, capsys, tmp_path / "run")[0] == 0
+        assert run(script, args, tmp_path / "run")[0] == 0
         return
-    code, lines = run(script, args, monkeypatch, capsys, tmp_path / "run")
+    code, lines = run(script, args, tmp_path / "run")
     one_line(code, lines, 2, f"{path}: its {what} do", "not fit the network its hyperparameters describe", words)
 
 
@@ -366,10 +334,8 @@ def test_a_checkpoint_whose_tensors_do_not_fit_its_own_network(
         ),
     ],
 )
-def test_resuming_from_another_architecture(override, words, good_checkpoint, monkeypatch, capsys, tmp_path):
-    code, lines = run(
-        "train.py", [*FAST, f"ckpt_path={good_checkpoint}", *override], monkeypatch, capsys, tmp_path / "run"
-    )
+def test_resuming_from_another_architecture(override, words, good_checkpoint, tmp_path):
+    code, lines = run("train.py", [*FAST, f"ckpt_path={good_checkpoint}", *override], tmp_path / "run")
     one_line(code, lines, 2, f"ckpt_path={good_checkpoint} was made for another network", words)
     assert json.loads((tmp_path / "run" / "metrics.json").read_text())["status"] == "failed"
     only_the_records(tmp_path / "run")
@@ -387,16 +353,14 @@ def test_resuming_from_another_architecture(override, words, good_checkpoint, mo
         ),
     ],
 )
-def test_eval_on_an_accelerator_this_machine_lacks(accelerator, words, good_checkpoint, monkeypatch, capsys, tmp_path):
-    code, lines = run(
-        "eval.py", [f"ckpt_path={good_checkpoint}", f"accelerator={accelerator}"], monkeypatch, capsys, tmp_path / "run"
-    )
+def test_eval_on_an_accelerator_this_machine_lacks(accelerator, words, good_checkpoint, tmp_path):
+    code, lines = run("eval.py", [f"ckpt_path={good_checkpoint}", f"accelerator={accelerator}"], tmp_path / "run")
     one_line(code, lines, 2, words)
     only_the_records(tmp_path / "run", "eval")
 
 
-def test_eval_without_a_checkpoint(monkeypatch, capsys, tmp_path):
-    code, lines = run("eval.py", [], monkeypatch, capsys, tmp_path / "run")
+def test_eval_without_a_checkpoint(tmp_path):
+    code, lines = run("eval.py", [], tmp_path / "run")
     one_line(code, lines, 2, "ckpt_path is required")
 
 
@@ -431,7 +395,7 @@ DAMAGE = {  # file as it lies in data.root -> its damaged bytes
 
 
 @pytest.mark.parametrize("name", DAMAGE)
-def test_a_damaged_data_file(name, monkeypatch, capsys, tmp_path):
+def test_a_damaged_data_file(name, tmp_path):
     target, damage = DAMAGE[name]
     root = tmp_path / "mnist"
     root.mkdir()
@@ -440,31 +404,27 @@ def test_a_damaged_data_file(name, monkeypatch, capsys, tmp_path):
             shutil.copyfile(f, root / f.name)
     original = (ROOT / "data" / "mnist" / f"{target.removesuffix('.gz')}.gz").read_bytes()
     (root / target).write_bytes(damage(original))
-    code, lines = run(
-        "train.py", [*FAST, f"data.root={root}", "data.download=false"], monkeypatch, capsys, tmp_path / "run"
-    )
+    code, lines = run("train.py", [*FAST, f"data.root={root}", "data.download=false"], tmp_path / "run")
     one_line(code, lines, 2, f"{root / target}: checksum failed", "restore it")
     assert json.loads((tmp_path / "run" / "metrics.json").read_text())["status"] == "failed"
     only_the_records(tmp_path / "run")
 
 
-def test_a_missing_data_file_without_download(monkeypatch, capsys, tmp_path):
+def test_a_missing_data_file_without_download(tmp_path):
     root = tmp_path / "mnist"
     root.mkdir()
     for f in (ROOT / "data" / "mnist").glob("t10k*.gz"):
         shutil.copyfile(f, root / f.name)
-    code, lines = run(
-        "train.py", [*FAST, f"data.root={root}", "data.download=false"], monkeypatch, capsys, tmp_path / "run"
-    )
+    code, lines = run("train.py", [*FAST, f"data.root={root}", "data.download=false"], tmp_path / "run")
     one_line(code, lines, 2, f"data.root={root} lacks train-images-idx3-ubyte")
     assert sorted(os.listdir(root)) == ["t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"]
 
 
 @pytest.mark.parametrize("outcome", ["completed", "diverged"])
-def test_train_log_ends_with_the_line_the_console_ended_with(outcome, monkeypatch, capsys, tmp_path):
+def test_train_log_ends_with_the_line_the_console_ended_with(outcome, tmp_path):
     out: list[str] = []
     diverge = ["optimizer=sgd", "optimizer.lr=1e6", "trainer.log_every_n_steps=5"] if outcome == "diverged" else []
-    code, lines = run("train.py", [*FAST, *diverge], monkeypatch, capsys, tmp_path / "run", out)
+    code, lines = run("train.py", [*FAST, *diverge], tmp_path / "run", out)
     last = out[-1] if outcome == "completed" else lines[-1]
     assert code == (0 if outcome == "completed" else 1)
     assert last.startswith("test/acc=" if outcome == "completed" else "Error: diverged in epoch 1, step 5")

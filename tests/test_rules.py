@@ -1,18 +1,15 @@
 """Wrong overrides end in one clean line naming the key, a non-zero exit, and no traceback."""
 
 import copy
-import functools
-import importlib.util
 import math
 import shutil
-import sys
 
 import pytest
 import torch
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from conftest import ROOT, compose_config, write_idx_set
+from conftest import ROOT, Finished, compose_config, run_script, write_idx_set
 from experiments.config.rules import (
     ConfigError,
     advice,
@@ -22,11 +19,6 @@ from experiments.config.rules import (
     sweep_problems,
     validate,
 )
-from experiments.run.resolvers import register_resolvers
-
-spec = importlib.util.spec_from_file_location("train_script", ROOT / "train.py")
-train_script = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(train_script)
 
 BAD = [  # (override, text the error must contain)
     ("optimizer.lr=0", "optimizer.lr"),
@@ -207,30 +199,19 @@ HYDRA_BAD = [
 ]
 
 
-def run_train(args: list[str], monkeypatch, tmp_path) -> int:
-    register_resolvers()
+def run_train(args: list[str], tmp_path, env: dict | None = None) -> Finished:
+    """train.py with ``args`` on a run of one batch, in this process."""
     base = ["print_config=false", "trainer.max_epochs=1", "trainer.limit_train_batches=1"]
     if not any(a.startswith("callbacks.progress_bar") for a in args):
         base.append("callbacks.progress_bar=null")
-    monkeypatch.setattr(sys, "argv", ["train.py", f"hydra.run.dir={tmp_path}/run", *base, *args])
-    monkeypatch.delenv("HYDRA_FULL_ERROR", raising=False)
-    try:
-        train_script.main()
-    except SystemExit as exit_:
-        return int(exit_.code or 0)
-    return 0
-
-
-@functools.cache
-def composed(choices: tuple[str, ...]) -> DictConfig:
-    return compose_config(list(choices))
+    return run_script([f"hydra.run.dir={tmp_path}/run", *base, *args], tmp_path, env=env)
 
 
 def with_overrides(overrides: list[str]) -> tuple[DictConfig, dict[str, str]]:
     """The config ``overrides`` compose to: group choices composed (cached), values set on a copy."""
     parsed = OverridesParser.create().parse_overrides(overrides)
     choices = tuple(o.input_line for o in parsed if "." not in o.key_or_group and o.key_or_group in GROUPS)
-    cfg = copy.deepcopy(composed(choices))
+    cfg = compose_config(list(choices))  # a copy of the composition kept for these choices
     for o in parsed:
         if o.input_line not in choices:
             with open_dict(cfg):
@@ -253,25 +234,21 @@ def problems_of(override: str) -> str:
 
 
 @pytest.mark.parametrize("override, words", HYDRA_BAD, ids=[b[0] for b in HYDRA_BAD])
-def test_an_unknown_key_or_option_is_hydras_error_naming_it(override, words, monkeypatch, tmp_path, capsys):
-    code = run_train(override.split(), monkeypatch, tmp_path)
-    err = capsys.readouterr().err
-    assert code != 0 and words in err and "Traceback" not in err
+def test_an_unknown_key_or_option_is_hydras_error_naming_it(override, words, tmp_path):
+    proc = run_train(override.split(), tmp_path)
+    assert proc.returncode != 0 and words in proc.stderr and "Traceback" not in proc.stderr
     assert not (tmp_path / "run" / "metrics.json").exists()
 
 
-def test_full_error_env_shows_the_traceback(monkeypatch, tmp_path, capsys):
-    register_resolvers()
-    monkeypatch.setattr(sys, "argv", ["train.py", "optimizer.lr=0", f"hydra.run.dir={tmp_path}", "print_config=false"])
-    monkeypatch.setenv("HYDRA_FULL_ERROR", "1")
-    with pytest.raises(ConfigError, match="optimizer.lr"):
-        train_script.main()
+def test_full_error_env_shows_the_traceback(tmp_path):
+    proc = run_train(["optimizer.lr=0"], tmp_path, env={"HYDRA_FULL_ERROR": "1"})
+    assert proc.returncode == 1 and "Traceback" in proc.stderr
+    assert proc.stderr.strip().splitlines()[-1].startswith("experiments.errors.ConfigError: optimizer.lr=0 is invalid")
 
 
-def test_errors_come_before_the_config_dump(monkeypatch, tmp_path, capsys):
-    code = run_train(["print_config=true", "optimizer.lr=0"], monkeypatch, tmp_path)
-    out = capsys.readouterr()
-    assert code == 2 and "optimizer.lr=0" in out.err and "hidden_sizes" not in out.out
+def test_errors_come_before_the_config_dump(tmp_path):
+    proc = run_train(["print_config=true", "optimizer.lr=0"], tmp_path)
+    assert proc.returncode == 2 and "optimizer.lr=0" in proc.stderr and "hidden_sizes" not in proc.stdout
 
 
 def test_every_problem_is_listed_at_once():
@@ -311,13 +288,13 @@ GROUPS = (
 
 
 def test_defaults_and_every_group_option_are_valid():
-    base = composed(())
+    base = compose_config()
     assert problems(base) == []
     for group in GROUPS:
         for path in (ROOT / "conf" / group).glob("*.yaml"):
             text = path.read_text()
             if "@package _global_" in text or "defaults:" in text:  # places keys elsewhere: compose it
-                cfg = composed((f"{group}={path.stem}",))
+                cfg = compose_config([f"{group}={path.stem}"])
             else:
                 cfg = copy.deepcopy(base)
                 cfg[group] = OmegaConf.load(path)
@@ -466,11 +443,10 @@ def test_a_top_level_key_an_interpolation_reads_is_no_warning(overrides):
     assert advice(cfg) == [] and problems(cfg) == []
 
 
-def test_a_refused_argument_is_one_line_before_training(monkeypatch, tmp_path, capsys):
-    code = run_train(["+optimizer.lrr=0.1"], monkeypatch, tmp_path)
-    err = capsys.readouterr().err
-    assert code == 2 and "Traceback" not in err
-    assert "optimizer.lrr is not an argument of torch.optim.Adam: did you mean optimizer.lr?" in err
+def test_a_refused_argument_is_one_line_before_training(tmp_path):
+    proc = run_train(["+optimizer.lrr=0.1"], tmp_path)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "optimizer.lrr is not an argument of torch.optim.Adam: did you mean optimizer.lr?" in proc.stderr
     assert not (tmp_path / "run" / "checkpoints").exists()
 
 
