@@ -146,13 +146,6 @@ def test_eval_tests_the_best_checkpoint_as_it_was_trained(tmp_path):
     assert results[best.name] == pytest.approx((predicted == test["test_y"]).float().mean().item(), abs=1e-4)
 
 
-def test_sgd_with_the_courses_override(tmp_path):
-    proc = run_script([*FAST, "activation=relu", "optimizer=sgd", "optimizer.lr=0.1"], tmp_path)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    metrics = read_metrics(only_run_dir(tmp_path))
-    assert metrics["status"] == "completed" and metrics["choices"]["optimizer"] == "sgd"
-
-
 def test_multirun_gives_each_job_its_own_directory(tmp_path):
     proc = run_script(["-m", "optimizer=sgd,adam", *FAST], tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -290,37 +283,55 @@ def test_step_checkpoints_and_early_stopping_from_the_callbacks_group(tmp_path):
     assert sum("'every_n_train_steps': 7" in k for k in saved["callbacks"]) == 1
 
 
-def test_no_callbacks_means_no_checkpoints_and_the_last_weights_are_tested(tmp_path):
-    proc = run_script([*(a for a in FAST if not a.startswith("callbacks.")), "callbacks=none"], tmp_path)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    run_dir = only_run_dir(tmp_path)
-    assert not (run_dir / "checkpoints").exists() and read_metrics(run_dir)["best_ckpt"] is None
+# One run read by the tests of its parts: the course's SGD override, and the CSV and MLflow loggers without TensorBoard
+SGD_CSV_MLFLOW = [*FAST, "activation=relu", "optimizer=sgd", "optimizer.lr=0.1", "logger=[csv,mlflow]"]
 
 
-def test_csv_logger_records_the_test_accuracy(tmp_path):
-    proc = run_script([*FAST, "logger=csv"], tmp_path)
+@pytest.fixture(scope="module")
+def sgd_csv_mlflow(tmp_path_factory) -> Path:
+    """The run's directory; its outputs (``outputs/mlflow.db``) under the directory's ``outputs``: read only."""
+    tmp = tmp_path_factory.mktemp("sgd_csv_mlflow")
+    proc = run_script(SGD_CSV_MLFLOW, tmp)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    run_dir = only_run_dir(tmp_path)
-    rows = list(csv.DictReader((run_dir / "csv" / "metrics.csv").open()))
+    return only_run_dir(tmp)
+
+
+def test_sgd_with_the_courses_override(sgd_csv_mlflow):
+    metrics = read_metrics(sgd_csv_mlflow)
+    assert metrics["status"] == "completed" and metrics["choices"]["optimizer"] == "sgd"
+    assert metrics["choices"]["activation"] == "relu"
+
+
+def test_csv_logger_records_the_test_accuracy(sgd_csv_mlflow):
+    rows = list(csv.DictReader((sgd_csv_mlflow / "csv" / "metrics.csv").open()))
     tested = [float(r["test/acc"]) for r in rows if r.get("test/acc")]
-    assert tested == [pytest.approx(read_metrics(run_dir)["test/acc"])]
-    assert not (run_dir / "tensorboard").exists()
+    assert tested == [pytest.approx(read_metrics(sgd_csv_mlflow)["test/acc"])]
+    assert not (sgd_csv_mlflow / "tensorboard").exists()
 
 
-def test_mlflow_logger_records_the_run_in_a_local_store(tmp_path):
+def test_mlflow_logger_records_the_run_in_a_local_store(sgd_csv_mlflow):
     from mlflow.tracking import MlflowClient
 
-    proc = run_script([*FAST, "logger=mlflow"], tmp_path)
+    outputs = sgd_csv_mlflow.parents[2]
+    client = MlflowClient(tracking_uri=f"sqlite:///{outputs / 'mlflow.db'}")
+    (run,) = client.search_runs([client.get_experiment_by_name("train").experiment_id])
+    assert run.data.metrics["test/acc"] == pytest.approx(read_metrics(sgd_csv_mlflow)["test/acc"])
+    # the run's readable name: its overrides, as Hydra names a sweep's job directory
+    assert read_metrics(sgd_csv_mlflow)["run_name"] == ",".join(sorted(SGD_CSV_MLFLOW[:4] + SGD_CSV_MLFLOW[6:]))
+    assert (
+        run.data.params["activation"] == "relu"
+        and run.data.tags["mlflow.runName"] == read_metrics(sgd_csv_mlflow)["run_name"]
+    )
+    assert run.data.params["optimizer"] == "sgd"
+
+
+def test_no_logger_and_no_callbacks_still_record_metrics_json_and_test_the_last_weights(tmp_path):
+    proc = run_script([*(a for a in FAST if not a.startswith("callbacks.")), "callbacks=none", "logger=none"], tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     run_dir = only_run_dir(tmp_path)
-    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'outputs' / 'mlflow.db'}")
-    (run,) = client.search_runs([client.get_experiment_by_name("train").experiment_id])
-    assert run.data.metrics["test/acc"] == pytest.approx(read_metrics(run_dir)["test/acc"])
-    # the run's readable name: its overrides, as Hydra names a sweep's job directory
-    assert read_metrics(run_dir)["run_name"] == ",".join(sorted(["logger=mlflow", *FAST[:4]]))
-    assert (
-        run.data.params["activation"] == "relu" and run.data.tags["mlflow.runName"] == read_metrics(run_dir)["run_name"]
-    )
+    metrics = read_metrics(run_dir)
+    assert metrics["status"] == "completed" and metrics["best_ckpt"] is None
+    assert not (run_dir / "checkpoints").exists() and not (run_dir / "tensorboard").exists()
 
 
 def test_tags_and_a_run_name_reach_the_record_every_logger_in_its_own_form_and_the_report(tmp_path):
@@ -348,13 +359,6 @@ def test_tags_and_a_run_name_reach_the_record_every_logger_in_its_own_form_and_t
         assert run.info.run_name == "first try" and {"baseline", "lr_study"} <= set(run.data.tags)
     report = (tmp_path / "sweep" / "summary.md").read_text()
     assert "| train s | tags | status |" in report and report.count("| baseline,lr_study | completed |") == 2
-
-
-def test_no_logger_still_records_metrics_json(tmp_path):
-    proc = run_script([*FAST, "logger=none"], tmp_path)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    run_dir = only_run_dir(tmp_path)
-    assert read_metrics(run_dir)["status"] == "completed" and not (run_dir / "tensorboard").exists()
 
 
 def test_every_key_that_differs_between_sweep_jobs_is_in_the_hparams_tab(tmp_path):
