@@ -61,6 +61,29 @@ def compose_config(
     return cfg
 
 
+# Two activations, two seeds, labelled and logged by every logger: what the report's tests and the record's read
+SMALL_SWEEP = [
+    "-m",
+    "activation=relu,alrelu",
+    "seed=0,1",
+    *FAST,
+    "diagnostics.histograms=null",
+    "logger=[tensorboard,csv,mlflow]",
+    "tags=[baseline,lr_study]",
+    "run_name=first try",
+]
+
+
+@pytest.fixture(scope="session")
+def small_sweep(tmp_path_factory) -> tuple[Path, Finished]:
+    """``SMALL_SWEEP``'s directory (MLflow's store in ``outputs/mlflow.db`` beside it) and its output, shared by
+    every test that reads it: read only (a test that changes it changes a copy)."""
+    tmp = tmp_path_factory.mktemp("small_sweep")
+    proc = run_script([*SMALL_SWEEP, "hydra.sweep.dir=sweep"], tmp)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return tmp / "sweep", proc
+
+
 def subprocess_env(extra_paths: list[Path] = (), env: dict | None = None) -> dict[str, str]:
     """The environment of a subprocess test: this checkout's ``src`` first on the import path (absolute,
     so it holds whatever the working directory), then ``extra_paths``, then whatever was there."""

@@ -11,18 +11,14 @@ from pathlib import Path
 
 import pytest
 
-from conftest import FAST, ROOT, run_script, subprocess_env
+from conftest import ROOT, subprocess_env
 from experiments.reports.cli import build_report
 from experiments.reports.table import group_configs, label_configs
 
 
-@pytest.fixture(scope="module")
-def sweep(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("sweep")
-    proc = run_script(["-m", "activation=relu,alrelu", "seed=0,1", *FAST, "diagnostics.histograms=null"], tmp)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    (sweep_dir,) = tmp.glob("outputs/multirun/*/*")
-    return sweep_dir, proc
+@pytest.fixture
+def sweep(small_sweep):
+    return small_sweep
 
 
 @pytest.mark.slow

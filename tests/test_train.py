@@ -334,19 +334,17 @@ def test_no_logger_and_no_callbacks_still_record_metrics_json_and_test_the_last_
     assert not (run_dir / "checkpoints").exists() and not (run_dir / "tensorboard").exists()
 
 
-def test_tags_and_a_run_name_reach_the_record_every_logger_in_its_own_form_and_the_report(tmp_path):
+def test_tags_and_a_run_name_reach_the_record_every_logger_in_its_own_form_and_the_report(small_sweep):
     from lightning.pytorch.core.saving import load_hparams_from_yaml
     from mlflow.tracking import MlflowClient
     from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
 
-    labels = ["tags=[baseline,lr_study]", "run_name=first try"]
-    args = ["-m", *FAST, *labels, "logger=[tensorboard,csv,mlflow]", "activation=relu,elu"]
-    proc = run_script([*args, "hydra.sweep.dir=sweep"], tmp_path)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'outputs' / 'mlflow.db'}")
+    sweep, _ = small_sweep  # labelled tags=[baseline,lr_study] "run_name=first try", every logger on
+    client = MlflowClient(tracking_uri=f"sqlite:///{sweep.parent / 'outputs' / 'mlflow.db'}")
     runs = client.search_runs([client.get_experiment_by_name("train").experiment_id])
-    assert len(runs) == 2
-    for run_dir in sorted((tmp_path / "sweep").glob("*_activation=*")):
+    jobs = sorted(sweep.glob("*_activation=*"))
+    assert len(runs) == len(jobs) == 4
+    for run_dir in jobs:
         record = read_metrics(run_dir)
         assert record["run_name"] == "first try" and record["tags"] == ["baseline", "lr_study"]
         csv_hparams = load_hparams_from_yaml(run_dir / "csv" / "hparams.yaml")  # the CSV logger's hparams
@@ -357,7 +355,7 @@ def test_tags_and_a_run_name_reach_the_record_every_logger_in_its_own_form_and_t
         assert hparams["run_name"].string_value == "first try" and hparams["tags"].string_value == "baseline,lr_study"
     for run in runs:  # MLflow's run name and run tags
         assert run.info.run_name == "first try" and {"baseline", "lr_study"} <= set(run.data.tags)
-    report = (tmp_path / "sweep" / "summary.md").read_text()
+    report = (sweep / "summary.md").read_text()  # a row per configuration, its seeds together
     assert "| train s | tags | status |" in report and report.count("| baseline,lr_study | completed |") == 2
 
 
