@@ -20,15 +20,18 @@ import pytest
 from hydra import compose, initialize_config_dir
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.utils import setup_globals
+from hydra.version import VersionBase
 from omegaconf import DictConfig, open_dict
+from packaging.version import Version
 
 import process_state
 from experiments.run.resolvers import register_resolvers
 
-# The resolvers train.py registers and Hydra's own (``${hydra:...}``, ``${now:...}``), as a run's process has them
-# before Hydra composes: the process state every test starts from and is put back to
+# The resolvers train.py registers, Hydra's own (``${hydra:...}``, ``${now:...}``) and the version base train.py
+# chooses, as a run's process has them before Hydra composes: the state every test starts from and is put back to
 register_resolvers()
 setup_globals()
+VersionBase.instance().setbase(Version("1.3"))
 ROOT = Path(__file__).resolve().parents[1]
 CONF = str(ROOT / "conf")
 # Small and quick: 20 batches of training, one validation and one test batch.

@@ -22,7 +22,7 @@ from typing import Any
 import lightning  # noqa: F401  (its import sets warnings' format: a fresh run's process has it too)
 import numpy as np
 import torch
-from hydra.core.singleton import Singleton
+from omegaconf import OmegaConf
 
 import experiments.run.cli  # noqa: F401  (and the project's: the process state a run starts from)
 
@@ -52,10 +52,12 @@ def _logging() -> dict[str, tuple]:
 def _set_logging(state: dict[str, tuple]) -> None:
     logging.disable(state["<disable>"][0])
     for name, lg in _loggers().items():
-        level, handlers, filters, propagate, disabled = state.get(name, UNTOUCHED)
+        wanted = state.get(name, UNTOUCHED)
+        if (lg.level, tuple(lg.handlers), tuple(lg.filters), lg.propagate, lg.disabled) == wanted:
+            continue  # setLevel empties every logger's cache: only where something changed
+        level, handlers, filters, lg.propagate, lg.disabled = wanted
         lg.setLevel(level)
         lg.handlers[:], lg.filters[:] = list(handlers), list(filters)
-        lg.propagate, lg.disabled = propagate, disabled
 
 
 def _torch() -> dict[str, Any]:
@@ -100,11 +102,38 @@ def _outside(module: Any, path: list[str]) -> bool:
     return isinstance(file, str) and os.path.isabs(file) and not any(file.startswith(p) for p in path if p)
 
 
-def _hydra() -> tuple[bool, ...]:
+def _hydra() -> tuple[Any, ...]:
+    """What a run leaves in Hydra's singletons, by their public attributes: whether Hydra is initialised (a
+    run that failed leaves it so), the job's config, the runtime values and the version base. (Hydra's own
+    ``Singleton.get_state``/``set_state`` would do all, but its ``set_state`` scans every plugin again: a tenth of
+    a second around each of a thousand tests.)"""
     from hydra.core.global_hydra import GlobalHydra
     from hydra.core.hydra_config import HydraConfig
+    from hydra.core.utils import JobRuntime
+    from hydra.version import VersionBase
 
-    return GlobalHydra.instance().is_initialized(), HydraConfig.initialized()
+    runtime = JobRuntime.instance().conf
+    return (
+        GlobalHydra.instance().is_initialized(),
+        HydraConfig.instance().cfg,
+        OmegaConf.to_container(runtime) if runtime is not None else None,
+        VersionBase.instance().getbase(),
+    )
+
+
+def _set_hydra(state: tuple[Any, ...]) -> None:
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.core.utils import JobRuntime
+    from hydra.version import VersionBase
+    from packaging.version import Version
+
+    initialized, HydraConfig.instance().cfg, runtime, base = state
+    if GlobalHydra.instance().is_initialized() and not initialized:
+        GlobalHydra.instance().clear()
+    JobRuntime.instance().conf = OmegaConf.create(runtime) if runtime is not None else None
+    if isinstance(base, Version):  # the suite starts from train.py's 1.3 (conftest)
+        VersionBase.instance().setbase(base)
 
 
 def _start_catching() -> warnings.catch_warnings:
@@ -136,7 +165,7 @@ PIECES: dict[str, tuple[Callable[[], Any], Callable[[Any], None]]] = {
     "argv": (lambda: list(sys.argv), lambda argv: setattr(sys, "argv", argv)),
     "path": (lambda: list(sys.path), lambda path: setattr(sys, "path", path)),
     "streams": (lambda: (sys.stdout, sys.stderr, sys.excepthook), _set_streams),
-    "hydra": (Singleton.get_state, Singleton.set_state),
+    "hydra": (_hydra, _set_hydra),
     "logging": (_logging, _set_logging),
     "warnings": (_start_catching, lambda caught: caught.__exit__(None, None, None)),
     "torch": (_torch, _set_torch),
@@ -148,8 +177,7 @@ PIECES: dict[str, tuple[Callable[[], Any], Callable[[Any], None]]] = {
 def taken() -> dict[str, Any]:
     """Every piece as a value that compares equal exactly when nothing changed (Hydra's singletons by what
     a run sees of them; random states as bytes; modules from outside the start's import path by name)."""
-    values = {name: read() for name, (read, _) in PIECES.items() if name not in ("hydra", "random", "warnings")}
-    values["hydra"] = _hydra()
+    values = {name: read() for name, (read, _) in PIECES.items() if name not in ("random", "warnings")}
     values["warnings"] = (tuple(warnings.filters), warnings.showwarning, warnings.formatwarning)
     values["random"] = {k: repr(v) if k != "torch" else bytes(v.numpy()) for k, v in _random().items()}
     values["modules"] = sorted(name for name, m in sys.modules.items() if _outside(m, START_PATH))

@@ -18,7 +18,10 @@ from conftest import CONF, compose_config, read_metrics, run_script
 
 
 def _hydra(tmp_path):
+    from hydra.core.utils import JobRuntime
+
     compose_config(["seed=1"])  # sets HydraConfig's
+    JobRuntime.instance().set("name", "another_job")
     initialize_config_dir(config_dir=CONF, version_base="1.3").__enter__()  # left initialised, as a crash leaves it
 
 
