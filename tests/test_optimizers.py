@@ -229,3 +229,49 @@ def test_an_optimizer_config_without_partial_is_bound_to_the_parameters_all_the_
     del cfg["_partial_"]
     optimizer = build_optimizer(cfg, [torch.nn.Parameter(torch.zeros(2))])
     assert type(optimizer).__name__ == "Adam" and optimizer.param_groups[0]["lr"] == 0.003
+
+
+def edges(key: str) -> list[float]:
+    """The values on the edges of what the config rules let through for ``key``, read from the rule's own words
+    (``a number in (0, 1)``): a closed bound itself, an open one a hair inside it."""
+    import re
+
+    from experiments.config.rules import RULES
+
+    if key not in RULES:
+        return []
+    said = RULES[key]("not a number")
+    found = re.search(r"a number in ([(\[])([^,]+), ([^)\]]+)([)\]])", said or "")
+    if found is None:
+        return []
+    opening, low, high, closing = found[1], float(found[2]), float(found[3]), found[4]
+    inside = lambda bound, toward: bound + math.copysign(max(abs(bound), 1.0) * 1e-6, toward - bound)
+    values = [low if opening == "[" else inside(low, high)]
+    if math.isfinite(high):
+        values.append(high if closing == "]" else inside(high, low))
+    return values
+
+
+SCHEDULER_EDGES = [
+    (option, key, value)
+    for option in ("onecycle", "cosine", "step")
+    for key in compose_config([f"scheduler={option}"]).scheduler.scheduler
+    for value in edges(f"scheduler.scheduler.{key}")
+]
+
+
+@pytest.mark.parametrize("option, key, value", SCHEDULER_EDGES, ids=[f"{o}.{k}={v:g}" for o, k, v in SCHEDULER_EDGES])
+def test_a_schedule_at_an_edge_the_rules_allow_runs_its_whole_span(option, key, value):
+    """An open bound made closed lets a value through that fails mid-training (OneCycleLR's pct_start=1 divides by
+    zero at its last step): every value the rules allow must build and step through the run."""
+    from experiments.config.rules import problems
+
+    cfg = compose_config([f"scheduler={option}", f"scheduler.scheduler.{key}={value}"])
+    assert problems(cfg) == []
+    param = torch.nn.Parameter(torch.zeros(2))
+    optimizer = build_optimizer(OmegaConf.to_container(cfg.optimizer, resolve=True), [param])
+    scheduler = build_scheduler(OmegaConf.to_container(cfg.scheduler, resolve=True), optimizer, 40, 4)["scheduler"]
+    for _ in range(40):
+        optimizer.step()
+        scheduler.step()
+        assert math.isfinite(optimizer.param_groups[0]["lr"])
