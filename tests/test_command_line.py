@@ -7,7 +7,13 @@ import re
 import pytest
 
 from experiments.errors import DamagedFile, RunDirectoryError
-from experiments.run.command_line import MOVED_OPTIONS, finish_arguments, moved_option, unreadable_override
+from experiments.run.command_line import (
+    MOVED_OPTIONS,
+    finish_arguments,
+    misspelt_override,
+    moved_option,
+    unreadable_override,
+)
 
 
 @pytest.mark.parametrize(
@@ -18,10 +24,26 @@ from experiments.run.command_line import MOVED_OPTIONS, finish_arguments, moved_
         ["hydra.run.dir=my runs/lr 0.1"],  # spaces alone are read
         ["--cfg", "job", "model.hidden_sizes=[8,8]"],
         ["+note=first_try", "~callbacks.progress_bar"],
+        ["--config-name=config", "seed=1"],  # Hydra's options, with their values joined or apart
+        ["--config-name", "config", "-cp", "conf", "--config-dir=mine"],
+        ["+dropout.p=0.1"],  # a new section: close to model.dropout's leaf name, but a section is no typo of a key
+        ["+model.dropout=0.1", "+trainer.max_time=00:00:01:00"],
     ],
 )
 def test_what_hydras_grammar_reads_passes(args):
-    assert unreadable_override(args) is None and moved_option(args) is None
+    assert unreadable_override(args) is None and moved_option(args) is None and misspelt_override(args) is None
+
+
+@pytest.mark.parametrize(
+    "arg, meant",
+    [
+        ("+optimiser=sgd", "optimizer=sgd"),
+        ("+dropuot=0.1", "model.dropout=0.1"),
+        ("optimizer.l=0.1", "optimizer.lr=0.1"),
+    ],
+)
+def test_a_near_miss_is_refused_naming_what_to_type(arg, meant):
+    assert f"write {meant}" in misspelt_override(["seed=1", arg])
 
 
 @pytest.mark.parametrize("arg", ["data.root=/tmp/a=b", "ckpt_path=runs/0_lr=0.1,seed=1/x.ckpt", "a=(b"])
