@@ -86,6 +86,14 @@ def test_hparams_for_tensorboard_hold_the_choices_and_their_numbers():
     assert params["model.hidden_sizes"] == "[64, 64, 64]" and "hydra/launcher" not in params
 
 
+def test_a_key_an_override_added_or_removed_is_a_column_under_its_own_name():
+    overrides = ["+note=first_try", "+trainer.max_time=00:00:05:00", "++seed=3", "~callbacks.progress_bar"]
+    cfg = compose_config(overrides)
+    params = flat_hparams(cfg, {}, overrides)
+    assert params["note"] == "first_try" and params["trainer.max_time"] == "00:00:05:00" and params["seed"] == 3
+    assert not [k for k in params if k.startswith(("+", "~"))]
+
+
 @pytest.mark.parametrize(
     "group, options",
     [
