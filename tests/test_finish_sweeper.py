@@ -9,13 +9,15 @@ import signal
 import subprocess
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from conftest import read_metrics, run_script, start_script
 from experiments.reports.table import job_dirs
-
-pytestmark = pytest.mark.slow
+from hydra_plugins.finish_sweeper.finish_sweeper import FinishSweeper
 
 JOBS = ["activation=relu,tanh,elu,leaky_relu"]  # four jobs that fuse into one group
 SETTINGS = [
@@ -104,6 +106,7 @@ def assert_same_records(finished: dict[str, dict], expected: dict[str, dict]) ->
             assert got["history"][key] == want["history"][key], (job, key)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "launcher, signal_name",
     [("basic", "SIGINT"), ("basic", "SIGKILL"), ("fused", "SIGINT"), ("fused", "SIGKILL"), ("joblib", "SIGINT")],
@@ -138,6 +141,7 @@ def test_a_sweep_killed_at_a_random_job_and_finished_in_place_equals_an_uninterr
     assert (sweep_dir / "multirun.yaml").exists() and list(sweep_dir.glob("finish-*.yaml"))
 
 
+@pytest.mark.slow
 def test_finishing_a_finished_sweep_launches_nothing_and_rebuilds_its_report(tmp_path, reference):
     sweep_dir = tmp_path / "sweep"
     shutil.copytree(reference("basic"), sweep_dir)
@@ -151,6 +155,7 @@ def test_finishing_a_finished_sweep_launches_nothing_and_rebuilds_its_report(tmp
     assert (sweep_dir / "summary.md").exists()
 
 
+@pytest.mark.slow
 def test_a_sweep_run_by_other_code_is_refused_in_one_line_and_left_as_it_was(tmp_path, reference):
     sweep_dir = tmp_path / "sweep"
     shutil.copytree(reference("basic"), sweep_dir)
@@ -169,3 +174,21 @@ def test_a_sweep_run_by_other_code_is_refused_in_one_line_and_left_as_it_was(tmp
     (sweep_dir / "code.json").unlink()
     proc = run_script([f"finish={sweep_dir}"], tmp_path)
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "has no code.json" in proc.stderr
+
+
+@given(
+    nums=st.sets(st.integers(0, 40)).map(sorted),
+    max_batch_size=st.none() | st.integers(-1, 6),
+)
+def test_a_launch_gets_only_consecutive_jobs_numbered_from_its_first(nums, max_batch_size):
+    """A launch numbers its jobs from ``initial_job_idx`` on: a job handed over out of turn would run under
+    another's number and directory. Every job to run is launched once, in order, at most max_batch_size at a time."""
+    plans = [SimpleNamespace(num=n) for n in nums]
+    chunks = FinishSweeper(max_batch_size=max_batch_size)._chunks(plans)
+    assert [p.num for chunk in chunks for p in chunk] == nums
+    limit = max_batch_size if max_batch_size and max_batch_size > 0 else len(nums)
+    for chunk in chunks:
+        assert [p.num for p in chunk] == list(range(chunk[0].num, chunk[0].num + len(chunk))) and len(chunk) <= limit
+    # and a launch as long as it may be: a chunk ends at a gap in the numbers or at the limit
+    for before, after in zip(chunks, chunks[1:]):
+        assert after[0].num != before[-1].num + 1 or len(before) == limit
