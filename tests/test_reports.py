@@ -809,3 +809,21 @@ def test_a_sweep_s_config_names_what_its_summary_shows_beside_test_accuracy(tmp_
     assert "| test/loss | collapse/test_acc | train/loss |" in head and "not/a_metric" not in md
     row = next(line for line in md.splitlines() if "relu" in line and line.startswith("| 1 |"))
     assert "| 0.8500 ± 0.0707 | 0.3000 ± 0.0707 |" in row
+
+
+def test_each_bar_carries_its_own_configuration_s_spread(tmp_path):
+    import experiments.reports.plots as plots
+
+    groups = [  # ranked best first, as group_configs gives them; spreads all different
+        {"config": "activation=elu", "test/acc": (0.95, 0.004)},
+        {"config": "activation=relu", "test/acc": (0.9, 0.03)},
+        {"config": "activation=sigmoid", "test/acc": (0.6, 0.12)},
+    ]
+    ax = drawn_alone(plots.accuracy_bars, groups, tmp_path).axes[0]
+    (bars,) = [c for c in ax.containers if hasattr(c, "errorbar")]
+    (spans,) = bars.errorbar.lines[2]  # one horizontal segment per bar
+    labels = [t.get_text() for t in ax.get_yticklabels()]
+    for bar, (start, end), label in zip(bars.patches, spans.get_segments(), labels):
+        mean, std = next(g["test/acc"] for g in groups if g["config"] == label)
+        assert bar.get_width() == pytest.approx(mean) and start[1] == end[1] == pytest.approx(bar.get_y() + 0.4)
+        assert (start[0], end[0]) == pytest.approx((mean - std, mean + std)), label
