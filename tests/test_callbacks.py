@@ -554,6 +554,25 @@ def test_an_interrupted_run_exits_with_128_plus_the_signal_that_stopped_it():
     assert interrupts.exit_status(SIGTERMException()) == 130
 
 
+@pytest.mark.parametrize("stop", [KeyboardInterrupt, SystemExit])
+def test_a_stop_in_fits_set_up_saves_no_checkpoint_and_one_in_training_saves_a_resumable_one(stop, tmp_path):
+    """Before training began the optimizers are not yet made: a checkpoint then could not be resumed."""
+    from types import SimpleNamespace
+
+    from experiments.errors import BEFORE_TRAINING
+
+    saved, told = [], []
+    trainer = SimpleNamespace(
+        training=True, save_checkpoint=lambda path, weights_only: saved.append((path, weights_only))
+    )
+    interrupts = Interrupts(tmp_path, lambda trainer, ckpt: told.append(ckpt))
+    interrupts.on_exception(trainer, None, stop())  # in fit's set-up: the training loop has not started
+    assert saved == told == [] and interrupts.stopped_outside_training() == BEFORE_TRAINING
+    interrupts.on_train_start(trainer, None)
+    interrupts.on_exception(trainer, None, stop())
+    assert saved == [(tmp_path / "interrupted.ckpt", False)] and told == [tmp_path / "interrupted.ckpt"]
+
+
 class CountsValidation(LogsEveryStep):
     """Counts the validation batches it ran."""
 
