@@ -14,12 +14,13 @@ import time
 from pathlib import Path
 
 import pytest
+from hydra import compose, initialize_config_dir
 
-from conftest import FAST, ROOT, read_metrics, run_process, start_script, subprocess_env
+from conftest import CONF, FAST, ROOT, read_metrics, run_process, start_script, subprocess_env
+from experiments.names import Status, finished
 from experiments.reports.table import job_dirs
 
 pytest.importorskip("ray")
-pytestmark = pytest.mark.slow
 
 RAY = str(Path(sys.executable).with_name("ray"))
 # no usage stats; no token (Ray 2.60 makes one in ~/.ray for a cluster ray.init starts, and then requires it)
@@ -65,6 +66,7 @@ def ran_in_ray_workers(stdout: str, task: str, records: list[dict]) -> bool:
     )
 
 
+@pytest.mark.slow
 def test_a_sweep_runs_each_job_as_a_task_in_the_clusters_workers(tmp_path, cluster):
     sweep_dir = tmp_path / "sweep"
     args = ["-m", "hydra/launcher=ray", f"hydra.launcher.ray.init.address={cluster}", "activation=relu,tanh"]
@@ -83,6 +85,7 @@ def test_a_sweep_runs_each_job_as_a_task_in_the_clusters_workers(tmp_path, clust
     assert summary.count("completed") == 4
 
 
+@pytest.mark.slow
 def test_a_task_asks_for_more_cpus_and_its_job_takes_that_many_threads(tmp_path, cluster):
     sweep_dir = tmp_path / "sweep"
     args = [
@@ -96,6 +99,7 @@ def test_a_task_asks_for_more_cpus_and_its_job_takes_that_many_threads(tmp_path,
     assert [read_metrics(j)["threads"] for j in job_dirs(sweep_dir)] == [2]
 
 
+@pytest.mark.slow
 def test_fused_groups_are_ray_tasks_and_equal_the_in_process_fused_sweep(tmp_path, cluster):
     common = ["-m", "hydra/launcher=fused", "activation=relu,tanh", "data.batch_size=128,256", "deterministic=true"]
     common += [*FAST, "hydra.launcher.ray.remote.num_cpus=2"]  # two groups (one per batch size) of two members
@@ -113,6 +117,7 @@ def test_fused_groups_are_ray_tasks_and_equal_the_in_process_fused_sweep(tmp_pat
             assert abs(r[key] - h[key]) <= 0.002, (key, r[key], h[key])
 
 
+@pytest.mark.slow
 def test_without_an_address_ray_starts_a_cluster_of_this_machine_for_the_sweep(tmp_path, ray_temp):
     sweep_dir = tmp_path / "sweep"
     env = QUIET
@@ -124,6 +129,7 @@ def test_without_an_address_ray_starts_a_cluster_of_this_machine_for_the_sweep(t
     assert ran_in_ray_workers(proc.stdout + proc.stderr, "run_job_in_task", records)
 
 
+@pytest.mark.slow
 def test_an_address_where_no_cluster_answers_is_one_line_before_any_directory(tmp_path):
     address = f"127.0.0.1:{free_port()}"  # nothing listens there
     sweep_dir = tmp_path / "sweep"
@@ -155,6 +161,7 @@ LONG = ["trainer.limit_train_batches=400", "trainer.max_epochs=3", "trainer.limi
 LONG += ["trainer.limit_test_batches=1", "print_config=false", "callbacks.progress_bar=null"]
 
 
+@pytest.mark.slow
 def test_a_worker_killed_while_it_trains_leaves_its_job_failed_and_the_others_finish(tmp_path, cluster):
     sweep_dir = tmp_path / "sweep"
     args = ["-m", "hydra/launcher=ray", f"hydra.launcher.ray.init.address={cluster}", "activation=relu,tanh,elu"]
@@ -176,6 +183,7 @@ def test_a_worker_killed_while_it_trains_leaves_its_job_failed_and_the_others_fi
     assert f"Error: 1 of 3 jobs did not complete (1 failed): see {sweep_dir / 'summary.md'}" in stderr.splitlines()
 
 
+@pytest.mark.slow
 def test_ctrl_c_on_the_driver_stops_the_clusters_tasks_and_records_them(tmp_path, cluster):
     sweep_dir = tmp_path / "sweep"
     args = ["-m", "hydra/launcher=ray", f"hydra.launcher.ray.init.address={cluster}", "activation=relu,tanh,elu"]
@@ -196,3 +204,22 @@ def test_ctrl_c_on_the_driver_stops_the_clusters_tasks_and_records_them(tmp_path
     )
     records = [read_metrics(j) for j in job_dirs(sweep_dir)]  # the job not yet started has no directory
     assert records and all(r["status"] == "interrupted" and r.get("global_step", 0) < 645 for r in records), records
+
+
+@pytest.mark.parametrize("left", [None, *Status])
+def test_a_task_that_died_records_its_unfinished_jobs_and_leaves_finished_ones(left, tmp_path):
+    from hydra_plugins.ray_jobs.ray_jobs import _record
+
+    run_dir = tmp_path / "0_seed=1"
+    run_dir.mkdir()
+    with initialize_config_dir(config_dir=CONF, version_base="1.3"):  # a job's config as the launcher has it
+        config = compose("config", overrides=["seed=1"], return_hydra_config=True)
+    config.hydra.sweep.dir, config.hydra.sweep.subdir = str(tmp_path), run_dir.name
+    if left is not None:  # a record as the job left it: None, killed while training (running), in its test (trained)
+        (run_dir / "metrics.json").write_text(json.dumps({"status": str(left), "test/acc": 0.5}))
+    _record([(0, config)], Status.FAILED, "its Ray task ended without a result (the worker died)")
+    record = read_metrics(run_dir)
+    if left in finished():
+        assert record == {"status": str(left), "test/acc": 0.5}
+    else:
+        assert record["status"] == "failed" and record["error"].endswith("(the worker died)")

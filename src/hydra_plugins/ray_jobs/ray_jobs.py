@@ -38,7 +38,7 @@ from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from experiments.errors import INTERRUPTED, exit_with, say
-from experiments.names import Status
+from experiments.names import Status, finished
 from experiments.read_back import read_json
 from experiments.run.record import record_failure
 from experiments.run_dir import finish_command
@@ -110,10 +110,11 @@ def run_job_in_task(
 
 
 def _record(jobs: Jobs, status: Status, error: str) -> None:
-    """The jobs a task left unrecorded (still ``running``, or without a record) get ``status``."""
+    """The jobs a task left without a finished record (none, ``running``, or ``trained`` when it died in the final
+    test) get ``status``."""
     for _, config in jobs:
         run_dir = job_dir(config)
-        if read_json(run_dir / "metrics.json").get("status") in (None, Status.RUNNING, Status.TRAINED):
+        if read_json(run_dir / "metrics.json").get("status") not in finished():
             record_failure(run_dir, error, list(config.hydra.overrides.task), status)
 
 
