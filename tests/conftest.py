@@ -87,6 +87,38 @@ def small_sweep(tmp_path_factory) -> tuple[Path, Finished]:
     return tmp / "sweep", proc
 
 
+# A run that diverges (SGD at a learning rate of a million) and is caught at its first logging step
+DIVERGING = [*FAST, "optimizer=sgd", "optimizer.lr=1e6", "trainer.log_every_n_steps=5"]
+
+
+@pytest.fixture(scope="session")
+def diverged_run(tmp_path_factory) -> tuple[Path, Finished]:
+    """``DIVERGING``'s run directory and output, for every test that reads a diverged run (read only)."""
+    run_dir = tmp_path_factory.mktemp("diverged") / "run"
+    return run_dir, run_script([*DIVERGING, f"hydra.run.dir={run_dir}"], run_dir.parent)
+
+
+# The dying-ReLU preset's comparison, long enough for ReLUs to die, logged every 5 steps with histograms
+DYING_RELU_SWEEP = [
+    "-m",
+    "experiment=dying_relu",
+    "activation=relu,leaky_relu",
+    *FAST,
+    "trainer.limit_train_batches=60",
+    "trainer.log_every_n_steps=5",
+    "diagnostics.dead_units.probe_size=500",
+]
+
+
+@pytest.fixture(scope="session")
+def dying_relu_sweep(tmp_path_factory) -> tuple[Path, Finished]:
+    """``DYING_RELU_SWEEP``'s directory and output: read by the preset's test and the diagnostics' (read only)."""
+    tmp = tmp_path_factory.mktemp("dying_relu")
+    proc = run_script([*DYING_RELU_SWEEP, "hydra.sweep.dir=sweep"], tmp)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return tmp / "sweep", proc
+
+
 def subprocess_env(extra_paths: list[Path] = (), env: dict | None = None) -> dict[str, str]:
     """The environment of a subprocess test: this checkout's ``src`` first on the import path (absolute,
     so it holds whatever the working directory), then ``extra_paths``, then whatever was there."""

@@ -23,17 +23,9 @@ MARKER = "payload-ran"
 def completed(tmp_path_factory) -> Path:
     """A completed run's directory, made in this process: best and last checkpoints, metrics.json."""
     run_dir = tmp_path_factory.mktemp("completed") / "run"
-    with pytest.MonkeyPatch.context() as patch:
-        code, _ = run("train.py", [*FAST, "trainer.max_epochs=2"], patch, _NoCapture(), run_dir)
+    code, _ = run("train.py", [*FAST, "trainer.max_epochs=2"], run_dir)
     assert code == 0
     return run_dir
-
-
-class _NoCapture:
-    """capsys for a module fixture, which cannot take the function-scoped one: nothing is read."""
-
-    def readouterr(self):
-        return "", ""
 
 
 def copy_of(run_dir: Path, tmp_path: Path) -> Path:
@@ -63,7 +55,7 @@ def survived(victim: Path) -> None:
 
 
 @pytest.mark.parametrize("given", ["file", "run directory"])
-def test_eval_builds_nothing_that_a_checkpoint_s_data_settings_name(given, completed, monkeypatch, capsys, tmp_path):
+def test_eval_builds_nothing_that_a_checkpoint_s_data_settings_name(given, completed, tmp_path):
     copy, marker = copy_of(completed, tmp_path), tmp_path / MARKER
     for ckpt in (copy / "checkpoints").glob("*.ckpt"):
         edit(
@@ -74,7 +66,7 @@ def test_eval_builds_nothing_that_a_checkpoint_s_data_settings_name(given, compl
     json_path = copy / "metrics.json"
     json_path.write_text(json_path.read_text().replace(str(completed), str(copy)))
     ckpt_path = copy / "checkpoints" / Path(best).name if given == "file" else copy
-    code, lines = run("eval.py", [f"ckpt_path={ckpt_path}"], monkeypatch, capsys, tmp_path / "eval")
+    code, lines = run("eval.py", [f"ckpt_path={ckpt_path}"], tmp_path / "eval")
     one_line(code, lines, 2, "datamodule_hyper_parameters.normalize._target_ names a class to build")
     assert not marker.exists()
 
@@ -87,9 +79,7 @@ def test_eval_builds_nothing_that_a_checkpoint_s_data_settings_name(given, compl
         ({"best_ckpt": "{run}/checkpoints/../../victim/precious"}, "which is no file of"),
     ],
 )
-def test_eval_of_a_run_directory_tests_only_a_checkpoint_of_that_directory(
-    record, words, completed, monkeypatch, capsys, tmp_path
-):
+def test_eval_of_a_run_directory_tests_only_a_checkpoint_of_that_directory(record, words, completed, tmp_path):
     copy, victim = copy_of(completed, tmp_path), outside_dir(tmp_path)
     other = next((completed / "checkpoints").glob("best-*.ckpt"))
     (copy / "checkpoints" / other.name).unlink()  # the copy's own best is gone: only the other run's remains
@@ -98,7 +88,7 @@ def test_eval_of_a_run_directory_tests_only_a_checkpoint_of_that_directory(
         value = str(other) if value == "OTHER" else value.format(run=copy)
     metrics = json.loads((copy / "metrics.json").read_text())
     (copy / "metrics.json").write_text(json.dumps({**metrics, "best_ckpt": value}))
-    code, lines = run("eval.py", [f"ckpt_path={copy}"], monkeypatch, capsys, tmp_path / "eval")
+    code, lines = run("eval.py", [f"ckpt_path={copy}"], tmp_path / "eval")
     one_line(code, lines, 2, str(copy / "metrics.json"), words)
     survived(victim)
 
@@ -112,13 +102,11 @@ def test_eval_of_a_run_directory_tests_only_a_checkpoint_of_that_directory(
         (lambda c: c["hyper_parameters"]["optimizer"].update(lr="${oc.env:HOME}"), "holds an interpolation"),
     ],
 )
-def test_eval_of_damaged_settings_is_one_line_and_allocates_nothing_they_size(
-    change, words, completed, monkeypatch, capsys, tmp_path
-):
+def test_eval_of_damaged_settings_is_one_line_and_allocates_nothing_they_size(change, words, completed, tmp_path):
     path = tmp_path / "damaged.ckpt"
     shutil.copy(completed / "checkpoints" / "last.ckpt", path)
     edit(path, change)
-    code, lines = run("eval.py", [f"ckpt_path={path}"], monkeypatch, capsys, tmp_path / "eval")
+    code, lines = run("eval.py", [f"ckpt_path={path}"], tmp_path / "eval")
     one_line(code, lines, 2, str(path), words)
 
 
@@ -150,11 +138,11 @@ def aim_at(path: str, score: float = 1.0):
     return change
 
 
-def resume(copy: Path, monkeypatch, capsys) -> tuple[int, list[str]]:
+def resume(copy: Path) -> tuple[int, list[str]]:
     """Resumed in place, as its resume command does; the lines after the note every resume in place prints
     first (where this run's Hydra config goes, beside the first run's)."""
     ckpt = copy / "checkpoints" / "interrupted.ckpt"
-    code, lines = run("train.py", [*FAST, "trainer.max_epochs=3", f"ckpt_path={ckpt}"], monkeypatch, capsys, copy)
+    code, lines = run("train.py", [*FAST, "trainer.max_epochs=3", f"ckpt_path={ckpt}"], copy)
     assert (
         lines[0]
         == f"{copy / '.hydra'} holds the first run's config; this run's goes to {copy}/.hydra/resumed-"
@@ -163,34 +151,34 @@ def resume(copy: Path, monkeypatch, capsys) -> tuple[int, list[str]]:
     return code, lines[1:]
 
 
-def test_a_resume_removes_nothing_outside_its_run(completed, monkeypatch, capsys, tmp_path):
+def test_a_resume_removes_nothing_outside_its_run(completed, tmp_path):
     victim = outside_dir(tmp_path)
     copy = stopped(completed, tmp_path, aim_at(str(tmp_path / "handed-over" / "checkpoints" / ".." / ".." / "victim")))
-    code, lines = resume(copy, monkeypatch, capsys)
+    code, lines = resume(copy)
     one_line(code, lines, 2, "interrupted.ckpt: callbacks[", "best_model_path names", "no checkpoint of this run's")
     survived(victim)
 
 
-def test_a_resume_never_reports_another_run_s_best_checkpoint_as_its_own(completed, monkeypatch, capsys, tmp_path):
+def test_a_resume_never_reports_another_run_s_best_checkpoint_as_its_own(completed, tmp_path):
     other = next((completed / "checkpoints").glob("best-*.ckpt"))
     copy = stopped(completed, tmp_path, aim_at(str(other), score=1.0))
     (copy / "checkpoints" / other.name).unlink()  # the copy's own best is gone: the state names the other's
-    code, lines = resume(copy, monkeypatch, capsys)
+    code, lines = resume(copy)
     one_line(code, lines, 2, "best_model_path names", str(other))
 
 
-def test_a_resume_of_the_run_s_own_state_in_a_moved_directory_completes(completed, monkeypatch, capsys, tmp_path):
+def test_a_resume_of_the_run_s_own_state_in_a_moved_directory_completes(completed, tmp_path):
     original = {p.name: p.read_bytes() for p in (completed / "checkpoints").iterdir()}
     copy = stopped(completed, tmp_path, lambda c: None)  # its states name the original directory
-    code, lines = resume(copy, monkeypatch, capsys)
+    code, lines = resume(copy)
     record = json.loads((copy / "metrics.json").read_text())
     assert code == 0 and record["status"] == "completed" and Path(record["best_ckpt"]).parent == copy / "checkpoints"
     assert {p.name: p.read_bytes() for p in (completed / "checkpoints").iterdir()} == original
 
 
-def test_a_resume_of_a_damaged_history_is_one_line(completed, monkeypatch, capsys, tmp_path):
+def test_a_resume_of_a_damaged_history_is_one_line(completed, tmp_path):
     copy = stopped(completed, tmp_path, lambda c: c["callbacks"]["EpochHistory"].update(history={"val/acc": "high"}))
-    code, lines = resume(copy, monkeypatch, capsys)
+    code, lines = resume(copy)
     one_line(code, lines, 2, "interrupted.ckpt: callbacks[EpochHistory].history is not a mapping of names")
 
 
@@ -203,8 +191,7 @@ def sweep(tmp_path_factory) -> Path:
     tmp = tmp_path_factory.mktemp("sweep")
     root = f"{ROOT}/data/../data/mnist"
     args = ["-m", *FAST, "activation=relu,tanh", f"data.root={root}", f"hydra.sweep.dir={tmp / 'sweep'}"]
-    with pytest.MonkeyPatch.context() as patch:
-        code, _ = run("train.py", args, patch, _NoCapture(), None)
+    code, _ = run("train.py", args, None, cwd=tmp)
     assert code == 0
     return tmp / "sweep"
 
@@ -232,7 +219,7 @@ def a_copy(sweep: Path, tmp_path: Path) -> Path:
         ("task", ["experiment=../../../../../../../../{evil}/x"]),
     ],
 )
-def test_finish_runs_nothing_a_sweep_s_record_names(where, planted, sweep, monkeypatch, capsys, tmp_path):
+def test_finish_runs_nothing_a_sweep_s_record_names(where, planted, sweep, tmp_path):
     copy, marker, evil = a_copy(sweep, tmp_path), tmp_path / MARKER, tmp_path / "evil"
     evil.mkdir()
     body = {"callbacks": {"pwn": {"_target_": "os.mkdir", "path": str(marker)}}}
@@ -245,13 +232,13 @@ def test_finish_runs_nothing_a_sweep_s_record_names(where, planted, sweep, monke
     else:
         cfg["hydra"]["overrides"][where] += [fill(p) for p in planted]
     (copy / "multirun.yaml").write_text(yaml.safe_dump(cfg))
-    code, lines = run("train.py", [f"finish={copy}"], monkeypatch, capsys, None)
+    code, lines = run("train.py", [f"finish={copy}"], None, cwd=tmp_path)
     one_line(code, lines, 2, f"{copy / 'multirun.yaml'}: hydra.")
     assert not marker.exists() and not next(copy.glob("1_*"), None)
 
 
 @pytest.mark.parametrize("plant", ["job directory", "link inside"])
-def test_finish_moves_and_writes_nothing_through_a_planted_link(plant, sweep, monkeypatch, capsys, tmp_path):
+def test_finish_moves_and_writes_nothing_through_a_planted_link(plant, sweep, tmp_path):
     copy, victim = a_copy(sweep, tmp_path), outside_dir(tmp_path)
     job = next(copy.glob("1_*"))
     record = json.loads((job / "metrics.json").read_text())
@@ -262,6 +249,6 @@ def test_finish_moves_and_writes_nothing_through_a_planted_link(plant, sweep, mo
     else:
         shutil.rmtree(job / "tensorboard")
         (job / "tensorboard").symlink_to(victim)
-    code, lines = run("train.py", [f"finish={copy}"], monkeypatch, capsys, None)
+    code, lines = run("train.py", [f"finish={copy}"], None, cwd=tmp_path)
     one_line(code, lines, 2, "is a link")
     survived(victim)

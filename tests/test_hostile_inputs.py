@@ -20,10 +20,14 @@ from experiments.run.command_line import unreadable_override
 pytestmark = pytest.mark.slow
 
 
-def run(script: str, args: list[str], run_dir: Path, stdout: list[str] | None = None) -> tuple[int, list[str]]:
-    """The script in this process (``conftest.run_script``), its run directory ``run_dir``: its exit status and
-    non-empty stderr lines (its stdout's into ``stdout`` where one is given)."""
-    proc = run_script([f"hydra.run.dir={run_dir}", *args], run_dir.parent, script)
+def run(
+    script: str, args: list[str], run_dir: Path | None, stdout: list[str] | None = None, cwd: Path | None = None
+) -> tuple[int, list[str]]:
+    """The script in this process (``conftest.run_script``) with its run directory ``run_dir`` (None: a sweep, or
+    ``finish=``, which takes none), started in ``cwd`` (the run directory's parent unless given): its exit status
+    and non-empty stderr lines (its stdout's into ``stdout`` where one is given)."""
+    where = cwd or (run_dir.parent if run_dir is not None else Path.cwd())
+    proc = run_script([*([f"hydra.run.dir={run_dir}"] if run_dir is not None else []), *args], where, script)
     assert "Traceback" not in proc.stderr, proc.stderr
     if stdout is not None:
         stdout.extend(line for line in proc.stdout.splitlines() if line.strip())
@@ -421,12 +425,17 @@ def test_a_missing_data_file_without_download(tmp_path):
 
 
 @pytest.mark.parametrize("outcome", ["completed", "diverged"])
-def test_train_log_ends_with_the_line_the_console_ended_with(outcome, tmp_path):
-    out: list[str] = []
-    diverge = ["optimizer=sgd", "optimizer.lr=1e6", "trainer.log_every_n_steps=5"] if outcome == "diverged" else []
-    code, lines = run("train.py", [*FAST, *diverge], tmp_path / "run", out)
+def test_train_log_ends_with_the_line_the_console_ended_with(outcome, tmp_path, request):
+    if outcome == "diverged":  # caught at the first logging step, step 5
+        run_dir, proc = request.getfixturevalue("diverged_run")
+        code, lines = proc.returncode, [line for line in proc.stderr.splitlines() if line.strip()]
+        assert "Traceback" not in proc.stderr
+    else:
+        out: list[str] = []
+        run_dir = tmp_path / "run"
+        code, lines = run("train.py", FAST, run_dir, out)
     last = out[-1] if outcome == "completed" else lines[-1]
     assert code == (0 if outcome == "completed" else 1)
     assert last.startswith("test/acc=" if outcome == "completed" else "Error: diverged in epoch 1, step 5")
-    logged = (tmp_path / "run" / "train.log").read_text().splitlines()[-1]  # in the log's format: time, level
+    logged = (run_dir / "train.log").read_text().splitlines()[-1]  # in the log's format: time, level
     assert re.fullmatch(rf"\[\d\d:\d\d:\d\d\]\[(INFO|ERROR)\] {re.escape(last)}", logged), logged

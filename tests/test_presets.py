@@ -113,26 +113,14 @@ def test_the_snn_preset_keeps_selu_activations_normalised_through_depth():
 
 
 @pytest.mark.slow
-def test_dying_relu_kills_relus_and_not_leaky_ones(tmp_path):
-    proc = run_script(
-        [
-            "-m",
-            "experiment=dying_relu",
-            "activation=relu,leaky_relu",
-            *FAST,
-            "trainer.limit_train_batches=60",
-            "diagnostics.histograms=null",
-        ],
-        tmp_path,
-    )
-    assert proc.returncode == 0, proc.stderr[-2000:]
+def test_dying_relu_kills_relus_and_not_leaky_ones(dying_relu_sweep):
+    sweep, proc = dying_relu_sweep
     runs = {
-        read_metrics(j.parent)["choices"]["activation"]: read_metrics(j.parent)
-        for j in tmp_path.glob("outputs/multirun/*/*/*/metrics.json")
+        read_metrics(j.parent)["choices"]["activation"]: read_metrics(j.parent) for j in sweep.glob("*/metrics.json")
     }
     assert runs["relu"]["diag/dead_frac/total"] > 0.3 and runs["leaky_relu"]["diag/dead_frac/total"] == 0
     assert runs["relu"]["diag/born_dead_frac/total"] < 0.1  # they died in training, not at birth
-    shows_its_evidence(proc, tmp_path, "diag/dead_frac/total", runs["relu"])
+    shows_its_evidence(proc, sweep, "diag/dead_frac/total", runs["relu"])
 
 
 def shows_its_evidence(proc, tmp_path, name: str, record: dict) -> None:

@@ -12,7 +12,7 @@ import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from conftest import FAST, ROOT, read_metrics, run_script, subprocess_env
+from conftest import DIVERGING, FAST, ROOT, read_metrics, run_script, subprocess_env
 
 pytestmark = pytest.mark.slow
 
@@ -239,15 +239,12 @@ def test_debug_profiler_writes_its_report_into_the_run_directory_and_names_it(tm
     assert ("training_step" in report.read_text()) if profiler != "PyTorchProfiler" else True
 
 
-def test_debug_anomaly_names_the_operation_that_made_a_nan(tmp_path):
-    diverging = ["optimizer=sgd", "optimizer.lr=1e6", "trainer.limit_train_batches=20", *FAST[1:]]
-    for name in ("plain", "traced"):
-        (tmp_path / name).mkdir()
-    plain = run_script(diverging, tmp_path / "plain")
-    traced = run_script(["debug=anomaly", *diverging], tmp_path / "traced")
+def test_debug_anomaly_names_the_operation_that_made_a_nan(tmp_path, diverged_run):
+    plain_dir, plain = diverged_run  # the same run without debug=anomaly says only that the loss is NaN
+    traced = run_script(["debug=anomaly", *DIVERGING], tmp_path)
     assert plain.returncode == traced.returncode == 1, traced.stderr[-3000:]
-    assert "train loss is nan" in read_metrics(only_run_dir(tmp_path / "plain"))["error"]
-    error = read_metrics(debug_run(tmp_path / "traced"))["error"]
+    assert "train loss is nan" in read_metrics(plain_dir)["error"]
+    error = read_metrics(debug_run(tmp_path))["error"]
     assert re.search(r"step \d+: Function '\w+Backward\d*' returned nan values", error), error
     assert error in traced.stderr
 
