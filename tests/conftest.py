@@ -119,6 +119,47 @@ def dying_relu_sweep(tmp_path_factory) -> tuple[Path, Finished]:
     return tmp / "sweep", proc
 
 
+# Four deterministic jobs that fuse into one group, each launcher's way
+FOUR_JOBS = ["activation=relu,tanh,elu,leaky_relu"]  # four jobs that fuse into one group
+FOUR_JOB_SETTINGS = [
+    "deterministic=true",
+    "trainer.max_epochs=2",
+    "trainer.limit_train_batches=40",
+    "trainer.limit_val_batches=2",
+    "trainer.limit_test_batches=2",
+    "print_config=false",
+    "callbacks.progress_bar=null",
+]
+FOUR_JOB_LAUNCHERS = {
+    "basic": [],
+    "fused": ["hydra/launcher=fused"],
+    "joblib": ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"],
+}
+
+
+def sweep_args(launcher: str, sweep_dir: Path) -> list[str]:
+    return ["-m", *FOUR_JOBS, *FOUR_JOB_SETTINGS, *FOUR_JOB_LAUNCHERS[launcher], f"hydra.sweep.dir={sweep_dir}"]
+
+
+@pytest.fixture(scope="session")
+def four_job_sweep(tmp_path_factory):
+    """The directory of each launcher's uninterrupted ``sweep_args`` sweep, made when a test first asks for it:
+    what a finished sweep is compared with, and what the joblib launcher's jobs recorded (read only)."""
+    made: dict[str, Path] = {}
+
+    def of(launcher: str) -> Path:
+        if launcher not in made:
+            tmp = tmp_path_factory.mktemp(f"four-jobs-{launcher}")
+            proc = run_script(sweep_args(launcher, tmp / "sweep"), tmp)
+            assert proc.returncode == 0, proc.stderr[-3000:]
+            made[launcher] = tmp / "sweep"
+            records = [read_metrics(job) for job in sorted(made[launcher].glob("*_activation=*"))]
+            assert len(records) == 4 and all(m["status"] == "completed" for m in records)
+        return made[launcher]
+
+    return of
+
+
 def subprocess_env(extra_paths: list[Path] = (), env: dict | None = None) -> dict[str, str]:
     """The environment of a subprocess test: this checkout's ``src`` first on the import path (absolute,
     so it holds whatever the working directory), then ``extra_paths``, then whatever was there."""

@@ -15,53 +15,16 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from conftest import read_metrics, run_script, start_script
+from conftest import read_metrics, run_script, start_script, sweep_args
 from experiments.reports.table import job_dirs
 from hydra_plugins.finish_sweeper.finish_sweeper import FinishSweeper
 
-JOBS = ["activation=relu,tanh,elu,leaky_relu"]  # four jobs that fuse into one group
-SETTINGS = [
-    "deterministic=true",
-    "trainer.max_epochs=2",
-    "trainer.limit_train_batches=40",
-    "trainer.limit_val_batches=2",
-    "trainer.limit_test_batches=2",
-    "print_config=false",
-    "callbacks.progress_bar=null",
-]
-LAUNCHERS = {
-    "basic": [],
-    "fused": ["hydra/launcher=fused"],
-    "joblib": ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"],
-}
 # What differs between two runs of one job by nature: its timings, its directory and process, how it was started.
 VOLATILE = {"wall_seconds", "group_seconds", "run_dir", "overrides", "resumed_from", "best_ckpt", "pid", "host"}
 
 
-def sweep_args(launcher: str, sweep_dir: Path) -> list[str]:
-    return ["-m", *JOBS, *SETTINGS, *LAUNCHERS[launcher], f"hydra.sweep.dir={sweep_dir}"]
-
-
 def records(sweep_dir: Path) -> dict[str, dict]:
     return {d.name: read_metrics(d) for d in job_dirs(sweep_dir)}
-
-
-@pytest.fixture(scope="module")
-def reference(tmp_path_factory):
-    """The directory of each launcher's uninterrupted sweep, made when a test first asks for it."""
-    made: dict[str, Path] = {}
-
-    def of(launcher: str) -> Path:
-        if launcher not in made:
-            tmp = tmp_path_factory.mktemp(f"reference-{launcher}")
-            proc = run_script(sweep_args(launcher, tmp / "sweep"), tmp)
-            assert proc.returncode == 0, proc.stderr[-3000:]
-            made[launcher] = tmp / "sweep"
-            jobs = records(made[launcher])
-            assert len(jobs) == 4 and all(m["status"] == "completed" for m in jobs.values())
-        return made[launcher]
-
-    return of
 
 
 def kill_at_random_job(tmp_path: Path, launcher: str, signal_name: str) -> tuple[Path, int]:
@@ -112,7 +75,7 @@ def assert_same_records(finished: dict[str, dict], expected: dict[str, dict]) ->
     [("basic", "SIGINT"), ("basic", "SIGKILL"), ("fused", "SIGINT"), ("fused", "SIGKILL"), ("joblib", "SIGINT")],
 )
 def test_a_sweep_killed_at_a_random_job_and_finished_in_place_equals_an_uninterrupted_one(
-    tmp_path, reference, launcher, signal_name
+    tmp_path, four_job_sweep, launcher, signal_name
 ):
     sweep_dir, _ = kill_at_random_job(tmp_path, launcher, signal_name)
     before = {d.name: read_metrics(d) if (d / "metrics.json").exists() else {} for d in job_dirs(sweep_dir)}
@@ -125,7 +88,7 @@ def test_a_sweep_killed_at_a_random_job_and_finished_in_place_equals_an_uninterr
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "exists and is not empty" not in proc.stdout + proc.stderr  # a resumed job's own checkpoints: arranged
 
-    assert_same_records(records(sweep_dir), records(reference(launcher)))
+    assert_same_records(records(sweep_dir), records(four_job_sweep(launcher)))
     for name, files in kept.items():  # not one byte or time stamp of a kept job changed, and nothing was added
         assert files_of(sweep_dir / name) == files, name
     for name in resumed:  # resumed as a single run resumes: its first Hydra config kept, this run's beside it
@@ -142,9 +105,9 @@ def test_a_sweep_killed_at_a_random_job_and_finished_in_place_equals_an_uninterr
 
 
 @pytest.mark.slow
-def test_finishing_a_finished_sweep_launches_nothing_and_rebuilds_its_report(tmp_path, reference):
+def test_finishing_a_finished_sweep_launches_nothing_and_rebuilds_its_report(tmp_path, four_job_sweep):
     sweep_dir = tmp_path / "sweep"
-    shutil.copytree(reference("basic"), sweep_dir)
+    shutil.copytree(four_job_sweep("basic"), sweep_dir)
     (sweep_dir / "summary.md").unlink()
     files = {d.name: files_of(d) for d in job_dirs(sweep_dir)}
     proc = run_script([f"finish={sweep_dir}"], tmp_path)
@@ -156,9 +119,9 @@ def test_finishing_a_finished_sweep_launches_nothing_and_rebuilds_its_report(tmp
 
 
 @pytest.mark.slow
-def test_a_sweep_run_by_other_code_is_refused_in_one_line_and_left_as_it_was(tmp_path, reference):
+def test_a_sweep_run_by_other_code_is_refused_in_one_line_and_left_as_it_was(tmp_path, four_job_sweep):
     sweep_dir = tmp_path / "sweep"
-    shutil.copytree(reference("basic"), sweep_dir)
+    shutil.copytree(four_job_sweep("basic"), sweep_dir)
     code = json.loads((sweep_dir / "code.json").read_text())
     code["files"]["conf/optimizer/adam.yaml"] = "0" * 64
     (sweep_dir / "code.json").write_text(json.dumps(code))

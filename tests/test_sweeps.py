@@ -41,20 +41,10 @@ def test_joblib_runs_in_parallel_with_threads_per_job_and_no_leaks(tmp_path):
     )
 
 
-def test_joblib_parallel_jobs_share_the_cores(tmp_path):
-    proc = run_script(
-        [
-            "-m",
-            "hydra/launcher=joblib",
-            "hydra.launcher.n_jobs=2",
-            "optimizer=sgd,adam",
-            *FAST,
-            "trainer.limit_train_batches=3",
-        ],
-        tmp_path,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert [read_metrics(j)["threads"] for j in jobs_of(tmp_path)] == [max(1, os.cpu_count() // 2)] * 2
+def test_joblib_parallel_jobs_share_the_cores(four_job_sweep):
+    sweep = four_job_sweep("joblib")  # hydra.launcher.n_jobs=2
+    threads = [read_metrics(job)["threads"] for job in sorted(sweep.glob("*_activation=*"))]
+    assert threads == [max(1, os.cpu_count() // 2)] * 4
 
 
 def test_a_failing_and_a_diverging_job_do_not_stop_the_sweep(tmp_path):
