@@ -40,12 +40,13 @@ def _loggers() -> dict[str, logging.Logger]:
 UNTOUCHED = (logging.NOTSET, (), (), True, False)  # a logger as ``getLogger`` makes it
 
 
+def _logger_state(lg: logging.Logger) -> tuple:
+    return lg.level, tuple(lg.handlers), tuple(lg.filters), lg.propagate, lg.disabled
+
+
 def _logging() -> dict[str, tuple]:
     """Every logger that is not as ``getLogger`` made it (one made since is no change)."""
-    loggers = {
-        name: (lg.level, tuple(lg.handlers), tuple(lg.filters), lg.propagate, lg.disabled)
-        for name, lg in _loggers().items()
-    }
+    loggers = {name: _logger_state(lg) for name, lg in _loggers().items()}
     return {k: v for k, v in loggers.items() if v != UNTOUCHED} | {"<disable>": (logging.root.manager.disable,)}
 
 
@@ -53,7 +54,7 @@ def _set_logging(state: dict[str, tuple]) -> None:
     logging.disable(state["<disable>"][0])
     for name, lg in _loggers().items():
         wanted = state.get(name, UNTOUCHED)
-        if (lg.level, tuple(lg.handlers), tuple(lg.filters), lg.propagate, lg.disabled) == wanted:
+        if _logger_state(lg) == wanted:
             continue  # setLevel empties every logger's cache: only where something changed
         level, handlers, filters, lg.propagate, lg.disabled = wanted
         lg.setLevel(level)
