@@ -38,3 +38,9 @@ def test_a_resume_is_refused_for_each_setting_that_changes_what_the_weights_mean
 @pytest.mark.parametrize("override", ["model.dropout=0.2", "model.init=xavier_uniform", "seed=3", "optimizer.lr=0.5"])
 def test_what_leaves_the_weights_and_their_optimizer_state_fit_resumes(override):
     assert resume_mismatches(checkpoint_of(settings()), settings(override)) == []
+
+
+@pytest.mark.parametrize("trained, resumed", [((), ("activation=prelu",)), (("activation=prelu",), ())])
+def test_a_key_only_one_side_has_is_a_difference_too(trained, resumed):
+    found = resume_mismatches(checkpoint_of(settings(*trained)), settings(*resumed))
+    assert any(f.startswith("activation.num_parameters") for f in found), found

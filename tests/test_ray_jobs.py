@@ -217,9 +217,10 @@ def test_a_task_that_died_records_its_unfinished_jobs_and_leaves_finished_ones(l
     config.hydra.sweep.dir, config.hydra.sweep.subdir = str(tmp_path), run_dir.name
     if left is not None:  # a record as the job left it: None, killed while training (running), in its test (trained)
         (run_dir / "metrics.json").write_text(json.dumps({"status": str(left), "test/acc": 0.5}))
-    _record([(0, config)], Status.FAILED, "its Ray task ended without a result (the worker died)")
+    _record([(0, config)], Status.INTERRUPTED, "its Ray task was cancelled (Ctrl-C on the driver)")
     record = read_metrics(run_dir)
     if left in finished():
         assert record == {"status": str(left), "test/acc": 0.5}
     else:
-        assert record["status"] == "failed" and record["error"].endswith("(the worker died)")
+        assert record["status"] == "interrupted" and record["error"].endswith("(Ctrl-C on the driver)")
+        assert record["overrides"] == ["seed=1"]  # the job's own, as its record names them
