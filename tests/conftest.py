@@ -5,6 +5,8 @@ them: in this process (``run_script``), or in a process of their own where a tes
 from __future__ import annotations
 
 import copy
+import functools
+import importlib.util
 import io
 import json
 import os
@@ -15,6 +17,7 @@ import traceback
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hydra import compose, initialize_config_dir
@@ -194,12 +197,13 @@ def run_script(
     args: list[str], tmp_path: Path, script: str = "train.py", env: dict | None = None, extra_paths: list[Path] = ()
 ) -> Finished:
     """``python <script> *args`` in ``tmp_path``, run in this process by the entry function the script calls (its
-    console script's): Hydra composes the config, runs the job and its callbacks, writes the run directory and
-    logs as for the user. As a fresh process would, it starts with ``PYTHONWARNINGS`` (``ignore`` unless ``env``
-    says otherwise) and Python's own Ctrl-C handler; it leaves the process as it found it."""
+    console script's; a script of ``scripts/``, its ``main``): Hydra composes the config, runs the job and its
+    callbacks, writes the run directory and logs as for the user. As a fresh process would, it starts with
+    ``PYTHONWARNINGS`` (``ignore`` unless ``env`` says otherwise) and Python's own Ctrl-C handler; it leaves the
+    process as it found it."""
     from experiments.run.cli import evaluate, train
 
-    entry = {"train.py": train, "eval.py": evaluate}[script]
+    entry = {"train.py": train, "eval.py": evaluate}.get(script) or script_module(script).main
     out, err = io.StringIO(), io.StringIO()
     with process_state.restored():
         os.chdir(tmp_path)
@@ -221,6 +225,15 @@ def run_script(
             traceback.print_exc(file=err)
             code = 1
     return Finished(code, out.getvalue(), err.getvalue())
+
+
+@functools.cache
+def script_module(script: str) -> Any:
+    """A script of the repository (``scripts/born_dead.py``) loaded as a module, once."""
+    spec = importlib.util.spec_from_file_location(Path(script).stem, ROOT / script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def run_process(

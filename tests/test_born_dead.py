@@ -5,21 +5,15 @@ import sys
 
 import pytest
 
-from conftest import ROOT, subprocess_env
+from conftest import ROOT, Finished, run_script, subprocess_env
 
 pytestmark = pytest.mark.slow
 SCRIPT = str(ROOT / "scripts" / "born_dead.py")
 
 
-def born_dead(tmp_path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, SCRIPT, "--out", str(tmp_path / "out"), *args],
-        cwd=tmp_path,
-        env=subprocess_env(),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+def born_dead(tmp_path, *args: str) -> Finished:
+    """The script in this process, as ``python scripts/born_dead.py --out <tmp>/out *args`` runs it."""
+    return run_script(["--out", str(tmp_path / "out"), *args], tmp_path, "scripts/born_dead.py")
 
 
 @pytest.mark.parametrize(
