@@ -67,6 +67,15 @@ def compose_config(
     return cfg
 
 
+def swept(tmp_path_factory, name: str, args: list[str]) -> tuple[Path, Finished]:
+    """The sweep ``args`` run once in a directory of its own (``<tmp>/sweep``) for a session fixture: it must
+    complete; its directory and output are read only by the tests that share it."""
+    tmp = tmp_path_factory.mktemp(name)
+    proc = run_script([*args, "hydra.sweep.dir=sweep"], tmp)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return tmp / "sweep", proc
+
+
 # Two activations, two seeds, labelled and logged by every logger: what the report's tests and the record's read
 SMALL_SWEEP = [
     "-m",
@@ -84,10 +93,7 @@ SMALL_SWEEP = [
 def small_sweep(tmp_path_factory) -> tuple[Path, Finished]:
     """``SMALL_SWEEP``'s directory (MLflow's store in ``outputs/mlflow.db`` beside it) and its output, shared by
     every test that reads it: read only (a test that changes it changes a copy)."""
-    tmp = tmp_path_factory.mktemp("small_sweep")
-    proc = run_script([*SMALL_SWEEP, "hydra.sweep.dir=sweep"], tmp)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return tmp / "sweep", proc
+    return swept(tmp_path_factory, "small_sweep", SMALL_SWEEP)
 
 
 # A run that diverges (SGD at a learning rate of a million) and is caught at its first logging step
@@ -116,10 +122,7 @@ DYING_RELU_SWEEP = [
 @pytest.fixture(scope="session")
 def dying_relu_sweep(tmp_path_factory) -> tuple[Path, Finished]:
     """``DYING_RELU_SWEEP``'s directory and output: read by the preset's test and the diagnostics' (read only)."""
-    tmp = tmp_path_factory.mktemp("dying_relu")
-    proc = run_script([*DYING_RELU_SWEEP, "hydra.sweep.dir=sweep"], tmp)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return tmp / "sweep", proc
+    return swept(tmp_path_factory, "dying_relu", DYING_RELU_SWEEP)
 
 
 # Four deterministic jobs that fuse into one group, each launcher's way
@@ -140,22 +143,20 @@ FOUR_JOB_LAUNCHERS = {
 }
 
 
-def sweep_args(launcher: str, sweep_dir: Path) -> list[str]:
-    return ["-m", *FOUR_JOBS, *FOUR_JOB_SETTINGS, *FOUR_JOB_LAUNCHERS[launcher], f"hydra.sweep.dir={sweep_dir}"]
+def four_jobs(launcher: str) -> list[str]:
+    """The command line of the four jobs' sweep on ``launcher`` (its directory given apart)."""
+    return ["-m", *FOUR_JOBS, *FOUR_JOB_SETTINGS, *FOUR_JOB_LAUNCHERS[launcher]]
 
 
 @pytest.fixture(scope="session")
 def four_job_sweep(tmp_path_factory):
-    """The directory of each launcher's uninterrupted ``sweep_args`` sweep, made when a test first asks for it:
+    """The directory of each launcher's uninterrupted ``four_jobs`` sweep, made when a test first asks for it:
     what a finished sweep is compared with, and what the joblib launcher's jobs recorded (read only)."""
     made: dict[str, Path] = {}
 
     def of(launcher: str) -> Path:
         if launcher not in made:
-            tmp = tmp_path_factory.mktemp(f"four-jobs-{launcher}")
-            proc = run_script(sweep_args(launcher, tmp / "sweep"), tmp)
-            assert proc.returncode == 0, proc.stderr[-3000:]
-            made[launcher] = tmp / "sweep"
+            made[launcher], _ = swept(tmp_path_factory, f"four-jobs-{launcher}", four_jobs(launcher))
             records = [read_metrics(job) for job in sorted(made[launcher].glob("*_activation=*"))]
             assert len(records) == 4 and all(m["status"] == "completed" for m in records)
         return made[launcher]

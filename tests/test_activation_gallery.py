@@ -1,16 +1,12 @@
 """scripts/activation_gallery.py: every activation of conf/activation/ drawn, with its autograd derivative."""
 
-import importlib.util
-
 import matplotlib.image
 import pytest
 import torch
 
-from conftest import ROOT
+from conftest import ROOT, script_module
 
-spec = importlib.util.spec_from_file_location("activation_gallery", ROOT / "scripts" / "activation_gallery.py")
-gallery = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(gallery)
+gallery = script_module("scripts/activation_gallery.py")
 
 
 def test_every_catalogue_activation_is_drawn_in_one_readable_png(tmp_path):

@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from conftest import ROOT, Finished, run_script, subprocess_env
+from conftest import ROOT, Finished, run_script, script_module, subprocess_env
 
 pytestmark = pytest.mark.slow
 SCRIPT = str(ROOT / "scripts" / "born_dead.py")
@@ -91,12 +91,9 @@ def test_bias_init_sets_every_bias_and_the_table_says_so(tmp_path, bias, expecte
 
 
 def test_zero_biases_kill_more_narrow_deep_networks_than_pytorchs_default(tmp_path):
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("born_dead_script", SCRIPT)
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
     from experiments.data.idx import load
+
+    script = script_module("scripts/born_dead.py")
 
     probe = load()["train_x"][:200]
     zero = script.probability(2, 10, 40, probe, "kaiming_normal", 0.0)

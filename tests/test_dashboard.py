@@ -9,12 +9,10 @@ import json
 import pytest
 import yaml
 
-from conftest import FAST, ROOT, run_script, subprocess_env
+from conftest import FAST, run_script, script_module, subprocess_env
 
 pytestmark = pytest.mark.slow
-spec = importlib.util.spec_from_file_location("tensorboard_hparams", ROOT / "scripts" / "tensorboard_hparams.py")
-pictures = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(pictures)
+pictures = script_module("scripts/tensorboard_hparams.py")
 CHROMIUM = pictures.chromium()
 
 

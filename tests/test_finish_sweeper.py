@@ -15,7 +15,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from conftest import read_metrics, run_script, start_script, sweep_args
+from conftest import four_jobs, read_metrics, run_script, start_script
 from experiments.reports.table import job_dirs
 from hydra_plugins.finish_sweeper.finish_sweeper import FinishSweeper
 
@@ -31,7 +31,12 @@ def kill_at_random_job(tmp_path: Path, launcher: str, signal_name: str) -> tuple
     """Start the sweep, wait for a random job to begin, then send the signal to the sweep's process group a
     random moment later, as Ctrl-C in a terminal (SIGINT) or the OOM killer or a reboot (SIGKILL) would."""
     sweep_dir, job = tmp_path / "sweep", random.randrange(4)
-    proc = start_script(sweep_args(launcher, sweep_dir), tmp_path, stdout=subprocess.DEVNULL, start_new_session=True)
+    proc = start_script(
+        [*four_jobs(launcher), f"hydra.sweep.dir={sweep_dir}"],
+        tmp_path,
+        stdout=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     try:
         deadline = time.monotonic() + 240
         while not list(sweep_dir.glob(f"{job}_*/metrics.json")) and proc.poll() is None:

@@ -14,7 +14,7 @@ import pytest
 import torch
 from test_rules import BAD, problems_of
 
-from conftest import FAST, ROOT, run_script
+from conftest import FAST, ROOT, Finished, run_script
 from experiments.run.command_line import unreadable_override
 
 pytestmark = pytest.mark.slow
@@ -28,6 +28,12 @@ def run(
     and non-empty stderr lines (its stdout's into ``stdout`` where one is given)."""
     where = cwd or (run_dir.parent if run_dir is not None else Path.cwd())
     proc = run_script([*([f"hydra.run.dir={run_dir}"] if run_dir is not None else []), *args], where, script)
+    return ended(proc, stdout)
+
+
+def ended(proc: Finished, stdout: list[str] | None = None) -> tuple[int, list[str]]:
+    """A run's exit status and non-empty stderr lines, with no traceback among them (its stdout's non-empty lines
+    into ``stdout`` where one is given)."""
     assert "Traceback" not in proc.stderr, proc.stderr
     if stdout is not None:
         stdout.extend(line for line in proc.stdout.splitlines() if line.strip())
@@ -428,8 +434,7 @@ def test_a_missing_data_file_without_download(tmp_path):
 def test_train_log_ends_with_the_line_the_console_ended_with(outcome, tmp_path, request):
     if outcome == "diverged":  # caught at the first logging step, step 5
         run_dir, proc = request.getfixturevalue("diverged_run")
-        code, lines = proc.returncode, [line for line in proc.stderr.splitlines() if line.strip()]
-        assert "Traceback" not in proc.stderr
+        code, lines = ended(proc)
     else:
         out: list[str] = []
         run_dir = tmp_path / "run"
