@@ -22,7 +22,12 @@ from typing import Any
 import lightning  # noqa: F401  (its import sets warnings' format: a fresh run's process has it too)
 import numpy as np
 import torch
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.core.utils import JobRuntime
+from hydra.version import VersionBase
 from omegaconf import OmegaConf
+from packaging.version import Version
 
 import experiments.run.cli  # noqa: F401  (and the project's: the process state a run starts from)
 
@@ -108,11 +113,6 @@ def _hydra() -> tuple[Any, ...]:
     run that failed leaves it so), the job's config, the runtime values and the version base. (Hydra's own
     ``Singleton.get_state``/``set_state`` would do all, but its ``set_state`` scans every plugin again: a tenth of
     a second around each of a thousand tests.)"""
-    from hydra.core.global_hydra import GlobalHydra
-    from hydra.core.hydra_config import HydraConfig
-    from hydra.core.utils import JobRuntime
-    from hydra.version import VersionBase
-
     runtime = JobRuntime.instance().conf
     return (
         GlobalHydra.instance().is_initialized(),
@@ -123,12 +123,6 @@ def _hydra() -> tuple[Any, ...]:
 
 
 def _set_hydra(state: tuple[Any, ...]) -> None:
-    from hydra.core.global_hydra import GlobalHydra
-    from hydra.core.hydra_config import HydraConfig
-    from hydra.core.utils import JobRuntime
-    from hydra.version import VersionBase
-    from packaging.version import Version
-
     initialized, HydraConfig.instance().cfg, runtime, base = state
     if GlobalHydra.instance().is_initialized() and not initialized:
         GlobalHydra.instance().clear()
