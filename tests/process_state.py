@@ -3,13 +3,15 @@
 Runs share pytest's process (a subprocess pays torch's, Lightning's and Hydra's imports and decodes MNIST again
 before doing anything), so each must leave the next test the process a fresh one would have given it: the same
 working directory, environment, import path, Hydra's singletons, logging, warnings filters, torch's settings,
-random states and signal handlers. ``restored()`` is the one mechanism: the conftest wraps every test in it and
-``run_script`` every in-process run; ``taken()`` is what ``tests/test_process_state.py`` compares.
+random states, signal handlers and no worker processes. ``restored()`` is the one mechanism: the conftest wraps
+every test in it and ``run_script`` every in-process run; ``taken()`` is what ``tests/test_process_state.py``
+compares.
 """
 
 from __future__ import annotations
 
 import logging
+import multiprocessing
 import os
 import random
 import signal
@@ -148,6 +150,21 @@ def _set_streams(streams: tuple) -> None:
     sys.stdout, sys.stderr, sys.excepthook = streams
 
 
+def _workers() -> list[int]:
+    return sorted(p.pid for p in multiprocessing.active_children())
+
+
+def _stop_workers(_: list[int]) -> None:
+    """joblib's worker pool (the joblib launcher's) outlives the sweep that started it, for the next sweep
+    to reuse; but its workers keep the working directory, environment and import path they started with,
+    so a later test's sweep would write its jobs into an earlier test's directory. Stopped, as a run's
+    process's end stops it."""
+    if "joblib.externals.loky" in sys.modules:
+        from joblib.externals.loky import get_reusable_executor
+
+        get_reusable_executor().shutdown(wait=True, kill_workers=True)
+
+
 def _set_environ(env: dict[str, str]) -> None:
     os.environ.clear()
     os.environ.update(env)
@@ -166,6 +183,7 @@ PIECES: dict[str, tuple[Callable[[], Any], Callable[[Any], None]]] = {
     "torch": (_torch, _set_torch),
     "random": (_random, _set_random),
     "signals": (lambda: {s: signal.getsignal(s) for s in SIGNALS}, _set_signals),
+    "workers": (_workers, _stop_workers),
 }
 
 

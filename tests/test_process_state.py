@@ -66,6 +66,12 @@ def _modules(tmp_path):
     import users_own_part  # noqa: F401
 
 
+def _workers(tmp_path):
+    from joblib.externals.loky import get_reusable_executor
+
+    get_reusable_executor(max_workers=1).submit(os.getcwd).result()
+
+
 CHANGES = {
     "cwd": lambda tmp_path: os.chdir(tmp_path),
     "environ": lambda tmp_path: os.environ.update(PL_GLOBAL_SEED="7", HYDRA_FULL_ERROR="1"),
@@ -79,6 +85,7 @@ CHANGES = {
     "random": _random,
     "signals": _signals,
     "modules": _modules,
+    "workers": _workers,
 }
 
 
@@ -104,6 +111,16 @@ def test_everything_changed_at_once_and_an_exception_is_put_back_too(tmp_path):
             change(tmp_path / piece)
         raise RuntimeError("a run that crashed")
     assert process_state.taken() == before
+
+
+def test_a_worker_pool_started_by_one_test_is_not_inherited_by_the_next_one_in_another_directory(tmp_path):
+    from joblib.externals.loky import get_reusable_executor
+
+    for directory in ("first", "second"):  # as two tests' joblib sweeps, each in a directory of its own
+        (tmp_path / directory).mkdir()
+        with process_state.restored():
+            os.chdir(tmp_path / directory)
+            assert get_reusable_executor(max_workers=1).submit(os.getcwd).result() == str(tmp_path / directory)
 
 
 @pytest.mark.slow
