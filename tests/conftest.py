@@ -96,6 +96,38 @@ def small_sweep(tmp_path_factory) -> tuple[Path, Finished]:
     return swept(tmp_path_factory, "small_sweep", SMALL_SWEEP)
 
 
+@pytest.fixture(scope="session")
+def good_checkpoint(tmp_path_factory) -> Path:
+    """A fitted classifier's checkpoint with its training state, as Lightning saves it (read only)."""
+    import torch
+    from lightning import Trainer
+
+    from experiments.data.datamodule import MNISTDataModule
+    from experiments.lit.classifier import Classifier
+
+    path = tmp_path_factory.mktemp("ckpt") / "good.ckpt"
+    with process_state.restored():  # made before any test's own restoring starts: its seed and fit put back here
+        torch.manual_seed(0)
+        module = Classifier(
+            model={"_target_": "experiments.nn.model.MLP", "hidden_sizes": [32]},
+            activation={"_target_": "torch.nn.ReLU"},
+            loss={"_target_": "torch.nn.CrossEntropyLoss"},
+            optimizer={"_target_": "torch.optim.Adam", "_partial_": True, "lr": 0.003},
+        )
+        trainer = Trainer(
+            accelerator="cpu",
+            max_steps=2,
+            logger=False,
+            enable_checkpointing=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+            limit_val_batches=0,
+        )
+        trainer.fit(module, datamodule=MNISTDataModule(limit_train=512))
+        trainer.save_checkpoint(path)
+    return path
+
+
 # A run that diverges (SGD at a learning rate of a million) and is caught at its first logging step
 DIVERGING = [*FAST, "optimizer=sgd", "optimizer.lr=1e6", "trainer.log_every_n_steps=5"]
 

@@ -1,10 +1,14 @@
-"""``run/checkpoints.py``: what a resume refuses, decided on the settings alone (end to end: test_hostile_inputs)."""
+"""``run/checkpoints.py``: what a resume refuses, decided on the settings and on a fitted checkpoint's file
+(end to end, through train.py: test_hostile_inputs)."""
+
+from pathlib import Path
 
 import pytest
+import torch
 from omegaconf import OmegaConf
 
 from conftest import compose_config
-from experiments.run.checkpoints import resume_mismatches
+from experiments.run.checkpoints import CheckpointError, read_resumable, resume_mismatches
 
 GROUPS = ("model", "activation", "optimizer", "loss", "data")
 
@@ -44,3 +48,67 @@ def test_what_leaves_the_weights_and_their_optimizer_state_fit_resumes(override)
 def test_a_key_only_one_side_has_is_a_difference_too(trained, resumed):
     found = resume_mismatches(checkpoint_of(settings(*trained)), settings(*resumed))
     assert any(f.startswith("activation.num_parameters") for f in found), found
+
+
+def its_settings(checkpoint: dict) -> dict:
+    """The settings of the run that saved ``checkpoint``, as a run that resumes it passes its own."""
+    saved = checkpoint["hyper_parameters"]
+    return {g: saved[g] for g in ("model", "activation", "optimizer", "loss")} | {
+        "data": {"normalize": checkpoint["datamodule_hyper_parameters"]["normalize"]}
+    }
+
+
+def edited(good: Path, tmp_path: Path, edit) -> tuple[Path, dict]:
+    checkpoint = torch.load(good, weights_only=True)
+    edit(checkpoint)
+    path = tmp_path / "edited.ckpt"
+    torch.save(checkpoint, path)
+    return path, checkpoint
+
+
+def test_a_checkpoint_that_fits_the_run_is_read_whole(good_checkpoint):
+    saved = torch.load(good_checkpoint, weights_only=True)
+    checkpoint = read_resumable(good_checkpoint, its_settings(saved))
+    assert checkpoint["optimizer_states"] and checkpoint["loops"] == saved["loops"]
+    assert checkpoint["state_dict"].keys() == saved["state_dict"].keys()
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [
+        lambda c: c.pop("optimizer_states"),
+        lambda c: c.update(optimizer_states=[]),
+        lambda c: c.pop("loops"),
+    ],
+    ids=["no optimizer state", "empty optimizer state", "no loops"],
+)
+def test_weights_without_their_training_state_are_not_resumed(edit, good_checkpoint, tmp_path):
+    path, checkpoint = edited(good_checkpoint, tmp_path, edit)
+    with pytest.raises(CheckpointError, match=rf"^ckpt_path={path} holds weights only .*without ckpt_path$"):
+        read_resumable(path, its_settings(checkpoint))
+
+
+def test_a_run_with_other_settings_is_refused_with_every_difference(good_checkpoint):
+    checkpoint = torch.load(good_checkpoint, weights_only=True)
+    settings = its_settings(checkpoint) | {
+        "activation": {"_target_": "torch.nn.PReLU", "num_parameters": 1},
+        "optimizer": {"_target_": "torch.optim.SGD", "_partial_": True, "lr": 0.1},
+    }
+    found = resume_mismatches(checkpoint, settings)
+    assert len(found) == 3  # the activation's class and its argument, the optimizer
+    with pytest.raises(CheckpointError) as caught:
+        read_resumable(good_checkpoint, settings)
+    assert str(caught.value) == (
+        f"ckpt_path={good_checkpoint} was made for another network, optimizer or input scaling than this run's "
+        f"({'; '.join(found)}): resume with the overrides it was trained with"
+    )
+
+
+def test_an_optimizer_state_that_does_not_fit_the_weights_is_refused(good_checkpoint, tmp_path):
+    def grow(checkpoint: dict) -> None:
+        state = checkpoint["optimizer_states"][0]["state"][0]
+        state["exp_avg"] = torch.zeros(state["exp_avg"].shape[0] + 1, *state["exp_avg"].shape[1:])
+
+    path, checkpoint = edited(good_checkpoint, tmp_path, grow)
+    with pytest.raises(CheckpointError, match=rf"^{path}: its optimizer state does not fit .*exp_avg of parameter 0"):
+        read_resumable(path, its_settings(checkpoint))

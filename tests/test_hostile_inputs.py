@@ -157,35 +157,6 @@ def test_eval_of_a_directory_without_one_checkpoint_it_can_choose_names_what_it_
         assert lines[0].endswith("is a directory without checkpoints: name a .ckpt file")
 
 
-@pytest.fixture(scope="module")
-def good_checkpoint(tmp_path_factory) -> Path:
-    from lightning import Trainer
-
-    from experiments.data.datamodule import MNISTDataModule
-    from experiments.lit.classifier import Classifier
-
-    torch.manual_seed(0)
-    module = Classifier(
-        model={"_target_": "experiments.nn.model.MLP", "hidden_sizes": [32]},
-        activation={"_target_": "torch.nn.ReLU"},
-        loss={"_target_": "torch.nn.CrossEntropyLoss"},
-        optimizer={"_target_": "torch.optim.Adam", "_partial_": True, "lr": 0.003},
-    )
-    trainer = Trainer(
-        accelerator="cpu",
-        max_steps=2,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        limit_val_batches=0,
-    )
-    trainer.fit(module, datamodule=MNISTDataModule(limit_train=512))
-    path = tmp_path_factory.mktemp("ckpt") / "good.ckpt"
-    trainer.save_checkpoint(path)
-    return path
-
-
 def edited(good: Path, tmp_path: Path, edit) -> Path:
     checkpoint = torch.load(good, weights_only=True)
     out = edit(checkpoint)

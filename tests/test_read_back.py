@@ -12,7 +12,6 @@ import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_hostile_inputs import good_checkpoint  # noqa: F401  (the fixture: a fitted classifier's checkpoint)
 
 from experiments import read_back
 from experiments.errors import DamagedFile, ExperimentError
@@ -155,7 +154,7 @@ def places(tmp_path_factory) -> tuple[Path, Path, Path]:
 
 
 @pytest.fixture(scope="module")
-def checkpoint(good_checkpoint) -> dict:  # noqa: F811 (the imported fixture, asked for by name)
+def checkpoint(good_checkpoint) -> dict:
     """A checkpoint as a run writes it (a fitted classifier and its data module's settings)."""
     return torch.load(good_checkpoint, weights_only=True)
 

@@ -8,7 +8,6 @@ from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from conftest import compose_config
 from experiments.lit import callbacks
 from experiments.lit.diagnostics import DeadUnitMonitor, GradNormMonitor, HistogramMonitor
-from experiments.run.hparams import flat_hparams
 from experiments.run.recipe import (
     best_checkpoint,
     build_callbacks,
@@ -77,40 +76,6 @@ def test_model_and_data_are_built_from_their_targets():
     module = build_module(cfg, data)
     assert type(data).__name__ == "MNISTDataModule" and data.batch_size == 32
     assert [h.linear.out_features for h in module.net.hidden] == [8, 4]
-
-
-def test_hparams_for_tensorboard_hold_the_choices_and_their_numbers():
-    cfg = compose_config(["optimizer=momentum"])
-    params = flat_hparams(cfg, {"optimizer": "momentum", "hydra/launcher": "basic"})
-    assert params["optimizer"] == "momentum" and params["optimizer.momentum"] == 0.9
-    assert params["model.hidden_sizes"] == "[64, 64, 64]" and "hydra/launcher" not in params
-
-
-def test_a_key_an_override_added_or_removed_is_a_column_under_its_own_name():
-    overrides = ["+note=first_try", "+trainer.max_time=00:00:05:00", "++seed=3", "~callbacks.progress_bar"]
-    cfg = compose_config(overrides)
-    params = flat_hparams(cfg, {}, overrides)
-    assert params["note"] == "first_try" and params["trainer.max_time"] == "00:00:05:00" and params["seed"] == 3
-    assert not [k for k in params if k.startswith(("+", "~"))]
-
-
-@pytest.mark.parametrize(
-    "group, options",
-    [
-        ("activation", ["relu", "elu", "leaky_relu", "prelu", "rrelu", "gelu"]),
-        ("optimizer", ["sgd", "momentum", "adam", "rmsprop", "gd"]),
-        ("scheduler", ["step", "cosine", "onecycle"]),
-    ],
-)
-def test_every_option_of_a_group_names_the_same_hyperparameters(group, options):
-    # TensorBoard's HParams tab takes its columns from one run: a sweep's runs must all name them
-    params = {option: flat_hparams(compose_config([f"{group}={option}"]), {group: option}) for option in options}
-    assert all(p.keys() == params[options[0]].keys() for p in params.values())
-    if group == "activation":  # ELU's alpha in a ReLU run: not set
-        assert params["relu"]["activation.alpha"] == "None" and params["elu"]["activation.alpha"] == 1.0
-        assert (
-            params["elu"]["activation.negative_slope"] == "None" and params["leaky_relu"]["activation.alpha"] == "None"
-        )
 
 
 @pytest.mark.parametrize(

@@ -32,7 +32,7 @@ def _flatten(value: Any, key: str, out: dict[str, Any]) -> None:
     if isinstance(value, dict):
         for name, inner in value.items():
             if not str(name).startswith("_"):
-                _flatten(inner, f"{key}.{name}" if key else str(name), out)
+                _flatten(inner, f"{key}.{name}", out)
     elif isinstance(value, (int, float, str, bool)):
         out[key] = value
     else:  # lists and nulls: as text, so that a sweep's values stay comparable
@@ -57,9 +57,9 @@ def flat_hparams(cfg: DictConfig, choices: dict[str, str], overrides: list[str] 
         if key not in sections and not isinstance(value, DictConfig):
             _flatten(value, str(key), out)
     for override in overrides:
-        key = override.lstrip("+~").split("=", 1)[0]
+        key = override.lstrip("+~").partition("=")[0]
         if "/" not in key and not key.startswith("hydra"):
-            _flatten(OmegaConf.select(cfg, key, default=None), key, out)
+            _flatten(OmegaConf.select(cfg, key), key, out)  # None where the key is not in the config
     if "tags" in cfg:  # one column a reader can filter on, not a list's repr
         out["tags"] = ",".join(map(str, cfg.tags or []))
     return out
