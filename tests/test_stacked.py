@@ -1,6 +1,7 @@
 """The stacked model: each member computes, learns and sees data exactly as its own run would."""
 
 from functools import partial
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -64,6 +65,75 @@ def test_the_stacked_forward_is_each_members_own_forward():
     for k, module in enumerate(alone):
         torch.testing.assert_close(out_shared[k], module(shared), rtol=1e-5, atol=1e-6)
         torch.testing.assert_close(out_own[k], module(own[k]), rtol=1e-5, atol=1e-6)
+
+
+def test_an_output_activation_and_an_activation_with_parameters_are_each_members_own():
+    specs = [("prelu", adam(1e-2), 0), ("prelu", adam(1e-2), 1)]  # equal configs: the same call if shared
+    built = [member(*s, output_activation="log_softmax") for s in specs]
+    alone = [member(*s, output_activation="log_softmax") for s in specs]
+    with torch.no_grad():  # trained apart, their slopes differ
+        for k, slope in enumerate((0.1, 0.7)):
+            built[k].net.hidden[0].activation.weight.fill_(slope)
+            alone[k].net.hidden[0].activation.weight.fill_(slope)
+    x = torch.randn(7, 20)
+    out = FusedClassifier(built, [range(2)])(x)
+    for k, module in enumerate(alone):
+        torch.testing.assert_close(out[k], module(x), rtol=1e-5, atol=1e-6)
+
+
+def test_each_members_epoch_loss_and_accuracy_are_those_of_its_own_run():
+    fused, alone = group(SPECS[:3])  # 3 members, batches of 8 and 5: no size stands for another
+    torch.manual_seed(4)
+    stages = {
+        "train": [(torch.randn(3, b, 20), torch.randint(0, 5, (3, b))) for b in (8, 5)],  # each its own batch
+        "val": [(torch.randn(b, 20), torch.randint(0, 5, (b,))) for b in (8, 5)],  # one batch for all
+    }
+    for stage, batches in stages.items():
+        step = fused.training_step if stage == "train" else fused.validation_step
+        for i, batch in enumerate(batches):
+            step(batch, i)
+            if stage == "train":  # what a callback reads of the last step
+                own = [m.loss_fn(m(batch[0][k]), batch[1][k]) for k, m in enumerate(alone)]
+                torch.testing.assert_close(fused.last_losses, torch.stack(own).detach(), rtol=1e-5, atol=1e-6)
+        losses, accuracies = fused.epoch_means(stage)
+        for k, module in enumerate(alone):
+            xs = [x[k] if stage == "train" else x for x, _ in batches]
+            ys = [y[k] if stage == "train" else y for _, y in batches]
+            with torch.no_grad():
+                outs = [module(x) for x in xs]
+                loss = sum(module.loss_fn(o, y) * len(y) for o, y in zip(outs, ys)) / 13
+                correct = sum(int((o.argmax(-1) == y).sum()) for o, y in zip(outs, ys))
+            assert losses[k] == pytest.approx(float(loss), rel=1e-5), (stage, k)
+            assert accuracies[k] == correct / 13, (stage, k)
+
+
+def test_a_schedule_is_built_for_the_members_optimizer_as_their_own_run_builds_it():
+    onecycle = {
+        "scheduler": {"_target_": "torch.optim.lr_scheduler.OneCycleLR", "_partial_": True, "pct_start": 0.3},
+        "interval": "step",
+        "frequency": 1,
+    }
+    members = [member("relu", adam(1e-2), k) for k in range(2)]
+    for m in members:
+        m.hparams.scheduler = onecycle
+    own = Classifier(**members[0].hparams)
+    fused = FusedClassifier(members, [range(2)])
+    trainer = SimpleNamespace(  # what run_length reads of a trainer: 10 batches an epoch, 2 epochs
+        datamodule=SimpleNamespace(train_dataloader=lambda: range(10)),
+        limit_train_batches=None,
+        max_epochs=2,
+        max_steps=-1,
+    )
+    fused.trainer = own.trainer = trainer
+    built, expected = fused.configure_optimizers(), own.configure_optimizers()
+    assert built.keys() == expected.keys() == {"optimizer", "lr_scheduler"}
+    assert built["lr_scheduler"]["interval"] == "step"
+    schedulers = built["lr_scheduler"]["scheduler"], expected["lr_scheduler"]["scheduler"]
+    assert type(schedulers[0]) is type(schedulers[1]) and schedulers[0].total_steps == schedulers[1].total_steps == 20
+    for scheduler in schedulers:
+        scheduler.optimizer.step()
+        scheduler.step()
+    assert [g["lr"] for g in built["optimizer"].param_groups] == [expected["optimizer"].param_groups[0]["lr"]]
 
 
 @pytest.mark.parametrize(
@@ -150,6 +220,14 @@ def test_gradient_norms_are_lightnings_for_each_members_own_net():
         } <= set(norms)
         for name, value in norms.items():
             torch.testing.assert_close(mine[name], value, rtol=1e-3, atol=1e-6, msg=f"member {k} {name}")
+
+
+def test_before_any_backward_pass_a_members_gradients_are_zeros():
+    fused, _ = group(SPECS[:2])
+    fused.bind_grads()  # the gradient-norm monitor may read a member before its first step
+    for k in range(2):
+        grads = [p.grad for p in fused.member(k).net.parameters() if p.grad is not None]
+        assert len(grads) == 6 and all(not g.any() for g in grads)
 
 
 def test_member_weights_round_trip_through_a_state_dict():

@@ -165,7 +165,7 @@ class FusedClassifier(L.LightningModule):
 
     def _accumulate(self, stage: str, out: torch.Tensor, y: torch.Tensor, losses: torch.Tensor) -> None:
         n = y.shape[-1]
-        correct = (out.argmax(-1) == (y if y.dim() == 2 else y.unsqueeze(0))).sum(-1)
+        correct = (out.argmax(-1) == y).sum(-1)  # y: each member's own batch's, or one batch's broadcast to all
         losses = torch.where(self.alive, losses, torch.zeros_like(losses))
         if stage not in self.sums:
             self.sums[stage] = torch.zeros(3, len(self.members), device=out.device, dtype=torch.float64)
