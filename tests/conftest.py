@@ -265,6 +265,7 @@ def script_module(script: str) -> Any:
     """A script of the repository (``scripts/born_dead.py``) loaded as a module, once."""
     spec = importlib.util.spec_from_file_location(Path(script).stem, ROOT / script)
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # as an import leaves it: a dataclass of the script looks its module up there
     spec.loader.exec_module(module)
     return module
 
