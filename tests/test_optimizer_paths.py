@@ -53,6 +53,7 @@ def test_the_noisy_gradient_is_seeded_and_only_sgds():
     assert set(paths.NOISY) == {"sgd"}
 
 
+@pytest.mark.slow  # the whole script, pictures and animation drawn
 def test_the_script_writes_a_picture_per_surface_and_an_animation(tmp_path):
     proc = run_script(
         ["--steps", "20", "--frames", "4", "--out", str(tmp_path)], tmp_path, "scripts/optimizer_paths.py"
