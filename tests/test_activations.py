@@ -29,6 +29,7 @@ ALL = [
     "mish",
     "relu6",
     "softplus",
+    "softsign",
 ]
 X = torch.tensor([-3.0, -1.0, -0.25, 0.25, 1.0, 3.0], dtype=torch.float64)
 
@@ -74,7 +75,7 @@ def test_selu_constants():
     assert torch.allclose(selu(torch.tensor([-50.0]).double()), torch.tensor([-lam * alpha]).double())
 
 
-@pytest.mark.parametrize("name", ["sigmoid", "tanh", "elu", "selu", "gelu", "swish", "mish", "softplus"])
+@pytest.mark.parametrize("name", ["sigmoid", "tanh", "elu", "selu", "gelu", "swish", "mish", "softplus", "softsign"])
 def test_smooth_activations_pass_gradcheck(name):
     x = torch.randn(8, dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(build(name), (x,))
@@ -135,6 +136,7 @@ XS = torch.linspace(-4, 4, 81, dtype=torch.float64)
         ("elu", {"alpha": 0.5}, lambda x: torch.where(x > 0, x, 0.5 * (torch.exp(x) - 1))),
         ("mish", {}, lambda x: x * torch.tanh(torch.log1p(torch.exp(x)))),
         ("relu6", {}, lambda x: x.clamp(0, 6)),
+        ("softsign", {}, lambda x: x / (1 + x.abs())),
         ("softplus", {}, lambda x: torch.log1p(torch.exp(x))),
         ("softplus", {"beta": 2.0}, lambda x: torch.log1p(torch.exp(2 * x)) / 2),
         ("gelu", {}, lambda x: x * 0.5 * (1 + torch.erf(x / 2**0.5))),

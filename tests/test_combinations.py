@@ -30,9 +30,10 @@ ACTIVATIONS = [
     "mish",
     "relu6",
     "softplus",
+    "softsign",
 ]
 LOSSES = ["cross_entropy", "nll", "mse", "bce"]
-OPTIMIZERS = ["gd", "sgd", "momentum", "nesterov", "adam", "adamw", "rmsprop", "adagrad"]
+OPTIMIZERS = ["gd", "sgd", "momentum", "nesterov", "adam", "adamw", "rmsprop", "adagrad", "adadelta"]
 
 
 @functools.cache

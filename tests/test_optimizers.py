@@ -41,6 +41,7 @@ def test_momentum_follows_the_course_update_step_by_step():
         ("adamw", "AdamW"),
         ("rmsprop", "RMSprop"),
         ("adagrad", "Adagrad"),
+        ("adadelta", "Adadelta"),
         ("momentum_lecture", "LectureMomentum"),
     ],
 )
@@ -123,6 +124,7 @@ def test_no_scheduler():
         ("adamw", "AdamW", {"lr": 0.003, "weight_decay": 0.01}),
         ("rmsprop", "RMSprop", {"lr": 0.001, "alpha": 0.99}),
         ("adagrad", "Adagrad", {"lr": 0.01}),
+        ("adadelta", "Adadelta", {"lr": 1.0, "rho": 0.9, "eps": 1e-6, "weight_decay": 0.0}),
         ("momentum_lecture", "LectureMomentum", {"lr": 0.05, "momentum": 0.9, "weight_decay": 0.0}),
     ],
 )
