@@ -248,8 +248,8 @@ def run_script(
         signal.signal(signal.SIGINT, signal.default_int_handler)
         sys.stdout, sys.stderr = out, err
         try:
-            entry()
-            code = 0
+            returned = entry()  # a console script's wrapper exits with what its function returns
+            code = returned if isinstance(returned, int) else 0
         except SystemExit as exit_:
             code = exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else 1)
             if isinstance(exit_.code, str):
