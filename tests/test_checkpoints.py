@@ -7,8 +7,16 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from conftest import compose_config
-from experiments.run.checkpoints import CheckpointError, read_resumable, resume_mismatches
+from conftest import compose_config, write_idx_set
+from experiments.lit.classifier import Classifier
+from experiments.run.checkpoints import (
+    CheckpointError,
+    model_and_data,
+    read_resumable,
+    refuse_unfit,
+    resume_mismatches,
+    unfit_tensors,
+)
 
 GROUPS = ("model", "activation", "optimizer", "loss", "data")
 
@@ -112,3 +120,54 @@ def test_an_optimizer_state_that_does_not_fit_the_weights_is_refused(good_checkp
     path, checkpoint = edited(good_checkpoint, tmp_path, grow)
     with pytest.raises(CheckpointError, match=rf"^{path}: its optimizer state does not fit .*exp_avg of parameter 0"):
         read_resumable(path, its_settings(checkpoint))
+
+
+@pytest.mark.parametrize("keep", [False, True])
+def test_eval_scales_the_pixels_as_the_checkpoint_trained_unless_the_command_line_said_otherwise(
+    keep, good_checkpoint, tmp_path
+):
+    path, checkpoint = edited(
+        good_checkpoint, tmp_path, lambda c: c["datamodule_hyper_parameters"].update(normalize="unit")
+    )
+    data = compose_config(["data.normalize=standardize"]).data
+    module, datamodule = model_and_data(path, data, keep_normalize=keep)
+    assert datamodule.normalize == ("standardize" if keep else "unit")
+    for name, value in module.state_dict().items():
+        assert torch.equal(value, checkpoint["state_dict"][name]), name
+
+
+def test_a_data_set_of_other_sizes_than_the_checkpoint_s_is_refused_naming_both(good_checkpoint, tmp_path):
+    root = write_idx_set(tmp_path / "own", image=(5, 7), classes=3)
+    trained_on = str(tmp_path / "mnist")  # where it was trained, as its file says
+    path, _ = edited(good_checkpoint, tmp_path, lambda c: c["datamodule_hyper_parameters"].update(root=trained_on))
+    with pytest.raises(CheckpointError) as caught:
+        model_and_data(path, compose_config([f"data.root={root}"]).data)
+    assert str(caught.value) == (
+        f"{path} was trained on 784 inputs and 10 classes (data.root={trained_on!r}), and "
+        f"data.root={str(root)!r} holds 35-pixel images of 3 classes: pass the data set it was trained on, "
+        f"data.root=<its directory>"
+    )
+
+
+def test_every_tensor_that_does_not_fit_is_named_and_a_refusal_counts_what_it_does_not_list(good_checkpoint):
+    checkpoint = torch.load(good_checkpoint, weights_only=True)
+    network = Classifier(**checkpoint["hyper_parameters"])
+    weights = checkpoint["state_dict"]
+    weights.pop("net.output.bias")
+    weights["net.extra.weight"] = torch.zeros(1)
+    weights["net.output.weight"] = [0.0]
+    states = checkpoint["optimizer_states"][0]["state"]
+    states[len(states)] = {}  # one past the network's last parameter
+    states["1"] = {}  # not an index
+    found = unfit_tensors(checkpoint, network, optimizer=True)
+    assert found == [
+        "net.output.bias is missing",
+        "net.extra.weight is not a weight of this network",
+        "net.output.weight is a list, not a tensor",
+        f"optimizer state 0 is kept for parameter {len(states) - 2}; the network has {len(states) - 2}",
+        "optimizer state 0 is kept for parameter '1'; the network has 4",
+    ]
+    assert unfit_tensors(checkpoint, network) == found[:3]  # the optimizer's state only where a resume uses it
+    assert unfit_tensors({"state_dict": None}, network) == ["state_dict is a NoneType, not a mapping of tensors"]
+    with pytest.raises(CheckpointError, match=r"^f\.ckpt: its weights do not fit .* and 2 more\); the file was"):
+        refuse_unfit("f.ckpt", checkpoint, optimizer=True)

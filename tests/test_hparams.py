@@ -4,6 +4,7 @@ import pytest
 import yaml
 from lightning.pytorch.loggers import TensorBoardLogger
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
 
 from conftest import compose_config
 from experiments.run.hparams import flat_hparams, labels, log_final, plain
@@ -102,14 +103,17 @@ RESULT = {"test/acc": 0.9, "test/loss": 0.3, "status": "completed"}
 
 
 def test_every_logger_gets_the_overrides_columns_and_the_final_metrics_and_is_finalized_as_a_success(tmp_path):
-    overrides = ["+note=x"]
+    overrides = ["diagnostics.dead_units.probe_size=9"]  # a column only because an override names it
     cfg = compose_config(overrides)
     other, tensorboard = Captures(), TensorBoardLogger(tmp_path, name="", version="")
+    tensorboard.save()  # as Lightning saves it during training: its hparams.yaml written then, empty
     log_final([other, tensorboard], 10, cfg, {"optimizer": "adam"}, RESULT, overrides)
     params = flat_hparams(cfg, {"optimizer": "adam"}, overrides)
-    assert other.params == params and params["note"] == "x"
+    assert other.params == params and params["diagnostics.dead_units.probe_size"] == 9
     assert other.metrics == {10: {"final/test_acc": 0.9, "final/test_loss": 0.3}} and other.status == "success"
     assert yaml.safe_load((tmp_path / "hparams.yaml").read_text()) == params  # rewritten whole, not empty
     events = EventAccumulator(str(tmp_path))
     events.Reload()
     assert {"final/test_acc", "final/test_loss"} <= set(events.Tags()["scalars"])  # the HParams tab's metrics
+    session = HParamsPluginData.FromString(events.PluginTagToContent("hparams")["_hparams_/session_start_info"])
+    assert set(session.session_start_info.hparams) == set(params)  # the HParams tab's columns
