@@ -19,26 +19,35 @@ from datetime import date
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-PRESETS = {  # name -> the command of its README row (after "python")
-    "hands_on": ["train.py", "experiment=hands_on"],
-    "dying_relu": ["train.py", "-m", "experiment=dying_relu", "seed=0,1,2"],
-    "dying_relu_lr": ["train.py", "-m", "experiment=dying_relu_lr"],
-    "vanishing_gradients": ["train.py", "-m", "experiment=vanishing_gradients"],
-    "linear_collapse": ["train.py", "-m", "experiment=linear_collapse"],
-    "snn": ["train.py", "-m", "experiment=snn"],
-    "hands_on_keras": ["train.py", "experiment=hands_on_keras"],
-    "born_dead": ["scripts/born_dead.py", "--seeds", "200"],
+PRESETS = {  # name -> the commands of its README row (after "python"), run one after another
+    "hands_on": [["train.py", "experiment=hands_on"]],
+    "dying_relu": [["train.py", "-m", "experiment=dying_relu", "seed=0,1,2"]],
+    "dying_relu_lr": [["train.py", "-m", "experiment=dying_relu_lr"]],
+    "vanishing_gradients": [["train.py", "-m", "experiment=vanishing_gradients"]],
+    "linear_collapse": [["train.py", "-m", "experiment=linear_collapse"]],
+    "snn": [["train.py", "-m", "experiment=snn"]],
+    "hands_on_keras": [["train.py", "experiment=hands_on_keras"]],
+    "born_dead": [["scripts/born_dead.py", "--seeds", "200"]],
+    "linear_path": [  # the two runs it reads, then the script
+        ["train.py", "optimizer=sgd", "hydra.run.dir=outputs/line/sgd"],
+        ["train.py", "optimizer=adam", "hydra.run.dir=outputs/line/adam"],
+        ["scripts/linear_path.py", "outputs/line/sgd", "outputs/line/adam", "--out", "outputs/line/linear_path.png"],
+    ],
 }
 
 
-def timed(args: list[str]) -> tuple[float, int]:
-    """Seconds the command took, and its exit status; its output goes to a temporary directory's outputs/."""
+def timed(commands: list[list[str]]) -> tuple[float, int]:
+    """Seconds the commands took, and the first failing one's exit status (0 if none failed); their output goes to
+    a temporary directory's outputs/."""
     with tempfile.TemporaryDirectory() as tmp:
         env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")])}
         start = time.perf_counter()
-        proc = subprocess.run(
-            [sys.executable, str(ROOT / args[0]), *args[1:]], cwd=tmp, env=env, capture_output=True, text=True
-        )
+        for args in commands:
+            proc = subprocess.run(
+                [sys.executable, str(ROOT / args[0]), *args[1:]], cwd=tmp, env=env, capture_output=True, text=True
+            )
+            if proc.returncode:
+                break
         return time.perf_counter() - start, proc.returncode
 
 
@@ -58,7 +67,7 @@ def main() -> None:
     rows = []
     for name in args.only or PRESETS:
         seconds, code = timed(PRESETS[name])
-        command = "python " + " ".join(PRESETS[name])
+        command = " && ".join("python " + " ".join(args) for args in PRESETS[name])
         shown = f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
         rows.append(f"| `{name}` | `{command}` | {shown} | {'ok' if code == 0 else f'exit {code}'} |")
         print(rows[-1], flush=True)
