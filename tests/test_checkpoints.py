@@ -8,9 +8,11 @@ import torch
 from omegaconf import OmegaConf
 
 from conftest import compose_config, write_idx_set
+from experiments.errors import ExperimentError
 from experiments.lit.classifier import Classifier
 from experiments.run.checkpoints import (
     CheckpointError,
+    check_settings,
     model_and_data,
     read_resumable,
     refuse_unfit,
@@ -171,3 +173,77 @@ def test_every_tensor_that_does_not_fit_is_named_and_a_refusal_counts_what_it_do
     assert unfit_tensors({"state_dict": None}, network) == ["state_dict is a NoneType, not a mapping of tensors"]
     with pytest.raises(CheckpointError, match=r"^f\.ckpt: its weights do not fit .* and 2 more\); the file was"):
         refuse_unfit("f.ckpt", checkpoint, optimizer=True)
+
+
+def settings_of(good_checkpoint) -> tuple[dict, dict]:
+    checkpoint = torch.load(good_checkpoint, weights_only=True)
+    return checkpoint["hyper_parameters"], checkpoint["datamodule_hyper_parameters"]
+
+
+DAMAGED = "; the file was damaged or edited: restore it or use another one"
+
+
+@pytest.mark.parametrize(
+    "edit, said",
+    [
+        (lambda hp, data: ("x", data), "hyper_parameters is a str, not a mapping"),
+        (lambda hp, data: (hp, ["unit"]), "datamodule_hyper_parameters is a list, not a mapping"),
+        (lambda hp, data: ({**hp, "scheduler": "step"}, data), "hyper_parameters.scheduler is 'step', not a mapping"),
+        (
+            lambda hp, data: ({**hp, "input_size": 0}, data),
+            "hyper_parameters.input_size is 0, not an integer in [1, 16777216]",
+        ),
+        (
+            lambda hp, data: ({**hp, "num_classes": True}, data),
+            "hyper_parameters.num_classes is True, not an integer in [1, 1048576]",
+        ),
+        (lambda hp, data: ({**hp, "num_classes": (1 << 20) + 1}, data), "hyper_parameters.num_classes is 1048577, not"),
+        (lambda hp, data: (hp, {**data, "normalize": "loud"}), "datamodule_hyper_parameters.normalize="),
+        (
+            lambda hp, data: ({**hp, "model": {**hp["model"], "hidden_sizes": [0]}}, data),
+            "hyper_parameters.model.hidden_sizes=",
+        ),
+    ],
+    ids=[
+        "settings not a mapping",
+        "data not a mapping",
+        "scheduler not a mapping",
+        "no inputs",
+        "classes a boolean",
+        "too many classes",
+        "an unknown scaling",
+        "a layer of no units",
+    ],
+)
+def test_a_checkpoint_s_settings_out_of_their_rules_are_one_line_naming_the_key(edit, said, good_checkpoint):
+    hparams, data = edit(*settings_of(good_checkpoint))
+    with pytest.raises(ExperimentError) as caught:
+        check_settings("f.ckpt", hparams, data)
+    assert str(caught.value).startswith(f"f.ckpt: {said}") and str(caught.value).endswith(DAMAGED), str(caught.value)
+
+
+def test_the_settings_a_run_saved_pass_and_a_scheduler_or_no_data_settings_are_read_too(good_checkpoint):
+    hparams, data = settings_of(good_checkpoint)
+    check_settings("f.ckpt", hparams, data)
+    check_settings("f.ckpt", hparams, None)  # a checkpoint saved without a data module
+    step = {"scheduler": {"_target_": "torch.optim.lr_scheduler.StepLR", "_partial_": True, "step_size": 1}}
+    check_settings("f.ckpt", {**hparams, "scheduler": step}, data)
+    with pytest.raises(CheckpointError, match="scheduler"):  # the scheduler's class is held to the catalogue too
+        check_settings("f.ckpt", {**hparams, "scheduler": {"scheduler": {"_target_": "os.system"}}}, data)
+
+
+def test_a_class_from_outside_the_catalogue_names_the_search_path_its_run_was_made_with(good_checkpoint, tmp_path):
+    hparams, data = settings_of(good_checkpoint)
+    path = tmp_path / "run" / "checkpoints" / "best.ckpt"
+    (tmp_path / "run" / ".hydra").mkdir(parents=True)
+    (tmp_path / "run" / ".hydra" / "hydra.yaml").write_text("hydra:\n  searchpath: [file:///own/conf, 5]\n")
+    foreign = {**hparams, "activation": {"_target_": "own_parts.Scaled"}}
+    with pytest.raises(CheckpointError) as caught:
+        check_settings(path, foreign, data)
+    assert str(caught.value).endswith("; its run was made with 'hydra.searchpath=[file:///own/conf]'"), str(
+        caught.value
+    )
+    (tmp_path / "run" / ".hydra" / "hydra.yaml").write_text("hydra: {}\n")  # no search path: none named
+    with pytest.raises(CheckpointError) as caught:
+        check_settings(path, foreign, data)
+    assert "its run was made with" not in str(caught.value)
