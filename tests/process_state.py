@@ -154,12 +154,12 @@ def _workers() -> list[int]:
     return sorted(p.pid for p in multiprocessing.active_children())
 
 
-def _stop_workers(_: list[int]) -> None:
+def _stop_workers(before: list[int]) -> None:
     """joblib's worker pool (the joblib launcher's) outlives the sweep that started it, for the next sweep
     to reuse; but its workers keep the working directory, environment and import path they started with,
-    so a later test's sweep would write its jobs into an earlier test's directory. Stopped, as a run's
-    process's end stops it."""
-    if "joblib.externals.loky" in sys.modules:
+    so a later test's sweep would write its jobs into an earlier test's directory. Stopped where the body
+    started workers, as a run's process's end stops it (a test that started none leaves the pool alone)."""
+    if _workers() != before and "joblib.externals.loky" in sys.modules:
         from joblib.externals.loky import get_reusable_executor
 
         get_reusable_executor().shutdown(wait=True, kill_workers=True)
