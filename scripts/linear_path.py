@@ -31,7 +31,7 @@ import yaml
 
 from experiments.errors import ExperimentError, RunDirectoryError
 from experiments.lit.classifier import Classifier
-from experiments.read_back import damaged
+from experiments.read_back import damaged, read_yaml
 
 ALPHAS = [round(-0.5 + 0.05 * i, 2) for i in range(41)]  # -0.5 ... 1.5
 
@@ -42,9 +42,9 @@ def run_seed(run_dir: Path) -> int:
     if not source.is_file():
         raise RunDirectoryError(f"{run_dir} has no .hydra/config.yaml: name the directory of a run of train.py")
     try:
-        cfg = yaml.safe_load(source.read_text())
-    except yaml.YAMLError:
-        raise damaged(source, "the file", "is not YAML") from None
+        cfg = read_yaml(source)
+    except (OSError, yaml.YAMLError):
+        raise damaged(source, "the file", "cannot be read as YAML") from None
     seed = cfg.get("seed") if isinstance(cfg, dict) else None
     if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2**32:
         raise damaged(source, "seed", f"is {seed!r}, not a seed a run takes")

@@ -73,10 +73,11 @@ def test_the_script_draws_each_run_and_writes_its_numbers_and_never_over_a_file(
         (lambda run: (run / ".hydra" / "config.yaml").write_text("seed: x\n"), "/.hydra/config.yaml: seed is 'x'"),
         (lambda run: (run / ".hydra" / "config.yaml").write_text("seed: true\n"), "seed is True"),
         (lambda run: (run / ".hydra" / "config.yaml").write_text("seed: -1\n"), "seed is -1, not a seed"),
+        (lambda run: (run / ".hydra" / "config.yaml").write_text("seed: [\n"), "the file cannot be read as YAML"),
         (lambda run: (run / "checkpoints" / "last.ckpt").unlink(), "has no checkpoints/last.ckpt: name a run"),
         (lambda run: shutil.rmtree(run / ".hydra"), "has no .hydra/config.yaml: name the directory of a run"),
     ],
-    ids=["seed not a number", "seed a boolean", "seed out of bounds", "no last checkpoint", "no config"],
+    ids=["seed not a number", "seed a boolean", "seed out of bounds", "not YAML", "no last checkpoint", "no config"],
 )
 def test_a_run_directory_that_cannot_say_its_start_or_end_is_one_line(damage, said, trained, tmp_path):
     run = tmp_path / "run"
