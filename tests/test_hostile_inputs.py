@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from test_checkpoints import edited
 from test_rules import BAD, problems_of
 
 from conftest import FAST, ROOT, Finished, run_script
@@ -155,14 +156,6 @@ def test_eval_of_a_directory_without_one_checkpoint_it_can_choose_names_what_it_
         )
     else:
         assert lines[0].endswith("is a directory without checkpoints: name a .ckpt file")
-
-
-def edited(good: Path, tmp_path: Path, edit) -> Path:
-    checkpoint = torch.load(good, weights_only=True)
-    out = edit(checkpoint)
-    path = tmp_path / "hostile.ckpt"
-    torch.save(checkpoint if out is None else out, path)
-    return path
 
 
 MARKER = "payload-ran"

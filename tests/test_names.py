@@ -6,6 +6,7 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+from test_hparams import Captures
 
 from conftest import compose_config
 from experiments import names
@@ -68,22 +69,9 @@ def test_a_new_metric_is_a_column_of_the_report_and_its_aggregate(with_top2, tmp
 
 
 def test_a_new_metric_goes_to_the_loggers_as_a_final_metric(with_top2):
-    class Captures:
-        def __init__(self):
-            self.metrics = {}
-
-        def log_hyperparams(self, params):
-            self.params = params
-
-        def log_metrics(self, metrics, step):
-            self.metrics.update(metrics)
-
-        def finalize(self, status):
-            pass
-
     logger = Captures()
     log_final([logger], 10, compose_config(), {}, {"val/top2": 0.75, "test/acc": 0.9, "status": "completed"})
-    assert logger.metrics == {"final/val_top2": 0.75, "final/test_acc": 0.9}
+    assert logger.metrics == {10: {"final/val_top2": 0.75, "final/test_acc": 0.9}}
 
 
 def test_a_new_group_is_read_not_warned_about_and_its_arguments_are_checked(monkeypatch):
