@@ -142,6 +142,11 @@ def _contours(ax: plt.Axes, surface: Surface) -> None:
     ax.set_ylabel("y")
 
 
+COLORS = dict(zip(OPTIMIZERS, plt.get_cmap("tab10").colors))
+# the lecture's momentum dashed over PyTorch's: at a constant rate the two take the same steps, and both show
+DASHED = {"momentum_lecture"}
+
+
 def _style(name: str) -> str:
     return "--" if name in DASHED else "-"
 
@@ -150,21 +155,16 @@ def _label(name: str, lr: float) -> str:
     return f"{name}{' (noisy gradient)' if name in NOISY else ''}, lr={lr:.0e}"
 
 
-COLORS = dict(zip(OPTIMIZERS, plt.get_cmap("tab10").colors))
-# the lecture's momentum dashed over PyTorch's: at a constant rate the two take the same steps, and both show
-DASHED = {"momentum_lecture"}
-
-
 def draw(found: dict[str, dict[str, tuple[float, torch.Tensor]]], out: Path, frames: int = 30) -> list[Path]:
     """A PNG per surface (every path whole) and an animated GIF of the three side by side."""
     out.mkdir(parents=True, exist_ok=True)
+    steps = len(next(iter(next(iter(found.values())).values()))[1]) - 1  # every path has the same length
     written = []
     for s, by_optimizer in found.items():
         fig, ax = plt.subplots(figsize=(7, 5.2))
         _contours(ax, SURFACES[s])
         for name, (lr, points) in by_optimizer.items():
             ax.plot(*points.T, color=COLORS[name], linestyle=_style(name), linewidth=1.4, label=_label(name, lr))
-        steps = len(next(iter(by_optimizer.values()))[1]) - 1
         ax.set_title(f"{s}: {steps} steps from the black dot; the star is the minimum")
         ax.legend(fontsize=7, loc="best")
         fig.tight_layout()
@@ -180,7 +180,6 @@ def draw(found: dict[str, dict[str, tuple[float, torch.Tensor]]], out: Path, fra
         for name, (lr, _) in by_optimizer.items():
             (lines[s, name],) = ax.plot([], [], color=COLORS[name], linestyle=_style(name), label=_label(name, lr))
     axes[0].legend(fontsize=6, loc="lower right")
-    steps = len(next(iter(next(iter(found.values())).values()))[1]) - 1
     shown = sorted({round(steps * (i / max(frames - 1, 1)) ** 1.5) for i in range(frames)})  # early steps slower
 
     def frame(k: int) -> list:
