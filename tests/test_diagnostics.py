@@ -110,6 +110,14 @@ def test_a_run_logs_diagnostics_to_tensorboard_and_metrics(dying_relu_sweep):
     assert {"weights/layer1", "activations/layer3"} <= set(events.Tags()["histograms"])
     # at the logging interval's optimizer steps
     assert [e.step for e in events.Scalars("grad_norm/layer3")] == list(range(0, metrics["global_step"], 5))
+    # the activation readings: in TensorBoard at the steps the record lists, the last one as the final value
+    steps = metrics["history"]["diag/act_step"]
+    assert steps == list(range(0, metrics["global_step"] + 1, 5))
+    assert [e.step for e in events.Scalars("diag/act_std/layer2")] == steps
+    assert [e.value for e in events.Scalars("diag/act_mean/layer3")] == pytest.approx(
+        metrics["history"]["diag/act_mean/layer3"]
+    )
+    assert metrics["diag/act_std/layer1"] == metrics["history"]["diag/act_std/layer1"][-1]
 
 
 def test_histograms_count_every_value_between_its_min_and_max(tmp_path):
@@ -197,11 +205,11 @@ class RecordingLogger:
 class ProbeData:
     """A datamodule's ``images`` as the monitors call it; remembers the sizes asked for."""
 
-    def __init__(self, images: torch.Tensor) -> None:
-        self.images_, self.sizes = images, []
+    def __init__(self, images: torch.Tensor, split: str = "val") -> None:
+        self.images_, self.sizes, self.split = images, [], split
 
     def images(self, split: str, size: int | None = None) -> torch.Tensor:
-        assert split == "val"  # the probe comes from the validation images, never the test set
+        assert split == self.split  # the validation images, unless a monitor is told to watch the test set
         self.sizes.append(size)
         return self.images_[:size]
 
@@ -319,6 +327,7 @@ def test_the_monitors_defaults_are_the_diagnostics_configs():
     from omegaconf import OmegaConf
 
     from conftest import CONF
+    from experiments.lit.activation_stats import ActivationStatsMonitor
     from experiments.lit.diagnostics import DeadUnitMonitor, GradNormMonitor, HistogramMonitor
 
     cfg = OmegaConf.load(f"{CONF}/diagnostics/default.yaml")
@@ -334,6 +343,12 @@ def test_the_monitors_defaults_are_the_diagnostics_configs():
     )
     trainer_cfg = OmegaConf.load(f"{CONF}/trainer/default.yaml")
     assert GradNormMonitor().every_n_steps == trainer_cfg.log_every_n_steps and GradNormMonitor().latest == {}
+    stats = ActivationStatsMonitor()
+    assert (stats.every_n_steps, stats.probe_size, stats.split) == (
+        trainer_cfg.log_every_n_steps,
+        cfg.activation_stats.probe_size,
+        cfg.activation_stats.split,
+    )
 
 
 def test_totals_count_each_kind_over_every_hidden_unit_and_saturation_only_for_saturating_layers():

@@ -65,6 +65,11 @@ def test_fused_members_agree_with_separate_runs_and_keep_their_outputs(tmp_path)
             assert f[name] == pytest.approx(b[name], abs=0.01), (fused_job.name, name)
         assert f["diag/grad_norm/layer1"] == pytest.approx(b["diag/grad_norm/layer1"], rel=0.02)
         assert f["history"]["diag/grad_norm/total"] == pytest.approx(b["history"]["diag/grad_norm/total"], rel=0.02)
+        # each layer's activation readings, at initialisation and every 4 steps of the 32, as the separate run's
+        assert f["history"][names.ACTIVATION_STEPS] == b["history"][names.ACTIVATION_STEPS] == list(range(0, 33, 4))
+        for key in (f"{names.ACTIVATION_MEAN}/layer1", f"{names.ACTIVATION_STD}/layer3"):
+            assert f["history"][key] == pytest.approx(b["history"][key], abs=1e-3), (fused_job.name, key)
+            assert f[key] == f["history"][key][-1]
         # named as the separate run names its own, from the member's own best epoch: the val/acc in the name may
         # differ from the separate run's by the summation order's last bits (the tolerance above; docs/fused.md)
         saved = sorted(p.name for p in (fused_job / "checkpoints").iterdir())
@@ -78,6 +83,7 @@ def test_fused_members_agree_with_separate_runs_and_keep_their_outputs(tmp_path)
             f["test/acc"]
         )
         assert len(events.Scalars("diag/dead_frac/layer1")) == 2 and events.Scalars("grad_norm/layer1")
+        assert [e.step for e in events.Scalars(f"{names.ACTIVATION_STD}/layer2")] == list(range(0, 33, 4))
         for run in (fused_job, basic_job):  # every metric in TensorBoard's scalars and as HParams' final value
             tags = set(EventAccumulator(str(run / "tensorboard")).Reload().Tags()["scalars"])
             for metric in names.METRICS:

@@ -178,6 +178,12 @@ def history_job(activation: str, lr: str, seed: int, dead: list[float], grads: l
         "val/acc": [0.5, 0.8],
         **{f"diag/dead_frac/layer{i}": [d / 2, d] for i, d in zip(layers, dead)},
         **{f"diag/grad_norm/layer{i}": [g, g] for i, g in zip(layers, grads)},
+        "train/loss": [2.0, 1.0 / (seed + 1)],
+        # activation readings at steps 0, 5 and 10: each layer's spread at initialisation 0.2 / layer, at the end
+        # 0.05 x (seed + 1); means falling to 0.1 x layer
+        "diag/act_step": [0, 5, 10],
+        **{f"diag/act_mean/layer{i}": [0.5, 0.4, 0.1 * i] for i in layers},
+        **{f"diag/act_std/layer{i}": [0.2 / i, 0.1, 0.05 * (seed + 1)] for i in layers},
     }
     return {
         "job": f"{activation}{lr}{seed}",
@@ -195,6 +201,7 @@ def history_job(activation: str, lr: str, seed: int, dead: list[float], grads: l
 def drawn(tmp_path_factory):
     """The plots of a hand-made 2 x 2 x 2 sweep, and each figure as it was about to be saved."""
     import experiments.reports.plots as plots
+    import experiments.reports.style as style
 
     jobs = [
         history_job(a, lr, s, [0.9, 0.5, 0.1] if a == "relu" else [0, 0, 0], [1e-6, 1e-3, 1.0])
@@ -205,9 +212,9 @@ def drawn(tmp_path_factory):
     label_configs(jobs)
     groups = group_configs(jobs)
     figures = {}
-    save = plots._save
+    save = style.save
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(plots, "_save", lambda fig, path: figures.setdefault(path.name, fig) and save(fig, path))
+        patch.setattr(style, "save", lambda fig, path: figures.setdefault(path.name, fig) and save(fig, path))
         return plots.write_plots(jobs, groups, tmp_path_factory.mktemp("plots")), figures
 
 
@@ -215,7 +222,8 @@ def test_every_picture_is_drawn_with_a_readable_size(drawn):
     import matplotlib.image
 
     paths, _ = drawn
-    assert set(paths) == {"curves", "bars", "dead_units", "grad_norms", "dead_vs_lr"}
+    expected = {"curves", "train_loss", "bars", "dead_units", "grad_norms", "dead_vs_lr", "activations"}
+    assert set(paths) == {*expected, "activation_spread"}
     for path in paths.values():
         height, width = matplotlib.image.imread(path).shape[:2]
         assert 300 <= width <= 2500 and 200 <= height <= 2000, (path.name, width, height)
@@ -245,13 +253,46 @@ def test_gradient_norms_are_on_a_log_scale_per_layer_and_dead_units_per_epoch_fr
     assert ticks.get_xscale() == "log"
 
 
+def test_training_loss_per_epoch_is_each_configurations_mean_over_seeds_on_a_log_scale(drawn):
+    _, figures = drawn
+    ax = figures["train_loss_per_epoch.png"].axes[0]
+    assert ax.get_yscale() == "log" and ax.get_ylabel() == "training loss (log scale)"
+    assert len(ax.lines) == 4 and all(list(line.get_ydata()) == [2.0, 0.75] for line in ax.lines)  # 1/1, 1/2
+    assert list(ax.lines[0].get_xdata()) == [1, 2]
+
+
+def test_activation_spread_is_each_layers_std_at_the_first_reading_and_the_last(drawn):
+    _, figures = drawn
+    at_start, at_end = figures["activation_spread.png"].axes
+    assert (at_start.get_title(), at_end.get_title()) == ("at initialisation", "after training")
+    assert at_start.get_yscale() == "log" and len(at_start.lines) == len(at_end.lines) == 4
+    for line in at_start.lines:
+        assert list(line.get_ydata()) == pytest.approx([0.2, 0.1, 0.2 / 3])  # 0.2 / layer
+    for line in at_end.lines:
+        assert list(line.get_ydata()) == pytest.approx([0.075] * 3)  # the mean of seeds 0 and 1
+    assert list(at_start.lines[0].get_xdata()) == [1, 2, 3]
+
+
+def test_activations_over_training_draw_each_layers_mean_with_its_spread_per_configuration(drawn):
+    _, figures = drawn
+    panels = [a for a in figures["activations.png"].axes if a.get_visible()]
+    assert len(panels) == 4
+    for ax in panels:
+        assert [list(line.get_xdata()) for line in ax.lines] == [[0, 5, 10]] * 3
+        for i, line in enumerate(ax.lines, 1):
+            assert list(line.get_ydata()) == pytest.approx([0.5, 0.4, 0.1 * i])
+        # the band of layer 1 (the first seed: 0.05 at the end) from mean - std to mean + std
+        band = ax.collections[0].get_paths()[0].vertices
+        assert band[:, 1].min() == pytest.approx(0.05) and band[:, 1].max() == pytest.approx(0.7)
+
+
 def drawn_alone(draw, groups, tmp_path):
     """The figure one plot function saves."""
-    import experiments.reports.plots as plots
+    import experiments.reports.style as style
 
     figures = []
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(plots, "_save", lambda fig, path: figures.append(fig) or path)
+        patch.setattr(style, "save", lambda fig, path: figures.append(fig) or path)
         draw(groups, tmp_path / "plot.png")
     (figure,) = figures
     figure.canvas.draw()  # the tick labels as a reader sees them
@@ -266,7 +307,7 @@ def test_curves_a_hair_apart_are_drawn_close_and_each_line_is_told_apart(tmp_pat
     for job, acc in zip(jobs, (0.9449, 0.9455, 0.9460)):
         job["history"]["val/acc"] = [acc - 0.0005, acc]
     label_configs(jobs)
-    ax = drawn_alone(plots.val_acc_curves, group_configs(jobs), tmp_path).axes[0]
+    ax = drawn_alone(lambda g, p: plots.epoch_curves(g, p, "val/acc"), group_configs(jobs), tmp_path).axes[0]
     low, high = ax.get_ylim()
     assert high - low == pytest.approx(MIN_ACCURACY_SPAN) and low < 0.9444 and high > 0.9460
     styles = {(line.get_marker(), line.get_linestyle(), line.get_fillstyle()) for line in ax.lines}
@@ -275,11 +316,11 @@ def test_curves_a_hair_apart_are_drawn_close_and_each_line_is_told_apart(tmp_pat
 
 @pytest.mark.parametrize("grads", [[0.3, 0.4, 0.5], [1e-6, 1e-3, 1.0]])
 def test_gradient_norm_ticks_read_as_plain_numbers(grads, tmp_path):
-    import experiments.reports.plots as plots
+    import experiments.reports.layer_plots as layer_plots
 
     jobs = [history_job("relu", "0.01", 0, [0.1, 0.1, 0.1], grads)]
     label_configs(jobs)
-    ax = drawn_alone(plots.grad_norms, group_configs(jobs), tmp_path).axes[0]
+    ax = drawn_alone(layer_plots.grad_norms, group_configs(jobs), tmp_path).axes[0]
     labels = [t.get_text() for t in ax.get_yticklabels(minor=True) + ax.get_yticklabels() if t.get_text()]
     assert labels and all(re.fullmatch(r"[0-9.e+-]+", text) for text in labels), labels
     if grads[0] == 0.3:  # within a decade: the minor ticks are labelled, 0.4 among them
@@ -750,7 +791,7 @@ def test_damaged_records_are_read_as_missing_values_not_as_a_crash(tmp_path):
 
 
 def test_thousands_of_planted_layers_are_bounded(tmp_path):
-    from experiments.reports.plots import MAX_LAYERS, _layers
+    from experiments.reports.style import MAX_LAYERS, layers_in
     from experiments.reports.table import job_dirs, read_job
 
     sweep = fake_sweep(tmp_path / "sweep")
@@ -758,7 +799,7 @@ def test_thousands_of_planted_layers_are_bounded(tmp_path):
     planted = {f"diag/grad_norm/layer{n}": 1e-3 for n in range(20_000)}
     rewrite(relu0, **planted, history={k: [v, v] for k, v in planted.items()})
     jobs = [read_job(d) for d in job_dirs(sweep)]
-    assert len(_layers(jobs, "diag/grad_norm/")) == MAX_LAYERS
+    assert len(layers_in(jobs, "diag/grad_norm/")) == MAX_LAYERS
     build_report(sweep)
     assert (sweep / "grad_norms.png").stat().st_size > 0
 

@@ -79,6 +79,9 @@ RANKED_BY = "test/acc"  # what a sweep's report ranks its configurations by, unl
 
 # Prefixes of what the monitors measure into the record beside the metrics (the diagnostics, the collapse check)
 MEASURED = ("diag/", "collapse/")
+# Each hidden layer's activation mean and standard deviation on a probe (``diag/act_mean/layer1``, ...), read every
+# few steps: the record's history holds one entry per reading, at the steps listed under ``ACTIVATION_STEPS``
+ACTIVATION_MEAN, ACTIVATION_STD, ACTIVATION_STEPS = "diag/act_mean", "diag/act_std", "diag/act_step"
 
 
 def shown(name: object) -> bool:

@@ -262,6 +262,7 @@ RULES: dict[str, Check] = {
     "diagnostics.*.every_n_epochs": integer(1),
     "diagnostics.*.bins": integer(1, 10_000),
     "diagnostics.*.saturation_threshold": number(0),
+    "diagnostics.*.split": one_of("val", "test"),
 }
 
 

@@ -8,6 +8,9 @@ are measured on a fixed probe set (the first ``probe_size`` validation images), 
 - inactive: the pre-activation is <= 0 for every probe input,
 - saturated (sigmoid/tanh-like activations): |derivative| < threshold for every probe input.
 
+Beside them, gradient norms and histograms per layer; each layer's activation mean and spread over training
+is ``activation_stats.py``'s.
+
 The derivative is taken by autograd through the layer's own activation module, so the definition is
 the same for every activation, including ones added later.
 """
@@ -26,11 +29,11 @@ from experiments.nn.model import MLP, collapse_linear
 from experiments.nn.traits import saturates
 
 
-def _net(pl_module: L.LightningModule) -> MLP:
+def net_of(pl_module: L.LightningModule) -> MLP:
     return pl_module.net  # compiled in place (``nn.Module.compile``): still the MLP
 
 
-def _log(trainer: L.Trainer, metrics: dict[str, float]) -> None:
+def log_at_step(trainer: L.Trainer, metrics: dict[str, float]) -> None:
     for logger in trainer.loggers:
         logger.log_metrics(metrics, step=trainer.global_step)
 
@@ -91,9 +94,9 @@ class DeadUnitMonitor(L.Callback):
     def _measure(self, trainer: L.Trainer, pl_module: L.LightningModule, prefix: str = "") -> dict[str, float]:
         if self.probe is None:
             self.probe = _probe(trainer, pl_module, self.probe_size)
-        stats = unit_stats(_net(pl_module), self.probe, self.saturation_threshold)
+        stats = unit_stats(net_of(pl_module), self.probe, self.saturation_threshold)
         stats = {k.replace("diag/", f"diag/{prefix}"): v for k, v in stats.items()}
-        _log(trainer, stats)
+        log_at_step(trainer, stats)
         return stats
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -148,7 +151,7 @@ class GradNormMonitor(L.Callback):
     def on_before_optimizer_step(self, trainer: L.Trainer, pl_module: L.LightningModule, optimizer: Any) -> None:
         if trainer.global_step % self.every_n_steps:
             return
-        net = _net(pl_module)
+        net = net_of(pl_module)
         norms = grad_norm(net, norm_type=2)
         names = {f"hidden.{i}.linear.weight": f"layer{i + 1}" for i in range(len(net.hidden))}
         names["output.weight"] = "output"
@@ -157,7 +160,7 @@ class GradNormMonitor(L.Callback):
         self.latest = {f"diag/{k}": v for k, v in stats.items()}
         for key, value in self.latest.items():
             self.epoch_readings.setdefault(key, []).append(value)
-        _log(trainer, stats)
+        log_at_step(trainer, stats)
 
 
 def add_histogram(writer: Any, tag: str, values: torch.Tensor, step: int, bins: int) -> None:
@@ -196,7 +199,7 @@ class HistogramMonitor(L.Callback):
             return
         if self.probe is None:  # built once, not every epoch
             self.probe = _probe(trainer, pl_module, self.probe_size)
-        log_histograms(writers[0], _net(pl_module), self.probe, trainer.global_step, self.bins)
+        log_histograms(writers[0], net_of(pl_module), self.probe, trainer.global_step, self.bins)
 
 
 @torch.no_grad()
@@ -217,7 +220,7 @@ class LinearCollapseCheck(L.Callback):
         self.latest: dict[str, float] = {}
 
     def on_test_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        net = _net(pl_module)
+        net = net_of(pl_module)
         if not all(isinstance(h.activation, nn.Identity) for h in net.hidden):
             return
         x, y = trainer.datamodule.images("test"), trainer.datamodule.tensors["test_y"]

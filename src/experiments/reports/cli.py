@@ -3,7 +3,7 @@ Hydra callback) and rebuilt at any time, also for an interrupted sweep, with::
 
     python -m experiments.reports <sweep_dir>
 
-It writes the table (``table.py``) and the pictures (``plots.py``).
+It writes the table (``table.py``) and the pictures (``plots.py``, ``layer_plots.py``).
 """
 
 from __future__ import annotations
