@@ -4,6 +4,7 @@ import math
 
 import pytest
 import torch
+import yaml
 from hydra import compose, initialize_config_dir
 
 from conftest import CONF, FAST, compose_config, read_metrics, run_script
@@ -48,6 +49,30 @@ PARAMETERS = {  # preset: (key, value) pairs its README row promises
         "show": ["diag/grad_norm/layer1", "diag/grad_norm/output"],
     },
     "linear_collapse": {"activation._target_": "torch.nn.Identity", "show": ["collapse/test_acc"]},
+    "init_saturation": {
+        "model.hidden_sizes": [1000] * 5,
+        "model.init": "default",
+        "model.bias_init": 0.0,
+        "activation._target_": "torch.nn.Sigmoid",
+        "optimizer._target_": "torch.optim.SGD",
+        "data.batch_size": 10,
+        "diagnostics.activation_stats.probe_size": 300,
+        "diagnostics.activation_stats.split": "test",
+        "show": ["diag/act_mean/layer5", "diag/act_std/layer5"],
+    },
+    "init_depth": {
+        "model.hidden_sizes": [256] * 30,
+        "model.bias_init": 0.0,
+        "activation._target_": "torch.nn.ReLU",
+        "show": ["diag/act_std/layer30", "train/loss"],
+    },
+    "optimizers_mnist": {
+        "model.hidden_sizes": [1000, 1000],
+        "model.dropout": 0.5,
+        "activation._target_": "torch.nn.ReLU",
+        "data.batch_size": 128,
+        "show": ["train/loss"],
+    },
     "snn": {
         "model.hidden_sizes": [512, 256],
         "model.init": "lecun_normal",
@@ -68,6 +93,9 @@ SWEEPS = {
     "vanishing_gradients": {"activation": "sigmoid,relu"},
     "linear_collapse": {"activation": "identity,relu"},
     "snn": {"activation": "selu,relu"},
+    "init_saturation": {"activation": "sigmoid,tanh,softsign", "model.init": "default,xavier_uniform"},
+    "init_depth": {"model.init": "xavier_normal,kaiming_normal"},
+    "optimizers_mnist": {"optimizer": "adam,adagrad,rmsprop,nesterov,adadelta"},
 }
 
 
@@ -200,3 +228,98 @@ def test_a_single_run_s_last_line_shows_its_preset_s_evidence(tmp_path, preset, 
     (record,) = (read_metrics(p.parent) for p in tmp_path.glob("outputs/**/metrics.json"))
     last = proc.stdout.strip().splitlines()[-1]
     assert last.startswith("test/acc=") and f" {name}={record[name]:.4g} " in last
+
+
+OPTIMIZERS = {  # Kingma & Ba's five, as the preset names them, and the class each builds
+    "adam": "torch.optim.Adam",
+    "adagrad": "torch.optim.Adagrad",
+    "rmsprop": "torch.optim.RMSprop",
+    "nesterov": "torch.optim.SGD",
+    "adadelta": "torch.optim.Adadelta",
+}
+
+
+@pytest.mark.parametrize("optimizer", sorted(OPTIMIZERS))
+def test_each_optimizer_of_the_adam_paper_preset_trains_at_its_own_chosen_rate(optimizer):
+    cfg = compose_config(["experiment=optimizers_mnist", f"optimizer={optimizer}"])
+    assert sorted(cfg.search.lr) == sorted(OPTIMIZERS)  # a rate for each of the five, and no other
+    assert cfg.optimizer._target_ == OPTIMIZERS[optimizer]
+    assert cfg.optimizer.lr == cfg.search.lr[optimizer]
+    assert cfg.optimizer.get("nesterov", False) is (optimizer == "nesterov")
+    # the grid's command: a rate typed on the command line wins over the table
+    typed = compose_config(["experiment=optimizers_mnist", f"optimizer={optimizer}", "optimizer.lr=0.5"])
+    assert typed.optimizer.lr == 0.5
+
+
+def initial_layers(preset: str, init: str, activation: str | None = None):
+    """The preset's network as a run builds it (seed 0), and its linear layers."""
+    overrides = [f"experiment={preset}", f"model.init={init}", *([f"activation={activation}"] if activation else [])]
+    cfg = compose_config(overrides)
+    torch.manual_seed(0)
+    data = build_datamodule(cfg)
+    data.prepare_data()
+    net = build_module(cfg, data).net
+    return net, data, [*(h.linear for h in net.hidden), net.output]
+
+
+def test_glorots_standard_initialisation_is_pytorchs_default_and_the_normalised_one_xavier_uniform():
+    """The preset's claim in its comment: U[-1/sqrt(n), 1/sqrt(n)] and U[+-sqrt(6)/sqrt(n_in + n_out)], biases 0."""
+    for init in ("default", "xavier_uniform"):
+        _, _, linears = initial_layers("init_saturation", init)
+        for layer in linears:
+            fan_out, fan_in = layer.weight.shape
+            bound = 1 / math.sqrt(fan_in) if init == "default" else math.sqrt(6 / (fan_in + fan_out))
+            w = layer.weight.detach()
+            assert w.abs().max() <= bound and w.abs().max() > 0.99 * bound, (init, layer)
+            assert w.std().item() == pytest.approx(bound / math.sqrt(3), rel=0.02)  # uniform: variance bound^2 / 3
+            assert not layer.bias.any()
+
+
+def test_at_thirty_layers_xaviers_signal_shrinks_layer_by_layer_and_kaimings_keeps_its_spread():
+    from experiments.lit.activation_stats import activation_stats
+
+    spread = {}
+    for init in ("xavier_normal", "kaiming_normal"):
+        net, data, _ = initial_layers("init_depth", init)
+        stats = activation_stats(net, data.images("val", 300))
+        spread[init] = [stats[f"diag/act_std/layer{i}"] for i in range(1, 31)]
+    xavier, kaiming = spread["xavier_normal"], spread["kaiming_normal"]
+    # ReLU halves the variance at each layer under variance 1/n: about 2^-14.5 from layer 1 to layer 30
+    assert xavier[29] < 1e-3 * xavier[0] and all(b < a for a, b in zip(xavier, xavier[1:]))
+    assert 1 / 3 < kaiming[29] / kaiming[0] < 3
+
+
+@pytest.mark.slow
+def test_the_round_two_presets_run_end_to_end_and_draw_their_pictures(tmp_path):
+    """Each preset's sweep in a quick form (a few batches): every job completes and the report draws the
+    picture its README row names; where a few batches suffice, the effect too."""
+    quick = ["trainer.limit_train_batches=30", "trainer.limit_val_batches=1", "trainer.limit_test_batches=1"]
+    quick += ["trainer.max_epochs=1", "print_config=false", "callbacks.progress_bar=null"]
+    picture = {
+        "init_saturation": "activations.png",
+        "init_depth": "activation_spread.png",
+        "optimizers_mnist": "train_loss_per_epoch.png",
+    }
+    runs = {}
+    for preset, png in picture.items():
+        extra = ["diagnostics.activation_stats.every_n_steps=10"] if preset == "init_saturation" else []
+        proc = run_script(["-m", f"experiment={preset}", *quick, *extra, f"hydra.sweep.dir={preset}"], tmp_path)
+        assert proc.returncode == 0, (preset, proc.stderr[-2000:])
+        records = [read_metrics(m.parent) for m in (tmp_path / preset).glob("*/metrics.json")]
+        assert len(records) == math.prod(len(v.split(",")) for v in SWEEPS[preset].values()), preset
+        assert all(r["status"] == "completed" for r in records), preset
+        assert (tmp_path / preset / png).stat().st_size > 10_000, (preset, png)
+        runs[preset] = records
+    xavier = next(r for r in runs["init_depth"] if "model.init=xavier_normal" in r["overrides"])
+    kaiming = next(r for r in runs["init_depth"] if "model.init=kaiming_normal" in r["overrides"])
+    assert xavier["history"]["diag/act_std/layer30"][0] < 1e-3 < kaiming["history"]["diag/act_std/layer30"][0]
+    assert kaiming["train/loss"] < xavier["train/loss"] and xavier["train/loss"] == pytest.approx(2.30, abs=0.02)
+    sigmoid = [r for r in runs["init_saturation"] if r["choices"]["activation"] == "sigmoid"]
+    for record in sigmoid:  # read at initialisation and every 10 of the 30 steps
+        assert record["history"]["diag/act_step"] == [0, 10, 20, 30]
+    chosen = compose_config(["experiment=optimizers_mnist"]).search.lr
+    trained = {}
+    for job in (tmp_path / "optimizers_mnist").glob("*/metrics.json"):
+        hparams = yaml.safe_load((job.parent / "tensorboard" / "hparams.yaml").read_text())
+        trained[read_metrics(job.parent)["choices"]["optimizer"]] = hparams["optimizer.lr"]
+    assert trained == dict(chosen)  # each trained at its own rate, as recorded beside its metrics

@@ -868,3 +868,28 @@ def test_each_bar_carries_its_own_configuration_s_spread(tmp_path):
         mean, std = next(g["test/acc"] for g in groups if g["config"] == label)
         assert bar.get_width() == pytest.approx(mean) and start[1] == end[1] == pytest.approx(bar.get_y() + 0.4)
         assert (start[0], end[0]) == pytest.approx((mean - std, mean + std)), label
+
+
+def test_the_spread_legend_names_a_configuration_that_diverged_before_its_end(tmp_path):
+    import experiments.reports.layer_plots as layer_plots
+
+    jobs = [history_job(a, "0.01", 0, [0.1, 0.1], [0.1, 0.1]) for a in ("relu", "elu")]
+    jobs[1]["history"]["diag/act_std/layer1"][-1] = math.nan  # its last reading: the weights had diverged
+    jobs[1]["history"]["diag/act_std/layer2"][-1] = math.nan
+    label_configs(jobs)
+    at_start, at_end = drawn_alone(layer_plots.activation_spread, group_configs(jobs), tmp_path).axes
+    assert len(at_start.lines) == 2 and len(at_end.lines) == 1
+    named = [text.get_text() for text in at_end.get_legend().get_texts()]
+    assert len(named) == 2 and any("elu" in n for n in named), named
+
+
+def test_a_deep_networks_activations_are_drawn_as_means_alone_its_spread_left_to_the_spread_picture(tmp_path):
+    import experiments.reports.layer_plots as layer_plots
+
+    for depth, banded in ((layer_plots.BANDS_UP_TO, True), (layer_plots.BANDS_UP_TO + 1, False)):
+        jobs = [history_job("relu", "0.01", 0, [0.1] * depth, [0.1] * depth)]
+        label_configs(jobs)
+        figure = drawn_alone(layer_plots.activations, group_configs(jobs), tmp_path)
+        ax = figure.axes[0]
+        assert len(ax.lines) == depth and (len(ax.collections) == depth) is banded, depth
+        assert (ax.get_ylabel() == "activation: mean ± std") is banded

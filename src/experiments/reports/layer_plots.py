@@ -36,6 +36,8 @@ from experiments.reports.style import (
 )
 from experiments.reports.table import describe, short_keys
 
+BANDS_UP_TO = 10  # layers: a deeper network's bands hide each other, its spread is activation_spread.png's
+
 
 def dead_units(groups: list[dict[str, Any]], path: Path, limit: int = 16) -> Path | None:
     members = [j for g in groups for j in g["members"]]
@@ -204,6 +206,8 @@ def activations(groups: list[dict[str, Any]], path: Path, limit: int = 16) -> Pa
             steps, means, stds = readings
             colour = colours(i / max(1, len(layers) - 1))
             ax.plot(steps, means, color=colour, linewidth=1.2, label=layer)
+            if len(layers) > BANDS_UP_TO:
+                continue
             ax.fill_between(
                 steps,
                 [m - s for m, s in zip(means, stds)],
@@ -218,14 +222,15 @@ def activations(groups: list[dict[str, Any]], path: Path, limit: int = 16) -> Pa
     for ax in axes[-1]:
         ax.set_xlabel("training step (0 = at initialisation)")
     for ax in axes[:, 0]:
-        ax.set_ylabel("activation: mean ± std")
+        ax.set_ylabel("activation: mean ± std" if len(layers) <= BANDS_UP_TO else "activation: mean")
     handles, labels = axes.flat[0].get_legend_handles_labels()
     if len(handles) > 12:  # a deep network: every few layers named, the colour scale reads the rest
         keep = sorted({round(k * (len(handles) - 1) / 5) for k in range(6)})
         handles, labels = [handles[k] for k in keep], [labels[k] for k in keep]
     fig.legend(handles, labels, loc="upper right", fontsize=8, title="hidden layer")
     more = f" (the first {limit} of {len(groups)})" if len(groups) > limit else ""
-    fig.suptitle(f"Activations per hidden layer over training, on a fixed probe{more}", fontsize=10)
+    what = "mean ± std" if len(layers) <= BANDS_UP_TO else "mean (the spread: activation_spread.png)"
+    fig.suptitle(f"Activations per hidden layer over training, on a fixed probe: {what}{more}", fontsize=10)
     fig.tight_layout(rect=(0, 0, 0.88, 0.96))
     return style.save(fig, path)
 
@@ -256,7 +261,7 @@ def activation_spread(groups: list[dict[str, Any]], path: Path) -> Path | None:
     if not any(ax.lines for ax in axes[0]):
         return None
     axes[0][0].set_ylabel("activation std on the probe (log scale)")
-    legend(axes[0][1], len(axes[0][1].lines))
+    legend(axes[0][1], len(axes[0][0].lines), source=axes[0][0])  # every configuration: a diverged one has no end
     fig.suptitle("Activation spread per hidden layer (mean over seeds)", fontsize=10)
     fig.tight_layout()
     return style.save(fig, path)

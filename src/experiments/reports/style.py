@@ -109,6 +109,8 @@ def save(fig: Any, path: Path) -> Path:
     return path
 
 
-def legend(ax: Any, n: int) -> None:
+def legend(ax: Any, n: int, source: Any = None) -> None:
+    """Right of ``ax``, naming the lines of ``source`` (another panel) or its own."""
     if n:
-        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
+        handles, labels = (source or ax).get_legend_handles_labels()
+        ax.legend(handles, labels, fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
