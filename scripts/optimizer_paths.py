@@ -196,6 +196,18 @@ def draw(found: dict[str, dict[str, tuple[float, torch.Tensor]]], out: Path, fra
     return written
 
 
+def table(found: dict[str, dict[str, tuple[float, torch.Tensor]]]) -> str:
+    """Each path's chosen rate, where it ends (its loss, its distance from the minimum): docs/results.md's table."""
+    rows = ["| surface | optimizer | rate | loss at the end | distance to the minimum |", "|---|---|---|---|---|"]
+    for s, by_optimizer in found.items():
+        surface = SURFACES[s]
+        for name, (lr, points) in by_optimizer.items():
+            end = points[-1]
+            distance = float((end - torch.tensor(surface.minimum, dtype=end.dtype)).norm())
+            rows.append(f"| {s} | `{name}` | {lr:.3g} | {float(surface.loss(end)):.3g} | {distance:.3g} |")
+    return "\n".join(rows)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=300, help="optimizer steps per path (default 300)")
@@ -204,8 +216,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.steps < 1 or args.frames < 2:
         parser.error("--steps must be at least 1 and --frames at least 2")
-    for file in draw(paths(args.steps), args.out, args.frames):
+    found = paths(args.steps)
+    for file in draw(found, args.out, args.frames):
         print(file)
+    print(table(found))
     return 0
 
 

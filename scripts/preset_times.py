@@ -35,6 +35,7 @@ PRESETS = {  # name -> the commands of its README row (after "python"), run one 
         ["train.py", "-m", "experiment=optimizers_mnist", "optimizer.lr=1e-4,1e-3,1e-2,1e-1,1", "trainer.max_epochs=1"]
     ],
     "optimizers_mnist": [["train.py", "-m", "experiment=optimizers_mnist"]],
+    "optimizer_paths": [["scripts/optimizer_paths.py", "--out", "outputs/paths"]],
     "linear_path": [  # the two runs it reads, then the script
         ["train.py", "optimizer=sgd", "hydra.run.dir=outputs/line/sgd"],
         ["train.py", "optimizer=adam", "hydra.run.dir=outputs/line/adam"],

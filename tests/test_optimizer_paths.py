@@ -59,10 +59,17 @@ def test_the_script_writes_a_picture_per_surface_and_an_animation(tmp_path):
         ["--steps", "20", "--frames", "4", "--out", str(tmp_path)], tmp_path, "scripts/optimizer_paths.py"
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
-    written = proc.stdout.split()
+    written = proc.stdout.splitlines()[:4]
     assert written == [str(tmp_path / f"optimizer_paths_{s}.png") for s in paths.SURFACES] + [
         str(tmp_path / "optimizer_paths.gif")
     ]
+    rows = [line.split(" | ") for line in proc.stdout.splitlines()[6:]]  # then the table of where each path ends
+    assert len(rows) == len(paths.SURFACES) * len(paths.OPTIMIZERS)
+    quadratic_gd = next(r for r in rows if r[0] == "| quadratic" and r[1] == "`gd`")
+    rate = float(quadratic_gd[2])
+    end = paths.path(paths.optimizer_config("gd"), paths.SURFACES["quadratic"], rate, 20)[-1]
+    assert float(quadratic_gd[3]) == pytest.approx(float(paths.quadratic(end)), rel=1e-2)
+    assert float(quadratic_gd[4].rstrip(" |")) == pytest.approx(float(end.norm()), rel=1e-2)  # the minimum: 0, 0
     for png in written[:-1]:
         height, width = matplotlib.image.imread(png).shape[:2]
         assert 500 <= width <= 900 and 350 <= height <= 700
