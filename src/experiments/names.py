@@ -26,6 +26,7 @@ class Status(str, Enum):
     COMPLETED = "completed"
     FAILED = "failed"
     DIVERGED = "diverged"
+    PRUNED = "pruned"  # an Optuna trial stopped early: behind the others at one of its validations
     INTERRUPTED = "interrupted"
     INCOMPLETE = "incomplete"  # the report's word for a record that says none of the finished statuses
 
@@ -38,7 +39,7 @@ class Status(str, Enum):
 
 def finished() -> tuple[Status, ...]:
     """The statuses a run ends with: a record that says another was cut short (killed) or is no record."""
-    return Status.COMPLETED, Status.FAILED, Status.DIVERGED, Status.INTERRUPTED
+    return Status.COMPLETED, Status.FAILED, Status.DIVERGED, Status.PRUNED, Status.INTERRUPTED
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,13 @@ from experiments.read_back import own_file, read_json, read_yaml, write_json
 CODE_FILE = "code.json"
 SWEEP_FILE = "multirun.yaml"  # Hydra's record of a grid sweep's config and overrides
 FINISH_SWEEPER = "hydra_plugins.finish_sweeper.finish_sweeper.FinishSweeper"
-KEPT = (Status.COMPLETED, Status.DIVERGED)  # a job's last word: finishing the sweep does not run it again
+OPTUNA_SWEEPER = "hydra_plugins.hydra_optuna_sweeper.optuna_sweeper.OptunaSweeper"  # the project's own
+TRIAL_ENV = "EXPERIMENTS_OPTUNA_TRIAL"  # a search's job: its trial's number, set through hydra.job.env_set
+KEPT = (
+    Status.COMPLETED,
+    Status.DIVERGED,
+    Status.PRUNED,
+)  # a job's last word: finishing the sweep does not run it again
 
 
 def code_files() -> dict[str, Path]:

@@ -13,11 +13,11 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf, read_write
 
-from experiments.errors import RunDirectoryError, exit_with, say
+from experiments.errors import ExperimentError, RunDirectoryError, exit_with, say
 from experiments.names import Status
 from experiments.read_back import read_json
 from experiments.run_dir import check_writable, hydra_value, is_main_process, stamp
-from experiments.sweep_dir import FINISH_SWEEPER, write_code
+from experiments.sweep_dir import FINISH_SWEEPER, OPTUNA_SWEEPER, write_code
 
 RESULTS = (".hydra/config.yaml", "metrics.json", "eval.json")
 
@@ -112,10 +112,18 @@ class OutputGuard(Callback):
 
 class SweepSettings(Callback):
     """Refuse launcher and sweeper settings that would fail only once the sweep has started (joblib's
-    ``n_jobs=0``, Optuna's ``n_trials=0``): one line naming the key, before the plugins are built."""
+    ``n_jobs=0``, Optuna's ``n_trials=0``, a search space or storage that cannot work): one line naming the key,
+    before the plugins are built."""
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         from experiments.config.rules import sweep_problems
 
         if found := sweep_problems(config.hydra):
             exit_with("\n".join(found))
+        if config.hydra.sweeper.get("_target_") == OPTUNA_SWEEPER:  # the search, read as the sweeper will read it
+            from experiments.config.search import plan_search
+
+            try:
+                plan_search(config, list(config.hydra.overrides.task), Path(config.hydra.sweep.dir)).check_storage()
+            except ExperimentError as exc:
+                exit_with(str(exc))

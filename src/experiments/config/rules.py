@@ -30,6 +30,7 @@ from experiments.data.normalization import NORMALIZATIONS
 from experiments.errors import ConfigError, DataError
 from experiments.nn.losses import OUTPUT_ACTIVATIONS, check_output_activation
 from experiments.nn.model import INITS, training_bytes
+from experiments.sweep_dir import OPTUNA_SWEEPER
 
 __all__ = ["ConfigError", "RULES", "problems", "validate"]
 
@@ -340,9 +341,10 @@ SWEEP_RULES: dict[str, dict[str, Check]] = {
     "hydra_plugins.hydra_joblib_launcher.joblib_launcher.JoblibLauncher": {
         "launcher.n_jobs": lambda v: None if _is_int(v) and v != 0 else "a non-zero integer (-1: every core)"
     },
-    "hydra_plugins.hydra_optuna_sweeper.optuna_sweeper.OptunaSweeper": {
+    OPTUNA_SWEEPER: {
         "sweeper.n_trials": integer(1),
         "sweeper.n_jobs": integer(1),
+        "sweeper.max_failure_rate": number(0, 1, low_open=False),
     },
 }
 

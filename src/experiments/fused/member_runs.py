@@ -26,7 +26,7 @@ from experiments.lit.callbacks import Diverged, DivergenceGuard, EpochHistory, e
 from experiments.lit.metrics import compute
 from experiments.names import Status
 from experiments.run.hparams import plain
-from experiments.run.recipe import diverged, history_of
+from experiments.run.outcome import diverged, history_of
 from experiments.run.record import Record
 from experiments.run_dir import finish_command, sweep_dir_of_job
 

@@ -30,17 +30,14 @@ from experiments.names import Status
 from experiments.run.checkpoints import read_checkpoint
 from experiments.run.cli import check_config, finish, quiet_lightning, user_error
 from experiments.run.hparams import labels, log_final, plain
+from experiments.run.outcome import history_of, how_it_ran, latest_of, trained
 from experiments.run.recipe import (
     best_checkpoint,
     build_entries,
     build_loggers,
     build_module,
     build_trainer,
-    history_of,
-    how_it_ran,
-    latest_of,
     set_threads,
-    trained,
 )
 from experiments.run.record import Record, first_record, record_failure
 from experiments.run_dir import finish_command

@@ -31,7 +31,7 @@ from experiments.reports.table import (
 def incomplete_summary(sweep_dir: str | Path) -> str | None:
     """``'2 of 3 jobs did not complete (1 failed, 1 diverged)'``, or ``None`` when every job completed."""
     statuses = [read_job(d)["status"] for d in job_dirs(Path(sweep_dir))]
-    bad = [s for s in statuses if s != Status.COMPLETED]
+    bad = [s for s in statuses if s not in (Status.COMPLETED, Status.PRUNED)]  # pruned: the search's own verdict
     if not bad:
         return None
     counts = ", ".join(f"{bad.count(s)} {s}" for s in sorted(set(bad)))
@@ -51,7 +51,7 @@ def build_report(sweep_dir: str | Path) -> dict[str, Path]:
     settings = sweep_settings(sweep_dir)
     rank_by, show = settings["rank_by"], settings["show"]
     common = label_configs(jobs)
-    groups = group_configs(jobs, rank_by, show)
+    groups = group_configs([j for j in jobs if j["status"] != Status.PRUNED], rank_by, show)  # pruned: listed apart
     paths = {"csv": sweep_dir / "summary.csv", "md": sweep_dir / "summary.md"}
     write_csv(jobs, paths["csv"])
     write_markdown(jobs, groups, paths["md"], str(sweep_dir), common, rank_by, show)

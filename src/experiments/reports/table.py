@@ -270,8 +270,10 @@ def write_markdown(
             "Trained together as one stacked model (`hydra/launcher=fused`; a member's train s is its "
             "group's): " + "; ".join(f"jobs {_ranges(list(members))}" for members in sorted(fused)) + ".",
         ]
-    bad = [j for j in jobs if j["status"] != Status.COMPLETED]
-    if bad:
+    if pruned := [j for j in jobs if j["status"] == Status.PRUNED]:  # a search's trials, untested: not in the table
+        lines += ["", "## Trials the search pruned", ""]
+        lines += [f"- `{j['job']}`: pruned after epoch {j.get('pruned_after_epoch', '?')}" for j in pruned]
+    if bad := [j for j in jobs if j["status"] not in (Status.COMPLETED, Status.PRUNED)]:
         lines += ["", "## Jobs that did not complete", ""]
         lines += [f"- `{j['job']}`: **{j['status']}** {j.get('error', '')}".rstrip() for j in bad]
     write_text(path, "\n".join(lines) + "\n")

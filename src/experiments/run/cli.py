@@ -24,6 +24,7 @@ from omegaconf import DictConfig, OmegaConf
 from experiments.errors import BEFORE_TRAINING, ConfigError, ExperimentError, ctrl_c_in_one_line, exit_with, tell
 from experiments.names import Status
 from experiments.run.record import record_failure
+from experiments.sweep_dir import TRIAL_ENV
 
 log = logging.getLogger("experiments")
 
@@ -172,7 +173,12 @@ def _train(cfg: DictConfig, hc: Any, run_dir: Path, multirun: bool, overrides: l
         from experiments.run.recipe import run  # Lightning's import takes seconds: not for a refused config
 
         quiet_lightning()
-        result = run(cfg, run_dir, dict(hc.runtime.choices), overrides, _parallel_jobs(hc))
+        trial = None
+        if multirun and os.environ.get(TRIAL_ENV):  # a job of an Optuna search: Optuna imported only there
+            from experiments.config.search import job_trial
+
+            trial = job_trial(hc)
+        result = run(cfg, run_dir, dict(hc.runtime.choices), overrides, _parallel_jobs(hc), trial)
     except ExperimentError as exc:
         user_error(exc, run_dir, overrides, multirun)
         return None
@@ -195,6 +201,9 @@ def finish(cfg: DictConfig, result: dict[str, Any], run_dir: Path, multirun: boo
             f"epochs={result['epochs']} wall={result['wall_seconds']:.1f}s run_dir={run_dir}"
         )
         return float(result.get(cfg.optimized_metric, math.nan))
+    if status == Status.PRUNED:  # a search's verdict on a trial, not a failure
+        tell(f"pruned after epoch {result['pruned_after_epoch']} by the search's pruner; run_dir={run_dir}")
+        return math.nan
     message = f"{result.get('error', status)}; metrics.json status={status}; run_dir={run_dir}"
     if multirun:
         log.error(message)

@@ -27,11 +27,13 @@ from experiments.data.datamodule import MNISTDataModule
 from experiments.lit.callbacks import Diverged, DivergenceGuard, EpochHistory, Interrupts, epoch_label
 from experiments.lit.checkpoint_io import AtomicCheckpointIO
 from experiments.lit.classifier import Classifier
+from experiments.lit.pruning import TrialPruning
 from experiments.lit.restored_state import OwnCheckpointPaths, confine
 from experiments.names import Status
 from experiments.read_back import read_json
 from experiments.run.checkpoints import read_resumable
 from experiments.run.hparams import labels, log_final, plain
+from experiments.run.outcome import diverged, history_of, how_it_ran, latest_of, pruned, trained
 from experiments.run.record import Record, first_record
 from experiments.run_dir import finish_command, is_main_process, resume_command, sweep_dir_of_job
 
@@ -44,18 +46,7 @@ class Built:
     history: EpochHistory
     interrupts: Interrupts
     monitors: list[L.Callback]
-
-
-def how_it_ran(trainer: L.Trainer) -> dict[str, Any]:
-    """The record's account of the loop: how far it got, on how many threads, on which device."""
-    return {
-        "epochs": trainer.current_epoch,
-        "global_step": trainer.global_step,
-        "threads": torch.get_num_threads(),
-        "deterministic_algorithms": torch.are_deterministic_algorithms_enabled(),
-        "device": str(trainer.strategy.root_device),
-        **({"data": trainer.datamodule.account()} if hasattr(trainer.datamodule, "account") else {}),
-    }
+    pruning: TrialPruning | None = None  # a trial of an Optuna search, reporting to its study
 
 
 def set_threads(threads: int | str, parallel_jobs: int) -> int:
@@ -114,7 +105,7 @@ def build_trainer(cfg: DictConfig, callbacks: list[L.Callback], loggers: list[Lo
     )
 
 
-def build(cfg: DictConfig, run_dir: Path, record: Record) -> Built:
+def build(cfg: DictConfig, run_dir: Path, record: Record, trial: Any = None) -> Built:
     datamodule = build_datamodule(cfg)
     datamodule.prepare_data()  # checksum failures stop here, before any model is built
     module = build_module(cfg, datamodule)
@@ -144,8 +135,9 @@ def build(cfg: DictConfig, run_dir: Path, record: Record) -> Built:
     configured = build_callbacks(cfg)
     monitors = [c for c in configured if hasattr(c, "latest")]
     callbacks = [*configured, history, DivergenceGuard(cfg.trainer.log_every_n_steps), interrupts, OwnCheckpointPaths()]
-    trainer = build_trainer(cfg, callbacks, build_loggers(cfg), run_dir)
-    return Built(datamodule, module, trainer, history, interrupts, monitors)
+    pruning = TrialPruning(trial, cfg.optimized_metric) if trial is not None else None
+    trainer = build_trainer(cfg, [*callbacks, *([pruning] if pruning else [])], build_loggers(cfg), run_dir)
+    return Built(datamodule, module, trainer, history, interrupts, monitors, pruning)
 
 
 def fit(built: Built, ckpt_path: str | None) -> dict[str, Any]:
@@ -163,39 +155,9 @@ def fit(built: Built, ckpt_path: str | None) -> dict[str, Any]:
         trainer, cause = built.trainer, f"{str(exc).splitlines()[0]} (torch's anomaly detection)"
         stopped = Diverged(trainer.current_epoch, trainer.global_step, math.nan, cause)
         return diverged(stopped, history_of(built.history, built.monitors))
+    if built.pruning is not None and built.pruning.pruned_after is not None:
+        return pruned(built.pruning.pruned_after, history_of(built.history, built.monitors))
     return trained(history_of(built.history, built.monitors))
-
-
-def diverged(exc: Diverged, history: dict[str, list[float]]) -> dict[str, Any]:
-    """The record of a run that the divergence guard stopped."""
-    return {
-        "status": Status.DIVERGED,
-        "error": str(exc),
-        "diverged_epoch": exc.epoch,
-        "diverged_step": exc.step,
-        "history": history,
-    }
-
-
-def trained(history: dict[str, list[float]]) -> dict[str, Any]:
-    """The record of a run whose training ended: its history and each metric's last epoch."""
-    recorded = names.recorded()
-    out = {name: values[-1] for name, values in history.items() if name in recorded and values}
-    return {**out, "status": Status.TRAINED, "history": history}
-
-
-def latest_of(monitors: list[L.Callback]) -> dict[str, float]:
-    """The monitors' last measurements (the diagnostics' final ``diag/*`` values), for the record."""
-    return {k: v for monitor in monitors for k, v in getattr(monitor, "latest", {}).items()}
-
-
-def history_of(history: EpochHistory, monitors: list[L.Callback]) -> dict[str, list[float]]:
-    """Per-epoch metrics and diagnostics, copied: testing a checkpoint restores every callback's state
-    from it, the histories' too."""
-    out = {name: list(values) for name, values in history.history.items()}
-    for monitor in monitors:
-        out.update({name: list(values) for name, values in getattr(monitor, "history", {}).items()})
-    return out
 
 
 def best_checkpoint(callbacks: list[L.Callback]) -> dict[str, Any]:
@@ -223,9 +185,15 @@ def evaluate_best(built: Built) -> dict[str, Any]:
 
 
 def run(
-    cfg: DictConfig, run_dir: Path, choices: dict[str, str], overrides: list[str], parallel_jobs: int = 1
+    cfg: DictConfig,
+    run_dir: Path,
+    choices: dict[str, str],
+    overrides: list[str],
+    parallel_jobs: int = 1,
+    trial: Any = None,
 ) -> dict[str, Any]:
-    """Train and test one configuration; returns what it writes to ``<run_dir>/metrics.json``."""
+    """Train and test one configuration; returns what it writes to ``<run_dir>/metrics.json``. ``trial``: the
+    Optuna trial the job is, which it reports to and which its pruner may stop."""
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)  # Hydra made it already, unless run() is called directly
     metrics_path = run_dir / "metrics.json"
@@ -244,7 +212,7 @@ def run(
     set_threads(cfg.threads, parallel_jobs)
     torch.use_deterministic_algorithms(bool(cfg.deterministic))  # set both ways: loky workers are reused
     L.seed_everything(cfg.seed, workers=True, verbose=False)
-    built = build(cfg, run_dir, record)  # writes nothing: a checkpoint refused below leaves the record as it was
+    built = build(cfg, run_dir, record, trial)  # writes nothing: a checkpoint refused below leaves the record as it was
     if checkpoint is not None:  # the files its callback states name: this run's own, or refused now
         confine(checkpoint, cfg.ckpt_path, built.trainer.checkpoint_callbacks)
     record.update()
