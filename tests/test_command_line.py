@@ -58,12 +58,13 @@ def test_a_moved_option_names_where_it_went():
     assert moved_option(["-m", old]) == f"{old} is now {new}" and new.startswith("debug=limit")
 
 
-def a_sweep(tmp_path, task: list[str], hydra: list[str]):
+def a_sweep(tmp_path, task: list[str], hydra: list[str], sweeper: str = "hydra._internal.core_plugins.BasicSweeper"):
     import yaml
 
     sweep = tmp_path / "multirun" / "21-00-00_ab12"
     sweep.mkdir(parents=True)
     cfg = {"hydra": {"overrides": {"task": task, "hydra": hydra}, "job": {"name": "train", "config_name": "config"}}}
+    cfg["hydra"]["sweeper"] = {"_target_": sweeper}
     cfg["hydra"]["callbacks"] = {"output_guard": {"_target_": "experiments.config.hydra_callbacks.OutputGuard"}}
     (sweep / "multirun.yaml").write_text(yaml.safe_dump(cfg))
     return sweep
@@ -97,6 +98,30 @@ def test_finish_names_only_the_directory_and_gets_the_sweeps_own_command_line(tm
         f"hydra.sweep.dir={sweep}",
     ]
     assert finish_arguments(["activation=relu"]) is None
+
+
+def test_finishing_a_search_continues_it_with_its_own_sweeper_and_search_settings(tmp_path):
+    from experiments.sweep_dir import OPTUNA_SWEEPER
+
+    sweep = a_sweep(
+        tmp_path,
+        ["hparams_search=lr_width", "trainer.max_epochs=5"],
+        ["hydra.mode=MULTIRUN", "hydra/sweeper=optuna", "hydra/sweeper/sampler=random", "hydra.sweeper.n_trials=24"],
+        sweeper=OPTUNA_SWEEPER,
+    )
+    assert finish_arguments([f"finish={sweep}"])[2:] == [
+        "hparams_search=lr_width",
+        "trainer.max_epochs=5",
+        "hydra/sweeper=optuna",
+        "hydra/sweeper/sampler=random",
+        "hydra.sweeper.n_trials=24",
+        "hydra.sweeper.finishing=true",
+        f"hydra.sweep.dir={sweep}",
+    ]
+    # a grid sweep's record replays no sweeper settings: they are a search's alone
+    grid = a_sweep(tmp_path / "grid", ["activation=relu,tanh"], ["hydra.sweeper.n_trials=24"])
+    with pytest.raises(DamagedFile, match=r"holds 'hydra.sweeper.n_trials=24'; finish= replays only launcher"):
+        finish_arguments([f"finish={grid}"])
 
 
 @pytest.mark.parametrize("extra", ["optimizer.lr=0.2", "seed=3", "hydra.sweep.subdir=x", "finish=elsewhere"])

@@ -15,7 +15,7 @@ from conftest import CONF, read_metrics, run_script
 from experiments.config.search import job_trial, plan_search
 from experiments.errors import ExperimentError
 from experiments.read_back import write_json
-from experiments.sweep_dir import TRIAL_ENV
+from experiments.sweep_dir import TRIAL_ENV, write_code
 
 
 def search_config(tmp_path: Path, overrides: list[str] = ()):
@@ -120,6 +120,36 @@ def test_no_more_trials_are_asked_once_the_failures_pass_their_share(tmp_path):
     assert len(launcher.calls) == 1
 
 
+def test_a_search_finished_in_place_draws_on_and_settles_what_a_kill_left_running(tmp_path):
+    """The study continues: trials a kill left running are told from their jobs' records (a completed job's value)
+    or asked again (a job with no finished record, its directory moved aside); the seeded sampler draws on from
+    where it was, not its first trials again."""
+    cfg = search_config(tmp_path, ["hydra.sweeper.n_trials=3", "hydra.sweeper.n_jobs=1"])
+    sweep_dir = Path(cfg.hydra.sweep.dir)
+    sweeper_for(cfg, StubLauncher(sweep_dir)).sweep([])
+    storage = f"sqlite:///{sweep_dir / 'optuna.db'}"
+    study = optuna.load_study(study_name="lr_width", storage=storage)
+    plan = plan_search(cfg, [], sweep_dir)
+    left = [study.ask(plan.distributions) for _ in range(2)]  # as a kill leaves them: asked, never told
+    (sweep_dir / f"{left[0].number}_killed").mkdir()  # its job had begun, no record yet
+    done = sweep_dir / f"{left[1].number}_ended"  # its job ended, the kill came before the tell
+    done.mkdir()
+    write_json(done / "metrics.json", {"status": "completed", "val/acc": 0.77})
+    with open_dict(cfg):
+        cfg.hydra.sweeper.n_trials, cfg.hydra.sweeper.finishing = 6, True
+    write_code(sweep_dir)  # as train.py records it when a sweep begins: finishing checks the code is the same
+    launcher = StubLauncher(sweep_dir)
+    sweeper_for(cfg, launcher).sweep([])
+    trials = optuna.load_study(study_name="lr_width", storage=storage).trials
+    assert trials[left[1].number].value == 0.77 and trials[left[0].number].user_attrs == {"lost": True}
+    assert [t.state for t in trials].count(TrialState.COMPLETE) == 6  # the lost one not counted
+    again = trials[launcher.calls[0][1]]  # the first trial the finishing launched: the lost one, asked again
+    assert again.params == left[0].params and not (sweep_dir / f"{left[0].number}_killed").exists()
+    assert len(list(sweep_dir.glob(f"earlier-*/{left[0].number}_killed"))) == 1
+    drawn = [tuple(sorted(t.params.items())) for t in trials if not t.user_attrs and t.number != again.number]
+    assert len(set(drawn)) == len(drawn) == 5  # 0-2, the one whose job ended, one new: no draw repeated
+
+
 @pytest.mark.parametrize(
     "overrides, says",
     [
@@ -219,3 +249,67 @@ def test_a_planted_bad_trial_is_pruned_after_its_first_validation(tmp_path):
     summary = (sweep / "summary.md").read_text()
     assert "## Trials the search pruned" in summary and "pruned after epoch 1" in summary
     assert "did not complete" not in summary
+
+
+SEARCH = [  # four trials of one epoch on a slice of the data, two at a time
+    "hparams_search=lr_width",
+    "hydra.sweeper.n_trials=4",
+    "hydra.sweeper.n_jobs=2",
+    "hydra/launcher=joblib",
+    "hydra.launcher.n_jobs=2",
+    "data.limit_train=4096",
+    "trainer.max_epochs=2",
+    "trainer.limit_val_batches=2",
+    "trainer.limit_test_batches=2",
+    "diagnostics=none",
+    "callbacks.progress_bar=null",
+    "print_config=false",
+]
+
+
+@pytest.mark.slow
+def test_a_search_killed_mid_trial_goes_on_to_its_trials_with_finish_none_lost_or_twice(tmp_path):
+    """kill -9 of the whole search while its first trials train, then ``train.py finish=<sweep dir>``: the
+    study continues in its database, the trials left running are asked again with their own parameters, and
+    the search ends with n_trials finished trials, each a completed job of the report."""
+    import os
+    import signal
+    import subprocess
+    import time
+
+    from conftest import start_script
+
+    sweep = tmp_path / "sweep"
+    proc = start_script(
+        [*SEARCH, f"hydra.sweep.dir={sweep}"], tmp_path, stdout=subprocess.DEVNULL, start_new_session=True
+    )
+    try:
+        deadline = time.monotonic() + 240
+        while not list(sweep.glob("*/metrics.json")) and proc.poll() is None:  # the first trials have begun
+            assert time.monotonic() < deadline, "no trial started"
+            time.sleep(0.02)
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    storage = f"sqlite:///{sweep / 'optuna.db'}"
+    before = optuna.load_study(study_name="lr_width", storage=storage).trials
+    running = [t for t in before if t.state == TrialState.RUNNING]
+    assert running, "the kill came after every trial had finished"
+    done = run_script([f"finish={sweep}"], tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    trials = optuna.load_study(study_name="lr_width", storage=storage).trials
+    finished = [t for t in trials if t.state == TrialState.COMPLETE]
+    lost = [t for t in trials if t.user_attrs.get("lost")]
+    assert len(finished) == 4 and len(trials) == 4 + len(lost)  # nothing asked twice but the lost ones
+    assert sorted(t.number for t in lost) == sorted(
+        t.number for t in running if t.number not in {f.number for f in finished}
+    )
+    for trial in lost:  # asked again with its own parameters
+        assert any(t.params == trial.params for t in finished), trial.number
+    jobs = sorted(p.name.split("_")[0] for p in sweep.glob("[0-9]*_*"))
+    assert jobs == sorted(str(t.number) for t in finished)  # each finished trial a job; the lost ones moved aside
+    assert all(read_metrics(p)["status"] == "completed" for p in sweep.glob("[0-9]*_*"))
+    assert "4 jobs, 4 completed" in (sweep / "summary.md").read_text()

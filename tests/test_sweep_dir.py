@@ -125,7 +125,7 @@ def multirun_yaml(tmp_path: Path, hydra: dict) -> Path:
     "make, words",
     [
         (lambda t: t / "missing", "no such directory"),
-        (lambda t: t, "no multirun.yaml there, so it is no grid sweep"),
+        (lambda t: t, "no multirun.yaml there, so it is no sweep"),
         (
             lambda t: multirun_yaml(t, {"job": {"name": "my_app"}, "callbacks": {"output_guard": {}}}),
             "not from a sweep",

@@ -174,8 +174,8 @@ def read_sweep(sweep_dir: Path) -> dict[str, Any]:
         cfg = read_yaml(path)
     except FileNotFoundError:
         raise RunDirectoryError(
-            f"finish={sweep_dir}: no {SWEEP_FILE} there, so it is no grid sweep (Hydra writes one into every "
-            f"sweep directory; an Optuna search writes none and is not finished in place)"
+            f"finish={sweep_dir}: no {SWEEP_FILE} there, so it is no sweep (Hydra writes one into every sweep "
+            f"directory, and so does an Optuna search)"
         ) from None
     except (OSError, yaml.YAMLError) as exc:
         reason = next(iter(str(exc).splitlines()), type(exc).__name__)

@@ -97,7 +97,8 @@ class OutputGuard(Callback):
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
-        if config.hydra.sweeper.get("_target_") == FINISH_SWEEPER:  # train.py finish=: it decides job by job
+        sweeper = config.hydra.sweeper
+        if sweeper.get("_target_") == FINISH_SWEEPER or sweeper.get("finishing"):  # train.py finish=: job by job
             self._writable(sweep_dir, "hydra.sweep.dir")
             return
         if sweep_dir.is_dir() and any(sweep_dir.iterdir()):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,7 @@ PRUNERS = {
     "successive_halving": "optuna.pruners.SuccessiveHalvingPruner",
 }
 DIRECTIONS = ("minimize", "maximize")
+LOST = "lost"  # a trial's user attribute: a kill left it unfinished, and the search asked its parameters again
 
 
 def storage_url(storage: Any, sweep_dir: Path) -> str:
@@ -195,8 +197,45 @@ class SearchPlan:
                 raise
             self.grid_done = True
 
+    def counted(self, study: optuna.Study) -> int:
+        """The trials that count towards ``n_trials``: every finished one, but those a kill left unfinished
+        (``recover``), which are asked again."""
+        done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL))
+        return sum(not t.user_attrs.get(LOST) for t in done)
+
+    def recover(self, study: optuna.Study, sweep_dir: Path, metric: str) -> list[str]:
+        """Settle the trials a killed search left running, from their jobs' records: a job that finished is told
+        as it ended; one that did not is recorded failed (``LOST``), its directory moved into
+        ``earlier-<time>/`` and its parameters asked again. Returns what was done, a line each."""
+        said, storage = [], optuna.storages.get_storage(self.storage)
+        moved = sweep_dir / f"earlier-{time.strftime('%Y-%m-%d_%H-%M-%S')}"
+        for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            jobs = [p for p in sweep_dir.glob(f"{trial.number}_*") if p.is_dir() and not p.is_symlink()]
+            record = read_json(jobs[0] / "metrics.json") if len(jobs) == 1 else {}
+            status, value = record.get("status"), record.get(metric)
+            if status == Status.PRUNED:
+                study.tell(trial.number, state=TrialState.PRUNED)
+            elif status == Status.COMPLETED and len(self.directions) == 1 and _finite(value):
+                study.tell(trial.number, float(value))
+            elif status in (Status.FAILED, Status.DIVERGED):
+                study.tell(trial.number, state=TrialState.FAIL)
+            else:  # killed while it trained: asked again, from the start
+                trial_id = storage.get_trial_id_from_study_id_trial_number(
+                    storage.get_study_id_from_name(self.study_name), trial.number
+                )
+                storage.set_trial_user_attr(trial_id, LOST, True)
+                study.tell(trial.number, state=TrialState.FAIL)
+                study.enqueue_trial(trial.params, skip_if_exists=False)
+                for job in jobs:
+                    moved.mkdir(exist_ok=True)
+                    os.replace(job, moved / job.name)
+                status = f"lost, asked again{f' (its files in {moved.name}/)' if jobs else ''}"
+            said.append(f"trial {trial.number}, left running: {status}")
+        return said
+
     def failure_rate(self, study: optuna.Study) -> float:
         trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL))
+        trials = [t for t in trials if not t.user_attrs.get(LOST)]
         failed = sum(t.state == TrialState.FAIL for t in trials)
         return failed / len(trials) if trials else 0.0
 
@@ -213,6 +252,12 @@ class SearchPlan:
         write_text(sweep_dir / "optimization_results.yaml", OmegaConf.to_yaml(results))
 
 
+def _offset(sampler: Any, offset: int) -> Any:
+    if not offset or sampler.get("seed") is None:
+        return sampler
+    return OmegaConf.merge(sampler, {"seed": int(sampler.seed) + offset})
+
+
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
@@ -222,8 +267,10 @@ def _finite(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def plan_search(config: DictConfig, arguments: list[str], sweep_dir: Path) -> SearchPlan:
-    """The search the sweeper's settings and the command line describe, every part checked."""
+def plan_search(config: DictConfig, arguments: list[str], sweep_dir: Path, seed_offset: int = 0) -> SearchPlan:
+    """The search the sweeper's settings and the command line describe, every part checked. ``seed_offset``: added
+    to a seeded sampler's seed, for a search that continues (a sampler seeded as at its start would draw its
+    first trials again)."""
     settings = config.hydra.sweeper
     for old in ("search_space", "custom_search_space"):
         if settings.get(old) is not None:
@@ -253,7 +300,7 @@ def plan_search(config: DictConfig, arguments: list[str], sweep_dir: Path) -> Se
         directions=directions,
         distributions=distributions,
         fixed=fixed,
-        sampler=build_sampler(settings.sampler, distributions),
+        sampler=build_sampler(_offset(settings.sampler, seed_offset), distributions),
         pruner=build_pruner(settings.get("pruner")),
         n_trials=int(settings.n_trials),
         n_jobs=int(settings.n_jobs),

@@ -124,6 +124,8 @@ def moved_option(args: list[str]) -> str | None:
 # What a finishing sweep may change: where and how its jobs run, never what they compute; and the user's own
 # config directories, which a sweep's record is not trusted to name (they are given again).
 FINISH_MAY_ADD = ("hydra/launcher=", "hydra.launcher.", "hydra.searchpath=")
+# An Optuna search's own settings, replayed from its record when it is finished: its sweeper, sampler and search
+SEARCH_MAY_KEEP = ("hydra/sweeper=", "hydra/sweeper/sampler=", "hydra.sweeper.")
 
 
 def _key(override: str) -> str:
@@ -133,9 +135,10 @@ def _key(override: str) -> str:
 def finish_arguments(args: list[str]) -> list[str] | None:
     """``finish=<sweep_dir>`` (with, at most, another launcher or launcher settings): the sweep's own overrides
     from its ``multirun.yaml``, its directory, and the sweeper that finishes it in place
-    (``hydra_plugins/finish_sweeper``). None where no ``finish=`` is given."""
+    (``hydra_plugins/finish_sweeper``; for an Optuna search, its own sweeper continuing its study). None where no
+    ``finish=`` is given."""
     from experiments.run_dir import hydra_value
-    from experiments.sweep_dir import SWEEP_FILE, read_sweep
+    from experiments.sweep_dir import OPTUNA_SWEEPER, SWEEP_FILE, read_sweep
 
     given = [a for a in args if a.startswith("finish=")]
     if not given:
@@ -148,14 +151,16 @@ def finish_arguments(args: list[str]) -> list[str] | None:
             f"give only finish=<sweep_dir>, and at most hydra/launcher=... or hydra.launcher.*=..."
         )
     hydra = read_sweep(sweep_dir)["hydra"]
-    replaced = {"hydra.sweep.dir", "hydra.mode", "hydra/sweeper", *map(_key, extra)}
+    search = (hydra.get("sweeper") or {}).get("_target_") == OPTUNA_SWEEPER  # a search's own sweeper continues it
+    replaced = {"hydra.sweep.dir", "hydra.mode", *map(_key, extra), *([] if search else ["hydra/sweeper"])}
+    may_keep = (*FINISH_MAY_ADD, *(SEARCH_MAY_KEEP if search else ()))
     recorded = hydra.get("overrides") or {}
     source = sweep_dir / SWEEP_FILE
     kept = [o for o in replayable(recorded.get("hydra"), source, "hydra") if _key(o) not in replaced]
     task = replayable(recorded.get("task"), source, "task")
     if (config_name := (hydra.get("job") or {}).get("config_name") or "config") != "config":
         raise damaged(source, "hydra.job.config_name", f"is {config_name!r}; a sweep of train.py composes 'config'")
-    if bad := [o for o in kept if not o.startswith(FINISH_MAY_ADD) or o.startswith("hydra.searchpath=")]:
+    if bad := [o for o in kept if not o.startswith(may_keep) or o.startswith("hydra.searchpath=")]:
         if bad[0].startswith("hydra.searchpath="):  # a record does not choose the code a run builds
             raise RunDirectoryError(
                 f"{sweep_dir} was swept with your own config directories ({bad[0]}): a sweep's record is not "
@@ -168,7 +173,7 @@ def finish_arguments(args: list[str]) -> list[str] | None:
         *task,
         *kept,
         *extra,
-        "hydra/sweeper=finish",
+        "hydra.sweeper.finishing=true" if search else "hydra/sweeper=finish",
         f"hydra.sweep.dir={hydra_value(str(sweep_dir))}",
     ]
 

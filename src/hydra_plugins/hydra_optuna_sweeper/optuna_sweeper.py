@@ -27,7 +27,7 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 
 from experiments.config.search import plan_search
 from experiments.errors import ExperimentError, exit_with
-from experiments.sweep_dir import OPTUNA_SWEEPER
+from experiments.sweep_dir import OPTUNA_SWEEPER, code_changes
 
 log = logging.getLogger(__name__)
 
@@ -108,6 +108,7 @@ class OptunaSweeperConf:
     params: Any | None = None
     search_space: Any | None = None  # hydra-optuna-sweeper's older forms: refused with the way to write them
     custom_search_space: Any | None = None
+    finishing: bool = False  # set by train.py finish=<sweep dir>: the study in that directory continues
 
 
 store = ConfigStore.instance()
@@ -139,21 +140,30 @@ class OptunaSweeper(Sweeper):
         assert self.config is not None and self.launcher is not None
         sweep_dir = Path(self.config.hydra.sweep.dir)
         try:  # every setting checked, and the study opened, before a trial runs
+            if self.settings.get("finishing"):
+                refuse_changed_code(sweep_dir)
             plan = plan_search(self.config, arguments, sweep_dir)
             sweep_dir.mkdir(parents=True, exist_ok=True)  # the default storage's home
             study = plan.open_study()
+            if self.settings.get("finishing"):  # a seeded sampler draws on from its trials, not again from the start
+                plan = plan_search(self.config, arguments, sweep_dir, seed_offset=len(study.trials))
+                study = plan.open_study()
         except ExperimentError as exc:
             exit_with(str(exc))
-        OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
+        if self.settings.get("finishing"):  # train.py finish=: trials a kill left running are settled first
+            for line in plan.recover(study, sweep_dir, str(self.config.get("optimized_metric"))):
+                log.info(line)
+        else:
+            OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
         log.info(f"Study {plan.study_name!r} in {plan.storage}: {plan.describe()}")
         returns = []
-        while (left := plan.n_trials - len(study.trials)) > 0 and not plan.grid_done:
+        while (left := plan.n_trials - plan.counted(study)) > 0 and not plan.grid_done:
             trials = [study.ask(plan.distributions) for _ in range(min(plan.n_jobs, left))]  # drawn here
-            batch = [plan.overrides(trial) for trial in trials]
-            done = self.launcher.launch(batch, initial_job_idx=trials[0].number)
-            returns.append(done)
-            for trial, job in zip(trials, done):
-                plan.tell(study, trial, job)
+            for run in consecutive(trials):  # a launch numbers its jobs from its first: each trial's own number
+                done = self.launcher.launch([plan.overrides(t) for t in run], initial_job_idx=run[0].number)
+                returns.append(done)
+                for trial, job in zip(run, done):
+                    plan.tell(study, trial, job)
             if plan.failure_rate(study) > plan.max_failure_rate:
                 log.error(
                     f"{plan.failure_rate(study):.0%} of the trials failed, more than hydra.sweeper.max_failure_rate="
@@ -162,3 +172,24 @@ class OptunaSweeper(Sweeper):
                 break
         plan.write_results(study, sweep_dir)
         return returns
+
+
+def consecutive(trials: list[Any]) -> list[list[Any]]:
+    """The trials in runs of consecutive numbers (a trial enqueued again may break the run)."""
+    runs: list[list[Any]] = []
+    for trial in trials:
+        if runs and runs[-1][-1].number + 1 == trial.number:
+            runs[-1].append(trial)
+        else:
+            runs.append([trial])
+    return runs
+
+
+def refuse_changed_code(sweep_dir: Path) -> None:
+    """A search finished in place continues with the code and configs it began with, or not at all."""
+    if changed := code_changes(sweep_dir):
+        more = f" and {len(changed) - 3} more" if len(changed) > 3 else ""
+        raise ExperimentError(
+            f"{sweep_dir} was searched with other code or configs ({', '.join(changed[:3])}{more} changed since): "
+            f"finishing it would mix two versions in one study; restore them, or run the search again"
+        )
