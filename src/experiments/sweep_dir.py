@@ -25,6 +25,7 @@ CODE_FILE = "code.json"
 SWEEP_FILE = "multirun.yaml"  # Hydra's record of a grid sweep's config and overrides
 FINISH_SWEEPER = "hydra_plugins.finish_sweeper.finish_sweeper.FinishSweeper"
 OPTUNA_SWEEPER = "hydra_plugins.hydra_optuna_sweeper.optuna_sweeper.OptunaSweeper"  # the project's own
+STUDY_FILE = "optuna.db"  # a search's study, by default: sqlite:///<sweep dir>/optuna.db
 TRIAL_ENV = "EXPERIMENTS_OPTUNA_TRIAL"  # a search's job: its trial's number, set through hydra.job.env_set
 KEPT = (
     Status.COMPLETED,

@@ -26,9 +26,8 @@ from experiments.config.search_space import overrides_of, parse
 from experiments.errors import ExperimentError
 from experiments.names import Status
 from experiments.read_back import read_json, write_text
-from experiments.sweep_dir import OPTUNA_SWEEPER, TRIAL_ENV
+from experiments.sweep_dir import OPTUNA_SWEEPER, STUDY_FILE, TRIAL_ENV
 
-STUDY_FILE = "optuna.db"  # the study's default home: sqlite:///<sweep dir>/optuna.db
 PRUNERS = {
     "none": "optuna.pruners.NopPruner",
     "median": "optuna.pruners.MedianPruner",

@@ -55,7 +55,12 @@ def build_report(sweep_dir: str | Path) -> dict[str, Path]:
     paths = {"csv": sweep_dir / "summary.csv", "md": sweep_dir / "summary.md"}
     write_csv(jobs, paths["csv"])
     write_markdown(jobs, groups, paths["md"], str(sweep_dir), common, rank_by, show)
-    return {**paths, **write_plots(jobs, groups, sweep_dir, rank_by)}
+    paths.update(write_plots(jobs, groups, sweep_dir, rank_by))
+    if settings["optimizing"]:  # an Optuna search: its study's own pictures
+        from experiments.reports.search_plots import write_search_plots
+
+        paths.update(write_search_plots(sweep_dir, rank_by))
+    return paths
 
 
 class SweepReport(Callback):
