@@ -313,3 +313,45 @@ def test_a_search_killed_mid_trial_goes_on_to_its_trials_with_finish_none_lost_o
     assert jobs == sorted(str(t.number) for t in finished)  # each finished trial a job; the lost ones moved aside
     assert all(read_metrics(p)["status"] == "completed" for p in sweep.glob("[0-9]*_*"))
     assert "4 jobs, 4 completed" in (sweep / "summary.md").read_text()
+
+
+@pytest.mark.slow
+def test_a_pruned_member_of_a_fused_batch_stops_and_the_others_equal_their_separate_runs(tmp_path):
+    """Two trials of one shape trained as one stacked model: the absurd learning rate's member is pruned after its
+    first epoch while the other trains on, and ends where its run under the basic launcher ends."""
+    search = [
+        "hparams_search=lr_width",
+        "hydra.sweeper.params={optimizer.lr:'choice(0.003, 5.0)'}",
+        "search.width=32",
+        "search.depth=1",
+        "hydra/sweeper/sampler=grid",
+        "hydra.sweeper.sampler.seed=1",
+        "hydra.sweeper.n_trials=2",
+        "hydra.sweeper.n_jobs=2",
+        "hydra.sweeper.pruner={_target_:optuna.pruners.ThresholdPruner,lower:0.5}",
+        "data.limit_train=2048",
+        "trainer.max_epochs=3",
+        "trainer.limit_val_batches=1",
+        "trainer.limit_test_batches=1",
+        "deterministic=true",
+        "diagnostics=none",
+        "callbacks.progress_bar=null",
+        "print_config=false",
+    ]
+    runs = {}
+    for launcher in ("fused", "basic"):
+        proc = run_script([*search, f"hydra/launcher={launcher}", f"hydra.sweep.dir={launcher}"], tmp_path)
+        assert proc.returncode == 0, (launcher, proc.stderr[-3000:])
+        sweep = tmp_path / launcher
+        runs[launcher] = {
+            read_metrics(p.parent)["overrides"][-1]: read_metrics(p.parent) for p in sweep.glob("*/metrics.json")
+        }
+    fused, basic = runs["fused"], runs["basic"]
+    assert fused["optimizer.lr=0.003"]["fused_group"]["members"] == 2  # trained together
+    for run in (fused, basic):
+        bad = run["optimizer.lr=5.0"]
+        assert bad["status"] == "pruned" and bad["pruned_after_epoch"] == 1 and len(bad["history"]["val/acc"]) == 1
+    good, alone = fused["optimizer.lr=0.003"], basic["optimizer.lr=0.003"]
+    assert good["status"] == alone["status"] == "completed" and good["epochs"] == alone["epochs"] == 3
+    assert good["history"]["val/acc"] == pytest.approx(alone["history"]["val/acc"], abs=0.002)
+    assert good["test/acc"] == pytest.approx(alone["test/acc"], abs=0.002)

@@ -24,9 +24,10 @@ from omegaconf import DictConfig
 from experiments.fused.stacked import FusedClassifier
 from experiments.lit.callbacks import Diverged, DivergenceGuard, EpochHistory, epoch_label
 from experiments.lit.metrics import compute
+from experiments.lit.pruning import TrialPruning
 from experiments.names import Status
 from experiments.run.hparams import plain
-from experiments.run.outcome import diverged, history_of
+from experiments.run.outcome import diverged, history_of, pruned
 from experiments.run.record import Record
 from experiments.run_dir import finish_command, sweep_dir_of_job
 
@@ -90,7 +91,9 @@ class Member:
     history: EpochHistory = field(default_factory=EpochHistory)
     monitors: list[L.Callback] = field(default_factory=list)
     view: MemberView | None = None
-    outcome: dict[str, Any] | None = None  # set once it stops training: diverged, or interrupted
+    outcome: dict[str, Any] | None = None  # set once it stops training: diverged, pruned, or interrupted
+    trial: Any = None  # a trial of an Optuna search (prepare_member opens it)
+    pruning: TrialPruning | None = None  # that trial's reports to its study, which may prune it
 
     def callbacks(self) -> list[L.Callback]:
         """A separate run's own callbacks, in the order its trainer calls them (checkpoints last, as Lightning
@@ -161,12 +164,22 @@ class MemberRuns(L.Callback):
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: FusedClassifier) -> None:
         self._each("on_validation_end", trainer, pl_module)
+        for k, member in enumerate(self.members):  # each trial reports its own validation; its pruner decides
+            if member.outcome is None and member.pruning is not None:
+                member.pruning.on_validation_end(member.view, pl_module.member(k))
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: FusedClassifier) -> None:
         for member, loss, acc in zip(self.members, *pl_module.epoch_means("train")):
             if member.outcome is None:
                 member.view.log({"train/loss_epoch": loss, "train/acc": acc})
         self._each("on_train_epoch_end", trainer, pl_module)
+        for k, member in enumerate(self.members):  # a pruned member stops after its epoch; the others train on
+            if member.outcome is None and member.pruning is not None and member.pruning.pruned_after is not None:
+                pl_module.freeze(k)
+                member.history.on_train_end(member.view, pl_module.member(k))  # its training ends: its last epoch
+                member.outcome = pruned(member.pruning.pruned_after, history_of(member.history, member.monitors))
+        if not pl_module.alive.any():
+            trainer.should_stop = True
 
     def on_train_end(self, trainer: L.Trainer, pl_module: FusedClassifier) -> None:
         self._each("on_train_end", trainer, pl_module)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import time
 import traceback
 from pathlib import Path
@@ -26,6 +27,7 @@ from experiments.fused.stacked import FusedClassifier
 from experiments.lit.callbacks import Interrupts
 from experiments.lit.classifier import Classifier
 from experiments.lit.metrics import compute
+from experiments.lit.pruning import TrialPruning
 from experiments.names import Status
 from experiments.run.checkpoints import read_checkpoint
 from experiments.run.cli import check_config, finish, quiet_lightning, user_error
@@ -41,6 +43,7 @@ from experiments.run.recipe import (
 )
 from experiments.run.record import Record, first_record, record_failure
 from experiments.run_dir import finish_command
+from experiments.sweep_dir import TRIAL_ENV
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +99,8 @@ def train_members(members: list[Member], group_name: str) -> dict[int, dict[str,
         member.loggers = build_loggers(member.cfg)
         member.monitors = build_entries(member.cfg, "diagnostics")
         member.checkpoints = [c for c in build_entries(member.cfg, "callbacks") if isinstance(c, ModelCheckpoint)]
+        if member.trial is not None:
+            member.pruning = TrialPruning(member.trial, member.cfg.optimized_metric)
     runs = MemberRuns(members, group)
     bars = [c for c in build_entries(cfg, "callbacks") if isinstance(c, ProgressBar)]
     interrupts = Interrupts(None, runs.interrupted)
@@ -148,8 +153,18 @@ def prepare_member(cfg: DictConfig) -> Any:
     except ExperimentError as exc:
         return user_error(exc, run_dir, overrides, multirun=True)
     resolved = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))
+    trial = None
+    if os.environ.get(TRIAL_ENV):  # a trial of an Optuna search, opened while its job's environment is set
+        from experiments.config.search import job_trial
+
+        trial = job_trial(hc)
     return Member(
-        job=int(hc.job.num), cfg=resolved, run_dir=run_dir, choices=dict(hc.runtime.choices), overrides=overrides
+        job=int(hc.job.num),
+        cfg=resolved,
+        run_dir=run_dir,
+        choices=dict(hc.runtime.choices),
+        overrides=overrides,
+        trial=trial,
     )
 
 
