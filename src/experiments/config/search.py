@@ -17,24 +17,17 @@ from typing import Any
 
 import optuna
 from hydra.core.utils import JobStatus
-from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
-from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
+from optuna.distributions import BaseDistribution
 from optuna.trial import TrialState
 
 from experiments.config.search_space import overrides_of, parse
+from experiments.config.search_strategy import build_pruner, build_sampler, offset_seed
 from experiments.errors import ExperimentError
 from experiments.names import Status
 from experiments.read_back import read_json, write_text
 from experiments.sweep_dir import OPTUNA_SWEEPER, STUDY_FILE, TRIAL_ENV
 
-PRUNERS = {
-    "none": "optuna.pruners.NopPruner",
-    "median": "optuna.pruners.MedianPruner",
-    "percentile": "optuna.pruners.PercentilePruner",
-    "hyperband": "optuna.pruners.HyperbandPruner",
-    "successive_halving": "optuna.pruners.SuccessiveHalvingPruner",
-}
 DIRECTIONS = ("minimize", "maximize")
 LOST = "lost"  # a trial's user attribute: a kill left it unfinished, and the search asked its parameters again
 
@@ -46,59 +39,6 @@ def storage_url(storage: Any, sweep_dir: Path) -> str:
 
 def study_name_of(study_name: Any, sweep_dir: Path) -> str:
     return str(study_name) if study_name else sweep_dir.resolve().name
-
-
-def _built(what: str, node: Any) -> Any:
-    """A sampler or pruner from its config (``_target_`` and keyword arguments; a null argument is the class's
-    own default)."""
-    settings = {k: v for k, v in OmegaConf.to_container(node, resolve=True).items() if v is not None}
-    try:
-        return instantiate(settings)
-    except Exception as exc:
-        cause = exc.__cause__ or exc
-        raise ExperimentError(f"hydra.sweeper.{what} ({settings.get('_target_')}) cannot be built: {cause}") from None
-
-
-def build_pruner(pruner: Any) -> optuna.pruners.BasePruner:
-    """``none`` (the default), ``median``, ``percentile``, ``hyperband``, ``successive_halving``, or a config
-    with ``_target_``."""
-    if pruner is None or isinstance(pruner, str):
-        name = pruner or "none"
-        if name not in PRUNERS:
-            raise ExperimentError(
-                f"hydra.sweeper.pruner={name!r} is unknown: one of {', '.join(PRUNERS)}, or a config with _target_"
-            )
-        return _built("pruner", OmegaConf.create({"_target_": PRUNERS[name]}))
-    built = _built("pruner", pruner)
-    if not isinstance(built, optuna.pruners.BasePruner):
-        raise ExperimentError(f"hydra.sweeper.pruner builds {type(built).__name__}, which is no Optuna pruner")
-    return built
-
-
-def _grid(distributions: dict[str, BaseDistribution]) -> dict[str, list[Any]]:
-    """Every value of each searched parameter, for the grid sampler: choices, and stepped ranges."""
-    grid = {}
-    for key, dist in distributions.items():
-        if isinstance(dist, CategoricalDistribution):
-            grid[key] = list(dist.choices)
-        elif isinstance(dist, (IntDistribution, FloatDistribution)) and dist.step is not None and not dist.log:
-            count = round((dist.high - dist.low) / dist.step) + 1
-            grid[key] = [dist.low + i * dist.step for i in range(count)]
-        else:
-            raise ExperimentError(
-                f"hydra.sweeper.params.{key}: the grid sampler needs its values listed; an interval has none "
-                f"(use choice(...) or range(...))"
-            )
-    return grid
-
-
-def build_sampler(node: Any, distributions: dict[str, BaseDistribution]) -> optuna.samplers.BaseSampler:
-    if OmegaConf.select(node, "_target_") == "optuna.samplers.GridSampler" and node.get("search_space") is None:
-        node = OmegaConf.merge(node, {"search_space": _grid(distributions)})
-    built = _built("sampler", node)
-    if not isinstance(built, optuna.samplers.BaseSampler):
-        raise ExperimentError(f"hydra.sweeper.sampler builds {type(built).__name__}, which is no Optuna sampler")
-    return built
 
 
 @dataclass
@@ -251,12 +191,6 @@ class SearchPlan:
         write_text(sweep_dir / "optimization_results.yaml", OmegaConf.to_yaml(results))
 
 
-def _offset(sampler: Any, offset: int) -> Any:
-    if not offset or sampler.get("seed") is None:
-        return sampler
-    return OmegaConf.merge(sampler, {"seed": int(sampler.seed) + offset})
-
-
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
@@ -299,7 +233,7 @@ def plan_search(config: DictConfig, arguments: list[str], sweep_dir: Path, seed_
         directions=directions,
         distributions=distributions,
         fixed=fixed,
-        sampler=build_sampler(_offset(settings.sampler, seed_offset), distributions),
+        sampler=build_sampler(offset_seed(settings.sampler, seed_offset), distributions),
         pruner=build_pruner(settings.get("pruner")),
         n_trials=int(settings.n_trials),
         n_jobs=int(settings.n_jobs),
