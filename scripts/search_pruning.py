@@ -3,7 +3,7 @@ its best value side by side, from the runs' own records. Writes a markdown table
 
     python scripts/search_pruning.py --out outputs/search_pruning                      # lr_width, 24 trials of 5 epochs
     python scripts/search_pruning.py --out /tmp/p --trials 4 --epochs 2 --pruners none median
-    python scripts/search_pruning.py --out /tmp/f --launchers basic fused --pruners none   # one pruner, two launchers
+    python scripts/search_pruning.py --out /tmp/f --launchers basic fused --pruners none --n-jobs 4   # two launchers
 """
 
 from __future__ import annotations
@@ -24,16 +24,17 @@ from experiments.read_back import read_json
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def search(out: Path, pruner: str, launcher: str, trials: int, epochs: int, extra: list[str]) -> dict:
+def search(out: Path, pruner: str, launcher: str, trials: int, epochs: int, n_jobs: int, extra: list[str]) -> dict:
     """One search into ``out``; what its records say: trials by status, epochs trained, best value, wall time."""
     args = [
         "hparams_search=lr_width",
         f"hydra.sweeper.n_trials={trials}",
+        f"hydra.sweeper.n_jobs={n_jobs}",
         f"hydra.sweeper.pruner={pruner}",
         f"trainer.max_epochs={epochs}",
         f"hydra.sweep.dir={out}",
         "callbacks.progress_bar=null",
-        *([f"hydra/launcher={launcher}", "hydra.sweeper.n_jobs=4"] if launcher != "basic" else []),
+        *([f"hydra/launcher={launcher}"] if launcher != "basic" else []),
         *extra,
     ]
     start = time.perf_counter()
@@ -81,6 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--pruners", nargs="+", default=["none", "median"])
     parser.add_argument("--launchers", nargs="+", default=["basic"])
+    parser.add_argument("--n-jobs", type=int, default=1, help="trials asked and launched at once (fused: per group)")
     parser.add_argument("extra", nargs="*", help="more overrides for every search, e.g. data.limit_train=4096")
     args = parser.parse_args(argv)
     if args.out.exists():
