@@ -90,9 +90,8 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for launcher in args.launchers:
         for pruner in args.pruners:
-            rows.append(
-                search(args.out / f"{pruner}-{launcher}", pruner, launcher, args.trials, args.epochs, args.extra)
-            )
+            out = args.out / f"{pruner}-{launcher}"
+            rows.append(search(out, pruner, launcher, args.trials, args.epochs, args.n_jobs, args.extra))
             print(rows[-1], flush=True)
     print(table(rows, "python scripts/search_pruning.py " + " ".join(argv if argv is not None else sys.argv[1:])))
     return 0 if all(r["exit"] == 0 for r in rows) else 1
