@@ -11,7 +11,7 @@ from hydra.core.utils import JobReturn, JobStatus
 from omegaconf import OmegaConf, open_dict
 from optuna.trial import TrialState
 
-from conftest import CONF, read_metrics, run_script
+from conftest import CONF, read_metrics, run_process, run_script
 from experiments.config.search import job_trial, plan_search
 from experiments.errors import ExperimentError
 from experiments.read_back import write_json
@@ -212,11 +212,15 @@ def test_a_job_opens_its_own_trial_from_the_study_and_a_job_outside_a_search_non
 
 
 @pytest.mark.slow
-def test_a_planted_bad_trial_is_pruned_after_its_first_validation(tmp_path):
+@pytest.mark.parametrize("launcher", ["basic", "joblib", "ray"])
+def test_a_planted_bad_trial_is_pruned_after_its_first_validation(tmp_path, launcher):
     """An absurd learning rate (5.0) against a good one, through train.py: the pruner stops the bad trial after its
-    first epoch, its record says pruned, the study too, and the report lists it apart."""
-    proc = run_script(
+    first epoch, its record says pruned, the study too, and the report lists it apart; each job opens its own
+    trial from the study, wherever its launcher runs it (Ray: in the cluster the sweep starts, a process of its own)."""
+    run = run_process if launcher == "ray" else run_script
+    proc = run(
         [
+            f"hydra/launcher={launcher}",
             "hparams_search=lr_width",
             "hydra.sweeper.params={optimizer.lr:'choice(0.003, 5.0)'}",
             "search.width=32",
