@@ -174,3 +174,15 @@ def test_finish_takes_the_user_s_config_directories_from_the_user_not_from_the_r
     assert "\n" not in str(caught.value)
     args = finish_arguments([f"finish={sweep}", "hydra.searchpath=[file:///somewhere/conf]"])
     assert args.count("hydra.searchpath=[file:///somewhere/conf]") == 1
+
+
+def test_an_unknown_sampler_is_one_line_naming_the_one_meant_and_every_option():
+    said = misspelt_override(["hparams_search=lr_width", "hydra/sweeper/sampler=tpee"])
+    assert (
+        said
+        == "hydra/sweeper/sampler=tpee is no sampler (did you mean tpe?): one of cmaes, grid, nsgaii, qmc, random, tpe"
+    )
+    assert misspelt_override(["hydra/sweeper/sampler=zzz"]).startswith(
+        "hydra/sweeper/sampler=zzz is no sampler: one of"
+    )
+    assert misspelt_override(["hparams_search=lr_width", "hydra/sweeper/sampler=random"]) is None

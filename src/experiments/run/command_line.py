@@ -89,6 +89,9 @@ def misspelt_override(args: list[str], script: str = "train.py") -> str | None:
         key, _, value = arg.partition("=")
         name = key.lstrip("+~")
         head, dot, rest = name.partition(".")
+        if name == "hydra/sweeper/sampler" and value not in (samplers := sampler_options()):
+            guess = f" (did you mean {meant}?)" if (meant := close(value, samplers)) else ""
+            return f"hydra/sweeper/sampler={value} is no sampler{guess}: one of {', '.join(samplers)}"
         if head.split("/")[0] == "hydra" or name == "finish" or name in known:
             continue
         if key.startswith("+"):
@@ -110,6 +113,15 @@ def misspelt_override(args: list[str], script: str = "train.py") -> str | None:
             f"a key the config does not have yet is added with +{name}={value}"
         )
     return None
+
+
+def sampler_options() -> list[str]:
+    """The samplers ``hydra/sweeper=optuna`` offers, as its plugin registers them with Hydra."""
+    from hydra.core.config_store import ConfigStore
+
+    import hydra_plugins.hydra_optuna_sweeper.optuna_sweeper  # noqa: F401 - registers the group's options
+
+    return sorted(name.removesuffix(".yaml") for name in ConfigStore.instance().list("hydra/sweeper/sampler"))
 
 
 # Options that moved, with where they went: Hydra would only list the group's options.
