@@ -33,19 +33,19 @@ def chromium() -> str | None:
 
 
 @contextmanager
-def tensorboard(logdir: Path, env: dict[str, str] | None = None) -> Iterator[str]:
-    """TensorBoard serving ``logdir`` on 127.0.0.1 (a free port) until the block ends, whatever happens; its URL."""
+def serving(command: list[str], ready: str, env: dict[str, str] | None = None) -> Iterator[str]:
+    """The server ``command`` starts (given ``--port`` on a free port of 127.0.0.1) until the block ends, whatever
+    happens; its URL, once its path ``ready`` answers."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    command = [sys.executable, "-m", "tensorboard.main", "--logdir", str(logdir), "--host", "127.0.0.1"]
     server = subprocess.Popen(
         [*command, "--port", str(port)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
     try:
         for _ in range(240):
             try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/data/runs", timeout=1).read()
+                urllib.request.urlopen(f"http://127.0.0.1:{port}{ready}", timeout=1).read()
                 break
             except OSError:
                 time.sleep(0.5)
@@ -56,6 +56,14 @@ def tensorboard(logdir: Path, env: dict[str, str] | None = None) -> Iterator[str
             server.wait(10)
         except subprocess.TimeoutExpired:
             server.kill()
+
+
+@contextmanager
+def tensorboard(logdir: Path, env: dict[str, str] | None = None) -> Iterator[str]:
+    """TensorBoard serving ``logdir`` on 127.0.0.1 until the block ends, whatever happens; its URL."""
+    command = [sys.executable, "-m", "tensorboard.main", "--logdir", str(logdir), "--host", "127.0.0.1"]
+    with serving(command, "/data/runs", env) as url:
+        yield url
 
 
 def show_columns(page: object, hparams: list[str], columns: list[str]) -> None:

@@ -211,6 +211,27 @@ def test_a_job_opens_its_own_trial_from_the_study_and_a_job_outside_a_search_non
     assert job_trial(cfg.hydra) is None
 
 
+# Two trials of one shape, a good learning rate and an absurd one (grid order by seed 1), three short epochs; a
+# pruner that stops any trial below 0.5 validation accuracy
+PLANTED = [
+    "hparams_search=lr_width",
+    "hydra.sweeper.params={optimizer.lr:'choice(0.003, 5.0)'}",
+    "search.width=32",
+    "search.depth=1",
+    "hydra/sweeper/sampler=grid",
+    "hydra.sweeper.sampler.seed=1",
+    "hydra.sweeper.n_trials=2",
+    "hydra.sweeper.pruner={_target_:optuna.pruners.ThresholdPruner,lower:0.5}",
+    "data.limit_train=2048",
+    "trainer.max_epochs=3",
+    "trainer.limit_val_batches=1",
+    "trainer.limit_test_batches=1",
+    "diagnostics=none",
+    "callbacks.progress_bar=null",
+    "print_config=false",
+]
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("launcher", ["basic", "joblib", "ray"])
 def test_a_planted_bad_trial_is_pruned_after_its_first_validation(tmp_path, launcher):
@@ -218,29 +239,7 @@ def test_a_planted_bad_trial_is_pruned_after_its_first_validation(tmp_path, laun
     first epoch, its record says pruned, the study too, and the report lists it apart; each job opens its own
     trial from the study, wherever its launcher runs it (Ray: in the cluster the sweep starts, a process of its own)."""
     run = run_process if launcher == "ray" else run_script
-    proc = run(
-        [
-            f"hydra/launcher={launcher}",
-            "hparams_search=lr_width",
-            "hydra.sweeper.params={optimizer.lr:'choice(0.003, 5.0)'}",
-            "search.width=32",
-            "search.depth=1",
-            "hydra/sweeper/sampler=grid",
-            "hydra.sweeper.sampler.seed=1",
-            "hydra.sweeper.n_trials=2",
-            "hydra.sweeper.n_jobs=1",
-            "hydra.sweeper.pruner={_target_:optuna.pruners.ThresholdPruner,lower:0.5}",
-            "data.limit_train=2048",
-            "trainer.max_epochs=3",
-            "trainer.limit_val_batches=1",
-            "trainer.limit_test_batches=1",
-            "diagnostics=none",
-            "callbacks.progress_bar=null",
-            "print_config=false",
-            "hydra.sweep.dir=sweep",
-        ],
-        tmp_path,
-    )
+    proc = run([*PLANTED, f"hydra/launcher={launcher}", "hydra.sweeper.n_jobs=1", "hydra.sweep.dir=sweep"], tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]  # a pruned trial is the search's verdict, no failure
     sweep = tmp_path / "sweep"
     records = {read_metrics(p.parent)["overrides"][-1]: read_metrics(p.parent) for p in sweep.glob("*/metrics.json")}
@@ -323,25 +322,7 @@ def test_a_search_killed_mid_trial_goes_on_to_its_trials_with_finish_none_lost_o
 def test_a_pruned_member_of_a_fused_batch_stops_and_the_others_equal_their_separate_runs(tmp_path):
     """Two trials of one shape trained as one stacked model: the absurd learning rate's member is pruned after its
     first epoch while the other trains on, and ends where its run under the basic launcher ends."""
-    search = [
-        "hparams_search=lr_width",
-        "hydra.sweeper.params={optimizer.lr:'choice(0.003, 5.0)'}",
-        "search.width=32",
-        "search.depth=1",
-        "hydra/sweeper/sampler=grid",
-        "hydra.sweeper.sampler.seed=1",
-        "hydra.sweeper.n_trials=2",
-        "hydra.sweeper.n_jobs=2",
-        "hydra.sweeper.pruner={_target_:optuna.pruners.ThresholdPruner,lower:0.5}",
-        "data.limit_train=2048",
-        "trainer.max_epochs=3",
-        "trainer.limit_val_batches=1",
-        "trainer.limit_test_batches=1",
-        "deterministic=true",
-        "diagnostics=none",
-        "callbacks.progress_bar=null",
-        "print_config=false",
-    ]
+    search = [*PLANTED, "hydra.sweeper.n_jobs=2", "deterministic=true"]
     runs = {}
     for launcher in ("fused", "basic"):
         proc = run_script([*search, f"hydra/launcher={launcher}", f"hydra.sweep.dir={launcher}"], tmp_path)

@@ -4,12 +4,7 @@ Skipped, saying why, only where no browser or no dashboard can be had (``pip ins
 
 import importlib.util
 import shutil
-import socket
-import subprocess
 import sys
-import time
-import urllib.request
-from contextlib import contextmanager
 from pathlib import Path
 
 import optuna
@@ -19,35 +14,9 @@ from test_search import StubLauncher, search_config, sweeper_for
 from conftest import script_module
 
 pytestmark = pytest.mark.slow
-CHROMIUM = script_module("scripts/tensorboard_hparams.py").chromium()
+servers = script_module("scripts/tensorboard_hparams.py")
+CHROMIUM = servers.chromium()
 DASHBOARD = shutil.which("optuna-dashboard", path=str(Path(sys.executable).parent)) or shutil.which("optuna-dashboard")
-
-
-@contextmanager
-def dashboard(storage: str):
-    """optuna-dashboard serving ``storage`` on 127.0.0.1 (a free port) until the block ends; its URL."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = subprocess.Popen(
-        [DASHBOARD, storage, "--host", "127.0.0.1", "--port", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        for _ in range(120):
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/api/studies", timeout=1).read()
-                break
-            except OSError:
-                time.sleep(0.5)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.terminate()
-        try:
-            server.wait(10)
-        except subprocess.TimeoutExpired:
-            server.kill()
 
 
 @pytest.mark.skipif(
@@ -63,7 +32,8 @@ def test_the_dashboard_shows_the_searchs_study_and_each_trials_value(tmp_path):
     sweeper_for(cfg, StubLauncher(sweep_dir)).sweep([])
     storage = f"sqlite:///{sweep_dir / 'optuna.db'}"  # as docs/search.md says to open it
     trials = optuna.load_study(study_name="lr_width", storage=storage).trials
-    with dashboard(storage) as url, sync_playwright() as p:
+    command = [DASHBOARD, storage, "--host", "127.0.0.1"]  # optuna-dashboard on 127.0.0.1, stopped whatever happens
+    with servers.serving(command, "/api/studies") as url, sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
         try:
             page = browser.new_page(viewport={"width": 1600, "height": 1200})
