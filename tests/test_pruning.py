@@ -47,3 +47,11 @@ def test_the_sanity_check_and_a_value_that_is_no_number_are_not_reported(study, 
     trial = study.ask()
     TrialPruning(trial, "val/acc").on_validation_end(trainer, None)
     assert study.trials[1].intermediate_values == {} and not trainer.should_stop
+
+
+def test_a_job_outside_a_search_has_no_trial_to_report_to(monkeypatch):
+    from experiments.lit.pruning import search_trial
+    from experiments.sweep_dir import TRIAL_ENV
+
+    monkeypatch.delenv(TRIAL_ENV, raising=False)
+    assert search_trial(object()) is None  # the job's Hydra config is not even read

@@ -62,6 +62,12 @@ def ctrl_c_in_one_line(
         sys.exit(INTERRUPTED)
 
 
+def first_line(exc: BaseException) -> str:
+    """An exception's message as one line: its first, or its type's name where it has none."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 class ExperimentError(Exception):
     """Base of every error a user can fix by changing a value, a file or a directory."""
 

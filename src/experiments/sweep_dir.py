@@ -66,6 +66,18 @@ def code_changes(sweep_dir: Path) -> list[str]:
     return sorted(name for name in {*recorded, *now} if recorded.get(name) != now.get(name))
 
 
+def refuse_changed_code(sweep_dir: Path, kind: str = "sweep") -> None:
+    """A sweep (``kind``: or a ``search``) finished in place runs the code and configs it began with, or not at
+    all: one line naming what changed (``RunDirectoryError``, also where it recorded none)."""
+    if changed := code_changes(sweep_dir):
+        done, whole = ("searched", "study") if kind == "search" else ("swept", "report")
+        more = f" and {len(changed) - 3} more" if len(changed) > 3 else ""
+        raise RunDirectoryError(
+            f"{sweep_dir} was {done} with other code or configs ({', '.join(changed[:3])}{more} changed since): "
+            f"finishing it would mix two versions in one {whole}; restore them, or run the {kind} again"
+        )
+
+
 class Action(str, Enum):
     KEEP = "kept"  # completed or diverged: untouched
     RESUME = "resumed"  # interrupted with a checkpoint to resume from, as a single run resumes

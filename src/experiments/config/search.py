@@ -23,7 +23,7 @@ from optuna.trial import TrialState
 
 from experiments.config.search_space import overrides_of, parse
 from experiments.config.search_strategy import build_pruner, build_sampler, offset_seed
-from experiments.errors import ExperimentError
+from experiments.errors import ExperimentError, first_line
 from experiments.names import Status
 from experiments.read_back import read_json, write_text
 from experiments.sweep_dir import OPTUNA_SWEEPER, STUDY_FILE, TRIAL_ENV
@@ -73,14 +73,12 @@ class SearchPlan:
         try:
             summaries = {s.study_name: s for s in optuna.get_all_study_summaries(storage=self.storage)}
         except Exception as exc:  # SQLAlchemy's and Optuna's refusals alike: the URL is the cause
-            raise ExperimentError(
-                f"hydra.sweeper.storage={self.storage!r} cannot be opened: {_first_line(exc)}"
-            ) from None
+            raise self._unopened(exc) from None
         if self.study_name in summaries:
             self._same_directions([d.name.lower() for d in summaries[self.study_name].directions])
 
     def _unopened(self, exc: BaseException) -> ExperimentError:
-        return ExperimentError(f"hydra.sweeper.storage={self.storage!r} cannot be opened: {_first_line(exc)}")
+        return ExperimentError(f"hydra.sweeper.storage={self.storage!r} cannot be opened: {first_line(exc)}")
 
     def _same_directions(self, found: list[str]) -> None:
         if found != self.directions:
@@ -101,9 +99,7 @@ class SearchPlan:
                 load_if_exists=True,
             )
         except Exception as exc:  # SQLAlchemy's and Optuna's refusals alike: the URL is the cause
-            raise ExperimentError(
-                f"hydra.sweeper.storage={self.storage!r} cannot be opened: {_first_line(exc)}"
-            ) from None
+            raise self._unopened(exc) from None
         self._same_directions([d.name.lower() for d in study.directions])
         return study
 
@@ -139,8 +135,7 @@ class SearchPlan:
     def counted(self, study: optuna.Study) -> int:
         """The trials that count towards ``n_trials``: every finished one, but those a kill left unfinished
         (``recover``), which are asked again."""
-        done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL))
-        return sum(not t.user_attrs.get(LOST) for t in done)
+        return len(_finished(study))
 
     def recover(self, study: optuna.Study, sweep_dir: Path, metric: str) -> list[str]:
         """Settle the trials a killed search left running, from their jobs' records: a job that finished is told
@@ -173,8 +168,7 @@ class SearchPlan:
         return said
 
     def failure_rate(self, study: optuna.Study) -> float:
-        trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL))
-        trials = [t for t in trials if not t.user_attrs.get(LOST)]
+        trials = _finished(study)
         failed = sum(t.state == TrialState.FAIL for t in trials)
         return failed / len(trials) if trials else 0.0
 
@@ -191,9 +185,10 @@ class SearchPlan:
         write_text(sweep_dir / "optimization_results.yaml", OmegaConf.to_yaml(results))
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
+def _finished(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
+    """The study's finished trials, but those a kill left unfinished (``LOST``), which are asked again."""
+    done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL))
+    return [t for t in done if not t.user_attrs.get(LOST)]
 
 
 def _finite(value: Any) -> bool:

@@ -17,7 +17,7 @@ from hydra.core.override_parser.types import IntervalSweep, Override, RangeSweep
 from hydra.errors import HydraException
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
 
-from experiments.errors import ExperimentError
+from experiments.errors import ExperimentError, first_line
 
 
 def _categorical(override: Override) -> CategoricalDistribution:
@@ -63,8 +63,7 @@ def parse(arguments: list[str]) -> tuple[dict[str, BaseDistribution], dict[str, 
         except ExperimentError:
             raise
         except (HydraException, ValueError) as exc:  # Hydra's grammar, or Optuna's check of the bounds
-            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise ExperimentError(f"the search space's {line!r} cannot be read: {reason}") from None
+            raise ExperimentError(f"the search space's {line!r} cannot be read: {first_line(exc)}") from None
         key = override.get_key_element()
         searched.pop(key, None)  # a later line wins: the command line over hydra.sweeper.params
         fixed.pop(key, None)

@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import time
 import traceback
 from pathlib import Path
@@ -27,7 +26,7 @@ from experiments.fused.stacked import FusedClassifier
 from experiments.lit.callbacks import Interrupts
 from experiments.lit.classifier import Classifier
 from experiments.lit.metrics import compute
-from experiments.lit.pruning import TrialPruning
+from experiments.lit.pruning import TrialPruning, search_trial
 from experiments.names import Status
 from experiments.run.checkpoints import read_checkpoint
 from experiments.run.cli import check_config, finish, quiet_lightning, user_error
@@ -43,7 +42,6 @@ from experiments.run.recipe import (
 )
 from experiments.run.record import Record, first_record, record_failure
 from experiments.run_dir import finish_command
-from experiments.sweep_dir import TRIAL_ENV
 
 log = logging.getLogger(__name__)
 
@@ -153,18 +151,13 @@ def prepare_member(cfg: DictConfig) -> Any:
     except ExperimentError as exc:
         return user_error(exc, run_dir, overrides, multirun=True)
     resolved = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))
-    trial = None
-    if os.environ.get(TRIAL_ENV):  # a trial of an Optuna search, opened while its job's environment is set
-        from experiments.config.search import job_trial
-
-        trial = job_trial(hc)
     return Member(
         job=int(hc.job.num),
         cfg=resolved,
         run_dir=run_dir,
         choices=dict(hc.runtime.choices),
         overrides=overrides,
-        trial=trial,
+        trial=search_trial(hc),  # opened while the job's environment (its trial's number) is set
     )
 
 

@@ -2,7 +2,7 @@
 
 Glorot & Bengio (2010) watch a sigmoid network's top hidden layer driven to 0 within the first epoch, and He et
 al. (2015) a deep ReLU network's signal shrinking layer by layer under Xavier's initialisation: both are these
-two numbers per layer, read every few steps (``experiment=glorot_saturation``, ``experiment=he_depth``).
+two numbers per layer, read every few steps (``experiment=init_saturation``, ``experiment=init_depth``).
 """
 
 from __future__ import annotations

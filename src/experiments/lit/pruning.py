@@ -9,9 +9,12 @@ same callback serves a trial run in this process, in a joblib worker or on a Ray
 from __future__ import annotations
 
 import math
+import os
 from typing import Any
 
 import lightning as L
+
+from experiments.sweep_dir import TRIAL_ENV
 
 
 class TrialPruning(L.Callback):
@@ -33,3 +36,13 @@ class TrialPruning(L.Callback):
         if self.trial.should_prune():
             self.pruned_after = epoch + 1
             trainer.should_stop = True
+
+
+def search_trial(hc: Any) -> Any:
+    """The Optuna trial a job of a search runs, opened from its study (``config.search.job_trial``) while the job's
+    environment names it; None for any other job, which imports no Optuna."""
+    if not os.environ.get(TRIAL_ENV):
+        return None
+    from experiments.config.search import job_trial
+
+    return job_trial(hc)

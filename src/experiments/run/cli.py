@@ -24,7 +24,6 @@ from omegaconf import DictConfig, OmegaConf
 from experiments.errors import BEFORE_TRAINING, ConfigError, ExperimentError, ctrl_c_in_one_line, exit_with, tell
 from experiments.names import Status
 from experiments.run.record import record_failure
-from experiments.sweep_dir import TRIAL_ENV
 
 log = logging.getLogger("experiments")
 
@@ -173,11 +172,9 @@ def _train(cfg: DictConfig, hc: Any, run_dir: Path, multirun: bool, overrides: l
         from experiments.run.recipe import run  # Lightning's import takes seconds: not for a refused config
 
         quiet_lightning()
-        trial = None
-        if multirun and os.environ.get(TRIAL_ENV):  # a job of an Optuna search: Optuna imported only there
-            from experiments.config.search import job_trial
+        from experiments.lit.pruning import search_trial
 
-            trial = job_trial(hc)
+        trial = search_trial(hc) if multirun else None
         result = run(cfg, run_dir, dict(hc.runtime.choices), overrides, _parallel_jobs(hc), trial)
     except ExperimentError as exc:
         user_error(exc, run_dir, overrides, multirun)

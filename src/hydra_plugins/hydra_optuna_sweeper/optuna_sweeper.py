@@ -27,7 +27,7 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 
 from experiments.config.search import plan_search
 from experiments.errors import ExperimentError, exit_with
-from experiments.sweep_dir import OPTUNA_SWEEPER, code_changes
+from experiments.sweep_dir import OPTUNA_SWEEPER, refuse_changed_code
 
 log = logging.getLogger(__name__)
 
@@ -141,7 +141,7 @@ class OptunaSweeper(Sweeper):
         sweep_dir = Path(self.config.hydra.sweep.dir)
         try:  # every setting checked, and the study opened, before a trial runs
             if self.settings.get("finishing"):
-                refuse_changed_code(sweep_dir)
+                refuse_changed_code(sweep_dir, "search")
             plan = plan_search(self.config, arguments, sweep_dir)
             sweep_dir.mkdir(parents=True, exist_ok=True)  # the default storage's home
             study = plan.open_study()
@@ -183,13 +183,3 @@ def consecutive(trials: list[Any]) -> list[list[Any]]:
         else:
             runs.append([trial])
     return runs
-
-
-def refuse_changed_code(sweep_dir: Path) -> None:
-    """A search finished in place continues with the code and configs it began with, or not at all."""
-    if changed := code_changes(sweep_dir):
-        more = f" and {len(changed) - 3} more" if len(changed) > 3 else ""
-        raise ExperimentError(
-            f"{sweep_dir} was searched with other code or configs ({', '.join(changed[:3])}{more} changed since): "
-            f"finishing it would mix two versions in one study; restore them, or run the search again"
-        )
